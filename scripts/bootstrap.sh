@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian package hymig needs to build, test and demo on a fresh machine.
+# Idempotent: packages already present are skipped, so a second run costs a dpkg query.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git
+  # libraries
+  libboost-program-options-dev libxxhash-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
+  libsodium-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # integration lane: namespaces, loss, rate limits, process tools
+  iproute2 nftables procps psmisc util-linux jq
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "bootstrap: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "bootstrap: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

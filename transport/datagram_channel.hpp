@@ -1,0 +1,60 @@
+// The unreliable, batched datagram channel that carries the bulk page stream.
+// Backends: udp/ (UDP sockets, sendmmsg/GSO/GRO), verbs/ (RoCE UD queue pairs), and the in-memory
+// fake (transport/fake_channel.hpp) for engine tests. Datagrams may be lost, reordered, duplicated
+// or corrupted; the engine validates every byte it receives.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "transport/buffer.hpp"
+
+namespace hymig {
+
+struct DatagramStats {
+  std::uint64_t datagrams_sent = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t datagrams_received = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t send_would_block = 0;  // times the kernel/device queue was full
+};
+
+class DatagramChannel {
+ public:
+  virtual ~DatagramChannel() = default;
+
+  // Name for reports: "udp", "ud", "fake".
+  virtual std::string transport_name() const = 0;
+
+  // Largest datagram (all parts together) this channel can carry to the peer.
+  virtual std::size_t max_datagram() const = 0;
+
+  // Opaque text the peer passes to connect(): for UDP "HOST:PORT", for UD "GID/QPN/QKEY".
+  virtual std::string local_endpoint() const = 0;
+
+  // Fix the peer. Datagrams from anyone else are dropped where the backend can (connected socket).
+  virtual void connect(std::string_view peer_endpoint) = 0;
+
+  // Memory the sender will gather from or the receiver will scatter into (the image). RDMA backends
+  // register it once; socket backends ignore it.
+  virtual void register_memory(std::span<std::byte> region) { (void)region; }
+
+  // Queue as many datagrams as the channel accepts without blocking, in order; returns how many.
+  // 0 means the send queue is full right now (try again after a short wait). Throws Error on a hard
+  // failure. The parts' memory may be reused as soon as this returns.
+  virtual std::size_t send_batch(std::span<const OutDatagram> datagrams) = 0;
+
+  // Wait up to `timeout` for datagrams and return how many were stored in `out` (0 on timeout).
+  // The views stay valid until the next receive_batch() call.
+  virtual std::size_t receive_batch(std::span<InDatagram> out, std::chrono::microseconds timeout) = 0;
+
+  // A descriptor that becomes readable when receive_batch() has something (for poll()).
+  virtual int poll_fd() const = 0;
+
+  virtual DatagramStats stats() const = 0;
+};
+
+}  // namespace hymig
