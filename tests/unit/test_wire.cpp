@@ -1,0 +1,218 @@
+// Codecs: round trips, and every kind of bad input rejected (never a crash, never applied).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "transport/error.hpp"
+#include "transport/page_applier.hpp"
+#include "transport/page_hash.hpp"
+#include "transport/wire.hpp"
+
+namespace hymig {
+namespace {
+
+Notify sample_notify() {
+  Notify n;
+  n.session = 0x1234;
+  n.page_size = 4096;
+  n.page_count = 256;
+  n.image_bytes = 4096 * 256;
+  n.image_kind = "file";
+  n.image_name = "guest.ram";
+  n.bulk = "udp";
+  n.bulk_endpoint = "127.0.0.1:4000";
+  n.datagram_bytes = 65507;
+  n.verify = "full";
+  return n;
+}
+
+std::vector<std::byte> text(const std::string& s) {
+  std::vector<std::byte> v(s.size());
+  std::memcpy(v.data(), s.data(), s.size());
+  return v;
+}
+
+TEST(WireHandshake, NotifyRoundTrips) {
+  const auto n = decode_notify(encode_notify(sample_notify()));
+  EXPECT_EQ(n.session, 0x1234u);
+  EXPECT_EQ(n.image_name, "guest.ram");
+  EXPECT_EQ(n.bulk_endpoint, "127.0.0.1:4000");
+}
+
+TEST(WireHandshake, NotifyRejectsBadFields) {
+  auto bad = [](auto mutate) {
+    auto j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(encode_notify(sample_notify()).data()),
+                                               encode_notify(sample_notify()).size()));
+    mutate(j);
+    const auto s = j.dump();
+    EXPECT_THROW(decode_notify(text(s)), Error) << s;
+  };
+  bad([](auto& j) { j["page_size"] = 3000; });
+  bad([](auto& j) { j["page_count"] = 0; });
+  bad([](auto& j) { j["image_bytes"] = 12345; });
+  bad([](auto& j) { j["image_name"] = "../etc/passwd"; });
+  bad([](auto& j) { j["image_name"] = ".hidden"; });
+  bad([](auto& j) { j["image_kind"] = "disk"; });
+  bad([](auto& j) { j["bulk"] = "carrier-pigeon"; });
+  bad([](auto& j) { j["session"] = -1; });
+  bad([](auto& j) { j["datagram_bytes"] = 10; });
+  bad([](auto& j) { j.erase("verify"); });
+  EXPECT_THROW(decode_notify(text("{not json")), Error);
+  EXPECT_THROW(decode_notify(text("[1,2]")), Error);
+  EXPECT_THROW(decode_notify({}), Error);
+}
+
+TEST(WireControl, BinaryMessagesRejectTruncationAndTrailingBytes) {
+  Progress p{1, 2, 3, 4, -5, 6};
+  auto body = encode_progress(p);
+  EXPECT_EQ(decode_progress(body).min_owd_ns, -5);
+  for (std::size_t cut = 0; cut < body.size(); ++cut)
+    EXPECT_THROW(decode_progress(std::span(body).first(cut)), Error);
+  body.push_back(std::byte{0});
+  EXPECT_THROW(decode_progress(body), Error);
+}
+
+TEST(WireControl, PageSetsRoundTripBothEncodings) {
+  for (double density : {0.001, 0.5, 1.0}) {
+    Bitmap set(10000);
+    std::mt19937 rng(7);
+    for (std::uint64_t i = 0; i < set.size(); ++i)
+      if (std::uniform_real_distribution<>(0, 1)(rng) < density) set.set(i);
+    Bitmap back;
+    EXPECT_EQ(decode_page_set(encode_page_set(3, set), 10000, back), 3u);
+    ASSERT_EQ(back.count(), set.count());
+    for (std::uint64_t i = 0; i < set.size(); ++i) ASSERT_EQ(back.test(i), set.test(i));
+  }
+}
+
+TEST(WireControl, PageSetOutOfRangeIsRejected) {
+  Bitmap set(100);
+  set.set(99);
+  Bitmap back;
+  EXPECT_THROW(decode_page_set(encode_page_set(0, set), 50, back), Error);  // wrong page count
+  std::vector<std::uint64_t> pages;
+  const std::uint64_t idx[] = {5, 500};
+  EXPECT_THROW(decode_pages_header(encode_pages_header(1, idx), 100, pages), Error);
+  EXPECT_EQ(decode_pages_header(encode_pages_header(1, std::span(idx).first(1)), 100, pages), 1u);
+}
+
+class WireDatagram : public ::testing::Test {
+ protected:
+  static constexpr std::size_t kPage = 4096;
+  std::vector<std::byte> page = std::vector<std::byte>(kPage, std::byte{0x5a});
+  DatagramLayout layout = make_layout(kPage, 65507);
+
+  std::vector<std::byte> build(std::uint64_t session, std::uint64_t page_index, std::uint32_t round = 0) {
+    DatagramHeader h;
+    h.session = session;
+    h.round = round;
+    h.payload_bytes = kPage;
+    DatagramEntry e{page_index, false, hash_page(page.data(), kPage)};
+    std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes + kPage);
+    const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1), {});
+    std::memcpy(out.data() + head, page.data(), kPage);
+    return out;
+  }
+};
+
+TEST_F(WireDatagram, LayoutFitsPagesOrChunks) {
+  EXPECT_EQ(make_layout(4096, 65507).pages_per_datagram, 15);
+  const auto l = make_layout(4096, 1472);
+  EXPECT_TRUE(l.chunked());
+  EXPECT_EQ(l.chunk_count, 3);
+  EXPECT_EQ(std::size_t{l.chunk_len(0)} * 2 + l.chunk_len(2), 4096u);
+  EXPECT_LE(kDatagramHeaderBytes + kEntryBytes + l.chunk_bytes, 1472u);
+  EXPECT_EQ(make_layout(4096, 1024).chunk_count, 5);
+  EXPECT_THROW(make_layout(4096, 100), Error);
+}
+
+TEST_F(WireDatagram, EveryMutationIsDroppedAndNeverLands) {
+  std::vector<std::byte> image(kPage * 8);
+  PageApplier applier(image, kPage, 77, layout);
+  const auto good = build(77, 3);
+  // Flip every single byte of the header and entry: each must be rejected.
+  for (std::size_t i = 0; i < kDatagramHeaderBytes + kEntryBytes; ++i) {
+    auto bad = good;
+    bad[i] ^= std::byte{0x40};
+    EXPECT_NE(applier.apply_datagram(bad, 0), DropReason::none) << "byte " << i;
+  }
+  // A flipped payload byte fails the page hash.
+  auto bad = good;
+  bad[kDatagramHeaderBytes + kEntryBytes + 100] ^= std::byte{1};
+  EXPECT_EQ(applier.apply_datagram(bad, 0), DropReason::bad_hash);
+  // Truncations.
+  for (std::size_t len : {std::size_t{0}, std::size_t{10}, kDatagramHeaderBytes, good.size() - 1})
+    EXPECT_NE(applier.apply_datagram(std::span(good).first(len), 0), DropReason::none);
+  // Wrong session, out-of-range page, unannounced round.
+  EXPECT_EQ(applier.apply_datagram(build(78, 3), 0), DropReason::wrong_session);
+  EXPECT_EQ(applier.apply_datagram(build(77, 8), 0), DropReason::out_of_range);
+  EXPECT_NE(applier.apply_datagram(build(77, 3, 900), 0), DropReason::none);
+  // Nothing landed.
+  for (auto b : image) ASSERT_EQ(b, std::byte{0});
+  EXPECT_EQ(applier.present().count(), 0u);
+  // The good one does.
+  EXPECT_EQ(applier.apply_datagram(good, 0), DropReason::none);
+  EXPECT_EQ(image[3 * kPage], std::byte{0x5a});
+  EXPECT_TRUE(applier.present().test(3));
+}
+
+TEST_F(WireDatagram, OlderRoundNeverOverwritesNewer) {
+  std::vector<std::byte> image(kPage * 8);
+  PageApplier applier(image, kPage, 77, layout);
+  Bitmap none(8);
+  applier.begin_round(2, none);
+  ASSERT_EQ(applier.apply_datagram(build(77, 1, 2), 0), DropReason::none);
+  page.assign(kPage, std::byte{0x11});
+  EXPECT_EQ(applier.apply_datagram(build(77, 1, 1), 0), DropReason::stale_round);
+  EXPECT_EQ(image[kPage], std::byte{0x5a});
+}
+
+TEST_F(WireDatagram, RandomJunkNeverCrashes) {
+  std::vector<std::byte> image(kPage * 8);
+  PageApplier applier(image, kPage, 77, layout);
+  std::mt19937_64 rng(1);
+  std::vector<std::byte> junk;
+  for (int i = 0; i < 20000; ++i) {
+    junk.resize(rng() % 2000);
+    for (auto& b : junk) b = std::byte(rng());
+    if (junk.size() >= 4 && i % 2) std::memcpy(junk.data(), &kDatagramMagic, 4);
+    EXPECT_NE(applier.apply_datagram(junk, 0), DropReason::none);
+  }
+  EXPECT_EQ(applier.present().count(), 0u);
+}
+
+TEST(Bitmap, SetCountDrainComplement) {
+  Bitmap b(130);
+  b.set(0);
+  b.set(64);
+  b.set(129);
+  EXPECT_EQ(b.count(), 3u);
+  EXPECT_EQ(b.next_set(1), 64u);
+  EXPECT_EQ(b.next_set(130), 130u);
+  Bitmap c(130);
+  c.set_complement_of(b);
+  EXPECT_EQ(c.count(), 127u);
+  Bitmap d(130);
+  b.atomic_drain_into(d);
+  EXPECT_EQ(d.count(), 3u);
+  EXPECT_EQ(b.count(), 0u);
+  Bitmap all(130);
+  all.set_all();
+  EXPECT_EQ(all.count(), 130u);
+}
+
+TEST(PageHash, DigestDependsOnEveryPage) {
+  std::vector<std::uint64_t> h(100, 1);
+  const auto a = digest_of_hashes(h);
+  h[99] = 2;
+  EXPECT_NE(a, digest_of_hashes(h));
+  std::vector<std::byte> zero(4096);
+  EXPECT_EQ(hash_page(zero.data(), 4096), zero_page_hash(4096));
+  EXPECT_TRUE(is_zero_page(zero.data(), 4096));
+  zero[4095] = std::byte{1};
+  EXPECT_FALSE(is_zero_page(zero.data(), 4096));
+}
+
+}  // namespace
+}  // namespace hymig

@@ -1,0 +1,179 @@
+#include "transport/datagram_streamer.hpp"
+
+#include <algorithm>
+#include <thread>
+
+#include "transport/clock.hpp"
+#include "transport/error.hpp"
+#include "transport/page_hash.hpp"
+
+namespace hymig {
+
+DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
+                                   std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
+                                   std::chrono::milliseconds stall_timeout)
+    : ch_(ch), layout_(layout), session_(session), image_(image), sent_hashes_(sent_hashes),
+      stall_timeout_(stall_timeout), zero_hash_(zero_page_hash(layout.page_size)) {
+  max_zero_entries_ = static_cast<std::uint16_t>(
+      std::min<std::size_t>(kMaxEntries, (layout_.datagram_bytes - kDatagramHeaderBytes) / kEntryBytes));
+  // Enough slots for ~1 MiB of datagrams, at least 8.
+  const std::size_t n = std::clamp<std::size_t>((1u << 20) / layout_.datagram_bytes, 8, 1024);
+  slots_.resize(n);
+  for (auto& s : slots_) {
+    s.head.resize(kDatagramHeaderBytes + kMaxEntries * kEntryBytes);
+    s.entries.reserve(kMaxEntries);
+    s.parts.reserve(kMaxEntries + 1);
+  }
+  out_.resize(n);
+}
+
+DatagramStreamer::Slot& DatagramStreamer::open_slot() {
+  Slot& s = slots_[used_];
+  s.entries.clear();
+  s.parts.clear();
+  s.parts.push_back({});  // the head, filled at seal()
+  s.payload = 0;
+  return s;
+}
+
+void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_index, std::uint16_t chunk_count) {
+  DatagramHeader h;
+  h.session = session_;
+  h.seq = next_seq_++;
+  h.send_time_ns = monotonic_ns();
+  h.round = round;
+  h.chunk_index = chunk_index;
+  h.chunk_count = chunk_count;
+  h.payload_bytes = static_cast<std::uint32_t>(s.payload);
+  std::span<const std::byte> chunk;
+  if (chunk_count > 1) chunk = {s.parts[1].data, s.parts[1].size};
+  const std::size_t head_len = encode_datagram_head(s.head.data(), h, s.entries, chunk);
+  s.parts[0] = {s.head.data(), head_len};
+  out_[used_] = OutDatagram{std::span<const ConstBuffer>(s.parts), head_len + s.payload};
+  batch_bytes_ += head_len + s.payload;
+  ++used_;
+}
+
+void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round) {
+  const std::byte* data = image_.data() + page * layout_.page_size;
+  const std::uint64_t h = hash_page(data, layout_.page_size);
+  sent_hashes_[page] = h;
+  const bool zero = h == zero_hash_ && is_zero_page(data, layout_.page_size);
+  ++result_.pages;
+  result_.zero_pages += zero;
+
+  if (!layout_.chunked()) {
+    // Whole pages: fill the open datagram until the next page would not fit.
+    if (open_whole_ >= 0) {
+      Slot& s = slots_[open_whole_];
+      const std::size_t size_after = kDatagramHeaderBytes + (s.entries.size() + 1) * kEntryBytes + s.payload +
+                                     (zero ? 0 : layout_.page_size);
+      if (s.entries.size() == kMaxEntries || size_after > layout_.datagram_bytes) {
+        // slots_[open_whole_] is always slots_[used_] while open: seal moves used_ past it.
+        seal(s, round, 0, 1);
+        open_whole_ = -1;
+      }
+    }
+    if (open_whole_ < 0) {
+      open_slot();
+      open_whole_ = static_cast<int>(used_);
+    }
+    Slot& s = slots_[open_whole_];
+    s.entries.push_back({page, zero, h});
+    if (!zero) {
+      s.parts.push_back({data, layout_.page_size});
+      s.payload += layout_.page_size;
+    }
+    return;
+  }
+
+  if (zero) {
+    // Chunked mode: zero pages travel as entries only, many per datagram.
+    if (open_zero_ < 0) {
+      open_slot();
+      open_zero_ = static_cast<int>(used_);
+    }
+    Slot& s = slots_[open_zero_];
+    s.entries.push_back({page, true, h});
+    if (s.entries.size() == max_zero_entries_) {
+      seal(s, round, 0, 1);
+      open_zero_ = -1;
+    }
+    return;
+  }
+  // A page larger than a datagram: one datagram per chunk. An open zero slot is sealed first so
+  // the slots stay in order (slot index == used_ while open).
+  if (open_zero_ >= 0) {
+    seal(slots_[open_zero_], round, 0, 1);
+    open_zero_ = -1;
+  }
+  for (std::uint16_t c = 0; c < layout_.chunk_count; ++c) {
+    Slot& s = open_slot();
+    s.entries.push_back({page, false, h});
+    const std::size_t len = layout_.chunk_len(c);
+    s.parts.push_back({data + std::size_t{c} * layout_.chunk_bytes, len});
+    s.payload = len;
+    seal(s, round, c, layout_.chunk_count);  // send_round() left room for every chunk
+  }
+}
+
+void DatagramStreamer::flush(const std::function<double()>& rate, const std::function<void()>& between_batches) {
+  if (used_ == 0) return;
+  const double r = rate();
+  bucket_.set_rate(r);
+  bucket_.acquire(batch_bytes_);
+  std::span<const OutDatagram> pending(out_.data(), used_);
+  auto stalled_since = std::chrono::steady_clock::now();
+  while (!pending.empty()) {
+    const std::size_t n = ch_.send_batch(pending);
+    if (n == 0) {
+      if (std::chrono::steady_clock::now() - stalled_since > stall_timeout_)
+        throw Error(ErrorKind::timeout, "the datagram channel accepted nothing for " +
+                                            std::to_string(stall_timeout_.count()) + " ms");
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      continue;
+    }
+    stalled_since = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < n; ++i) bytes_sent_ += pending[i].bytes;
+    datagrams_sent_ += n;
+    result_.datagrams += n;
+    pending = pending.subspan(n);
+  }
+  result_.bytes += batch_bytes_;
+  used_ = 0;
+  batch_bytes_ = 0;
+  batch_limit_ = std::clamp<std::size_t>(static_cast<std::size_t>(r / 1000), layout_.datagram_bytes, 1u << 20);
+  between_batches();
+}
+
+DatagramStreamer::RoundResult DatagramStreamer::send_round(std::uint32_t round, const Bitmap& pages,
+                                                           const std::function<double()>& rate,
+                                                           const std::function<void()>& between_batches) {
+  result_ = {};
+  round_ = round;
+  batch_limit_ = std::clamp<std::size_t>(static_cast<std::size_t>(rate() / 1000), layout_.datagram_bytes, 1u << 20);
+  // Room for one more page's datagrams must remain before a page is added.
+  const std::size_t per_page = layout_.chunked() ? layout_.chunk_count + 1 : 1;
+  pages.for_each_set([&](std::uint64_t p) {
+    if (used_ + per_page + 1 > slots_.size() || batch_bytes_ >= batch_limit_) {
+      // Seal what is open so the batch holds only complete datagrams.
+      if (open_whole_ >= 0) {
+        seal(slots_[open_whole_], round, 0, 1);
+        open_whole_ = -1;
+      }
+      if (open_zero_ >= 0) {
+        seal(slots_[open_zero_], round, 0, 1);
+        open_zero_ = -1;
+      }
+      flush(rate, between_batches);
+    }
+    add_page(p, round);
+  });
+  if (open_whole_ >= 0) seal(slots_[open_whole_], round, 0, 1);
+  if (open_zero_ >= 0) seal(slots_[open_zero_], round, 0, 1);
+  open_whole_ = open_zero_ = -1;
+  flush(rate, between_batches);
+  return result_;
+}
+
+}  // namespace hymig

@@ -1,0 +1,75 @@
+// The source's hot path: cuts the pages of a round into datagrams (header + entries in a reused
+// arena, page bytes gathered straight from the image), paces them and hands them to the channel in
+// batches. No allocation and no system call per page.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "transport/bitmap.hpp"
+#include "transport/datagram_channel.hpp"
+#include "transport/pacer.hpp"
+#include "transport/wire.hpp"
+
+namespace hymig {
+
+class DatagramStreamer {
+ public:
+  DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
+                   std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
+                   std::chrono::milliseconds stall_timeout);
+
+  struct RoundResult {
+    std::uint64_t pages = 0, zero_pages = 0, datagrams = 0, bytes = 0;
+  };
+
+  // Sends every page in `pages` tagged with `round`, recording each page's hash in sent_hashes.
+  // `rate` gives the pacing rate (bytes/s) before each batch; `between_batches` runs after each
+  // batch (the caller reads reports there) and may throw to stop the round.
+  RoundResult send_round(std::uint32_t round, const Bitmap& pages, const std::function<double()>& rate,
+                         const std::function<void()>& between_batches);
+
+  std::uint64_t next_seq() const { return next_seq_; }
+  std::uint64_t bytes_sent() const { return bytes_sent_; }
+  std::uint64_t datagrams_sent() const { return datagrams_sent_; }
+
+ private:
+  struct Slot {
+    std::vector<std::byte> head;          // header + entries, encoded
+    std::vector<DatagramEntry> entries;
+    std::vector<ConstBuffer> parts;       // [0] = head, then page payloads
+    std::size_t payload = 0;
+  };
+
+  void add_page(std::uint64_t page, std::uint32_t round);
+  void seal(Slot& s, std::uint32_t round, std::uint16_t chunk_index, std::uint16_t chunk_count);
+  Slot& open_slot();
+  void flush(const std::function<double()>& rate, const std::function<void()>& between_batches);
+
+  DatagramChannel& ch_;
+  DatagramLayout layout_;
+  std::uint64_t session_;
+  std::span<const std::byte> image_;
+  std::span<std::uint64_t> sent_hashes_;
+  std::chrono::milliseconds stall_timeout_;
+  std::uint64_t zero_hash_;
+  std::uint16_t max_zero_entries_;
+
+  std::vector<Slot> slots_;
+  std::vector<OutDatagram> out_;
+  std::size_t used_ = 0;         // sealed slots waiting in the batch
+  std::size_t batch_bytes_ = 0;  // their bytes
+  std::size_t batch_limit_ = 0;  // flush at this many bytes (about 1 ms at the current rate)
+  int open_whole_ = -1;          // slot collecting whole pages, or -1
+  int open_zero_ = -1;           // slot collecting zero pages (chunked mode), or -1
+
+  TokenBucket bucket_;
+  std::uint64_t next_seq_ = 0, bytes_sent_ = 0, datagrams_sent_ = 0;
+  RoundResult result_;
+  std::uint32_t round_ = 0;
+};
+
+}  // namespace hymig

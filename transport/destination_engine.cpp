@@ -1,0 +1,251 @@
+#include "transport/destination_engine.hpp"
+
+#include <poll.h>
+
+#include <array>
+#include <vector>
+
+#include "transport/clock.hpp"
+#include "transport/error.hpp"
+#include "transport/handshake.hpp"
+#include "transport/page_applier.hpp"
+#include "transport/page_hash.hpp"
+
+namespace hymig {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class DestinationRun {
+ public:
+  DestinationRun(ReliableChannel& rel, const ReceiverDatagramFactory& make_datagram, const TargetFactory& make_target,
+                 const DestinationOptions& opts)
+      : rel_(rel), make_datagram_(make_datagram), make_target_(make_target), opts_(opts) {}
+
+  DestinationReport run() {
+    try {
+      prepare();
+      rounds();
+      final_phase();
+    } catch (const std::exception& e) {
+      report_.error = e.what();
+      if (target_) target_->discard();
+      // An abort from the source needs no answer; anything else is told to the source.
+      const auto* err = dynamic_cast<const Error*>(&e);
+      if (!err || err->kind() != ErrorKind::refused) send_abort_quietly(rel_, report_.error);
+    }
+    if (applier_) {
+      report_.datagrams = applier_->datagrams();
+      report_.invalid_datagrams = applier_->invalid();
+      report_.bad_hash = applier_->dropped(DropReason::bad_hash);
+      report_.stale = applier_->dropped(DropReason::stale_round);
+    }
+    return report_;
+  }
+
+ private:
+  void prepare() {
+    rel_.set_io_timeout(opts_.peer_timeout);
+    notify_ = decode_notify(expect(rel_, MsgType::notify, opts_.peer_timeout).body);
+    report_.session = notify_.session;
+    report_.image_name = notify_.image_name;
+    report_.image_kind = notify_.image_kind;
+    report_.image_bytes = notify_.image_bytes;
+    // Pages messages carry at most kMaxPagesPerMessage pages; nothing else has a payload.
+    rel_.set_limits(std::max<std::size_t>(1 << 20, 8 + 8 * kMaxPagesPerMessage),
+                    std::uint64_t{kMaxPagesPerMessage} * notify_.page_size);
+
+    target_ = make_target_(notify_);
+    report_.stored_at = target_->description();
+    Ready ready;
+    DatagramLayout layout{};
+    if (notify_.bulk != "tcp") {
+      dgram_ = make_datagram_(notify_);
+      dgram_->connect(notify_.bulk_endpoint);
+      dgram_->register_memory(target_->memory());
+      ready.bulk_endpoint = dgram_->local_endpoint();
+      ready.datagram_bytes = static_cast<std::uint32_t>(std::min<std::size_t>(notify_.datagram_bytes, dgram_->max_datagram()));
+      layout = make_layout(notify_.page_size, ready.datagram_bytes);
+    }
+    applier_ = std::make_unique<PageApplier>(target_->memory(), notify_.page_size, notify_.session, layout);
+    rel_.send(wire(MsgType::ready), encode_ready(ready));
+  }
+
+  void drain_datagrams(std::chrono::microseconds wait) {
+    std::array<InDatagram, 64> in;
+    while (true) {
+      const std::size_t n = dgram_->receive_batch(in, wait);
+      if (n == 0) return;
+      const std::uint64_t now = monotonic_ns();
+      for (std::size_t i = 0; i < n; ++i) applier_->apply_datagram(in[i].bytes, now);
+      last_heard_ = Clock::now();
+      wait = std::chrono::microseconds(0);
+      if (Clock::now() - last_report_ > std::chrono::milliseconds(10)) return;  // let reports out
+    }
+  }
+
+  void send_progress() {
+    Progress p;
+    p.receiver_time_ns = monotonic_ns();
+    p.datagrams = applier_->datagrams();
+    p.bytes = applier_->bytes();
+    p.next_seq = applier_->next_seq();
+    p.min_owd_ns = applier_->take_min_owd();
+    p.invalid = applier_->invalid();
+    rel_.send(wire(MsgType::progress), encode_progress(p));
+    last_report_ = Clock::now();
+  }
+
+  Bitmap missing_set() const {
+    Bitmap m(applier_->page_count());
+    m.set_complement_of(applier_->present());
+    return m;
+  }
+
+  // Reads a pages message's payload straight into the target image.
+  void receive_pages(const Message& m) {
+    const std::uint32_t round = decode_pages_header(m.body, applier_->page_count(), page_list_);
+    if (m.payload_bytes != page_list_.size() * std::uint64_t{notify_.page_size})
+      throw Error(ErrorKind::protocol, "pages message announces " + std::to_string(m.payload_bytes) + " payload bytes for " +
+                                           std::to_string(page_list_.size()) + " pages");
+    dst_.clear();
+    for (auto p : page_list_) {
+      auto s = applier_->page(p);
+      dst_.push_back({s.data(), s.size()});
+    }
+    rel_.receive_payload(dst_);
+    applier_->note_pages_written(page_list_, in_final_ ? kFinalRound : round);
+    pages_received_ += page_list_.size();
+  }
+
+  void rounds() {
+    last_heard_ = Clock::now();
+    last_report_ = Clock::now();
+    while (true) {
+      if (dgram_) {
+        pollfd fds[2] = {{rel_.poll_fd(), POLLIN, 0}, {dgram_->poll_fd(), POLLIN, 0}};
+        ::poll(fds, 2, 5);
+        drain_datagrams(std::chrono::microseconds(0));
+        if (Clock::now() - last_report_ >= std::chrono::milliseconds(10)) send_progress();
+      }
+      auto m = rel_.receive(std::chrono::milliseconds(dgram_ ? 0 : 100));
+      if (!m) {
+        if (Clock::now() - last_heard_ > opts_.peer_timeout)
+          throw Error(ErrorKind::timeout, "the source went silent for " + std::to_string(opts_.peer_timeout.count() / 1000) +
+                                              " s: link down or source gone");
+        continue;
+      }
+      last_heard_ = Clock::now();
+      switch (static_cast<MsgType>(m->type)) {
+        case MsgType::round_begin: {
+          Bitmap set;
+          const auto round = decode_page_set(m->body, applier_->page_count(), set);
+          applier_->begin_round(round, set);
+          break;
+        }
+        case MsgType::pages:
+          receive_pages(*m);
+          break;
+        case MsgType::round_end: {
+          const auto re = decode_round_end(m->body);
+          // Datagrams sent before round-end may still sit in the socket: take them first, until the
+          // channel stays quiet for 2 ms (bounded at 200 ms).
+          if (dgram_) {
+            const auto until = Clock::now() + std::chrono::milliseconds(200);
+            while (Clock::now() < until && applier_->next_seq() < re.next_seq) drain_datagrams(std::chrono::microseconds(2000));
+            drain_datagrams(std::chrono::microseconds(0));
+            send_progress();
+          }
+          rel_.send(wire(MsgType::round_report), encode_page_set(re.round, missing_set()));
+          break;
+        }
+        case MsgType::pause:
+          return;
+        case MsgType::abort:
+          throw Error(ErrorKind::refused, "the source aborted: " + decode_abort(m->body));
+        default:
+          if (m->payload_bytes) rel_.discard_payload();
+          throw Error(ErrorKind::protocol, std::string("unexpected ") + to_string(static_cast<MsgType>(m->type)) +
+                                               " from the source during the rounds");
+      }
+    }
+  }
+
+  void final_phase() {
+    // Stop taking datagrams: from here on only the reliable channel writes the image.
+    in_final_ = true;
+    if (dgram_) drain_datagrams(std::chrono::microseconds(0));
+    dgram_.reset();
+    rel_.send(wire(MsgType::missing), encode_page_set(0, missing_set()));
+    std::uint64_t announced = 0;
+    while (true) {
+      const auto m = rel_.receive(opts_.peer_timeout);
+      if (!m) throw Error(ErrorKind::timeout, "the final delta stalled: nothing from the source for " +
+                                                  std::to_string(opts_.peer_timeout.count() / 1000) + " s");
+      const auto type = static_cast<MsgType>(m->type);
+      if (type == MsgType::pages) {
+        receive_pages(*m);
+        continue;
+      }
+      if (type == MsgType::final_end) {
+        announced = decode_u64(m->body, "final-end");
+        break;
+      }
+      if (type == MsgType::abort) throw Error(ErrorKind::refused, "the source aborted: " + decode_abort(m->body));
+      if (m->payload_bytes) rel_.discard_payload();
+      throw Error(ErrorKind::protocol, std::string("unexpected ") + to_string(type) + " during the final delta");
+    }
+    (void)announced;
+
+    const Digest theirs = decode_digest(expect(rel_, MsgType::digest, opts_.peer_timeout).body);
+    Verify v;
+    v.missing_pages = applier_->page_count() - applier_->present().count();
+    if (notify_.verify == "full") {
+      std::vector<std::uint64_t> hashes(applier_->page_count());
+      hash_all_pages(target_->memory(), notify_.page_size, hashes);
+      v.digest = digest_of_hashes(hashes);
+    } else {
+      v.digest = digest_of_hashes(applier_->page_hashes());
+    }
+    v.ok = v.missing_pages == 0 && v.digest == theirs;
+    report_.digest = to_hex(v.digest);
+    rel_.send(wire(MsgType::verify), encode_verify(v));
+    if (!v.ok)
+      throw Error(ErrorKind::verify, v.missing_pages ? std::to_string(v.missing_pages) + " pages missing after the final delta"
+                                                     : "image digest differs from the source's");
+
+    expect(rel_, MsgType::commit, opts_.peer_timeout);
+    target_->commit();
+    report_.committed = true;
+    // The source resumes nothing once it sent commit; its answer may be lost without harm.
+    try {
+      rel_.send(wire(MsgType::committed), {});
+    } catch (const std::exception&) {
+    }
+  }
+
+  ReliableChannel& rel_;
+  const ReceiverDatagramFactory& make_datagram_;
+  const TargetFactory& make_target_;
+  DestinationOptions opts_;
+  DestinationReport report_;
+  Notify notify_;
+  std::unique_ptr<TargetImage> target_;
+  std::unique_ptr<DatagramChannel> dgram_;
+  std::unique_ptr<PageApplier> applier_;
+  std::vector<std::uint64_t> page_list_;
+  std::vector<MutableBuffer> dst_;
+  std::uint64_t pages_received_ = 0;
+  bool in_final_ = false;
+  Clock::time_point last_heard_ = Clock::now();
+  Clock::time_point last_report_ = Clock::now();
+};
+
+}  // namespace
+
+DestinationReport run_destination(ReliableChannel& rel, const ReceiverDatagramFactory& make_datagram,
+                                  const TargetFactory& make_target, const DestinationOptions& opts) {
+  return DestinationRun(rel, make_datagram, make_target, opts).run();
+}
+
+}  // namespace hymig

@@ -1,0 +1,39 @@
+// The destination side of a migration, after the handshake: take the notify, prepare the target,
+// receive rounds (datagrams or pages), report loss, take the final delta, verify, commit. On any
+// failure the target is discarded and nothing remains under the final name.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "transport/datagram_channel.hpp"
+#include "transport/image.hpp"
+#include "transport/reliable_channel.hpp"
+#include "transport/wire.hpp"
+
+namespace hymig {
+
+using TargetFactory = std::function<std::unique_ptr<TargetImage>(const Notify&)>;
+using ReceiverDatagramFactory = std::function<std::unique_ptr<DatagramChannel>(const Notify&)>;
+
+struct DestinationOptions {
+  std::chrono::milliseconds peer_timeout{10000};
+};
+
+struct DestinationReport {
+  bool committed = false;
+  std::string error;
+  std::uint64_t session = 0;
+  std::string image_name, image_kind, stored_at;
+  std::uint64_t image_bytes = 0;
+  std::uint64_t datagrams = 0, invalid_datagrams = 0, bad_hash = 0, stale = 0;
+  std::string digest;
+};
+
+DestinationReport run_destination(ReliableChannel& rel, const ReceiverDatagramFactory& make_datagram,
+                                  const TargetFactory& make_target, const DestinationOptions& opts);
+
+}  // namespace hymig

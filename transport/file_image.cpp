@@ -1,0 +1,175 @@
+#include "transport/file_image.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "transport/error.hpp"
+#include "transport/page_hash.hpp"
+#include "transport/parallel.hpp"
+#include "transport/unique_fd.hpp"
+
+namespace hymig {
+namespace {
+
+// True when every thread of `pid` is stopped ('T' or 't' in /proc/PID/task/TID/stat).
+bool all_threads_stopped(pid_t pid) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+  if (!d) return false;
+  while (auto* e = ::readdir(d.get())) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream stat(dir + "/" + e->d_name + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    if (close == std::string::npos || close + 2 >= line.size()) return false;
+    const char state = line[close + 2];
+    if (state != 'T' && state != 't') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+FileImage::FileImage(const std::string& path, std::optional<pid_t> pause_pid, std::size_t page_size)
+    : path_(path), pause_pid_(pause_pid), page_size_(page_size) {
+  const auto slash = path.find_last_of('/');
+  name_ = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (name_.empty() || name_[0] == '.')
+    throw Error(ErrorKind::usage, "file image '" + path + "': the file name must not be empty or start with '.'");
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw_errno("cannot open image file '" + path + "'");
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat image file '" + path + "'");
+  if (!S_ISREG(st.st_mode)) throw Error(ErrorKind::usage, "image '" + path + "' is not a regular file");
+  if (st.st_size == 0 || st.st_size % static_cast<off_t>(page_size_))
+    throw Error(ErrorKind::usage, "image file '" + path + "' is " + std::to_string(st.st_size) +
+                                      " bytes: it must be a non-zero multiple of the page size " + std::to_string(page_size_));
+  pages_ = static_cast<std::uint64_t>(st.st_size) / page_size_;
+  void* p = ::mmap(nullptr, st.st_size, PROT_READ, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) throw_errno("cannot map image file '" + path + "'");
+  map_ = Mapping(p, st.st_size);
+  if (pause_pid_ && ::kill(*pause_pid_, 0) != 0)
+    throw_errno("pause-pid " + std::to_string(*pause_pid_) + " is not a process this user can signal");
+}
+
+void FileImage::collect_dirty(Bitmap& out, std::span<const std::uint64_t> sent_hashes) {
+  // No write log for a file: a page is modified when its hash differs from the one last sent.
+  // Each thread writes whole bitmap words, so the ranges are word-aligned.
+  const std::uint64_t words = (pages_ + 63) / 64;
+  parallel_for(words, 0, [&](std::uint64_t wb, std::uint64_t we) {
+    for (std::uint64_t w = wb; w < we; ++w) {
+      std::uint64_t bits = 0;
+      const std::uint64_t end = std::min(pages_, (w + 1) * 64);
+      for (std::uint64_t p = w * 64; p < end; ++p)
+        if (hash_page(map_.data() + p * page_size_, page_size_) != sent_hashes[p]) bits |= std::uint64_t{1} << (p - w * 64);
+      out.words()[w] |= bits;
+    }
+  });
+}
+
+void FileImage::pause() {
+  if (!pause_pid_) return;
+  if (::kill(*pause_pid_, SIGSTOP) != 0) throw_errno("cannot stop pause-pid " + std::to_string(*pause_pid_));
+  // SIGSTOP is asynchronous: the final scan must not start before every thread has stopped.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!all_threads_stopped(*pause_pid_)) {
+    if (std::chrono::steady_clock::now() > deadline)
+      throw Error(ErrorKind::io, "pause-pid " + std::to_string(*pause_pid_) + " did not stop within 5 s");
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+void FileImage::resume() {
+  if (pause_pid_) ::kill(*pause_pid_, SIGCONT);
+}
+
+void FileImage::handed_over() {
+  if (pause_pid_) ::kill(*pause_pid_, SIGKILL);
+}
+
+namespace {
+
+class FileTarget final : public TargetImage {
+ public:
+  FileTarget(std::string dir, std::string name, std::uint64_t session, std::uint64_t bytes)
+      : final_path_(dir + "/" + name) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(session));
+    temp_path_ = dir + "/." + name + "." + buf + ".part";
+    UniqueFd fd(::open(temp_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd) throw_errno("cannot create '" + temp_path_ + "' in the store");
+    created_ = true;
+    if (int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes)); err != 0) {
+      discard();
+      if (err == ENOSPC)
+        throw Error(ErrorKind::no_space, "the store '" + dir + "' has no room for " + std::to_string(bytes) +
+                                             " bytes (ENOSPC): free space or point --store elsewhere");
+      throw_errno("cannot reserve " + std::to_string(bytes) + " bytes for '" + temp_path_ + "'", err);
+    }
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      discard();
+      throw_errno("cannot map '" + temp_path_ + "'", err);
+    }
+    map_ = Mapping(p, bytes);
+  }
+  ~FileTarget() override {
+    if (!committed_) discard();
+  }
+
+  std::span<std::byte> memory() override { return map_.span(); }
+  std::string description() const override { return final_path_; }
+
+  void commit() override {
+    if (::msync(map_.data(), map_.size(), MS_ASYNC) != 0) throw_errno("cannot flush '" + temp_path_ + "'");
+    if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0)
+      throw_errno("cannot rename '" + temp_path_ + "' to '" + final_path_ + "'");
+    committed_ = true;
+  }
+
+  void discard() noexcept override {
+    map_.reset();
+    if (created_ && !committed_) ::unlink(temp_path_.c_str());
+    created_ = false;
+  }
+
+ private:
+  std::string final_path_, temp_path_;
+  Mapping map_;
+  bool created_ = false;
+  bool committed_ = false;
+};
+
+class MemoryTarget final : public TargetImage {
+ public:
+  explicit MemoryTarget(std::uint64_t bytes) : map_(map_anonymous(bytes, "the target image")) {}
+  std::span<std::byte> memory() override { return map_.span(); }
+  std::string description() const override { return "memory"; }
+  void commit() override {}
+  void discard() noexcept override { map_.reset(); }
+
+ private:
+  Mapping map_;
+};
+
+}  // namespace
+
+std::unique_ptr<TargetImage> make_file_target(const std::string& dir, const std::string& name,
+                                              std::uint64_t session, std::uint64_t bytes) {
+  return std::make_unique<FileTarget>(dir, name, session, bytes);
+}
+
+std::unique_ptr<TargetImage> make_memory_target(std::uint64_t bytes) { return std::make_unique<MemoryTarget>(bytes); }
+
+}  // namespace hymig

@@ -1,0 +1,51 @@
+// A source image that is an existing file (e.g. under /dev/shm), mapped read-only. Another process
+// may write it; modified pages are found by comparing page hashes with what was sent. With
+// pause_pid, that process is stopped at pause (SIGSTOP), continued on failure (SIGCONT) and killed
+// once the destination committed (the workload lives there now).
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "transport/image.hpp"
+#include "transport/mapping.hpp"
+
+namespace hymig {
+
+class FileImage final : public SourceImage {
+ public:
+  FileImage(const std::string& path, std::optional<pid_t> pause_pid, std::size_t page_size = 4096);
+
+  std::string kind() const override { return "file"; }
+  std::string name() const override { return name_; }
+  std::size_t page_size() const override { return page_size_; }
+  std::uint64_t page_count() const override { return pages_; }
+  std::span<const std::byte> memory() const override { return {map_.data(), map_.size()}; }
+  void start_dirty_tracking() override {}
+  void collect_dirty(Bitmap& out, std::span<const std::uint64_t> sent_hashes) override;
+  void pause() override;
+  void resume() override;
+  void handed_over() override;
+
+ private:
+  std::string path_;
+  std::string name_;
+  std::optional<pid_t> pause_pid_;
+  std::size_t page_size_;
+  std::uint64_t pages_ = 0;
+  Mapping map_;
+};
+
+// Where a file image lands on the destination: DIR/.NAME.SESSION.part while it arrives, renamed to
+// DIR/NAME on commit, unlinked on discard. Space is reserved up front so a full disk is a clear
+// error at notify time rather than a SIGBUS mid-stream.
+std::unique_ptr<TargetImage> make_file_target(const std::string& dir, const std::string& name,
+                                              std::uint64_t session, std::uint64_t bytes);
+
+// An anonymous in-memory target (synthetic images): dropped after the session.
+std::unique_ptr<TargetImage> make_memory_target(std::uint64_t bytes);
+
+}  // namespace hymig

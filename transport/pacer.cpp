@@ -1,0 +1,139 @@
+#include "transport/pacer.hpp"
+
+#include <time.h>
+
+#include <algorithm>
+#include <thread>
+
+namespace hymig {
+
+std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, std::uint64_t sender_bytes_sent,
+                                                           std::chrono::steady_clock::time_point now) {
+  if (p.min_owd_ns != INT64_MAX && p.datagrams) {
+    min_owd_ns_ = std::min(min_owd_ns_, p.min_owd_ns);
+    interval_min_owd_ns_ = std::min(interval_min_owd_ns_, p.min_owd_ns);
+  }
+  if (!have_base_) {
+    have_base_ = true;
+    base_ = p;
+    base_sender_bytes_ = sender_bytes_sent;
+    base_time_ = now;
+    return std::nullopt;
+  }
+  if (p.next_seq < base_.next_seq || p.datagrams < base_.datagrams || p.receiver_time_ns <= base_.receiver_time_ns)
+    return std::nullopt;  // out of order or a counter went backwards: not a usable span
+  const std::uint64_t seq_span = p.next_seq - base_.next_seq;
+  const double dt = (p.receiver_time_ns - base_.receiver_time_ns) * 1e-9;
+  if (seq_span < 64 && dt < 0.2) return std::nullopt;
+
+  FeedbackSample s;
+  s.interval_s = dt;
+  const std::uint64_t got = p.datagrams - base_.datagrams;
+  s.loss = seq_span ? std::clamp(1.0 - static_cast<double>(got) / seq_span, 0.0, 1.0) : 0.0;
+  if (seq_span > got) lost_ += seq_span - got;
+  s.delivered_rate = (p.bytes - base_.bytes) / dt;
+  const double sender_dt = std::chrono::duration<double>(now - base_time_).count();
+  s.send_rate = sender_dt > 0 ? (sender_bytes_sent - base_sender_bytes_) / sender_dt : 0;
+  s.qdelay_s = interval_min_owd_ns_ != INT64_MAX ? (interval_min_owd_ns_ - min_owd_ns_) * 1e-9 : 0;
+  last_loss_ = s.loss;
+
+  base_ = p;
+  base_sender_bytes_ = sender_bytes_sent;
+  base_time_ = now;
+  interval_min_owd_ns_ = INT64_MAX;
+  return s;
+}
+
+RateController::RateController(const RateConfig& cfg) : cfg_(cfg), rate_(static_cast<double>(cfg.initial_rate)) {
+  clamp();
+}
+
+const char* RateController::phase() const {
+  if (cfg_.fixed) return "fixed";
+  switch (phase_) {
+    case Phase::startup: return "startup";
+    case Phase::drain: return "drain";
+    case Phase::cruise: return "cruise";
+  }
+  return "?";
+}
+
+void RateController::clamp() {
+  rate_ = std::clamp(rate_, static_cast<double>(cfg_.min_rate), static_cast<double>(cfg_.max_rate));
+}
+
+void RateController::on_sample(const FeedbackSample& s) {
+  if (cfg_.fixed) return;
+
+  // Random loss floor: the smallest loss of the last 16 samples. Loss caused by sending too fast
+  // vanishes in the samples taken below the link rate; random loss stays in all of them.
+  loss_window_.push_back(s.loss);
+  if (loss_window_.size() > 16) loss_window_.pop_front();
+  base_loss_ = *std::min_element(loss_window_.begin(), loss_window_.end());
+
+  // What the path carried, with random loss added back: under 5 % random loss a link that takes
+  // everything we send delivers 95 % of it, and that must not read as a slower link.
+  const double carried = s.delivered_rate / std::max(0.05, 1.0 - base_loss_);
+  bw_window_.push_back(carried);
+  if (bw_window_.size() > 10) bw_window_.pop_front();
+  const double link = *std::max_element(bw_window_.begin(), bw_window_.end());
+
+  const bool queue_building = s.qdelay_s > cfg_.qdelay_target_s;
+  const bool excess_loss = loss_window_.size() >= 4 && s.loss > base_loss_ + std::max(0.02, 0.5 * base_loss_);
+  const bool app_limited = s.send_rate < 0.7 * rate_;
+
+  switch (phase_) {
+    case Phase::startup:
+      if (queue_building || excess_loss) {
+        phase_ = Phase::drain;
+        rate_ = 0.8 * carried;  // let the queue we built drain
+        break;
+      }
+      if (carried > 1.25 * startup_best_) {
+        startup_best_ = carried;
+        startup_flat_ = 0;
+      } else if (!app_limited && ++startup_flat_ >= 3) {
+        phase_ = Phase::cruise;
+        rate_ = link;
+        break;
+      }
+      if (!app_limited) rate_ *= 2;
+      break;
+    case Phase::drain:
+      phase_ = Phase::cruise;
+      rate_ = link;
+      break;
+    case Phase::cruise: {
+      // Probe up one sample in eight, drain a little after, hold at the link rate otherwise.
+      static constexpr double gains[] = {1.25, 0.85, 1, 1, 1, 1, 1, 1};
+      const double target = link * gains[cycle_++ % 8];
+      if (queue_building || excess_loss) {
+        // Someone else fills the link (or we overshot): give way to what was delivered.
+        rate_ = std::min(rate_, 0.9 * carried);
+      } else if (app_limited) {
+        rate_ = std::max(std::min(rate_, target), s.send_rate);
+      } else {
+        rate_ = target;
+      }
+      break;
+    }
+  }
+  clamp();
+}
+
+void TokenBucket::acquire(std::size_t bytes) {
+  using clock = std::chrono::steady_clock;
+  const auto now = clock::now();
+  // Credit at most ~1 ms of idle time: an idle sender may burst that much, no more.
+  const auto burst = std::chrono::microseconds(1000);
+  if (next_ < now - burst) next_ = now - burst;
+  const auto start = next_;
+  next_ += std::chrono::nanoseconds(static_cast<std::int64_t>(bytes / rate_ * 1e9));
+  if (start <= now) return;
+  auto wait = start - now;
+  if (wait > std::chrono::microseconds(200)) std::this_thread::sleep_for(wait - std::chrono::microseconds(100));
+  while (clock::now() < start) {
+  }
+}
+
+}  // namespace hymig

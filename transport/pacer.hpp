@@ -1,0 +1,91 @@
+// Pacing of the datagram stream (docs/protocol.md, "Pacing", says how and why).
+//
+// RateController turns the receiver's reports into a sending rate. It treats loss that does not
+// grow with the sending rate as random (a lost chunk only costs a resend: the rate must not fall),
+// and a rising queueing delay or loss above that floor as a full link (yield). TokenBucket then
+// spaces the batches in user space: the kernel here has no fq qdisc, so SO_MAX_PACING_RATE
+// does nothing for UDP.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+
+#include "transport/wire.hpp"
+
+namespace hymig {
+
+struct FeedbackSample {
+  double interval_s = 0;      // receiver-clock length of the sample
+  double send_rate = 0;       // bytes/s the sender actually put out over the same span
+  double delivered_rate = 0;  // bytes/s the receiver took in
+  double loss = 0;            // fraction of datagrams of the span that never arrived
+  double qdelay_s = 0;        // one-way delay above the smallest seen: the queue on the path
+};
+
+// Builds samples from the cumulative Progress reports: one sample per >= 64 datagrams or 200 ms.
+class FeedbackTracker {
+ public:
+  // `sender_bytes_sent` is the sender's cumulative datagram bytes when the report was read.
+  std::optional<FeedbackSample> on_progress(const Progress& p, std::uint64_t sender_bytes_sent,
+                                            std::chrono::steady_clock::time_point now);
+  double last_loss() const { return last_loss_; }
+  std::uint64_t datagrams_lost() const { return lost_; }
+
+ private:
+  bool have_base_ = false;
+  Progress base_{};
+  std::uint64_t base_sender_bytes_ = 0;
+  std::chrono::steady_clock::time_point base_time_{};
+  std::int64_t min_owd_ns_ = INT64_MAX;
+  std::int64_t interval_min_owd_ns_ = INT64_MAX;
+  double last_loss_ = 0;
+  std::uint64_t lost_ = 0;
+};
+
+struct RateConfig {
+  std::uint64_t initial_rate = 100ull << 20;
+  bool fixed = false;  // --rate R: never adapt
+  std::uint64_t min_rate = 1ull << 20;
+  std::uint64_t max_rate = 200ull << 30;
+  double qdelay_target_s = 0.005;
+};
+
+class RateController {
+ public:
+  explicit RateController(const RateConfig& cfg);
+  void on_sample(const FeedbackSample& s);
+  double rate() const { return rate_; }
+  double random_loss() const { return base_loss_; }
+  const char* phase() const;
+
+ private:
+  enum class Phase { startup, drain, cruise };
+  void clamp();
+
+  RateConfig cfg_;
+  double rate_;
+  Phase phase_ = Phase::startup;
+  std::deque<double> loss_window_;   // recent per-sample losses: their minimum is the random floor
+  std::deque<double> bw_window_;     // recent loss-corrected delivery rates: their maximum is the link
+  double base_loss_ = 0;
+  double startup_best_ = 0;
+  int startup_flat_ = 0;
+  unsigned cycle_ = 0;
+};
+
+// Spaces sends to `rate` bytes/s with a burst of about one millisecond.
+class TokenBucket {
+ public:
+  void set_rate(double bytes_per_s) { rate_ = bytes_per_s; }
+  // Waits (sleeping, then spinning for the last stretch) until `bytes` may go, then books them.
+  void acquire(std::size_t bytes);
+
+ private:
+  double rate_ = 100e6;
+  std::chrono::steady_clock::time_point next_{};
+};
+
+}  // namespace hymig

@@ -1,0 +1,75 @@
+// The destination's hot path: validates each datagram and page message and writes the pages into
+// the target image. It keeps, per page, the round it holds (an older round never overwrites a
+// newer one: reordered or duplicated datagrams are harmless), the hash of what it holds, and
+// whether the page is complete and verified ("present").
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "transport/bitmap.hpp"
+#include "transport/wire.hpp"
+
+namespace hymig {
+
+// Round tag of pages written by the final delta: newer than any bulk round.
+inline constexpr std::uint32_t kFinalRound = 0xfffffff0u;
+
+class PageApplier {
+ public:
+  PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session,
+              const DatagramLayout& layout);
+
+  // Validates and applies one datagram. Returns the reason it was dropped (none = applied).
+  // Never throws: a flood of junk costs one validation each.
+  DropReason apply_datagram(std::span<const std::byte> bytes, std::uint64_t now_ns);
+
+  // Pages that arrived over the reliable channel have been written to their places in the image
+  // by the channel; record them (hash, present, round).
+  void note_pages_written(std::span<const std::uint64_t> pages, std::uint32_t round);
+
+  // The source starts round r resending `pages`: what the destination holds of them is stale until
+  // the round's copy arrives, so they count as missing (unless that copy already overtook this
+  // announcement). Datagrams claiming a later round than announced are dropped.
+  void begin_round(std::uint32_t r, const Bitmap& pages);
+
+  const Bitmap& present() const { return present_; }
+  std::span<const std::uint64_t> page_hashes() const { return hashes_; }
+  std::uint64_t page_count() const { return page_count_; }
+  std::size_t page_size() const { return page_size_; }
+  std::span<std::byte> page(std::uint64_t p) { return image_.subspan(p * page_size_, page_size_); }
+
+  // Counters for progress reports.
+  std::uint64_t datagrams() const { return datagrams_; }
+  std::uint64_t bytes() const { return bytes_; }
+  std::uint64_t next_seq() const { return next_seq_; }
+  std::uint64_t invalid() const;
+  std::uint64_t dropped(DropReason r) const { return drops_[static_cast<std::size_t>(r)]; }
+  // Smallest (receiver clock - sender stamp) since the last call; INT64_MAX if none.
+  std::int64_t take_min_owd();
+
+ private:
+  DropReason apply_whole(const DatagramView& v, std::uint32_t tag);
+  DropReason apply_chunk(const DatagramView& v, std::uint32_t tag);
+
+  std::span<std::byte> image_;
+  std::size_t page_size_;
+  std::uint64_t page_count_;
+  std::uint64_t session_;
+  DatagramLayout layout_;
+  std::uint64_t zero_hash_;
+  std::uint32_t announced_round_ = 0;
+
+  Bitmap present_;
+  std::vector<std::uint32_t> round_tag_;   // round + 1 of what the page holds; 0 = nothing yet
+  std::vector<std::uint64_t> hashes_;
+  std::vector<std::uint64_t> chunk_mask_;  // chunked mode only: chunks of the held round received
+
+  std::uint64_t datagrams_ = 0, bytes_ = 0, next_seq_ = 0;
+  std::int64_t min_owd_ = INT64_MAX;
+  std::array<std::uint64_t, static_cast<std::size_t>(DropReason::count_)> drops_{};
+};
+
+}  // namespace hymig

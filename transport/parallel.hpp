@@ -1,0 +1,16 @@
+// Splits [0, n) over worker threads for the scans that sit on the critical path (hashing a whole
+// image). Threads are started per call: calls happen once per round, not per page.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace hymig {
+
+unsigned default_threads();
+
+// Calls fn(begin, end) on disjoint ranges covering [0, n); rethrows the first exception.
+void parallel_for(std::uint64_t n, unsigned threads,
+                  const std::function<void(std::uint64_t begin, std::uint64_t end)>& fn);
+
+}  // namespace hymig

@@ -1,0 +1,62 @@
+#include "transport/report.hpp"
+
+#include <fmt/format.h>
+
+namespace hymig {
+
+nlohmann::json MigrationReport::to_json() const {
+  const double image_bytes = static_cast<double>(pages_total) * page_size;
+  nlohmann::json rounds_j = nlohmann::json::array();
+  for (const auto& r : round_stats)
+    rounds_j.push_back({{"round", r.round}, {"pages", r.pages}, {"bytes", r.bytes}, {"seconds", r.seconds},
+                        {"rate_gbps", r.rate * 8 / 1e9}, {"loss", r.loss}, {"missing_after", r.missing_after},
+                        {"dirty_after", r.dirty_after}});
+  nlohmann::json j = {
+      {"committed", outcome == Outcome::committed},
+      {"outcome", outcome == Outcome::committed ? "committed" : outcome == Outcome::unknown ? "unknown" : "failed"},
+      {"verified", verified},
+      {"session", fmt::format("{:016x}", session)},
+      {"image", {{"kind", image_kind}, {"name", image_name}, {"bytes", image_bytes}}},
+      {"total_ms", total_ms},
+      {"downtime_ms", downtime_ms},
+      {"rounds", rounds},
+      {"stop_reason", stop_reason},
+      {"page_size", page_size},
+      {"pages_total", pages_total},
+      {"zero_pages", zero_pages},
+      {"missing_pages", missing_pages},
+      {"modified_pages", modified_pages},
+      {"final_delta_pages", final_delta_pages},
+      {"throughput_gbps", total_ms > 0 ? image_bytes * 8 / (total_ms / 1000) / 1e9 : 0.0},
+      {"bulk", {{"transport", bulk_transport}, {"bytes", bulk_bytes}, {"datagrams", bulk_datagrams},
+                {"datagram_bytes", datagram_bytes}, {"final_rate_gbps", final_rate * 8 / 1e9},
+                {"random_loss", random_loss}}},
+      {"reliable", {{"transport", reliable_transport}, {"bytes", reliable_bytes}}},
+      {"digest", digest},
+      {"round_stats", rounds_j},
+  };
+  if (!error.empty()) j["error"] = error;
+  if (!plan.is_null()) j["plan"] = plan;
+  return j;
+}
+
+std::string MigrationReport::to_text() const {
+  const double image_bytes = static_cast<double>(pages_total) * page_size;
+  std::string s = fmt::format("outcome      {}{}\n", outcome == Outcome::committed ? "committed" : outcome == Outcome::unknown ? "UNKNOWN" : "failed",
+                              error.empty() ? "" : " — " + error);
+  s += fmt::format("image        {} {} ({:.1f} MiB, {} pages of {} B, {} zero)\n", image_kind, image_name,
+                   image_bytes / (1 << 20), pages_total, page_size, zero_pages);
+  s += fmt::format("transports   bulk {} ({} B datagrams), reliable {}\n", bulk_transport, datagram_bytes, reliable_transport);
+  s += fmt::format("time         total {:.1f} ms, downtime {:.1f} ms, {:.2f} Gbit/s\n", total_ms, downtime_ms,
+                   total_ms > 0 ? image_bytes * 8 / (total_ms / 1000) / 1e9 : 0.0);
+  s += fmt::format("rounds       {} ({})\n", rounds, stop_reason);
+  for (const auto& r : round_stats)
+    s += fmt::format("  round {:<3}  {:>9} pages  {:>8.1f} ms  rate {:>6.2f} Gbit/s  loss {:>5.1f} %  missing {}  dirty {}\n",
+                     r.round, r.pages, r.seconds * 1000, r.rate * 8 / 1e9, r.loss * 100, r.missing_after, r.dirty_after);
+  s += fmt::format("final delta  {} pages = {} missing ∪ {} modified\n", final_delta_pages, missing_pages, modified_pages);
+  s += fmt::format("verified     {}  digest {}\n", verified ? "yes" : "no", digest);
+  s += fmt::format("bytes        bulk {} in {} datagrams, reliable {}\n", bulk_bytes, bulk_datagrams, reliable_bytes);
+  return s;
+}
+
+}  // namespace hymig

@@ -1,0 +1,51 @@
+// What a migration did, for the live progress line, the JSON report and the benchmarks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace hymig {
+
+struct RoundStats {
+  std::uint32_t round = 0;
+  std::uint64_t pages = 0;          // pages sent in this round
+  std::uint64_t bytes = 0;          // bytes put on the bulk channel
+  double seconds = 0;
+  double rate = 0;                  // pacing rate at the end of the round, bytes/s
+  double loss = 0;                  // datagram loss seen by the receiver
+  std::uint64_t missing_after = 0;  // pages the receiver lacked after the round
+  std::uint64_t dirty_after = 0;    // pages modified during the round
+};
+
+enum class Outcome { committed, failed, unknown };
+
+struct MigrationReport {
+  Outcome outcome = Outcome::failed;
+  bool verified = false;
+  std::string error;
+  std::uint64_t session = 0;
+  std::string image_kind, image_name;
+  double total_ms = 0, downtime_ms = 0;
+  std::uint32_t rounds = 0;
+  std::size_t page_size = 0;
+  std::uint64_t pages_total = 0, zero_pages = 0;
+  std::uint64_t missing_pages = 0, modified_pages = 0, final_delta_pages = 0;
+  std::string bulk_transport, reliable_transport;
+  std::uint64_t bulk_bytes = 0, bulk_datagrams = 0, reliable_bytes = 0;
+  std::size_t datagram_bytes = 0;
+  double final_rate = 0;          // pacing rate when the last round ended, bytes/s
+  double random_loss = 0;         // the loss floor the pacer saw
+  std::string digest;
+  std::string stop_reason;        // why rounds ended: "converged", "max-rounds", "not-converging"
+  std::vector<RoundStats> round_stats;
+  nlohmann::json plan;            // the transport choice and its reasons (set by the caller)
+
+  bool committed() const { return outcome == Outcome::committed; }
+  nlohmann::json to_json() const;
+  std::string to_text() const;
+};
+
+}  // namespace hymig

@@ -1,0 +1,376 @@
+#include "transport/source_engine.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+#include "transport/datagram_streamer.hpp"
+#include "transport/error.hpp"
+#include "transport/handshake.hpp"
+#include "transport/page_applier.hpp"
+#include "transport/page_hash.hpp"
+#include "transport/pacer.hpp"
+#include "transport/wire.hpp"
+
+namespace hymig {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Whole-image rehash speed assumed when predicting the blackout (both sides hash in parallel).
+constexpr double kVerifyBytesPerSecond = 8e9;
+
+class SourceRun {
+ public:
+  SourceRun(ReliableChannel& rel, const DatagramFactory& make_datagram, SourceImage& image, const SourceOptions& opts)
+      : rel_(rel), make_datagram_(make_datagram), image_(image), opts_(opts),
+        pacer_(RateConfig{opts.fixed_rate ? opts.fixed_rate : opts.initial_rate, opts.fixed_rate != 0}) {}
+
+  MigrationReport run() {
+    const auto start = Clock::now();
+    report_.image_kind = image_.kind();
+    report_.image_name = image_.name();
+    report_.page_size = image_.page_size();
+    report_.pages_total = image_.page_count();
+    report_.bulk_transport = opts_.bulk;
+    report_.reliable_transport = rel_.transport_name();
+    try {
+      notify_and_ready();
+      bulk_rounds();
+      final_phase();
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+    report_.total_ms = seconds_since(start) * 1000;
+    report_.reliable_bytes = rel_.stats().bytes_sent;
+    if (streamer_) {
+      report_.bulk_bytes = streamer_->bytes_sent();
+      report_.bulk_datagrams = streamer_->datagrams_sent();
+    }
+    report_.final_rate = pacer_.rate();
+    report_.random_loss = pacer_.random_loss();
+    return report_;
+  }
+
+ private:
+  void notify_and_ready() {
+    if (sodium_init() < 0) throw Error(ErrorKind::io, "libsodium failed to initialise");
+    randombytes_buf(&report_.session, sizeof report_.session);
+    const std::uint64_t pages = image_.page_count();
+    sent_hashes_.assign(pages, 0);
+    rel_.set_limits(std::max<std::size_t>(1 << 20, pages / 8 + 1024), 0);
+    rel_.set_io_timeout(opts_.peer_timeout);
+
+    Notify n;
+    n.session = report_.session;
+    n.image_bytes = image_.bytes();
+    n.page_size = static_cast<std::uint32_t>(image_.page_size());
+    n.page_count = pages;
+    n.image_kind = image_.kind();
+    n.image_name = image_.name();
+    n.bulk = opts_.bulk;
+    n.verify = opts_.verify;
+    if (opts_.bulk != "tcp") {
+      dgram_ = make_datagram_();
+      n.bulk = dgram_->transport_name();
+      report_.bulk_transport = n.bulk;
+      n.bulk_endpoint = dgram_->local_endpoint();
+      n.datagram_bytes = static_cast<std::uint32_t>(std::min({opts_.datagram_bytes, dgram_->max_datagram(), std::size_t{65535}}));
+    }
+    rel_.send(wire(MsgType::notify), encode_notify(n));
+    const Ready ready = decode_ready(expect(rel_, MsgType::ready, opts_.peer_timeout).body);
+
+    if (dgram_) {
+      dgram_->connect(ready.bulk_endpoint);
+      if (ready.datagram_bytes == 0 || ready.datagram_bytes > n.datagram_bytes || ready.datagram_bytes > dgram_->max_datagram())
+        throw Error(ErrorKind::protocol, "the destination chose datagrams of " + std::to_string(ready.datagram_bytes) +
+                                             " bytes; this side can send at most " +
+                                             std::to_string(std::min<std::size_t>(n.datagram_bytes, dgram_->max_datagram())));
+      report_.datagram_bytes = ready.datagram_bytes;
+      dgram_->register_memory({const_cast<std::byte*>(image_.memory().data()), image_.memory().size()});
+      const DatagramLayout layout = make_layout(image_.page_size(), ready.datagram_bytes);
+      streamer_ = std::make_unique<DatagramStreamer>(*dgram_, layout, report_.session, image_.memory(), sent_hashes_,
+                                                     opts_.peer_timeout);
+    }
+  }
+
+  // Reads whatever the destination sent meanwhile without waiting: progress feeds the pacer.
+  void poll_feedback() {
+    while (auto m = rel_.receive(std::chrono::milliseconds(0))) handle_during_round(*m);
+    if (dgram_ && seconds_since(last_heard_) * 1000 > static_cast<double>(opts_.peer_timeout.count()))
+      throw Error(ErrorKind::timeout, "no progress report from the destination for " +
+                                          std::to_string(opts_.peer_timeout.count() / 1000) +
+                                          " s: link down or destination gone");
+    if (opts_.on_progress && seconds_since(last_progress_call_) > 0.2) {
+      last_progress_call_ = Clock::now();
+      opts_.on_progress(live_);
+    }
+  }
+
+  void handle_during_round(const Message& m) {
+    last_heard_ = Clock::now();
+    switch (static_cast<MsgType>(m.type)) {
+      case MsgType::progress: {
+        const Progress p = decode_progress(m.body);
+        if (auto s = tracker_.on_progress(p, streamer_ ? streamer_->bytes_sent() : 0, Clock::now())) {
+          pacer_.on_sample(*s);
+          live_.loss = s->loss;
+        }
+        live_.rate = pacer_.rate();
+        live_.phase = pacer_.phase();
+        return;
+      }
+      case MsgType::abort:
+        throw Error(ErrorKind::refused, "the destination aborted: " + decode_abort(m.body));
+      default:
+        if (m.payload_bytes) rel_.discard_payload();
+        throw Error(ErrorKind::protocol, std::string("unexpected ") + to_string(static_cast<MsgType>(m.type)) +
+                                             " from the destination during a round");
+    }
+  }
+
+  // Sends the pages of `set` as pages messages on the reliable channel, gathering from the image.
+  void send_pages_reliable(std::uint32_t round, const Bitmap& set, bool poll_between) {
+    std::vector<std::uint64_t> batch;
+    std::vector<ConstBuffer> parts;
+    batch.reserve(kMaxPagesPerMessage);
+    parts.reserve(kMaxPagesPerMessage);
+    const std::size_t ps = image_.page_size();
+    const std::byte* base = image_.memory().data();
+    auto flush = [&] {
+      if (batch.empty()) return;
+      rel_.send_with_payload(wire(MsgType::pages), encode_pages_header(round, batch), parts);
+      reliable_page_bytes_ += batch.size() * ps;
+      live_.round_bytes_done += batch.size() * ps;
+      batch.clear();
+      parts.clear();
+      if (poll_between) poll_feedback();
+    };
+    set.for_each_set([&](std::uint64_t p) {
+      sent_hashes_[p] = hash_page(base + p * ps, ps);
+      batch.push_back(p);
+      parts.push_back({base + p * ps, ps});
+      if (batch.size() == kMaxPagesPerMessage) flush();
+    });
+    flush();
+  }
+
+  Bitmap await_round_report(std::uint32_t round) {
+    const auto deadline = Clock::now() + opts_.peer_timeout;
+    while (Clock::now() < deadline) {
+      auto m = rel_.receive(std::chrono::milliseconds(50));
+      if (!m) continue;
+      if (static_cast<MsgType>(m->type) != MsgType::round_report) {
+        handle_during_round(*m);
+        continue;
+      }
+      Bitmap missing;
+      const auto r = decode_page_set(m->body, image_.page_count(), missing);
+      if (r != round)
+        throw Error(ErrorKind::protocol, "round report for round " + std::to_string(r) + ", expected " + std::to_string(round));
+      return missing;
+    }
+    throw Error(ErrorKind::timeout, "no report for round " + std::to_string(round) + " from the destination within " +
+                                        std::to_string(opts_.peer_timeout.count() / 1000) + " s");
+  }
+
+  // Bytes/s the final delta is expected to move at over the reliable channel.
+  double final_rate_estimate(double round_rate, double loss) const {
+    if (!dgram_) return round_rate;
+    // A loss-driven reliable stream (TCP, RC) collapses under random loss (here: 1 % costs
+    // ~30 %, 5 % costs ~95 %); be pessimistic so more rounds go over the datagram channel.
+    return round_rate * std::min(1.0, 0.01 / std::max(loss, 1e-9));
+  }
+
+  void bulk_rounds() {
+    const std::uint64_t pages = image_.page_count();
+    const std::size_t ps = image_.page_size();
+    Bitmap to_send(pages);
+    to_send.set_all();
+    image_.start_dirty_tracking();
+    last_heard_ = Clock::now();
+    std::uint64_t prev_count = pages;
+    int stalls = 0;
+
+    for (std::uint32_t round = 0;; ++round) {
+      const auto round_start = Clock::now();
+      RoundStats rs;
+      rs.round = round;
+      rs.pages = to_send.count();
+      live_ = {round, 0, rs.pages * ps, pacer_.rate(), live_.loss, pacer_.phase()};
+      const std::uint64_t bytes_before = streamer_ ? streamer_->bytes_sent() : 0;
+      rel_.send(wire(MsgType::round_begin), encode_page_set(round, to_send));
+      const std::uint64_t lost_before = tracker_.datagrams_lost();
+      const std::uint64_t sent_before = streamer_ ? streamer_->datagrams_sent() : 0;
+      if (streamer_) {
+        auto res = streamer_->send_round(
+            round, to_send, [&] { return pacer_.rate(); },
+            [&] {
+              live_.round_bytes_done = streamer_->bytes_sent() - bytes_before;
+              poll_feedback();
+            });
+        rs.bytes = res.bytes;
+        if (round == 0) report_.zero_pages = res.zero_pages;
+        rel_.send(wire(MsgType::round_end), encode_round_end({round, streamer_->next_seq()}));
+      } else {
+        const auto before = reliable_page_bytes_;
+        send_pages_reliable(round, to_send, true);
+        rs.bytes = reliable_page_bytes_ - before;
+        rel_.send(wire(MsgType::round_end), encode_round_end({round, 0}));
+      }
+      Bitmap next = await_round_report(round);
+      rs.missing_after = next.count();
+      Bitmap dirty(pages);
+      image_.collect_dirty(dirty, sent_hashes_);
+      rs.dirty_after = dirty.count();
+      next |= dirty;
+      // Pages modified during this round: if the rounds stop here they go in the final delta.
+      pending_dirty_ = std::move(dirty);
+      rs.seconds = seconds_since(round_start);
+      rs.rate = pacer_.rate();
+      if (streamer_) {
+        const std::uint64_t sent = streamer_->datagrams_sent() - sent_before;
+        const std::uint64_t lost = tracker_.datagrams_lost() - lost_before;
+        rs.loss = sent ? std::min(1.0, static_cast<double>(lost) / sent) : 0.0;
+      }
+      report_.round_stats.push_back(rs);
+      report_.rounds = round + 1;
+
+      const std::uint64_t next_count = next.count();
+      const double round_rate = rs.seconds > 0 ? rs.pages * ps / rs.seconds : 1e9;
+      const double est_s = next_count * ps / final_rate_estimate(round_rate, std::max(rs.loss, pacer_.random_loss())) +
+                           (opts_.verify == "full" ? image_.bytes() / kVerifyBytesPerSecond : 0.0);
+      if (est_s * 1000 <= opts_.downtime_ms) {
+        report_.stop_reason = "converged";
+        break;
+      }
+      if (report_.rounds >= opts_.max_rounds) {
+        report_.stop_reason = "max-rounds";
+        break;
+      }
+      if (round > 0 && next_count * 100 >= prev_count * 95) {
+        if (++stalls >= 2) {
+          report_.stop_reason = "not-converging";
+          break;
+        }
+      } else {
+        stalls = 0;
+      }
+      prev_count = next_count;
+      to_send = std::move(next);
+    }
+  }
+
+  void final_phase() {
+    const std::uint64_t pages = image_.page_count();
+    image_.pause();
+    paused_ = true;
+    pause_time_ = Clock::now();
+    live_.phase = "final";
+    rel_.send(wire(MsgType::pause), {});
+
+    Bitmap missing;
+    decode_page_set(expect(rel_, MsgType::missing, opts_.peer_timeout).body, pages, missing);
+    Bitmap final_set = std::move(pending_dirty_);
+    if (final_set.size() != pages) final_set = Bitmap(pages);
+    image_.collect_dirty(final_set, sent_hashes_);
+    report_.modified_pages = final_set.count();
+    report_.missing_pages = missing.count();
+    final_set |= missing;
+    report_.final_delta_pages = final_set.count();
+
+    // The image is frozen now: with full verification, rehash all of it while the delta streams.
+    std::vector<std::uint64_t> full_hashes;
+    std::thread hasher;
+    if (opts_.verify == "full") {
+      full_hashes.resize(pages);
+      hasher = std::thread([&] { hash_all_pages(image_.memory(), image_.page_size(), full_hashes); });
+    }
+    struct Joiner {
+      std::thread& t;
+      ~Joiner() {
+        if (t.joinable()) t.join();
+      }
+    } joiner{hasher};
+
+    live_.round_bytes = report_.final_delta_pages * image_.page_size();
+    live_.round_bytes_done = 0;
+    send_pages_reliable(kFinalRound, final_set, false);
+    rel_.send(wire(MsgType::final_end), encode_u64(report_.final_delta_pages));
+    if (hasher.joinable()) hasher.join();
+
+    const Digest mine = digest_of_hashes(opts_.verify == "full" ? std::span<const std::uint64_t>(full_hashes)
+                                                                : std::span<const std::uint64_t>(sent_hashes_));
+    report_.digest = to_hex(mine);
+    rel_.send(wire(MsgType::digest), encode_digest(mine));
+    const Verify v = decode_verify(expect(rel_, MsgType::verify, opts_.peer_timeout).body);
+    if (v.missing_pages)
+      throw Error(ErrorKind::verify, "the destination still lacks " + std::to_string(v.missing_pages) + " pages after the final delta");
+    if (!v.ok || v.digest != mine)
+      throw Error(ErrorKind::verify, "image digests differ: source " + to_hex(mine) + ", destination " + to_hex(v.digest));
+    report_.verified = true;
+
+    commit_sent_ = true;
+    rel_.send(wire(MsgType::commit), {});
+    expect(rel_, MsgType::committed, opts_.peer_timeout);
+    report_.downtime_ms = seconds_since(pause_time_) * 1000;
+    report_.outcome = Outcome::committed;
+    image_.handed_over();
+  }
+
+  void fail(const std::string& why) {
+    if (commit_sent_) {
+      // The destination may or may not have resumed: never resume here (the workload must not run
+      // twice). An operator decides from the destination's log.
+      report_.outcome = Outcome::unknown;
+      report_.error = "commit sent but not confirmed (" + why +
+                      "); the source stays paused: check the destination before resuming it";
+      if (paused_) report_.downtime_ms = seconds_since(pause_time_) * 1000;
+      return;
+    }
+    report_.outcome = Outcome::failed;
+    report_.error = why;
+    send_abort_quietly(rel_, "source failed: " + why);
+    if (paused_) {
+      try {
+        image_.resume();
+      } catch (const std::exception& e) {
+        report_.error += std::string("; resuming the source also failed: ") + e.what();
+      }
+      report_.downtime_ms = seconds_since(pause_time_) * 1000;
+    }
+  }
+
+  ReliableChannel& rel_;
+  const DatagramFactory& make_datagram_;
+  SourceImage& image_;
+  SourceOptions opts_;
+  MigrationReport report_;
+
+  std::unique_ptr<DatagramChannel> dgram_;
+  std::unique_ptr<DatagramStreamer> streamer_;
+  std::vector<std::uint64_t> sent_hashes_;
+  Bitmap pending_dirty_;  // modified during the last round, not yet resent
+  FeedbackTracker tracker_;
+  RateController pacer_;
+  LiveProgress live_;
+  std::uint64_t reliable_page_bytes_ = 0;
+  Clock::time_point last_heard_ = Clock::now();
+  Clock::time_point last_progress_call_ = Clock::now();
+  Clock::time_point pause_time_{};
+  bool paused_ = false;
+  bool commit_sent_ = false;
+};
+
+}  // namespace
+
+MigrationReport run_source(ReliableChannel& rel, const DatagramFactory& make_datagram, SourceImage& image,
+                           const SourceOptions& opts) {
+  return SourceRun(rel, make_datagram, image, opts).run();
+}
+
+}  // namespace hymig

@@ -1,0 +1,44 @@
+// The source side of a migration, after the handshake: notify, bulk rounds, pause, final delta,
+// verify, commit. On any failure before commit the image is resumed and the destination told to
+// discard; the report says why.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "transport/datagram_channel.hpp"
+#include "transport/image.hpp"
+#include "transport/reliable_channel.hpp"
+#include "transport/report.hpp"
+
+namespace hymig {
+
+using DatagramFactory = std::function<std::unique_ptr<DatagramChannel>()>;
+
+struct LiveProgress {
+  std::uint32_t round = 0;
+  std::uint64_t round_bytes_done = 0, round_bytes = 0;
+  double rate = 0;  // bytes/s
+  double loss = 0;
+  const char* phase = "";
+};
+
+struct SourceOptions {
+  std::string bulk = "udp";               // "udp" (datagram channel from the factory) | "tcp"
+  std::size_t datagram_bytes = 65507;     // upper bound; the channels may lower it
+  std::uint64_t initial_rate = 100ull << 20;
+  std::uint64_t fixed_rate = 0;           // --rate R; 0 = adapt
+  std::uint32_t downtime_ms = 300;
+  std::uint32_t max_rounds = 30;
+  std::chrono::milliseconds peer_timeout{10000};
+  std::string verify = "full";            // "full": both sides rehash the whole image at the end
+  std::function<void(const LiveProgress&)> on_progress;  // ~5 times a second
+};
+
+MigrationReport run_source(ReliableChannel& rel, const DatagramFactory& make_datagram, SourceImage& image,
+                           const SourceOptions& opts);
+
+}  // namespace hymig

@@ -1,0 +1,524 @@
+#include "transport/wire.hpp"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "transport/byte_codec.hpp"
+#include "transport/error.hpp"
+
+namespace hymig {
+namespace {
+
+[[noreturn]] void bad(const std::string& what) { throw Error(ErrorKind::protocol, what); }
+
+std::vector<std::byte> json_body(const nlohmann::json& j) {
+  const std::string s = j.dump();
+  std::vector<std::byte> out(s.size());
+  std::memcpy(out.data(), s.data(), s.size());
+  return out;
+}
+
+nlohmann::json parse_json(std::span<const std::byte> body, const char* what) {
+  auto j = nlohmann::json::parse(reinterpret_cast<const char*>(body.data()),
+                                 reinterpret_cast<const char*>(body.data() + body.size()), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) bad(std::string(what) + ": body is not a JSON object");
+  return j;
+}
+
+// Typed field access that names the field in its error.
+template <typename T>
+T field(const nlohmann::json& j, const char* msg, const char* name) {
+  auto it = j.find(name);
+  if (it == j.end()) bad(std::string(msg) + ": missing field '" + name + "'");
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (!it->is_string()) bad(std::string(msg) + ": field '" + name + "' must be a string");
+  } else if constexpr (std::is_same_v<T, bool>) {
+    if (!it->is_boolean()) bad(std::string(msg) + ": field '" + name + "' must be a boolean");
+  } else {
+    if (!it->is_number_unsigned()) bad(std::string(msg) + ": field '" + name + "' must be an unsigned integer");
+    const auto v = it->get<std::uint64_t>();
+    if (v > std::numeric_limits<T>::max()) bad(std::string(msg) + ": field '" + name + "' out of range");
+    return static_cast<T>(v);
+  }
+  return it->get<T>();
+}
+
+std::string check_text(const std::string& s, const char* msg, const char* name, std::size_t max) {
+  if (s.size() > max) bad(std::string(msg) + ": field '" + name + "' longer than " + std::to_string(max));
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) bad(std::string(msg) + ": field '" + name + "' has a control character");
+  return s;
+}
+
+bool one_of(const std::string& v, std::initializer_list<const char*> allowed) {
+  return std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return v == a; });
+}
+
+std::string hex(std::span<const std::uint8_t> b) {
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (auto x : b) {
+    s += digits[x >> 4];
+    s += digits[x & 15];
+  }
+  return s;
+}
+
+}  // namespace
+
+const char* to_string(MsgType t) {
+  switch (t) {
+    case MsgType::hello: return "hello";
+    case MsgType::auth: return "auth";
+    case MsgType::notify: return "notify";
+    case MsgType::ready: return "ready";
+    case MsgType::abort: return "abort";
+    case MsgType::progress: return "progress";
+    case MsgType::round_begin: return "round-begin";
+    case MsgType::round_end: return "round-end";
+    case MsgType::round_report: return "round-report";
+    case MsgType::pause: return "pause";
+    case MsgType::missing: return "missing";
+    case MsgType::pages: return "pages";
+    case MsgType::final_end: return "final-end";
+    case MsgType::digest: return "digest";
+    case MsgType::verify: return "verify";
+    case MsgType::commit: return "commit";
+    case MsgType::committed: return "committed";
+  }
+  return "unknown";
+}
+
+// ---- handshake ---------------------------------------------------------------------------------
+
+std::vector<std::byte> encode_hello(const Hello& h, const nlohmann::json& caps) {
+  return json_body({{"version", h.version}, {"role", h.role}, {"nonce", hex(h.nonce)}, {"auth", h.auth},
+                    {"software", h.software}, {"caps", caps}});
+}
+
+Hello decode_hello(std::span<const std::byte> body, nlohmann::json& caps_out) {
+  const char* m = "hello";
+  const auto j = parse_json(body, m);
+  Hello h;
+  h.version = field<std::uint32_t>(j, m, "version");
+  if (h.version == 0) bad("hello: version 0 is invalid");
+  h.role = field<std::string>(j, m, "role");
+  if (!one_of(h.role, {"source", "destination"})) bad("hello: role must be source or destination");
+  const auto nonce = field<std::string>(j, m, "nonce");
+  if (nonce.size() != 64) bad("hello: nonce must be 64 hex digits");
+  for (std::size_t i = 0; i < 32; ++i) {
+    unsigned v = 0;
+    for (int k = 0; k < 2; ++k) {
+      const char c = nonce[2 * i + k];
+      const int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+      if (d < 0) bad("hello: nonce must be lowercase hex");
+      v = v * 16 + static_cast<unsigned>(d);
+    }
+    h.nonce[i] = static_cast<std::uint8_t>(v);
+  }
+  h.auth = field<bool>(j, m, "auth");
+  h.software = check_text(field<std::string>(j, m, "software"), m, "software", 128);
+  auto caps = j.find("caps");
+  if (caps == j.end() || !caps->is_object()) bad("hello: field 'caps' must be an object");
+  caps_out = *caps;
+  return h;
+}
+
+std::vector<std::byte> encode_notify(const Notify& n) {
+  return json_body({{"session", n.session},
+                    {"image_bytes", n.image_bytes},
+                    {"page_size", n.page_size},
+                    {"page_count", n.page_count},
+                    {"image_kind", n.image_kind},
+                    {"image_name", n.image_name},
+                    {"bulk", n.bulk},
+                    {"bulk_endpoint", n.bulk_endpoint},
+                    {"datagram_bytes", n.datagram_bytes},
+                    {"verify", n.verify}});
+}
+
+Notify decode_notify(std::span<const std::byte> body) {
+  const char* m = "notify";
+  const auto j = parse_json(body, m);
+  Notify n;
+  n.session = field<std::uint64_t>(j, m, "session");
+  n.image_bytes = field<std::uint64_t>(j, m, "image_bytes");
+  n.page_size = field<std::uint32_t>(j, m, "page_size");
+  n.page_count = field<std::uint64_t>(j, m, "page_count");
+  n.image_kind = field<std::string>(j, m, "image_kind");
+  n.image_name = check_text(field<std::string>(j, m, "image_name"), m, "image_name", 255);
+  n.bulk = field<std::string>(j, m, "bulk");
+  n.bulk_endpoint = check_text(field<std::string>(j, m, "bulk_endpoint"), m, "bulk_endpoint", 256);
+  n.datagram_bytes = field<std::uint32_t>(j, m, "datagram_bytes");
+  n.verify = field<std::string>(j, m, "verify");
+
+  if (n.page_size < 512 || n.page_size > (2u << 20) || (n.page_size & (n.page_size - 1)))
+    bad("notify: page_size must be a power of two from 512 to 2 MiB");
+  if (n.page_count == 0 || n.page_count > (std::uint64_t{1} << 40)) bad("notify: page_count out of range");
+  if (n.image_bytes / n.page_size != n.page_count || n.image_bytes % n.page_size)
+    bad("notify: image_bytes is not page_count * page_size");
+  if (!one_of(n.image_kind, {"synthetic", "file", "vm"})) bad("notify: unknown image_kind '" + n.image_kind + "'");
+  if (n.image_name.empty() || n.image_name.find('/') != std::string::npos || n.image_name[0] == '.')
+    bad("notify: image_name must be a plain file name");
+  if (!one_of(n.bulk, {"udp", "tcp", "ud", "fake"})) bad("notify: unknown bulk transport '" + n.bulk + "'");
+  if (n.bulk != "tcp" && n.bulk_endpoint.empty()) bad("notify: bulk_endpoint missing for datagram transport");
+  if (n.bulk != "tcp" && (n.datagram_bytes < 256 || n.datagram_bytes > 65535))
+    bad("notify: datagram_bytes out of range 256..65535");
+  if (!one_of(n.verify, {"full", "fast"})) bad("notify: verify must be full or fast");
+  return n;
+}
+
+std::vector<std::byte> encode_ready(const Ready& r) {
+  return json_body({{"bulk_endpoint", r.bulk_endpoint}, {"datagram_bytes", r.datagram_bytes}});
+}
+
+Ready decode_ready(std::span<const std::byte> body) {
+  const char* m = "ready";
+  const auto j = parse_json(body, m);
+  Ready r;
+  r.bulk_endpoint = check_text(field<std::string>(j, m, "bulk_endpoint"), m, "bulk_endpoint", 256);
+  r.datagram_bytes = field<std::uint32_t>(j, m, "datagram_bytes");
+  if (r.datagram_bytes > 65535) bad("ready: datagram_bytes out of range");
+  return r;
+}
+
+std::vector<std::byte> encode_abort(const std::string& reason) { return json_body({{"reason", reason}}); }
+
+std::string decode_abort(std::span<const std::byte> body) {
+  const auto j = parse_json(body, "abort");
+  return check_text(field<std::string>(j, "abort", "reason"), "abort", "reason", 4096);
+}
+
+// ---- binary control messages -------------------------------------------------------------------
+
+std::vector<std::byte> encode_progress(const Progress& p) {
+  std::vector<std::byte> out;
+  ByteWriter w(out);
+  w.put(p.receiver_time_ns);
+  w.put(p.datagrams);
+  w.put(p.bytes);
+  w.put(p.next_seq);
+  w.put(p.min_owd_ns);
+  w.put(p.invalid);
+  return out;
+}
+
+Progress decode_progress(std::span<const std::byte> body) {
+  ByteReader r(body, "progress");
+  Progress p;
+  p.receiver_time_ns = r.get<std::uint64_t>();
+  p.datagrams = r.get<std::uint64_t>();
+  p.bytes = r.get<std::uint64_t>();
+  p.next_seq = r.get<std::uint64_t>();
+  p.min_owd_ns = r.get<std::int64_t>();
+  p.invalid = r.get<std::uint64_t>();
+  r.expect_end();
+  return p;
+}
+
+std::vector<std::byte> encode_round_end(const RoundEnd& re) {
+  std::vector<std::byte> out;
+  ByteWriter w(out);
+  w.put(re.round);
+  w.put(re.next_seq);
+  return out;
+}
+
+RoundEnd decode_round_end(std::span<const std::byte> body) {
+  ByteReader r(body, "round-end");
+  RoundEnd re;
+  re.round = r.get<std::uint32_t>();
+  re.next_seq = r.get<std::uint64_t>();
+  r.expect_end();
+  return re;
+}
+
+namespace {
+constexpr std::uint8_t kSetRaw = 0;
+constexpr std::uint8_t kSetRuns = 1;
+}  // namespace
+
+std::vector<std::byte> encode_page_set(std::uint32_t round, const Bitmap& set) {
+  // Runs: varint gap from the previous run's end, varint length.
+  std::vector<std::byte> runs;
+  ByteWriter rw(runs);
+  std::uint64_t prev_end = 0, i = set.next_set(0);
+  const std::size_t raw_bytes = set.words().size() * 8;
+  while (i < set.size() && runs.size() <= raw_bytes) {
+    std::uint64_t e = i;
+    while (e < set.size() && set.test(e)) ++e;
+    rw.put_varint(i - prev_end);
+    rw.put_varint(e - i);
+    prev_end = e;
+    i = set.next_set(e);
+  }
+  std::vector<std::byte> out;
+  ByteWriter w(out);
+  w.put(round);
+  w.put(set.size());
+  if (runs.size() <= raw_bytes) {
+    w.put(kSetRuns);
+    w.put_bytes(runs);
+  } else {
+    w.put(kSetRaw);
+    w.put_bytes(std::as_bytes(set.words()));
+  }
+  return out;
+}
+
+std::uint32_t decode_page_set(std::span<const std::byte> body, std::uint64_t page_count, Bitmap& out) {
+  ByteReader r(body, "page set");
+  const auto round = r.get<std::uint32_t>();
+  const auto bits = r.get<std::uint64_t>();
+  if (bits != page_count) bad("page set: covers " + std::to_string(bits) + " pages, image has " + std::to_string(page_count));
+  out = Bitmap(page_count);
+  const auto format = r.get<std::uint8_t>();
+  if (format == kSetRaw) {
+    const auto raw = r.get_bytes(out.words().size() * 8);
+    std::memcpy(out.words().data(), raw.data(), raw.size());
+    if (page_count % 64 && (out.words().back() >> (page_count % 64)))
+      bad("page set: bits set past the last page");
+  } else if (format == kSetRuns) {
+    std::uint64_t pos = 0;
+    while (r.remaining()) {
+      const auto gap = r.get_varint(), len = r.get_varint();
+      if (gap > page_count - pos || len > page_count - pos - gap || len == 0) bad("page set: run out of range");
+      pos += gap;
+      for (std::uint64_t k = 0; k < len; ++k) out.set(pos + k);
+      pos += len;
+    }
+  } else {
+    bad("page set: unknown format " + std::to_string(format));
+  }
+  r.expect_end();
+  return round;
+}
+
+std::vector<std::byte> encode_pages_header(std::uint32_t round, std::span<const std::uint64_t> pages) {
+  std::vector<std::byte> out;
+  out.reserve(8 + pages.size() * 8);
+  ByteWriter w(out);
+  w.put(round);
+  w.put(static_cast<std::uint32_t>(pages.size()));
+  for (auto p : pages) w.put(p);
+  return out;
+}
+
+std::uint32_t decode_pages_header(std::span<const std::byte> body, std::uint64_t page_count,
+                                  std::vector<std::uint64_t>& pages_out) {
+  ByteReader r(body, "pages");
+  const auto round = r.get<std::uint32_t>();
+  const auto count = r.get<std::uint32_t>();
+  if (count == 0 || count > kMaxPagesPerMessage)
+    bad("pages: count " + std::to_string(count) + " outside 1.." + std::to_string(kMaxPagesPerMessage));
+  pages_out.resize(count);
+  for (auto& p : pages_out) {
+    p = r.get<std::uint64_t>();
+    if (p >= page_count) bad("pages: page " + std::to_string(p) + " >= page count " + std::to_string(page_count));
+  }
+  r.expect_end();
+  return round;
+}
+
+std::vector<std::byte> encode_u64(std::uint64_t v) {
+  std::vector<std::byte> out;
+  ByteWriter(out).put(v);
+  return out;
+}
+
+std::uint64_t decode_u64(std::span<const std::byte> body, const char* what) {
+  ByteReader r(body, what);
+  const auto v = r.get<std::uint64_t>();
+  r.expect_end();
+  return v;
+}
+
+std::vector<std::byte> encode_digest(const Digest& d) {
+  std::vector<std::byte> out(d.size());
+  std::memcpy(out.data(), d.data(), d.size());
+  return out;
+}
+
+Digest decode_digest(std::span<const std::byte> body) {
+  ByteReader r(body, "digest");
+  Digest d;
+  std::memcpy(d.data(), r.get_bytes(d.size()).data(), d.size());
+  r.expect_end();
+  return d;
+}
+
+std::vector<std::byte> encode_verify(const Verify& v) {
+  std::vector<std::byte> out;
+  ByteWriter w(out);
+  w.put<std::uint8_t>(v.ok ? 1 : 0);
+  w.put_bytes(std::as_bytes(std::span(v.digest)));
+  w.put(v.missing_pages);
+  return out;
+}
+
+Verify decode_verify(std::span<const std::byte> body) {
+  ByteReader r(body, "verify");
+  Verify v;
+  const auto ok = r.get<std::uint8_t>();
+  if (ok > 1) bad("verify: ok flag must be 0 or 1");
+  v.ok = ok == 1;
+  std::memcpy(v.digest.data(), r.get_bytes(v.digest.size()).data(), v.digest.size());
+  v.missing_pages = r.get<std::uint64_t>();
+  r.expect_end();
+  return v;
+}
+
+// ---- datagrams ---------------------------------------------------------------------------------
+
+DatagramLayout make_layout(std::size_t page_size, std::size_t datagram_bytes) {
+  DatagramLayout l;
+  l.page_size = page_size;
+  l.datagram_bytes = datagram_bytes;
+  const std::size_t room = datagram_bytes > kDatagramHeaderBytes ? datagram_bytes - kDatagramHeaderBytes : 0;
+  if (room >= kEntryBytes + page_size) {
+    l.pages_per_datagram = static_cast<std::uint16_t>(std::min<std::size_t>(kMaxEntries, room / (kEntryBytes + page_size)));
+    l.chunk_count = 1;
+    l.chunk_bytes = static_cast<std::uint32_t>(page_size);
+    return l;
+  }
+  if (room <= kEntryBytes + 64)
+    throw Error(ErrorKind::usage, "datagram size " + std::to_string(datagram_bytes) + " is too small for page chunks");
+  const std::size_t max_chunk = room - kEntryBytes;
+  const std::size_t chunks = (page_size + max_chunk - 1) / max_chunk;
+  if (chunks > kMaxChunks)
+    throw Error(ErrorKind::usage, "page size " + std::to_string(page_size) + " needs " + std::to_string(chunks) +
+                                      " chunks at datagram size " + std::to_string(datagram_bytes) + " (max " +
+                                      std::to_string(kMaxChunks) + ")");
+  l.pages_per_datagram = 0;
+  l.chunk_count = static_cast<std::uint16_t>(chunks);
+  l.chunk_bytes = static_cast<std::uint32_t>((page_size + chunks - 1) / chunks);
+  return l;
+}
+
+namespace {
+// Field offsets in the 48-byte datagram header.
+constexpr std::size_t kOffMagic = 0, kOffVersion = 4, kOffFlags = 5, kOffEntries = 6, kOffSession = 8,
+                      kOffSeq = 16, kOffTime = 24, kOffRound = 32, kOffChunkIndex = 36, kOffChunkCount = 38,
+                      kOffPayload = 40, kOffCheck = 44;
+
+template <typename T>
+void store(std::byte* p, std::size_t off, T v) {
+  std::memcpy(p + off, &v, sizeof v);
+}
+template <typename T>
+T load(const std::byte* p, std::size_t off) {
+  T v;
+  std::memcpy(&v, p + off, sizeof v);
+  return v;
+}
+
+std::uint32_t datagram_check(const std::byte* head, std::size_t head_len, std::span<const std::byte> chunk_payload) {
+  // Chained hashes over the header without its check field, the entries, and (chunked mode) the
+  // payload: the same result on both sides without copying the header to zero the field.
+  std::uint64_t h = XXH3_64bits(head, kOffCheck);
+  h = XXH3_64bits_withSeed(head + kDatagramHeaderBytes, head_len - kDatagramHeaderBytes, h);
+  if (!chunk_payload.empty()) h = XXH3_64bits_withSeed(chunk_payload.data(), chunk_payload.size(), h);
+  return static_cast<std::uint32_t>(h);
+}
+}  // namespace
+
+std::size_t encode_datagram_head(std::byte* out, const DatagramHeader& h, std::span<const DatagramEntry> entries,
+                                 std::span<const std::byte> chunk_payload) {
+  store<std::uint32_t>(out, kOffMagic, kDatagramMagic);
+  store<std::uint8_t>(out, kOffVersion, static_cast<std::uint8_t>(kProtocolVersion));
+  store<std::uint8_t>(out, kOffFlags, 0);
+  store<std::uint16_t>(out, kOffEntries, static_cast<std::uint16_t>(entries.size()));
+  store(out, kOffSession, h.session);
+  store(out, kOffSeq, h.seq);
+  store(out, kOffTime, h.send_time_ns);
+  store(out, kOffRound, h.round);
+  store(out, kOffChunkIndex, h.chunk_index);
+  store(out, kOffChunkCount, h.chunk_count);
+  store(out, kOffPayload, h.payload_bytes);
+  std::size_t off = kDatagramHeaderBytes;
+  for (const auto& e : entries) {
+    store<std::uint64_t>(out, off, e.page | (e.zero ? kZeroPageFlag : 0));
+    store<std::uint64_t>(out, off + 8, e.hash);
+    off += kEntryBytes;
+  }
+  store<std::uint32_t>(out, kOffCheck, datagram_check(out, off, chunk_payload));
+  return off;
+}
+
+DatagramEntry DatagramView::entry_at(std::size_t i) const {
+  const std::byte* e = entries + i * kEntryBytes;
+  const auto word = load<std::uint64_t>(e, 0);
+  return DatagramEntry{word & ~kZeroPageFlag, (word & kZeroPageFlag) != 0, load<std::uint64_t>(e, 8)};
+}
+
+const char* to_string(DropReason r) {
+  switch (r) {
+    case DropReason::none: return "none";
+    case DropReason::too_short: return "too-short";
+    case DropReason::bad_magic: return "bad-magic";
+    case DropReason::bad_version: return "bad-version";
+    case DropReason::bad_check: return "bad-check";
+    case DropReason::wrong_session: return "wrong-session";
+    case DropReason::bad_shape: return "bad-shape";
+    case DropReason::out_of_range: return "out-of-range";
+    case DropReason::stale_round: return "stale-round";
+    case DropReason::bad_hash: return "bad-hash";
+    case DropReason::count_: break;
+  }
+  return "unknown";
+}
+
+DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, std::uint64_t page_count,
+                           const DatagramLayout& layout, DatagramView& out) {
+  const std::byte* p = bytes.data();
+  if (bytes.size() < kDatagramHeaderBytes) return DropReason::too_short;
+  if (load<std::uint32_t>(p, kOffMagic) != kDatagramMagic) return DropReason::bad_magic;
+  if (load<std::uint8_t>(p, kOffVersion) != kProtocolVersion) return DropReason::bad_version;
+  auto& h = out.header;
+  h.entry_count = load<std::uint16_t>(p, kOffEntries);
+  h.session = load<std::uint64_t>(p, kOffSession);
+  h.seq = load<std::uint64_t>(p, kOffSeq);
+  h.send_time_ns = load<std::uint64_t>(p, kOffTime);
+  h.round = load<std::uint32_t>(p, kOffRound);
+  h.chunk_index = load<std::uint16_t>(p, kOffChunkIndex);
+  h.chunk_count = load<std::uint16_t>(p, kOffChunkCount);
+  h.payload_bytes = load<std::uint32_t>(p, kOffPayload);
+
+  // Shape first (cheap, and needed to know what the check covers).
+  if (load<std::uint8_t>(p, kOffFlags) != 0) return DropReason::bad_shape;
+  if (h.entry_count == 0 || h.entry_count > kMaxEntries) return DropReason::bad_shape;
+  const std::size_t head_len = kDatagramHeaderBytes + std::size_t{h.entry_count} * kEntryBytes;
+  if (bytes.size() < head_len || bytes.size() - head_len != h.payload_bytes) return DropReason::bad_shape;
+  out.entries = p + kDatagramHeaderBytes;
+  out.payload = bytes.subspan(head_len);
+
+  const bool chunked = h.chunk_count != 1;
+  if (load<std::uint32_t>(p, kOffCheck) != datagram_check(p, head_len, chunked ? out.payload : std::span<const std::byte>{}))
+    return DropReason::bad_check;
+  if (h.session != session) return DropReason::wrong_session;
+
+  if (chunked) {
+    // A chunk of one non-zero page, cut exactly as the layout says.
+    if (!layout.chunked() || h.chunk_count != layout.chunk_count || h.chunk_index >= h.chunk_count ||
+        h.entry_count != 1 || h.payload_bytes != layout.chunk_len(h.chunk_index))
+      return DropReason::bad_shape;
+    const auto e = out.entry_at(0);
+    if (e.zero) return DropReason::bad_shape;
+    if (e.page >= page_count) return DropReason::out_of_range;
+    return DropReason::none;
+  }
+  if (h.chunk_index != 0) return DropReason::bad_shape;
+  std::size_t nonzero = 0;
+  for (std::size_t i = 0; i < h.entry_count; ++i) {
+    const auto e = out.entry_at(i);
+    if (e.page >= page_count) return DropReason::out_of_range;
+    nonzero += !e.zero;
+  }
+  if (std::size_t{h.payload_bytes} != nonzero * layout.page_size) return DropReason::bad_shape;
+  return DropReason::none;
+}
+
+}  // namespace hymig

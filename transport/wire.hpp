@@ -1,0 +1,216 @@
+// The hymig wire protocol, version 1 (docs/protocol.md is the prose version of this file).
+//
+// Reliable channel: messages of a type byte and a body; the backend frames them. Handshake bodies
+// (hello, notify, ready) are JSON because they carry extensible capability sets and are sent once;
+// everything else is a fixed little-endian layout. Every decoder validates every field and throws
+// Error{protocol} naming the field.
+//
+// Datagram channel: one datagram = 48-byte header + entry_count entries (page index, page hash) +
+// payload. Whole-page datagrams carry several pages; on paths whose MTU is below a page, a page is
+// cut into chunk_count chunks, one per datagram. Decoding a datagram never throws (a flood of junk
+// must be cheap to drop): it returns a DropReason.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "transport/bitmap.hpp"
+#include "transport/page_hash.hpp"
+
+namespace hymig {
+
+inline constexpr std::uint32_t kProtocolVersion = 1;
+
+enum class MsgType : std::uint8_t {
+  hello = 1,
+  auth = 2,
+  notify = 3,
+  ready = 4,
+  abort = 5,
+  progress = 6,
+  round_begin = 7,
+  round_end = 8,
+  round_report = 9,
+  pause = 10,
+  missing = 11,
+  pages = 12,
+  final_end = 13,
+  digest = 14,
+  verify = 15,
+  commit = 16,
+  committed = 17,
+};
+const char* to_string(MsgType t);
+inline std::uint8_t wire(MsgType t) { return static_cast<std::uint8_t>(t); }
+
+// ---- handshake (JSON bodies) -------------------------------------------------------------------
+
+struct Hello {
+  std::uint32_t version = kProtocolVersion;
+  std::string role;                       // "source" | "destination"
+  std::array<std::uint8_t, 32> nonce{};   // for the HMAC challenge
+  bool auth = false;                      // this side holds a shared secret
+  std::string software;                   // "hymig 0.1.0"
+};
+std::vector<std::byte> encode_hello(const Hello& h, const nlohmann::json& caps);
+Hello decode_hello(std::span<const std::byte> body, nlohmann::json& caps_out);
+
+inline constexpr std::size_t kMacBytes = 32;  // HMAC-SHA-512/256 (libsodium crypto_auth)
+
+struct Notify {
+  std::uint64_t session = 0;
+  std::uint64_t image_bytes = 0;
+  std::uint32_t page_size = 0;
+  std::uint64_t page_count = 0;
+  std::string image_kind;     // "synthetic" | "file" | "vm"
+  std::string image_name;     // a plain file name, no '/'
+  std::string bulk;           // "udp" | "tcp" | "ud"
+  std::string bulk_endpoint;  // the source's datagram endpoint ("" for tcp)
+  std::uint32_t datagram_bytes = 0;
+  std::string verify;         // "full" | "fast"
+};
+std::vector<std::byte> encode_notify(const Notify& n);
+Notify decode_notify(std::span<const std::byte> body);
+
+struct Ready {
+  std::string bulk_endpoint;  // the destination's datagram endpoint ("" for tcp)
+  std::uint32_t datagram_bytes = 0;
+};
+std::vector<std::byte> encode_ready(const Ready& r);
+Ready decode_ready(std::span<const std::byte> body);
+
+std::vector<std::byte> encode_abort(const std::string& reason);
+std::string decode_abort(std::span<const std::byte> body);
+
+// ---- binary control messages -------------------------------------------------------------------
+
+// Receiver -> sender, every ~10 ms during rounds: cumulative counters, so a lost report loses nothing.
+struct Progress {
+  std::uint64_t receiver_time_ns = 0;  // receiver's monotonic clock
+  std::uint64_t datagrams = 0;         // valid datagrams received so far (all rounds)
+  std::uint64_t bytes = 0;             // their bytes
+  std::uint64_t next_seq = 0;          // highest sequence number seen + 1
+  std::int64_t min_owd_ns = 0;         // smallest (receiver clock - sender stamp) since last report
+  std::uint64_t invalid = 0;           // datagrams dropped as invalid so far
+};
+std::vector<std::byte> encode_progress(const Progress& p);
+Progress decode_progress(std::span<const std::byte> body);
+
+// round-begin's body is the round's page set (encode_page_set): the receiver must know which pages
+// a round resends, so that a page whose newer copy is lost is reported missing, not kept stale.
+struct RoundEnd {
+  std::uint32_t round = 0;
+  std::uint64_t next_seq = 0;  // sequence number the next datagram would carry
+};
+std::vector<std::byte> encode_round_end(const RoundEnd& r);
+RoundEnd decode_round_end(std::span<const std::byte> body);
+
+// A set of pages: a raw bitmap or a list of runs, whichever is smaller.
+std::vector<std::byte> encode_page_set(std::uint32_t round, const Bitmap& set);
+// Validates every index against page_count; returns the round and fills `out` (sized page_count).
+std::uint32_t decode_page_set(std::span<const std::byte> body, std::uint64_t page_count, Bitmap& out);
+
+// Header of a pages message; its payload is count pages, in the order of the indices.
+inline constexpr std::uint32_t kMaxPagesPerMessage = 256;
+std::vector<std::byte> encode_pages_header(std::uint32_t round, std::span<const std::uint64_t> pages);
+// Validates count (1..kMaxPagesPerMessage), indices < page_count, and no duplicates next to each
+// other is NOT required (a duplicate just writes the same page twice).
+std::uint32_t decode_pages_header(std::span<const std::byte> body, std::uint64_t page_count,
+                                  std::vector<std::uint64_t>& pages_out);
+
+std::vector<std::byte> encode_u64(std::uint64_t v);
+std::uint64_t decode_u64(std::span<const std::byte> body, const char* what);
+
+struct Verify {
+  bool ok = false;
+  Digest digest{};
+  std::uint64_t missing_pages = 0;  // pages the receiver never got (must be 0 to commit)
+};
+std::vector<std::byte> encode_digest(const Digest& d);
+Digest decode_digest(std::span<const std::byte> body);
+std::vector<std::byte> encode_verify(const Verify& v);
+Verify decode_verify(std::span<const std::byte> body);
+
+// ---- datagrams ---------------------------------------------------------------------------------
+
+inline constexpr std::uint32_t kDatagramMagic = 0x444D5948;  // "HYMD"
+inline constexpr std::size_t kDatagramHeaderBytes = 48;
+inline constexpr std::size_t kEntryBytes = 16;
+inline constexpr std::uint16_t kMaxEntries = 64;
+inline constexpr std::uint16_t kMaxChunks = 64;
+inline constexpr std::uint64_t kZeroPageFlag = std::uint64_t{1} << 63;
+
+struct DatagramHeader {
+  std::uint16_t entry_count = 0;
+  std::uint64_t session = 0;
+  std::uint64_t seq = 0;
+  std::uint64_t send_time_ns = 0;
+  std::uint32_t round = 0;
+  std::uint16_t chunk_index = 0;
+  std::uint16_t chunk_count = 1;  // 1 = whole pages
+  std::uint32_t payload_bytes = 0;
+};
+
+struct DatagramEntry {
+  std::uint64_t page = 0;
+  bool zero = false;
+  std::uint64_t hash = 0;
+};
+
+// How pages are cut for a given datagram size.
+struct DatagramLayout {
+  std::size_t page_size = 0;
+  std::size_t datagram_bytes = 0;
+  std::uint16_t pages_per_datagram = 0;  // >= 1 in whole-page mode, 0 in chunked mode
+  std::uint16_t chunk_count = 1;         // > 1 in chunked mode
+  std::uint32_t chunk_bytes = 0;         // every chunk but the last; the last has the remainder
+
+  bool chunked() const { return chunk_count > 1; }
+  std::uint32_t chunk_len(std::uint16_t index) const {
+    return index + 1 < chunk_count ? chunk_bytes
+                                   : static_cast<std::uint32_t>(page_size - std::size_t{chunk_bytes} * (chunk_count - 1));
+  }
+};
+// Throws Error{usage} when no layout fits (datagram too small for even one chunk).
+DatagramLayout make_layout(std::size_t page_size, std::size_t datagram_bytes);
+
+// Writes header + entries into `out` (at least kDatagramHeaderBytes + entries*kEntryBytes) and the
+// check field. For chunked datagrams the check also covers `chunk_payload`; for whole pages the
+// per-page hashes cover the payload. Returns the bytes written. No allocation.
+std::size_t encode_datagram_head(std::byte* out, const DatagramHeader& h, std::span<const DatagramEntry> entries,
+                                 std::span<const std::byte> chunk_payload);
+
+enum class DropReason : std::uint8_t {
+  none = 0,
+  too_short,
+  bad_magic,
+  bad_version,
+  bad_check,
+  wrong_session,
+  bad_shape,      // entry count, chunk fields or payload length inconsistent
+  out_of_range,   // page index >= page_count
+  stale_round,    // older than what the page already holds (counted by the receiver)
+  bad_hash,       // payload does not hash to the announced page hash (counted by the receiver)
+  count_
+};
+const char* to_string(DropReason r);
+
+struct DatagramView {
+  DatagramHeader header;
+  const std::byte* entries = nullptr;  // header.entry_count raw entries; read with entry_at()
+  std::span<const std::byte> payload;
+  DatagramEntry entry_at(std::size_t i) const;
+};
+
+// Validates magic, version, check, session, shape (against `layout`) and page ranges.
+DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, std::uint64_t page_count,
+                           const DatagramLayout& layout, DatagramView& out);
+
+}  // namespace hymig
