@@ -1,0 +1,52 @@
+#include "udp/tcp_connect.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "transport/error.hpp"
+#include "udp/fd_wait.hpp"
+#include "udp/socket_address.hpp"
+
+namespace hymig {
+
+std::unique_ptr<TcpReliableChannel> connect_tcp(const std::string& host_port, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const std::vector<SocketAddress> addresses = resolve_host_port(host_port, SOCK_STREAM, false);
+  std::string failures;
+  int last_err = 0;
+  for (const SocketAddress& address : addresses) {
+    int err = 0;
+    UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    if (!fd) {
+      err = errno;
+    } else if (::connect(fd.get(), address.get(), address.length) != 0) {
+      err = errno;
+      if (err == EINPROGRESS || err == EINTR) {
+        if (!wait_fd(fd.get(), POLLOUT, deadline - std::chrono::steady_clock::now())) {
+          err = ETIMEDOUT;
+        } else {
+          socklen_t len = sizeof err;
+          if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+        }
+      }
+    }
+    if (err == 0) return TcpReliableChannel::adopt(std::move(fd));
+    last_err = err;
+    const std::string why = err == ETIMEDOUT ? "no answer within " + std::to_string(timeout.count()) + " ms"
+                                             : std::string(std::strerror(err));
+    if (!failures.empty()) failures += "; ";
+    failures += addresses.size() > 1 ? format_address(address) + ": " + why : why;
+    if (std::chrono::steady_clock::now() >= deadline) break;
+  }
+  const std::string what = "cannot connect to " + host_port + ": " + failures;
+  if (last_err == ECONNREFUSED)
+    throw Error(ErrorKind::peer_vanished, what + " — is `hymig serve` running there?");
+  if (last_err == ETIMEDOUT)
+    throw Error(ErrorKind::timeout, what + " — host down, wrong address, or a firewall dropping the connection?");
+  throw Error(ErrorKind::io, what + " — check the address and the route to it");
+}
+
+}  // namespace hymig
