@@ -1,0 +1,33 @@
+// Shared pieces of the hymig subcommands: exit codes, option parsing with a config file, and
+// reading the shared secret.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace hymig::cli {
+
+// Exit codes, documented in `hymig --help` and docs/operations.md.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;   // the migration failed; the source runs on
+inline constexpr int kExitUsage = 2;    // bad command line or config file
+inline constexpr int kExitUnknown = 3;  // commit sent but not confirmed; the source stays paused
+
+namespace po = boost::program_options;
+
+// Parses argv (after the subcommand name) into `vm`; options not on the command line are read from
+// --config FILE (KEY = VALUE lines, same names without the dashes). Returns false after printing
+// --help. Throws Error{usage} on anything wrong.
+bool parse_options(const std::string& command, const std::string& synopsis, const std::string& epilog,
+                   po::options_description& desc, const std::vector<std::string>& args, po::variables_map& vm);
+
+// Reads --secret-file; std::nullopt when not given. Throws Error{usage} if unreadable or empty.
+std::optional<std::string> read_secret(const po::variables_map& vm);
+
+int run_serve(const std::vector<std::string>& args);
+int run_migrate(const std::vector<std::string>& args);
+int run_probe(const std::vector<std::string>& args);
+
+}  // namespace hymig::cli

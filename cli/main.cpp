@@ -1,0 +1,58 @@
+// hymig: live migration of memory images over a hybrid transport. Dispatches to subcommands.
+#include <signal.h>
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/command.hpp"
+#include "transport/error.hpp"
+
+namespace {
+
+const char* kUsage =
+    "usage: hymig COMMAND [OPTIONS]\n"
+    "\n"
+    "Moves a memory image (a VM's RAM, or any large image) to another host: pages stream over UDP\n"
+    "in rounds, the final delta goes over TCP, both sides verify a digest, then hand over.\n"
+    "\n"
+    "commands:\n"
+    "  serve     receive migrations (run on the destination)\n"
+    "  migrate   send an image to a `hymig serve` (run on the source)\n"
+    "  probe     show this host's links and the transports hymig would choose\n"
+    "\n"
+    "`hymig COMMAND --help` describes each. Exit codes: 0 committed, 1 failed (the source runs on),\n"
+    "2 usage error, 3 commit outcome unknown (the source stays paused).\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::signal(SIGPIPE, SIG_IGN);  // a vanished peer is an error return, not a death
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return hymig::cli::kExitUsage;
+  }
+  const std::string cmd = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::cout << "hymig 0.1.0 (protocol 1)\n";
+    return 0;
+  }
+  try {
+    if (cmd == "serve") return hymig::cli::run_serve(args);
+    if (cmd == "migrate") return hymig::cli::run_migrate(args);
+    if (cmd == "probe") return hymig::cli::run_probe(args);
+    std::cerr << "hymig: unknown command '" << cmd << "'\n\n" << kUsage;
+    return hymig::cli::kExitUsage;
+  } catch (const hymig::Error& e) {
+    std::cerr << "hymig " << cmd << ": error: " << e.what() << "\n";
+    return e.kind() == hymig::ErrorKind::usage ? hymig::cli::kExitUsage : hymig::cli::kExitFailed;
+  } catch (const std::exception& e) {
+    std::cerr << "hymig " << cmd << ": error: " << e.what() << "\n";
+    return hymig::cli::kExitFailed;
+  }
+}

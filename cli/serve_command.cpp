@@ -1,0 +1,103 @@
+// hymig serve: the destination daemon. Serves migrations one after another; a client that sends
+// garbage, stalls or vanishes costs at most --timeout and never the daemon.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cerrno>
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli/command.hpp"
+#include "policy/capabilities.hpp"
+#include "transport/destination_engine.hpp"
+#include "transport/error.hpp"
+#include "transport/file_image.hpp"
+#include "transport/handshake.hpp"
+#include "udp/tcp_listener.hpp"
+#include "udp/tcp_reliable_channel.hpp"
+#include "udp/udp_datagram_channel.hpp"
+
+namespace hymig::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+void log_line(const std::string& s) { std::cerr << "hymig serve: " << s << std::endl; }
+
+}  // namespace
+
+int run_serve(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  desc.add_options()
+      ("listen", po::value<std::string>()->default_value("0.0.0.0:7470"), "HOST:PORT to accept sources on (port 0: any free port)")
+      ("store", po::value<std::string>()->default_value("/var/lib/hymig/images"), "directory where file images land (created if missing)")
+      ("once", po::bool_switch(), "exit after one session: 0 if it committed, 1 otherwise")
+      ("timeout", po::value<double>()->default_value(10.0), "seconds a source may stay silent before its session is dropped")
+      ("secret-file", po::value<std::string>(), "shared secret: sources must prove they hold the same file");
+  po::variables_map vm;
+  if (!parse_options("serve", "[--listen HOST:PORT] [--store DIR] [--once] [--timeout SEC] [--secret-file FILE]",
+                     "A file image arrives as STORE/.NAME.SESSION.part and is renamed to STORE/NAME only once both\n"
+                     "sides verified the digest and the source said commit; on any failure it is deleted.\n"
+                     "Synthetic images are received into memory and dropped after verification.\n",
+                     desc, args, vm))
+    return kExitOk;
+
+  const auto timeout = std::chrono::milliseconds(static_cast<long>(vm["timeout"].as<double>() * 1000));
+  if (timeout.count() <= 0) throw Error(ErrorKind::usage, "--timeout must be positive");
+  const auto secret = read_secret(vm);
+  const std::string store = vm["store"].as<std::string>();
+  const bool once = vm["once"].as<bool>();
+
+  struct sigaction sa{};
+  sa.sa_handler = on_signal;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+
+  TcpListener listener = TcpListener::listen(vm["listen"].as<std::string>());
+  log_line("listening on " + listener.local_address());
+
+  while (!g_stop) {
+    auto rel = listener.accept(std::chrono::milliseconds(250));
+    if (!rel) continue;
+    const std::string peer = rel->peer_host();
+    rel->set_io_timeout(timeout);
+    DestinationReport rep;
+    try {
+      handshake(*rel, "destination", to_json(probe_capabilities(peer)), secret, timeout);
+      ReceiverDatagramFactory datagrams = [&](const Notify&) -> std::unique_ptr<DatagramChannel> {
+        return UdpDatagramChannel::open(rel->local_host());
+      };
+      TargetFactory targets = [&](const Notify& n) -> std::unique_ptr<TargetImage> {
+        if (n.image_kind == "synthetic") return make_memory_target(n.image_bytes);
+        if (n.image_kind != "file")
+          throw Error(ErrorKind::refused, "this daemon cannot receive '" + n.image_kind + "' images yet");
+        std::error_code ec;
+        std::filesystem::create_directories(store, ec);
+        if (ec) throw Error(ErrorKind::io, "cannot create the store '" + store + "': " + ec.message());
+        return make_file_target(store, n.image_name, n.session, n.image_bytes);
+      };
+      rep = run_destination(*rel, datagrams, targets, DestinationOptions{timeout});
+    } catch (const std::exception& e) {
+      rep.error = e.what();
+      send_abort_quietly(*rel, e.what());
+    }
+    const std::string id = fmt::format("{:016x}", rep.session);
+    if (rep.committed)
+      log_line(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid, {} bad-hash, {} stale)", id,
+                           rep.image_name, rep.image_bytes, rep.stored_at, rep.datagrams, rep.invalid_datagrams,
+                           rep.bad_hash, rep.stale));
+    else if (rep.session)
+      log_line(fmt::format("session {}: aborted: {}", id, rep.error));
+    else
+      log_line(fmt::format("connection from {} rejected: {}", peer, rep.error));
+    if (once) return rep.committed ? kExitOk : kExitFailed;
+  }
+  log_line("stopped");
+  return kExitOk;
+}
+
+}  // namespace hymig::cli

@@ -1,0 +1,39 @@
+// What one side can do, exchanged at connect time as JSON so the plan can be chosen from both.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "transport/wire.hpp"  // kProtocolVersion
+
+namespace hymig {
+
+// Version of the capability exchange and of the protocol it announces.
+
+struct Capabilities {
+  unsigned protocol_version = kProtocolVersion;
+  bool udp = false;
+  bool udp_gso = false;  // UDP_SEGMENT: one send hands the kernel many datagrams
+  bool udp_gro = false;  // UDP_GRO: one receive returns many coalesced datagrams
+  bool tcp = false;
+  bool rdma_ud = false;
+  bool rdma_rc = false;
+  unsigned path_mtu = 0;
+  std::optional<std::uint64_t> link_speed_mbps;
+  std::string host;
+};
+
+// Probes this host. With a peer, the MTU and speed are those of the route to it; without one,
+// those of the largest-MTU up non-loopback link (loopback's when there is none). Throws Error.
+Capabilities probe_capabilities(const std::optional<std::string>& peer_host);
+
+nlohmann::json to_json(const Capabilities& caps);
+
+// Validates every field (presence, type, range) and throws Error{protocol} naming the first bad
+// one. Unknown fields are ignored so that a newer peer can add some.
+Capabilities capabilities_from_json(const nlohmann::json& j);
+
+}  // namespace hymig
