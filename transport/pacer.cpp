@@ -24,7 +24,8 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
     return std::nullopt;  // out of order or a counter went backwards: not a usable span
   const std::uint64_t seq_span = p.next_seq - base_.next_seq;
   const double dt = (p.receiver_time_ns - base_.receiver_time_ns) * 1e-9;
-  if (seq_span < 64 && dt < 0.2) return std::nullopt;
+  // Long enough to average out a receiver that was descheduled for a few ms (2 cores, shared).
+  if ((seq_span < 64 || dt < 0.02) && dt < 0.2) return std::nullopt;
 
   FeedbackSample s;
   s.interval_s = dt;

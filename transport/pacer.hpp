@@ -25,7 +25,8 @@ struct FeedbackSample {
   double qdelay_s = 0;        // one-way delay above the smallest seen: the queue on the path
 };
 
-// Builds samples from the cumulative Progress reports: one sample per >= 64 datagrams or 200 ms.
+// Builds samples from the cumulative Progress reports: one per >= 64 datagrams and >= 20 ms, or
+// per 200 ms.
 class FeedbackTracker {
  public:
   // `sender_bytes_sent` is the sender's cumulative datagram bytes when the report was read.
@@ -50,7 +51,7 @@ struct RateConfig {
   bool fixed = false;  // --rate R: never adapt
   std::uint64_t min_rate = 1ull << 20;
   std::uint64_t max_rate = 200ull << 30;
-  double qdelay_target_s = 0.005;
+  double qdelay_target_s = 0.015;
 };
 
 class RateController {
