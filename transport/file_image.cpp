@@ -47,6 +47,7 @@ FileImage::FileImage(const std::string& path, std::optional<pid_t> pause_pid, st
   if (name_.empty() || name_[0] == '.')
     throw Error(ErrorKind::usage, "file image '" + path + "': the file name must not be empty or start with '.'");
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd && errno == ENOENT) throw Error(ErrorKind::usage, "image file '" + path + "' does not exist");
   if (!fd) throw_errno("cannot open image file '" + path + "'");
   struct stat st{};
   if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat image file '" + path + "'");
