@@ -17,14 +17,12 @@ STREAM=${STREAM:-build/release/bench/hymig-tcpstream}
 mkdir -p bench/out
 results=bench/out/core-bench.jsonl
 : >"$results"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -n "${NETLAB_UP:-}" ] && netlab_down || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# The integration tests' helpers: namespaces, veth, nftables loss, cleanup of PIDs on exit.
+WRITER=${WRITER:-build/release/tests/tools/hymig-test-writer}
+export HYMIG WRITER
+# shellcheck source=../tests/net/lib.sh
+source tests/net/lib.sh
+work=$WORK
 
 # run_pair NAME [ns-prefix-dst] [ns-prefix-src] ADDR -- migrate args...
 # Starts `hymig serve --once` (optionally in a namespace), runs one migration, appends its JSON.
@@ -33,7 +31,7 @@ hymig_run() {
   shift 4
   $dst_exec "$HYMIG" serve --listen "$addr:0" --once 2>"$work/serve.log" &
   local sp=$!
-  pids+=("$sp")
+  PIDS+=("$sp")
   local listen=""
   for _ in $(seq 100); do
     listen=$(sed -n 's/.*listening on //p' "$work/serve.log" | head -n1)
@@ -54,7 +52,7 @@ stream_run() {
   local port=$((20000 + RANDOM % 20000))
   $dst_exec "$STREAM" --listen "$addr:$port" >"$work/stream.out" &
   local sp=$!
-  pids+=("$sp")
+  PIDS+=("$sp")
   local out
   out=$($src_exec "$STREAM" --connect "$addr:$port" --bytes "$size")
   wait "$sp" || true
@@ -73,22 +71,19 @@ for r in $(seq "$REPS"); do
   hymig_run "loopback dirty 256M/1G" "" "" 127.0.0.1 --image "synthetic:size=$SIZE,dirty-rate=256M,working-set=1G"
 done
 
-if [ "$(id -u)" -eq 0 ] && [ -f tests/lib/netlab.sh ]; then
-  echo "== B. veth pair between namespaces, ${LOSS_SIZE} idle image, nftables random loss"
-  # shellcheck source=../tests/lib/netlab.sh
-  source tests/lib/netlab.sh
-  netlab_up
-  NETLAB_UP=1
+if [ "$(id -u)" -eq 0 ] && ip netns add "hymig-bench-probe-$$" 2>/dev/null; then
+  ip netns del "hymig-bench-probe-$$"
+  echo "== B. veth pair (MTU 1500) between namespaces, ${LOSS_SIZE} idle image, nftables random loss"
+  netns_up 1500
   for loss in 0 1 5; do
-    [ "$loss" -gt 0 ] && netlab_loss "$loss"
+    netns_loss "$loss"
     for r in $(seq "$REPS"); do
-      hymig_run "veth loss $loss% hymig udp+tcp" "$NETLAB_EXEC_DST" "$NETLAB_EXEC_SRC" "$NETLAB_DST_ADDR" --image "synthetic:size=$LOSS_SIZE"
-      hymig_run "veth loss $loss% hymig --bulk tcp" "$NETLAB_EXEC_DST" "$NETLAB_EXEC_SRC" "$NETLAB_DST_ADDR" --image "synthetic:size=$LOSS_SIZE" --bulk tcp
+      hymig_run "veth loss $loss% hymig udp+tcp" "$IN_DST" "$IN_SRC" "$ADDR_DST" --image "synthetic:size=$LOSS_SIZE" --timeout 30
+      hymig_run "veth loss $loss% hymig --bulk tcp" "$IN_DST" "$IN_SRC" "$ADDR_DST" --image "synthetic:size=$LOSS_SIZE" --bulk tcp --timeout 30
     done
-    [ "$loss" -gt 0 ] && netlab_loss 0
   done
 else
-  echo "== B. skipped: needs root and tests/lib/netlab.sh"
+  echo "== B. skipped: needs root and network namespaces"
 fi
 
 echo

@@ -1,0 +1,218 @@
+#include "policy/plan.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+
+#include "transport/error.hpp"
+
+namespace hymig {
+namespace {
+
+constexpr std::size_t kIpv4UdpHeaders = 28;       // 20 IPv4 + 8 UDP
+constexpr std::size_t kMaxUdpPayload = 65507;     // 65535 - kIpv4UdpHeaders
+constexpr std::size_t kMinUdpPayload = 576 - 28;  // every IPv4 host must accept a 576-byte datagram
+constexpr std::size_t kRoceHeaders = 100;         // Eth + IP + UDP + BTH + DETH + ICRC, rounded up
+constexpr std::array<std::size_t, 5> kRoceMtus = {4096, 2048, 1024, 512, 256};
+constexpr std::uint64_t kDefaultRate = 100'000'000;  // 100 MB/s when no link speed is known
+
+// ---- which side has what: a decision names the side that lacks a transport ----
+
+bool has(const Capabilities& c, BulkTransport t) {
+  switch (t) {
+    case BulkTransport::udp: return c.udp;
+    case BulkTransport::tcp: return c.tcp;
+    case BulkTransport::rdma_ud: return c.rdma_ud;
+  }
+  return false;
+}
+
+bool has(const Capabilities& c, ReliableTransport t) {
+  switch (t) {
+    case ReliableTransport::tcp: return c.tcp;
+    case ReliableTransport::rdma_rc: return c.rdma_rc;
+  }
+  return false;
+}
+
+std::string_view long_name(BulkTransport t) {
+  switch (t) {
+    case BulkTransport::udp: return "UDP";
+    case BulkTransport::tcp: return "TCP";
+    case BulkTransport::rdma_ud: return "RDMA UD";
+  }
+  return "?";
+}
+
+std::string_view long_name(ReliableTransport t) {
+  switch (t) {
+    case ReliableTransport::tcp: return "TCP";
+    case ReliableTransport::rdma_rc: return "RDMA RC";
+  }
+  return "?";
+}
+
+// "" when both sides have it, else who lacks it: "this host has no RDMA UD".
+template <typename T>
+std::string missing(const Capabilities& local, const Capabilities& peer, T t) {
+  const bool l = has(local, t), p = has(peer, t);
+  if (l && p) return {};
+  if (!l && !p) return fmt::format("neither this host nor the peer has {}", long_name(t));
+  return fmt::format("{} has no {}", l ? "the peer" : "this host", long_name(t));
+}
+
+template <typename T>
+T choose(const Capabilities& local, const Capabilities& peer, std::optional<T> wanted,
+         std::initializer_list<T> by_preference, std::string_view flag, std::string_view what,
+         std::vector<std::string>& reasons) {
+  if (wanted) {
+    std::string lack = missing(local, peer, *wanted);
+    if (!lack.empty())
+      throw Error(ErrorKind::usage, fmt::format("{} {} requested but {}; drop {} to let hymig choose", flag,
+                                                to_string(*wanted), lack, flag));
+    reasons.push_back(fmt::format("{}={}: requested with {} and both sides have {}", what, to_string(*wanted), flag,
+                                  long_name(*wanted)));
+    return *wanted;
+  }
+  std::vector<std::string> passed_over;
+  for (T t : by_preference) {
+    std::string lack = missing(local, peer, t);
+    if (lack.empty()) {
+      std::string reason = fmt::format("{}={}: both sides have {}", what, to_string(t), long_name(t));
+      for (const auto& why : passed_over) reason += "; " + why;
+      reasons.push_back(std::move(reason));
+      return t;
+    }
+    passed_over.push_back(std::move(lack));
+  }
+  std::string why;
+  for (const auto& w : passed_over) why += (why.empty() ? "" : "; ") + w;
+  throw Error(ErrorKind::protocol,
+              fmt::format("no {} transport common to this host and the peer ({}); install or enable one on both sides",
+                          what, why));
+}
+
+std::size_t choose_datagram_bytes(BulkTransport bulk, const Capabilities& local, const Capabilities& peer,
+                                  std::vector<std::string>& reasons) {
+  const std::size_t mtu = std::min(local.path_mtu, peer.path_mtu);
+  const std::string mtu_from =
+      fmt::format("path MTU {} (this host {}, peer {})", mtu, local.path_mtu, peer.path_mtu);
+  switch (bulk) {
+    case BulkTransport::tcp:
+      reasons.push_back(fmt::format("datagram_bytes={}: TCP is a byte stream the kernel segments itself, so "
+                                    "bulk chunks take the largest size",
+                                    kMaxUdpPayload));
+      return kMaxUdpPayload;
+    case BulkTransport::rdma_ud: {
+      const std::size_t room = mtu > kRoceHeaders ? mtu - kRoceHeaders : 0;
+      auto it = std::find_if(kRoceMtus.begin(), kRoceMtus.end(), [&](std::size_t m) { return m <= room; });
+      const std::size_t roce = it != kRoceMtus.end() ? *it : kRoceMtus.back();
+      reasons.push_back(fmt::format("datagram_bytes={}: the largest RoCE MTU that fits {} minus ~{} bytes of "
+                                    "RoCE headers",
+                                    roce, mtu_from, kRoceHeaders));
+      return roce;
+    }
+    case BulkTransport::udp: {
+      const std::size_t raw = mtu > kIpv4UdpHeaders ? mtu - kIpv4UdpHeaders : 0;
+      const std::size_t bytes = std::clamp(raw, kMinUdpPayload, kMaxUdpPayload);
+      std::string reason = fmt::format("datagram_bytes={}: {} minus {} bytes of IPv4 and UDP headers", bytes,
+                                       mtu_from, kIpv4UdpHeaders);
+      if (raw > kMaxUdpPayload) reason += fmt::format(", capped at {}, the largest IPv4 UDP payload", kMaxUdpPayload);
+      if (raw < kMinUdpPayload)
+        reason += fmt::format(", raised to {}: every IPv4 host accepts a 576-byte datagram", kMinUdpPayload);
+      reasons.push_back(std::move(reason));
+      return bytes;
+    }
+  }
+  return kMinUdpPayload;
+}
+
+std::uint64_t choose_rate(const Capabilities& local, const Capabilities& peer, const Preferences& prefs,
+                          std::vector<std::string>& reasons) {
+  if (prefs.rate_bytes_per_s) {
+    if (*prefs.rate_bytes_per_s == 0)
+      throw Error(ErrorKind::usage, "--rate 0 would never send anything; give a positive rate or drop --rate");
+    reasons.push_back(fmt::format("initial_rate={} B/s: set with --rate", *prefs.rate_bytes_per_s));
+    return *prefs.rate_bytes_per_s;
+  }
+  // A speed of 0 is as good as unknown.
+  auto known = [](const Capabilities& c) { return c.link_speed_mbps && *c.link_speed_mbps > 0; };
+  if (!known(local) && !known(peer)) {
+    reasons.push_back(fmt::format("initial_rate={} B/s: neither side knows its link speed (virtual link), so start "
+                                  "at 100 MB/s; the pacer adapts from there",
+                                  kDefaultRate));
+    return kDefaultRate;
+  }
+  std::uint64_t mbps = 0;
+  std::string whose;
+  if (known(local) && known(peer)) {
+    mbps = std::min(*local.link_speed_mbps, *peer.link_speed_mbps);
+    whose = fmt::format("the slower link ({} Mbit/s; this host {}, peer {})", mbps, *local.link_speed_mbps,
+                        *peer.link_speed_mbps);
+  } else {
+    mbps = known(local) ? *local.link_speed_mbps : *peer.link_speed_mbps;
+    whose = fmt::format("the only known link speed ({} Mbit/s, {})", mbps, known(local) ? "this host" : "the peer");
+  }
+  // Mbit/s -> bytes/s is * 125'000; start at an eighth of it and let the pacer climb.
+  const std::uint64_t rate = std::max<std::uint64_t>(1, mbps * 125'000 / 8);
+  reasons.push_back(fmt::format("initial_rate={} B/s: 1/8 of {}; the pacer adapts from there", rate, whose));
+  return rate;
+}
+
+}  // namespace
+
+std::string_view to_string(BulkTransport t) {
+  switch (t) {
+    case BulkTransport::udp: return "udp";
+    case BulkTransport::tcp: return "tcp";
+    case BulkTransport::rdma_ud: return "ud";
+  }
+  return "?";
+}
+
+std::string_view to_string(ReliableTransport t) {
+  switch (t) {
+    case ReliableTransport::tcp: return "tcp";
+    case ReliableTransport::rdma_rc: return "rc";
+  }
+  return "?";
+}
+
+BulkTransport parse_bulk_transport(std::string_view s) {
+  if (s == "udp") return BulkTransport::udp;
+  if (s == "tcp") return BulkTransport::tcp;
+  if (s == "ud") return BulkTransport::rdma_ud;
+  throw Error(ErrorKind::usage, fmt::format("unknown bulk transport '{}'; valid values: udp, tcp, ud", s));
+}
+
+ReliableTransport parse_reliable_transport(std::string_view s) {
+  if (s == "tcp") return ReliableTransport::tcp;
+  if (s == "rc") return ReliableTransport::rdma_rc;
+  throw Error(ErrorKind::usage, fmt::format("unknown reliable transport '{}'; valid values: tcp, rc", s));
+}
+
+Plan choose_plan(const Capabilities& local, const Capabilities& peer, const Preferences& prefs) {
+  Plan plan;
+  plan.bulk = choose<BulkTransport>(local, peer, prefs.bulk,
+                                    {BulkTransport::rdma_ud, BulkTransport::udp, BulkTransport::tcp}, "--bulk",
+                                    "bulk", plan.reasons);
+  plan.reliable = choose<ReliableTransport>(local, peer, prefs.reliable,
+                                            {ReliableTransport::rdma_rc, ReliableTransport::tcp}, "--reliable",
+                                            "reliable", plan.reasons);
+  plan.datagram_bytes = choose_datagram_bytes(plan.bulk, local, peer, plan.reasons);
+  plan.initial_rate_bytes_per_s = choose_rate(local, peer, prefs, plan.reasons);
+  return plan;
+}
+
+nlohmann::json to_json(const Plan& plan) {
+  return {
+      {"bulk", to_string(plan.bulk)},
+      {"reliable", to_string(plan.reliable)},
+      {"datagram_bytes", plan.datagram_bytes},
+      {"initial_rate_bytes_per_s", plan.initial_rate_bytes_per_s},
+      {"reasons", plan.reasons},
+  };
+}
+
+}  // namespace hymig
