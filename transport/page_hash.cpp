@@ -48,10 +48,10 @@ Digest digest_of_hashes(std::span<const std::uint64_t> page_hashes) {
   return d;
 }
 
-std::string to_hex(const Digest& d) {
+std::string to_hex(std::span<const std::uint8_t> bytes) {
   static const char* hex = "0123456789abcdef";
   std::string s;
-  for (auto b : d) {
+  for (auto b : bytes) {
     s += hex[b >> 4];
     s += hex[b & 15];
   }

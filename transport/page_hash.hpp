@@ -20,7 +20,8 @@ bool is_zero_page(const std::byte* page, std::size_t page_size);
 
 using Digest = std::array<std::uint8_t, 16>;
 Digest digest_of_hashes(std::span<const std::uint64_t> page_hashes);
-std::string to_hex(const Digest& d);
+std::string to_hex(std::span<const std::uint8_t> bytes);
+inline std::string to_hex(const Digest& d) { return to_hex(std::span<const std::uint8_t>(d)); }
 
 // Hashes pages [0, hashes.size()) of `image` into `hashes`, spread over `threads` threads
 // (0 = one per core).

@@ -57,16 +57,6 @@ bool one_of(const std::string& v, std::initializer_list<const char*> allowed) {
   return std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return v == a; });
 }
 
-std::string hex(std::span<const std::uint8_t> b) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (auto x : b) {
-    s += digits[x >> 4];
-    s += digits[x & 15];
-  }
-  return s;
-}
-
 }  // namespace
 
 const char* to_string(MsgType t) {
@@ -95,7 +85,7 @@ const char* to_string(MsgType t) {
 // ---- handshake ---------------------------------------------------------------------------------
 
 std::vector<std::byte> encode_hello(const Hello& h, const nlohmann::json& caps) {
-  return json_body({{"version", h.version}, {"role", h.role}, {"nonce", hex(h.nonce)}, {"auth", h.auth},
+  return json_body({{"version", h.version}, {"role", h.role}, {"nonce", to_hex(h.nonce)}, {"auth", h.auth},
                     {"software", h.software}, {"caps", caps}});
 }
 
