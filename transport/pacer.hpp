@@ -23,6 +23,7 @@ struct FeedbackSample {
   double delivered_rate = 0;  // bytes/s the receiver took in
   double loss = 0;            // fraction of datagrams of the span that never arrived
   double qdelay_s = 0;        // one-way delay above the smallest seen: the queue on the path
+  double datagrams = 0;       // datagrams the sample covers (its loss is that noisy)
 };
 
 // Builds samples from the cumulative Progress reports: one per >= 64 datagrams and >= 20 ms, or
@@ -74,6 +75,7 @@ class RateController {
   double base_loss_ = 0;
   double startup_best_ = 0;
   int startup_flat_ = 0;
+  int excess_streak_ = 0;
   unsigned cycle_ = 0;
 };
 

@@ -30,7 +30,7 @@ need_root_netns() {
 start_serve() {
   local prefix=$1 addr=$2
   shift 2
-  $prefix "$HYMIG" serve --listen "$addr:0" --timeout 3 "$@" 2>"$WORK/serve.log" &
+  $prefix "$HYMIG" serve --listen "$addr:0" --timeout "${SERVE_TIMEOUT:-3}" "$@" 2>"$WORK/serve.log" &
   SERVE_PID=$!
   PIDS+=("$SERVE_PID")
   SERVE_ADDR=""

@@ -14,6 +14,8 @@ if [ "$mode" = netns ]; then
   netns_loss "$2"
   [ -n "${3:-}" ] && netns_rate "$3"
   src_exec=$IN_SRC dst_exec=$IN_DST addr=$ADDR_DST
+  # TCP under 30 % loss stalls for seconds in retransmission backoff: allow it.
+  SERVE_TIMEOUT=30 mig_timeout=30
   note "veth, loss $2 %, rate ${3:-unlimited}"
 else
   extra=(--bulk "$2")
@@ -24,8 +26,8 @@ start_writer "$img" 2000
 mkdir -p "$WORK/store"
 start_serve "$dst_exec" "$addr" --once --store "$WORK/store"
 st=0
-$src_exec "$HYMIG" migrate --image "file:$img,pause-pid=$WRITER_PID" --to "$SERVE_ADDR" --timeout 10 \
-  --report json --progress off "${extra[@]}" >"$WORK/report.json" || st=$?
+$src_exec "$HYMIG" migrate --image "file:$img,pause-pid=$WRITER_PID" --to "$SERVE_ADDR" \
+  --report json --progress off --timeout "${mig_timeout:-10}" "${extra[@]}" >"$WORK/report.json" || st=$?
 [ "$st" -eq 0 ] || fail "migrate exited $st: $(cat "$WORK/report.json")"
 assert_committed "$WORK/report.json"
 wait_pid "$SERVE_PID" 20 || fail "serve --once did not report a committed session"

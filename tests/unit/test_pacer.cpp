@@ -2,6 +2,8 @@
 // random loss, settle near the capacity of a full link, and give way when a queue builds.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "transport/pacer.hpp"
 #include "transport/units.hpp"
 
@@ -10,15 +12,20 @@ namespace {
 
 // One sample of a link of `capacity` bytes/s with random loss `p`; sending faster than capacity
 // builds a queue (delay grows) and drops the excess.
+// Loss is drawn per datagram (64 KB each, at least 64 per sample), so samples are as noisy as real ones.
 FeedbackSample link_sample(double rate, double capacity, double p, double& queue_s) {
+  static std::mt19937_64 rng(42);
   FeedbackSample s;
   s.interval_s = 0.02;
   s.send_rate = rate;
   const double carried = std::min(rate, capacity);
   queue_s = std::max(0.0, queue_s + (rate - capacity) / capacity * s.interval_s);
   queue_s = std::min(queue_s, 0.05);  // a 50 ms buffer, then tail drop
-  s.delivered_rate = carried * (1 - p);
-  s.loss = 1 - s.delivered_rate / rate;
+  s.datagrams = std::max(64.0, rate * s.interval_s / 65536);
+  const double drop = 1 - (1 - p) * carried / rate;  // random loss plus what the full link drops
+  const double kept = std::binomial_distribution<long>(static_cast<long>(s.datagrams), 1 - drop)(rng);
+  s.loss = 1 - kept / s.datagrams;
+  s.delivered_rate = rate * (1 - s.loss);
   s.qdelay_s = queue_s;
   return s;
 }
