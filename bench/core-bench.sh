@@ -6,7 +6,7 @@
 #   C. a dirtying image: rounds, downtime, final delta, total time
 # Prints a table and writes bench/out/core-bench.json. No thresholds: these machines are shared.
 #   SIZE=4G LOSS_SIZE=1G REPS=1 bash bench/core-bench.sh
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${SIZE:-4G}
 LOSS_SIZE=${LOSS_SIZE:-1G}
@@ -18,11 +18,12 @@ mkdir -p bench/out
 results=bench/out/core-bench.jsonl
 : >"$results"
 # The integration tests' helpers: namespaces, veth, nftables loss, cleanup of PIDs on exit.
-WRITER=${WRITER:-build/release/tests/tools/hymig-test-writer}
-export HYMIG WRITER
-# shellcheck source=../tests/net/lib.sh
-source tests/net/lib.sh
-work=$WORK
+HYMIG_TEST_WRITER=${HYMIG_TEST_WRITER:-build/release/tests/tools/hymig-test-writer}
+HM_TEST_NAME=core-bench
+source tests/lib/common.sh
+source tests/lib/netlab.sh
+hm_tmpdir
+work=$HM_TMP
 
 # run_pair NAME [ns-prefix-dst] [ns-prefix-src] ADDR -- migrate args...
 # Starts `hymig serve --once` (optionally in a namespace), runs one migration, appends its JSON.
@@ -31,7 +32,7 @@ hymig_run() {
   shift 4
   $dst_exec "$HYMIG" serve --listen "$addr:0" --once 2>"$work/serve.log" &
   local sp=$!
-  PIDS+=("$sp")
+  hm_track_pid "$sp"
   local listen=""
   for _ in $(seq 100); do
     listen=$(sed -n 's/.*listening on //p' "$work/serve.log" | head -n1)
@@ -52,7 +53,7 @@ stream_run() {
   local port=$((20000 + RANDOM % 20000))
   $dst_exec "$STREAM" --listen "$addr:$port" >"$work/stream.out" &
   local sp=$!
-  PIDS+=("$sp")
+  hm_track_pid "$sp"
   local out
   out=$($src_exec "$STREAM" --connect "$addr:$port" --bytes "$size")
   wait "$sp" || true
@@ -74,9 +75,10 @@ done
 if [ "$(id -u)" -eq 0 ] && ip netns add "hymig-bench-probe-$$" 2>/dev/null; then
   ip netns del "hymig-bench-probe-$$"
   echo "== B. veth pair (MTU 1500) between namespaces, ${LOSS_SIZE} idle image, nftables random loss"
-  netns_up 1500
+  netlab_up 1500
+  IN_SRC="ip netns exec $NETLAB_NS_SRC" IN_DST="ip netns exec $NETLAB_NS_DST" ADDR_DST=$NETLAB_ADDR_DST
   for loss in 0 1 5; do
-    netns_loss "$loss"
+    netlab_loss "$loss"
     for r in $(seq "$REPS"); do
       hymig_run "veth loss $loss% hymig udp+tcp" "$IN_DST" "$IN_SRC" "$ADDR_DST" --image "synthetic:size=$LOSS_SIZE" --timeout 30
       hymig_run "veth loss $loss% hymig --bulk tcp" "$IN_DST" "$IN_SRC" "$ADDR_DST" --image "synthetic:size=$LOSS_SIZE" --bulk tcp --timeout 30

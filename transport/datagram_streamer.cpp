@@ -150,7 +150,6 @@ DatagramStreamer::RoundResult DatagramStreamer::send_round(std::uint32_t round, 
                                                            const std::function<double()>& rate,
                                                            const std::function<void()>& between_batches) {
   result_ = {};
-  round_ = round;
   batch_limit_ = std::clamp<std::size_t>(static_cast<std::size_t>(rate() / 1000), layout_.datagram_bytes, 1u << 20);
   // Room for one more page's datagrams must remain before a page is added.
   const std::size_t per_page = layout_.chunked() ? layout_.chunk_count + 1 : 1;

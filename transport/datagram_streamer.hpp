@@ -69,7 +69,6 @@ class DatagramStreamer {
   TokenBucket bucket_;
   std::uint64_t next_seq_ = 0, bytes_sent_ = 0, datagrams_sent_ = 0;
   RoundResult result_;
-  std::uint32_t round_ = 0;
 };
 
 }  // namespace hymig

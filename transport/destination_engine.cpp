@@ -115,7 +115,6 @@ class DestinationRun {
     }
     rel_.receive_payload(dst_);
     applier_->note_pages_written(page_list_, in_final_ ? kFinalRound : round);
-    pages_received_ += page_list_.size();
   }
 
   void rounds() {
@@ -177,7 +176,6 @@ class DestinationRun {
     if (dgram_) drain_datagrams(std::chrono::microseconds(0));
     dgram_.reset();
     rel_.send(wire(MsgType::missing), encode_page_set(0, missing_set()));
-    std::uint64_t announced = 0;
     while (true) {
       const auto m = rel_.receive(opts_.peer_timeout);
       if (!m) throw Error(ErrorKind::timeout, "the final delta stalled: nothing from the source for " +
@@ -188,14 +186,13 @@ class DestinationRun {
         continue;
       }
       if (type == MsgType::final_end) {
-        announced = decode_u64(m->body, "final-end");
+        decode_u64(m->body, "final-end");  // validated; the digest, not the count, decides
         break;
       }
       if (type == MsgType::abort) throw Error(ErrorKind::refused, "the source aborted: " + decode_abort(m->body));
       if (m->payload_bytes) rel_.discard_payload();
       throw Error(ErrorKind::protocol, std::string("unexpected ") + to_string(type) + " during the final delta");
     }
-    (void)announced;
 
     const Digest theirs = decode_digest(expect(rel_, MsgType::digest, opts_.peer_timeout).body);
     Verify v;
@@ -235,7 +232,6 @@ class DestinationRun {
   std::unique_ptr<PageApplier> applier_;
   std::vector<std::uint64_t> page_list_;
   std::vector<MutableBuffer> dst_;
-  std::uint64_t pages_received_ = 0;
   bool in_final_ = false;
   Clock::time_point last_heard_ = Clock::now();
   Clock::time_point last_report_ = Clock::now();

@@ -14,12 +14,7 @@ hm_deadline 200
 hm_tmpdir
 
 netlab_up 1500
-mkdir -p "$HM_TMP/src" "$HM_TMP/store"
-store=$HM_TMP/store log=$HM_TMP/serve.log
-HM_SERVE_PREFIX=(ip netns exec "$NETLAB_NS_DST")
-HM_MIGRATE_PREFIX=(ip netns exec "$NETLAB_NS_SRC")
-hm_start_serve "$log" --listen "$NETLAB_ADDR_DST:0" --store "$store" --timeout 3
-serve_pid=$HM_SERVE_PID
+hm_serve_across_netlab 3
 
 img=$HM_TMP/src/image.bin
 "$HYMIG_TEST_WRITER" --create "$img" --size 64M --seed 61 2>/dev/null || hm_fail "create $img"

@@ -10,8 +10,7 @@ source "$(dirname "$0")/../lib/common.sh"
 hm_require_tools
 hm_deadline 240
 hm_tmpdir
-mkdir -p "$HM_TMP/src" "$HM_TMP/store"
-store=$HM_TMP/store log=$HM_TMP/serve.log
+hm_store_setup
 
 img=$HM_TMP/src/big.bin
 "$HYMIG_TEST_WRITER" --create "$img" --size 256M --seed 31 2>/dev/null || hm_fail "create $img"

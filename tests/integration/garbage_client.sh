@@ -13,8 +13,7 @@ source "$(dirname "$0")/../lib/common.sh"
 hm_require_tools
 hm_deadline 240
 hm_tmpdir
-mkdir -p "$HM_TMP/src" "$HM_TMP/store"
-store=$HM_TMP/store log=$HM_TMP/serve.log
+hm_store_setup
 
 hm_start_serve "$log" --listen 127.0.0.1:0 --store "$store" --timeout 3
 serve_pid=$HM_SERVE_PID

@@ -21,12 +21,7 @@ scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(loss0 loss5 loss30 tbf200)
 
 netlab_up "${HM_NETLAB_MTU:-1500}"
-mkdir -p "$HM_TMP/src" "$HM_TMP/store"
-store=$HM_TMP/store log=$HM_TMP/serve.log
-HM_SERVE_PREFIX=(ip netns exec "$NETLAB_NS_DST")
-HM_MIGRATE_PREFIX=(ip netns exec "$NETLAB_NS_SRC")
-hm_start_serve "$log" --listen "$NETLAB_ADDR_DST:0" --store "$store" --timeout 30
-serve_pid=$HM_SERVE_PID
+hm_serve_across_netlab 30
 size=$((64 << 20))
 
 for sc in "${scenarios[@]}"; do

@@ -319,3 +319,20 @@ hm_wait_mid_transfer() {
   hm_alive "$pid" || hm_fail "the migration (pid $pid) ended before it could be interrupted mid-round"
 }
 hm__has_part() { compgen -G "$1/.*.part" >/dev/null; }
+
+# hm_store_setup: the source and store folders every migration test uses; sets `store` and `log`.
+hm_store_setup() {
+  mkdir -p "$HM_TMP/src" "$HM_TMP/store"
+  store=$HM_TMP/store
+  log=$HM_TMP/serve.log
+}
+
+# hm_serve_across_netlab TIMEOUT: after netlab_up, starts serve in the destination namespace and
+# points migrations at it from the source namespace; sets `serve_pid` (and `store`, `log`).
+hm_serve_across_netlab() {
+  hm_store_setup
+  HM_SERVE_PREFIX=(ip netns exec "$NETLAB_NS_DST")
+  HM_MIGRATE_PREFIX=(ip netns exec "$NETLAB_NS_SRC")
+  hm_start_serve "$log" --listen "$NETLAB_ADDR_DST:0" --store "$store" --timeout "$1"
+  serve_pid=$HM_SERVE_PID
+}
