@@ -21,6 +21,7 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bench/stream_buffer.hpp"
 #include "transport/error.hpp"
 #include "transport/unique_fd.hpp"
 
@@ -170,43 +171,27 @@ void recv_all(int fd, std::uint8_t* p, std::size_t n, const char* what) {
   }
 }
 
-// Populated up front (MAP_POPULATE): first-touch faults taken inside recv() stall the socket
-// (4 GiB on loopback here: 4-5 Gbit/s end to end, against 7.6-10 when populated first; the
-// population stays inside the measured window and is reported as prefault_seconds).
-// MADV_HUGEPAGE made population slower here (compaction stalls), so it is not used.
-struct Mapping {
-  explicit Mapping(std::size_t n) : size(n) {
-    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED) throw_errno("mmap of a " + std::to_string(n) + "-byte buffer (not enough memory?)");
-    data = static_cast<std::uint8_t*>(p);
+// Reads up to n bytes; returns how many arrived before the sender closed.
+std::uint64_t recv_until_close(int fd, std::uint8_t* p, std::uint64_t n) {
+  std::uint64_t got = 0;
+  while (got < n) {
+    ssize_t r = ::recv(fd, p + got, std::min<std::uint64_t>(n - got, kMaxIo), 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("recv of the data from the sender");
+    }
+    if (r == 0) break;
+    got += static_cast<std::uint64_t>(r);
   }
-  ~Mapping() { ::munmap(data, size); }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  std::uint8_t* data = nullptr;
-  std::size_t size = 0;
-};
-
-// splitmix64 with the low byte forced odd: pseudo-random and no zero bytes at all, so nothing
-// (zero-page dedup, compression) can make the transfer cheaper than real memory.
-void fill_random(std::uint8_t* p, std::size_t n) {
-  std::uint64_t state = 0x9e3779b97f4a7c15ull;
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    z |= 0x0101010101010101ull;
-    std::memcpy(p + i, &z, 8);
-  }
-  for (; i < n; ++i) p[i] = static_cast<std::uint8_t>(0x5a);
+  return got;
 }
 
-void report(const char* role, std::uint64_t bytes, Clock::duration elapsed, std::optional<Clock::duration> prefault) {
+void report(const char* role, std::uint64_t bytes, Clock::duration elapsed, std::optional<Clock::duration> prefault,
+            bool complete) {
   const double seconds = std::chrono::duration<double>(elapsed).count();
   nlohmann::json j = {{"role", role},
                       {"bytes", bytes},
+                      {"complete", complete},
                       {"seconds", seconds},
                       {"gbps", seconds > 0 ? static_cast<double>(bytes) * 8 / seconds / 1e9 : 0.0}};
   if (prefault) j["prefault_seconds"] = std::chrono::duration<double>(*prefault).count();
@@ -215,7 +200,9 @@ void report(const char* role, std::uint64_t bytes, Clock::duration elapsed, std:
 
 // ---- the two roles ----
 
-int run_receiver(const Endpoint& where) {
+int run_receiver(const Endpoint& where, std::uint64_t expect) {
+  // With --bytes the buffer is populated before listening, outside the measured window.
+  Mapping early = expect ? bench::populated_buffer(expect) : Mapping();
   UniqueFd listener = listen_on(where);
   sockaddr_storage bound{};
   socklen_t len = sizeof bound;
@@ -239,25 +226,44 @@ int run_receiver(const Endpoint& where) {
   if (size == 0 || size > (std::uint64_t{1} << 46))
     throw Error(ErrorKind::protocol, "the sender announced " + std::to_string(size) +
                                          " bytes; expected 1 byte to 64 TiB (is it a hymig-tcpstream sender?)");
+  if (expect && size != expect)
+    throw Error(ErrorKind::protocol, "the sender announced " + std::to_string(size) + " bytes; --bytes said " +
+                                         std::to_string(expect));
   const auto before_alloc = Clock::now();
-  Mapping buffer(size);
+  Mapping buffer = expect ? std::move(early) : bench::populated_buffer(size);
   const auto prefault = Clock::now() - before_alloc;  // inside the window: reported apart
-  recv_all(conn.get(), buffer.data, size, "data");
+  auto* data = reinterpret_cast<std::uint8_t*>(buffer.data());
+  // A sender capped by --max-seconds closes early: report what arrived, marked incomplete.
+  const std::uint64_t got = recv_until_close(conn.get(), data, size);
   conn.reset();  // the close is what the sender waits for
-  report("receiver", size, Clock::now() - start, prefault);
+  report("receiver", got, Clock::now() - start, prefault, got == size);
+  if (got != size) {
+    std::cerr << "hymig-tcpstream: the sender closed after " << got << " of " << size << " bytes\n";
+    return 1;
+  }
   return 0;
 }
 
-int run_sender(const Endpoint& where, std::uint64_t size) {
-  Mapping buffer(size);
-  fill_random(buffer.data, size);  // before the clock starts
+int run_sender(const Endpoint& where, std::uint64_t size, double max_seconds) {
+  Mapping buffer = bench::populated_buffer(size);
+  bench::fill_incompressible(buffer.span());  // before the clock starts
+  auto* data = reinterpret_cast<std::uint8_t*>(buffer.data());
 
   const auto start = Clock::now();
   UniqueFd conn = connect_to(where);
   std::uint8_t header[8];
   for (int i = 0; i < 8; ++i) header[i] = static_cast<std::uint8_t>(size >> (8 * i));
   send_all(conn.get(), header, sizeof header);
-  send_all(conn.get(), buffer.data, size);
+  // With a cap, send in slices and stop when it runs out: on a collapsed link the peer's rate is
+  // the figure, and waiting for every byte would only make the benchmark slow.
+  std::uint64_t sent = 0;
+  constexpr std::uint64_t kSlice = 16 << 20;
+  while (sent < size) {
+    if (max_seconds > 0 && std::chrono::duration<double>(Clock::now() - start).count() > max_seconds) break;
+    const std::uint64_t n = max_seconds > 0 ? std::min(kSlice, size - sent) : size - sent;
+    send_all(conn.get(), data + sent, n);
+    sent += n;
+  }
   if (::shutdown(conn.get(), SHUT_WR) != 0) throw_errno("shutdown(SHUT_WR) after sending");
 
   // The receiver closes once it holds every byte; that close ends the measurement.
@@ -269,7 +275,7 @@ int run_sender(const Endpoint& where, std::uint64_t size) {
     if (r < 0) throw_errno("waiting for the receiver to close");
     throw Error(ErrorKind::protocol, "the receiver sent data; expected it to only close");
   }
-  report("sender", size, Clock::now() - start, std::nullopt);
+  report("sender", sent, Clock::now() - start, std::nullopt, sent == size);
   return 0;
 }
 
@@ -279,7 +285,7 @@ int run(int argc, char** argv) {
       "hymig-tcpstream: raw-TCP baseline; moves one in-memory buffer over one TCP connection\n\n"
       "  hymig-tcpstream --listen HOST:PORT                 receive once, then exit\n"
       "  hymig-tcpstream --connect HOST:PORT --bytes SIZE   send SIZE bytes (K/M/G = 2^10/2^20/2^30)\n\n"
-      "Each side prints {\"role\",\"bytes\",\"seconds\",\"gbps\"} as one JSON line; the sender's time runs\n"
+      "Each side prints {\"role\",\"bytes\",\"complete\",\"seconds\",\"gbps\"} as one JSON line; the sender's time runs\n"
       "from connect until the receiver closes, the receiver's from accept until it holds every byte.\n"
       "The receiver also prints prefault_seconds: the part of its time spent populating its buffer\n"
       "(after learning the size), before any data is read. Options");
@@ -288,7 +294,8 @@ int run(int argc, char** argv) {
       ("help,h", "print this help")                                                //
       ("listen", po::value(&listen), "receiver: HOST:PORT to listen on (PORT 0 picks one)")  //
       ("connect", po::value(&connect), "sender: HOST:PORT of the receiver (retried for 5 s)")  //
-      ("bytes", po::value(&bytes), "sender: how much to send, e.g. 4G");
+      ("bytes", po::value(&bytes), "sender: how much to send, e.g. 4G; receiver (optional): populate that much memory before listening")  //
+      ("max-seconds", po::value<double>()->default_value(0), "sender: stop after this long and report what was moved (0: no cap)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -303,12 +310,14 @@ int run(int argc, char** argv) {
   const bool l = vm.count("listen"), c = vm.count("connect");
   if (l == c) throw Error(ErrorKind::usage, "give exactly one of --listen or --connect (see --help)");
   if (l) {
-    if (vm.count("bytes")) throw Error(ErrorKind::usage, "--bytes is for the sender; the receiver learns the size");
-    return run_receiver(parse_endpoint(listen, "--listen"));
+    const std::uint64_t expect = vm.count("bytes") ? parse_size(bytes) : 0;
+    return run_receiver(parse_endpoint(listen, "--listen"), expect);
   }
   if (!vm.count("bytes")) throw Error(ErrorKind::usage, "--connect needs --bytes SIZE, e.g. --bytes 4G");
   const std::uint64_t size = parse_size(bytes);
-  return run_sender(parse_endpoint(connect, "--connect"), size);
+  const double cap = vm["max-seconds"].as<double>();
+  if (cap < 0) throw Error(ErrorKind::usage, "--max-seconds must be 0 (no cap) or positive");
+  return run_sender(parse_endpoint(connect, "--connect"), size, cap);
 }
 
 }  // namespace

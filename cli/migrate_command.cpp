@@ -48,7 +48,7 @@ int run_migrate(const std::vector<std::string>& args) {
       ("timeout", po::value<double>()->default_value(10.0), "seconds the destination may stay silent before the migration fails")
       ("verify", po::value<std::string>()->default_value("full"), "full: both sides rehash the whole paused image; fast: use the hashes taken as pages moved")
       ("report", po::value<std::string>()->default_value("text"), "report on stdout: text, json or none")
-      ("progress", po::value<std::string>()->default_value("auto"), "live progress line on stderr: auto (on a terminal), on, off")
+      ("progress", po::value<std::string>()->default_value("auto"), "live progress on stderr: auto (a line, on a terminal), on, off, or json (one object per line, ~5 a second)")
       ("secret-file", po::value<std::string>(), "shared secret proving to the destination who we are");
   po::variables_map vm;
   if (!parse_options("migrate", "--image SPEC --to HOST:PORT [options]",
@@ -65,8 +65,8 @@ int run_migrate(const std::vector<std::string>& args) {
   const std::string verify = vm["verify"].as<std::string>();
   if (verify != "full" && verify != "fast") throw Error(ErrorKind::usage, "--verify must be full or fast");
   const std::string progress = vm["progress"].as<std::string>();
-  if (progress != "auto" && progress != "on" && progress != "off")
-    throw Error(ErrorKind::usage, "--progress must be auto, on or off");
+  if (progress != "auto" && progress != "on" && progress != "off" && progress != "json")
+    throw Error(ErrorKind::usage, "--progress must be auto, on, off or json");
   const auto timeout = std::chrono::milliseconds(static_cast<long>(vm["timeout"].as<double>() * 1000));
   if (timeout.count() <= 0) throw Error(ErrorKind::usage, "--timeout must be positive");
   if (vm["max-rounds"].as<unsigned>() == 0) throw Error(ErrorKind::usage, "--max-rounds must be at least 1");
@@ -115,7 +115,10 @@ int run_migrate(const std::vector<std::string>& args) {
   opts.max_rounds = vm["max-rounds"].as<unsigned>();
   opts.peer_timeout = timeout;
   opts.verify = verify;
-  ProgressLine line(progress == "on" || (progress == "auto" && ::isatty(STDERR_FILENO)));
+  const bool terminal = progress == "on" || (progress == "auto" && ::isatty(STDERR_FILENO));
+  ProgressLine line(progress == "json" ? ProgressLine::Mode::json
+                    : terminal         ? ProgressLine::Mode::terminal
+                                       : ProgressLine::Mode::off);
   opts.on_progress = [&](const LiveProgress& p) { line.show(p); };
 
   DatagramFactory datagrams = [&]() -> std::unique_ptr<DatagramChannel> {

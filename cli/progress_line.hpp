@@ -1,4 +1,5 @@
-// The live progress line on a terminal: rewritten in place on stderr, cleared at the end.
+// Live progress on stderr: a line rewritten in place on a terminal, or one JSON object per update
+// (for schedulers and the benchmark, which plot a migration's rate over time).
 #pragma once
 
 #include "transport/source_engine.hpp"
@@ -7,13 +8,14 @@ namespace hymig::cli {
 
 class ProgressLine {
  public:
-  explicit ProgressLine(bool enabled) : enabled_(enabled) {}
+  enum class Mode { off, terminal, json };
+  explicit ProgressLine(Mode mode) : mode_(mode) {}
   ~ProgressLine() { clear(); }
   void show(const LiveProgress& p);
   void clear();
 
  private:
-  bool enabled_;
+  Mode mode_;
   bool shown_ = false;
 };
 

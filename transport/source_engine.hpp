@@ -24,6 +24,7 @@ struct LiveProgress {
   double rate = 0;  // bytes/s
   double loss = 0;
   const char* phase = "";
+  std::uint64_t bytes_before_round = 0;  // page bytes moved by the rounds before this one
 };
 
 struct SourceOptions {

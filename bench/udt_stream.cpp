@@ -1,0 +1,245 @@
+// hymig-udtstream: UDT (Debian's libudt), the classic UDP-based bulk transfer protocol, as a peer
+// hymig is compared against. Same shape as hymig-tcpstream: one connection moves one in-memory
+// buffer (an 8-byte little-endian length, then the bytes); each side prints one JSON line.
+//
+//   hymig-udtstream --listen HOST:PORT                 receiver: accepts one connection
+//   hymig-udtstream --connect HOST:PORT --bytes SIZE   sender
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <udt/udt.h>
+
+#include "bench/stream_buffer.hpp"
+#include "transport/error.hpp"
+#include "transport/units.hpp"
+#include "udp/socket_address.hpp"
+
+namespace hymig::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kChunk = 64 << 20;                      // UDT's send/recv take an int length
+constexpr int kIoTimeoutMs = 30000;                    // a vanished peer fails the run, never hangs it
+constexpr auto kConnectPatience = std::chrono::seconds(5);
+
+[[noreturn]] void throw_udt(const std::string& what) {
+  throw Error(ErrorKind::io, what + ": " + UDT::getlasterror_desc());
+}
+
+// UDT's own threads and sockets live between startup() and cleanup().
+struct UdtLibrary {
+  UdtLibrary() { UDT::startup(); }
+  ~UdtLibrary() { UDT::cleanup(); }
+};
+
+class UdtSocket {
+ public:
+  struct Adopt {};
+  UdtSocket(Adopt, UDTSOCKET s) : s_(s) {}
+  explicit UdtSocket(int family) : s_(UDT::socket(family, SOCK_STREAM, 0)) {
+    if (s_ == UDT::INVALID_SOCK) throw_udt("UDT socket()");
+    const int timeout = kIoTimeoutMs;
+    UDT::setsockopt(s_, 0, UDT_SNDTIMEO, &timeout, sizeof timeout);
+    UDT::setsockopt(s_, 0, UDT_RCVTIMEO, &timeout, sizeof timeout);
+  }
+  ~UdtSocket() {
+    if (s_ != UDT::INVALID_SOCK) UDT::close(s_);
+  }
+  UdtSocket(const UdtSocket&) = delete;
+  UdtSocket& operator=(const UdtSocket&) = delete;
+  UDTSOCKET get() const { return s_; }
+
+ private:
+  UDTSOCKET s_;
+};
+
+void send_all(UDTSOCKET s, const std::byte* p, std::uint64_t n) {
+  while (n > 0) {
+    const int w = UDT::send(s, reinterpret_cast<const char*>(p), static_cast<int>(std::min<std::uint64_t>(n, kChunk)), 0);
+    if (w == UDT::ERROR) throw_udt("UDT send to the receiver");
+    p += w;
+    n -= static_cast<std::uint64_t>(w);
+  }
+}
+
+void recv_all(UDTSOCKET s, std::byte* p, std::uint64_t n, const char* what) {
+  const std::uint64_t total = n;
+  while (n > 0) {
+    const int r = UDT::recv(s, reinterpret_cast<char*>(p), static_cast<int>(std::min<std::uint64_t>(n, kChunk)), 0);
+    if (r == UDT::ERROR)
+      throw_udt(std::string("UDT recv of the ") + what + " after " + std::to_string(total - n) + " of " +
+                std::to_string(total) + " bytes");
+    p += r;
+    n -= static_cast<std::uint64_t>(r);
+  }
+}
+
+// Reads up to n bytes; returns how many arrived before the connection ended (a capped sender).
+std::uint64_t recv_until_close(UDTSOCKET s, std::byte* p, std::uint64_t n) {
+  std::uint64_t got = 0;
+  while (got < n) {
+    const int r = UDT::recv(s, reinterpret_cast<char*>(p + got), static_cast<int>(std::min<std::uint64_t>(n - got, kChunk)), 0);
+    if (r == UDT::ERROR) break;
+    got += static_cast<std::uint64_t>(r);
+  }
+  return got;
+}
+
+void report(const char* role, std::uint64_t bytes, Clock::duration elapsed, bool complete) {
+  const double seconds = std::chrono::duration<double>(elapsed).count();
+  nlohmann::json j = {{"role", role},
+                      {"bytes", bytes},
+                      {"complete", complete},
+                      {"seconds", seconds},
+                      {"gbps", seconds > 0 ? static_cast<double>(bytes) * 8 / seconds / 1e9 : 0.0}};
+  std::cout << j.dump() << std::endl;
+}
+
+int run_receiver(const std::string& where, std::uint64_t expect) {
+  // With --bytes the buffer is populated before listening, outside the measured window.
+  Mapping early = expect ? populated_buffer(expect) : Mapping();
+  const SocketAddress addr = resolve_host_port(where, SOCK_DGRAM, true).front();
+  UdtSocket listener(addr.family());
+  if (UDT::bind(listener.get(), addr.get(), static_cast<int>(addr.length)) == UDT::ERROR)
+    throw_udt("UDT bind " + where + " (is the port in use or the address not local?)");
+  if (UDT::listen(listener.get(), 1) == UDT::ERROR) throw_udt("UDT listen on " + where);
+  SocketAddress bound;
+  int len = sizeof bound.storage;
+  UDT::getsockname(listener.get(), bound.get(), &len);
+  bound.length = static_cast<socklen_t>(len);
+  // Scripts and hymig-bench wait for this line (and learn the port when PORT was 0).
+  std::cerr << "hymig-udtstream: listening on " << format_address(bound) << std::endl;
+
+  SocketAddress peer;
+  int plen = sizeof peer.storage;
+  UdtSocket conn(UdtSocket::Adopt{}, UDT::accept(listener.get(), peer.get(), &plen));
+  if (conn.get() == UDT::INVALID_SOCK) throw_udt("UDT accept");
+  const auto start = Clock::now();
+  std::byte header[8];
+  recv_all(conn.get(), header, sizeof header, "length header");
+  std::uint64_t size = 0;
+  for (int i = 7; i >= 0; --i) size = (size << 8) | std::to_integer<std::uint64_t>(header[i]);
+  if (size == 0 || size > (std::uint64_t{1} << 46))
+    throw Error(ErrorKind::protocol, "the sender announced " + std::to_string(size) +
+                                         " bytes; expected 1 byte to 64 TiB (is it a hymig-udtstream sender?)");
+  if (expect && size != expect)
+    throw Error(ErrorKind::protocol, "the sender announced " + std::to_string(size) + " bytes; --bytes said " +
+                                         std::to_string(expect));
+  Mapping buffer = expect ? std::move(early) : populated_buffer(size);
+  const std::uint64_t got = recv_until_close(conn.get(), buffer.data(), size);
+  const auto elapsed = Clock::now() - start;
+  if (got != size) {
+    // A sender capped by --max-seconds (or one that died): report what arrived, marked incomplete.
+    report("receiver", got, elapsed, false);
+    std::cerr << "hymig-udtstream: the connection ended after " << got << " of " << size << " bytes: "
+              << UDT::getlasterror_desc() << "\n";
+    return 1;
+  }
+  // The acknowledgement ends the sender's clock: UDT has no half-close to wait for.
+  const std::byte ack{1};
+  send_all(conn.get(), &ack, 1);
+  report("receiver", size, elapsed, true);
+  return 0;
+}
+
+int run_sender(const std::string& where, std::uint64_t size, double max_seconds) {
+  Mapping buffer = populated_buffer(size);
+  fill_incompressible(buffer.span());  // before the clock starts
+  const SocketAddress addr = resolve_host_port(where, SOCK_DGRAM, false).front();
+
+  const auto start = Clock::now();
+  // The receiver may still be starting: UDT gives up on one connect after a few seconds.
+  std::unique_ptr<UdtSocket> conn;
+  for (;;) {
+    conn = std::make_unique<UdtSocket>(addr.family());
+    if (UDT::connect(conn->get(), addr.get(), static_cast<int>(addr.length)) != UDT::ERROR) break;
+    if (Clock::now() - start > kConnectPatience)
+      throw_udt("UDT connect to " + where + " (is `hymig-udtstream --listen` running there?)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::byte header[8];
+  for (int i = 0; i < 8; ++i) header[i] = static_cast<std::byte>(size >> (8 * i));
+  send_all(conn->get(), header, sizeof header);
+  // With a cap, send in slices and stop when it runs out: under loss UDT's rate is the figure.
+  std::uint64_t sent = 0;
+  constexpr std::uint64_t kSlice = 4 << 20;
+  while (sent < size) {
+    if (max_seconds > 0 && std::chrono::duration<double>(Clock::now() - start).count() > max_seconds) break;
+    const std::uint64_t n = max_seconds > 0 ? std::min(kSlice, size - sent) : size - sent;
+    send_all(conn->get(), buffer.data() + sent, n);
+    sent += n;
+  }
+  if (sent != size) {
+    // Closing without linger: the receiver reports the bytes that really arrived.
+    const linger no_linger{0, 0};
+    UDT::setsockopt(conn->get(), 0, UDT_LINGER, &no_linger, sizeof no_linger);
+    report("sender", sent, Clock::now() - start, false);
+    return 0;
+  }
+  std::byte ack{};
+  recv_all(conn->get(), &ack, 1, "acknowledgement");
+  report("sender", size, Clock::now() - start, true);
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  namespace po = boost::program_options;
+  po::options_description opts(
+      "hymig-udtstream: UDT peer; moves one in-memory buffer over one UDT connection\n\n"
+      "  hymig-udtstream --listen HOST:PORT                 receive once, then exit\n"
+      "  hymig-udtstream --connect HOST:PORT --bytes SIZE   send SIZE bytes (K/M/G = 2^10/2^20/2^30)\n\n"
+      "Each side prints {\"role\",\"bytes\",\"complete\",\"seconds\",\"gbps\"} as one JSON line; the sender's time runs\n"
+      "from connect until the receiver acknowledges every byte. A peer silent for 30 s fails the run.\n"
+      "Options");
+  std::string listen, connect, bytes;
+  opts.add_options()                                                                      //
+      ("help,h", "print this help")                                                       //
+      ("listen", po::value(&listen), "receiver: HOST:PORT to listen on (PORT 0 picks one)")  //
+      ("connect", po::value(&connect), "sender: HOST:PORT of the receiver (retried for 5 s)")  //
+      ("bytes", po::value(&bytes), "sender: how much to send, e.g. 1G; receiver (optional): populate that much memory before listening")  //
+      ("max-seconds", po::value<double>()->default_value(0), "sender: stop after this long; the receiver reports what arrived (0: no cap)");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw Error(ErrorKind::usage, std::string(e.what()) + " (see --help)");
+  }
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  const bool l = vm.count("listen"), c = vm.count("connect");
+  if (l == c) throw Error(ErrorKind::usage, "give exactly one of --listen or --connect (see --help)");
+  if (c && !vm.count("bytes")) throw Error(ErrorKind::usage, "--connect needs --bytes SIZE, e.g. --bytes 1G");
+  split_host_port(l ? listen : connect);  // malformed text is a usage error before UDT starts
+  UdtLibrary udt;
+  if (l) return run_receiver(listen, vm.count("bytes") ? parse_size(bytes, "--bytes") : 0);
+  const double cap = vm["max-seconds"].as<double>();
+  if (cap < 0) throw Error(ErrorKind::usage, "--max-seconds must be 0 (no cap) or positive");
+  return run_sender(connect, parse_size(bytes, "--bytes"), cap);
+}
+
+}  // namespace
+}  // namespace hymig::bench
+
+int main(int argc, char** argv) {
+  try {
+    return hymig::bench::run(argc, argv);
+  } catch (const hymig::Error& e) {
+    std::cerr << "hymig-udtstream: " << e.what() << "\n";
+    return e.kind() == hymig::ErrorKind::usage ? 2 : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "hymig-udtstream: " << e.what() << "\n";
+    return 1;
+  }
+}
