@@ -1,0 +1,43 @@
+// hymig-bench's command line: the matrix (sizes x dirty rates x loss x transports x repetitions),
+// where the ranks run (network namespaces, the link's rate), the shared-link scenario, outputs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace hymig::bench {
+
+struct BenchOptions {
+  std::vector<std::uint64_t> sizes{256ull << 20, 1ull << 30};
+  std::vector<std::uint64_t> dirty_rates{0, 64ull << 20, 256ull << 20};
+  std::vector<unsigned> losses{0};
+  std::vector<std::string> transports;  // default: every peer
+  unsigned reps = 3;
+  std::string out_dir = "hymig-bench-out";
+  std::string title = "hymig-bench";
+  std::string netns_sender, netns_receiver;  // empty: stay where mpirun put us
+  std::string rate_limit;                     // tc tbf rate on the sender's way out ("" none)
+  bool shape_here = false;                    // apply loss/rate in the current namespaces
+  std::string bind_host;                      // "" = pick (loopback when both ranks share a host)
+  bool shared_link = false;
+  std::string shared_rate = "1gbit";
+  std::vector<unsigned> shared_losses{0, 1};
+  std::uint64_t shared_size = 512ull << 20;
+  double shared_seconds = 14;
+  double peer_cap_seconds = 8;
+  unsigned run_timeout_seconds = 180;
+  std::string hymig_path;
+  std::string extra_hymig_args;
+  bool plots = true;
+  bool quick = false;
+  std::string command_line;  // as typed, for the report
+
+  bool shaping() const { return !netns_receiver.empty() || shape_here; }
+};
+
+// Parses argv. Returns nullopt after printing --help. Throws Error{usage} with a clear message.
+std::optional<BenchOptions> parse_bench_options(int argc, char** argv);
+
+}  // namespace hymig::bench

@@ -1,0 +1,66 @@
+// A program hymig-bench runs as one side of a measurement (hymig serve, iperf3 -s, a stream tool):
+// started with posix_spawn, stdout and stderr into files, killed by PID if still running when the
+// owner goes away, so a failed run never leaves a process behind.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace hymig::bench {
+
+struct ExitStatus {
+  bool exited = false;  // false: killed by a signal
+  int code = -1;        // exit code, or the signal number
+  bool ok() const { return exited && code == 0; }
+  std::string describe() const;
+};
+
+class ChildProcess {
+ public:
+  // argv[0] is looked up in PATH when it has no slash. Output goes to out_file / err_file.
+  ChildProcess(std::vector<std::string> argv, const std::string& out_file, const std::string& err_file);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  const std::string& out_file() const { return out_; }
+  const std::string& err_file() const { return err_; }
+  std::string command_line() const;
+
+  // Waits until the process ends or the timeout passes (then nullopt; it keeps running).
+  std::optional<ExitStatus> wait_for(std::chrono::milliseconds timeout);
+  // Sends sig, then waits up to grace; SIGKILL after that. Returns the final status.
+  ExitStatus stop(int sig, std::chrono::milliseconds grace);
+  bool running();
+
+ private:
+  std::vector<std::string> argv_;
+  std::string out_, err_;
+  pid_t pid_ = -1;
+  std::optional<ExitStatus> status_;
+};
+
+// Runs argv to completion (stdin from `input`), with a timeout; returns status and output.
+struct CommandResult {
+  ExitStatus status;
+  std::string out, err;
+};
+CommandResult run_command(const std::vector<std::string>& argv, const std::string& input,
+                          std::chrono::milliseconds timeout);
+
+// Polls `file` until a line containing `marker` appears; returns the rest of that line after the
+// marker. nullopt when `child` ended first or the timeout passed.
+std::optional<std::string> wait_for_line(ChildProcess& child, const std::string& file, const std::string& marker,
+                                         std::chrono::milliseconds timeout);
+
+std::string read_file(const std::string& path);
+
+// The first path that is an executable file: each candidate as given (PATH lookup for bare names).
+std::optional<std::string> find_program(const std::vector<std::string>& candidates);
+
+}  // namespace hymig::bench

@@ -1,0 +1,127 @@
+// iperf3 (TCP, the kernel's default congestion control) as a peer: `iperf3 -s -1` on the receiver
+// rank, `iperf3 -c -n SIZE -J` on the sender. A run past the cap is interrupted (SIGINT makes
+// iperf3 print its JSON with what the sender moved so far).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <csignal>
+
+#include <fmt/format.h>
+
+#include "bench/suite/child_process.hpp"
+#include "bench/suite/peer.hpp"
+#include "transport/error.hpp"
+#include "transport/unique_fd.hpp"
+#include "udp/socket_address.hpp"
+
+namespace hymig::bench {
+namespace {
+
+// iperf3 cannot listen on port 0 and say which port it got: ask the kernel for a free one.
+std::uint16_t free_tcp_port(const std::string& host) {
+  const SocketAddress a = resolve_host(host, 0, SOCK_STREAM, true).front();
+  UniqueFd fd(::socket(a.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd || ::bind(fd.get(), a.get(), a.length) != 0) throw_errno("bind a probe socket on " + host);
+  return address_port(local_address_of(fd.get()));
+}
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+class Iperf3Peer final : public Peer {
+ public:
+  explicit Iperf3Peer(std::optional<std::string> program) : program_(std::move(program)) {}
+  std::string name() const override { return "iperf3"; }
+  std::optional<std::string> unavailable() const override {
+    if (program_) return std::nullopt;
+    return "iperf3 is not installed (Debian: iperf3)";
+  }
+
+  std::string start_receiver(const RunSpec& spec) override {
+    const std::string base = spec.work_dir + "/iperf3-server";
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      const std::uint16_t port = free_tcp_port(spec.bind_host);
+      server_ = std::make_unique<ChildProcess>(
+          std::vector<std::string>{*program_, "-s", "-1", "-B", spec.bind_host, "-p", std::to_string(port), "--forceflush"},
+          base + ".out", base + ".err");
+      if (wait_for_line(*server_, server_->out_file(), "Server listening on", std::chrono::seconds(10)))
+        return format_address(resolve_host(spec.bind_host, port, SOCK_STREAM, false).front());
+      server_.reset();  // the port was taken meanwhile: try another
+    }
+    throw Error(ErrorKind::io, "iperf3 -s did not start: " + first_line(read_file(base + ".err")));
+  }
+
+  Measurement run_sender(const RunSpec& spec, const std::string& endpoint) override {
+    const HostPort hp = split_host_port(endpoint);
+    std::vector<std::string> argv{*program_, "-c", hp.host, "-p", hp.port, "-J"};
+    if (spec.duration_seconds > 0) {
+      argv.insert(argv.end(), {"-t", fmt::format("{}", spec.duration_seconds)});
+    } else {
+      argv.insert(argv.end(), {"-n", std::to_string(spec.cell.size)});
+    }
+    if (spec.series) argv.insert(argv.end(), {"-i", "0.5"});
+    const std::string base = spec.work_dir + "/iperf3-client";
+    const double t0 = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    ChildProcess client(argv, base + ".out", base + ".err");
+    bool capped = false;
+    std::optional<ExitStatus> st;
+    if (spec.peer_cap_seconds > 0 && spec.duration_seconds <= 0) {
+      st = client.wait_for(std::chrono::milliseconds(static_cast<long>(spec.peer_cap_seconds * 1000)));
+      if (!st) {
+        capped = true;
+        st = client.stop(SIGINT, std::chrono::seconds(10));
+      }
+    } else {
+      st = client.wait_for(spec.timeout);
+      if (!st) {
+        client.stop(SIGKILL, std::chrono::seconds(3));
+        return Measurement::failed(fmt::format("iperf3 ran past {} s", spec.timeout.count() / 1000));
+      }
+    }
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(read_file(client.out_file()));
+    } catch (const std::exception&) {
+      return Measurement::failed("iperf3 -c (" + st->describe() + "): " + first_line(read_file(client.err_file())));
+    }
+    if (!capped && j.contains("error")) return Measurement::failed("iperf3: " + j["error"].get<std::string>());
+    // Complete: the receiver's sum. Interrupted: only the sender's sum exists.
+    const auto& end = j.at("end");
+    const auto& sum = !capped && end.contains("sum_received") ? end["sum_received"] : end.at("sum_sent");
+    Measurement m;
+    m.status = Measurement::Status::ok;
+    m.capped = capped;
+    m.bytes = sum.value("bytes", std::uint64_t{0});
+    m.seconds = sum.value("seconds", 0.0);
+    m.wire_bytes = m.bytes;
+    if (spec.series && j.contains("intervals")) {
+      double moved = 0;
+      for (const auto& iv : j["intervals"]) {
+        const auto& s = iv.at("sum");
+        moved += s.value("bytes", 0.0);
+        m.series.emplace_back(t0 + s.value("end", 0.0), moved);
+      }
+    }
+    return m;
+  }
+
+  nlohmann::json finish_receiver(const RunSpec&) override {
+    if (!server_) return {};
+    // An interrupted client leaves the one-off server to notice the closed connection.
+    if (!server_->wait_for(std::chrono::seconds(10))) server_->stop(SIGKILL, std::chrono::seconds(3));
+    server_.reset();
+    return {};
+  }
+
+ private:
+  std::optional<std::string> program_;
+  std::unique_ptr<ChildProcess> server_;
+};
+
+}  // namespace
+
+std::unique_ptr<Peer> make_iperf3_peer(const std::optional<std::string>& program) {
+  return std::make_unique<Iperf3Peer>(program);
+}
+
+}  // namespace hymig::bench
