@@ -11,6 +11,8 @@ PACKAGES=(
   libsodium-dev libgtest-dev libgmock-dev libbenchmark-dev
   # integration lane: namespaces, loss, rate limits, process tools
   iproute2 nftables procps psmisc util-linux jq
+  # benchmark suite: MPI launch, the UDT and iperf3 peers, plots
+  libopenmpi-dev openmpi-bin libudt-dev iperf3 gnuplot-nox
 )
 
 missing=()

@@ -194,6 +194,7 @@ int run(MpiWorld& world, int argc, char** argv) {
         for (unsigned rep = 0; rep < o.reps; ++rep)
           for (auto& peer : peers) {
             if (dirty && !peer->handles_dirty()) continue;
+            if (loss && !peer->uses_network()) continue;
             RunSpec spec = base;
             spec.cell = {peer->name(), size, dirty, loss, rep};
             world.barrier();

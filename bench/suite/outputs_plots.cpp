@@ -113,29 +113,31 @@ std::vector<std::string> write_plots(const std::string& dir, const std::vector<S
 
   // 3. Total time per transport (idle image, lossless), a cluster per size.
   {
-    std::string dat = "transport";
+    std::string dat = "# transport";
     for (auto size : sizes) dat += fmt::format(" {0} {0}_min {0}_max", size_label(size));
     dat += "\n";
     bool any = false;
     for (const auto& t : transports) {
-      dat += t;
+      std::string line = t;
+      bool has = false;
       for (auto size : sizes) {
         if (const auto* r = find_row(rows, "matrix", t, size, 0, 0)) {
-          dat += fmt::format(" {} {} {}", r->seconds.median, r->seconds.min, r->seconds.max);
-          any = true;
+          line += fmt::format(" {} {} {}", r->seconds.median, r->seconds.min, r->seconds.max);
+          has = true;
         } else {
-          dat += " NaN NaN NaN";
+          line += " NaN NaN NaN";
         }
       }
-      dat += "\n";
+      if (has) dat += line + "\n";  // a transport that never ran (no RDMA here) gets no empty slot
+      any |= has;
     }
     if (any) {
       write_text(dir + "/total_time.dat", dat);
       std::string body =
           "set title 'Time to move an idle image, lossless link (median, min-max)'\n"
-          "set ylabel 'seconds'\nset grid ytics\nset style data histograms\n"
+          "set ylabel 'seconds (log scale)'\nset logscale y\nset grid ytics\nset style data histograms\n"
           "set style histogram errorbars gap 2 lw 1\nset style fill solid 0.6 border -1\nset key outside right\n"
-          "set yrange [0:*]\nset xtics rotate by -30\nplot ";
+          "set xtics rotate by -30\nplot ";
       int col = 2;
       bool first = true;
       for (auto size : sizes) {

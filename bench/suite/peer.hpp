@@ -38,6 +38,8 @@ class Peer {
   virtual std::string name() const = 0;
   // hymig migrates a dirtying image; the baselines only move a still buffer.
   virtual bool handles_dirty() const { return false; }
+  // memcpy never crosses the link: it runs once per size, on the lossless pass only.
+  virtual bool uses_network() const { return true; }
   // Why this peer cannot run on this rank (a missing program, no RDMA device), or nullopt.
   virtual std::optional<std::string> unavailable() const = 0;
 

@@ -11,6 +11,7 @@ namespace {
 class MemcpyPeer final : public Peer {
  public:
   std::string name() const override { return "memcpy"; }
+  bool uses_network() const override { return false; }
   std::optional<std::string> unavailable() const override { return std::nullopt; }
   std::string start_receiver(const RunSpec&) override { return "-"; }
   nlohmann::json finish_receiver(const RunSpec&) override { return {}; }
