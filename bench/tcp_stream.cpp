@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/stream_buffer.hpp"
+#include "bench/stream_tool.hpp"
 #include "transport/error.hpp"
 #include "transport/unique_fd.hpp"
 
@@ -60,29 +61,6 @@ Endpoint parse_endpoint(const std::string& s, const char* flag) {
   e.port = s.substr(colon + 1);
   if (e.host.empty() || e.port.empty() || e.port.find_first_not_of("0123456789") != std::string::npos) throw bad();
   return e;
-}
-
-// "4G", "512M", "1024" -> bytes; suffixes are binary (K = 1024).
-std::uint64_t parse_size(const std::string& s) {
-  auto bad = [&] {
-    return Error(ErrorKind::usage, "--bytes wants a positive size such as 4G, 512M, 64K or 1000, got '" + s + "'");
-  };
-  std::size_t used = 0;
-  std::uint64_t n = 0;
-  try {
-    if (s.empty() || s.front() == '-') throw bad();
-    n = std::stoull(s, &used);
-  } catch (const std::logic_error&) {
-    throw bad();
-  }
-  unsigned shift = 0;
-  std::string suffix = s.substr(used);
-  if (suffix == "K" || suffix == "k") shift = 10;
-  else if (suffix == "M" || suffix == "m") shift = 20;
-  else if (suffix == "G" || suffix == "g") shift = 30;
-  else if (!suffix.empty()) throw bad();
-  if (n == 0 || n > (UINT64_MAX >> shift)) throw bad();
-  return n << shift;
 }
 
 // ---- sockets ----
@@ -186,18 +164,6 @@ std::uint64_t recv_until_close(int fd, std::uint8_t* p, std::uint64_t n) {
   return got;
 }
 
-void report(const char* role, std::uint64_t bytes, Clock::duration elapsed, std::optional<Clock::duration> prefault,
-            bool complete) {
-  const double seconds = std::chrono::duration<double>(elapsed).count();
-  nlohmann::json j = {{"role", role},
-                      {"bytes", bytes},
-                      {"complete", complete},
-                      {"seconds", seconds},
-                      {"gbps", seconds > 0 ? static_cast<double>(bytes) * 8 / seconds / 1e9 : 0.0}};
-  if (prefault) j["prefault_seconds"] = std::chrono::duration<double>(*prefault).count();
-  std::cout << j.dump() << std::endl;
-}
-
 // ---- the two roles ----
 
 int run_receiver(const Endpoint& where, std::uint64_t expect) {
@@ -236,7 +202,7 @@ int run_receiver(const Endpoint& where, std::uint64_t expect) {
   // A sender capped by --max-seconds closes early: report what arrived, marked incomplete.
   const std::uint64_t got = recv_until_close(conn.get(), data, size);
   conn.reset();  // the close is what the sender waits for
-  report("receiver", got, Clock::now() - start, prefault, got == size);
+  bench::print_stream_report("receiver", got, Clock::now() - start, got == size, prefault);
   if (got != size) {
     std::cerr << "hymig-tcpstream: the sender closed after " << got << " of " << size << " bytes\n";
     return 1;
@@ -275,62 +241,25 @@ int run_sender(const Endpoint& where, std::uint64_t size, double max_seconds) {
     if (r < 0) throw_errno("waiting for the receiver to close");
     throw Error(ErrorKind::protocol, "the receiver sent data; expected it to only close");
   }
-  report("sender", sent, Clock::now() - start, std::nullopt, sent == size);
+  bench::print_stream_report("sender", sent, Clock::now() - start, sent == size);
   return 0;
 }
 
 int run(int argc, char** argv) {
-  namespace po = boost::program_options;
-  po::options_description opts(
-      "hymig-tcpstream: raw-TCP baseline; moves one in-memory buffer over one TCP connection\n\n"
-      "  hymig-tcpstream --listen HOST:PORT                 receive once, then exit\n"
-      "  hymig-tcpstream --connect HOST:PORT --bytes SIZE   send SIZE bytes (K/M/G = 2^10/2^20/2^30)\n\n"
-      "Each side prints {\"role\",\"bytes\",\"complete\",\"seconds\",\"gbps\"} as one JSON line; the sender's time runs\n"
-      "from connect until the receiver closes, the receiver's from accept until it holds every byte.\n"
-      "The receiver also prints prefault_seconds: the part of its time spent populating its buffer\n"
-      "(after learning the size), before any data is read. Options");
-  std::string listen, connect, bytes;
-  opts.add_options()                                                               //
-      ("help,h", "print this help")                                                //
-      ("listen", po::value(&listen), "receiver: HOST:PORT to listen on (PORT 0 picks one)")  //
-      ("connect", po::value(&connect), "sender: HOST:PORT of the receiver (retried for 5 s)")  //
-      ("bytes", po::value(&bytes), "sender: how much to send, e.g. 4G; receiver (optional): populate that much memory before listening")  //
-      ("max-seconds", po::value<double>()->default_value(0), "sender: stop after this long and report what was moved (0: no cap)");
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw Error(ErrorKind::usage, std::string(e.what()) + " (see --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  const bool l = vm.count("listen"), c = vm.count("connect");
-  if (l == c) throw Error(ErrorKind::usage, "give exactly one of --listen or --connect (see --help)");
-  if (l) {
-    const std::uint64_t expect = vm.count("bytes") ? parse_size(bytes) : 0;
-    return run_receiver(parse_endpoint(listen, "--listen"), expect);
-  }
-  if (!vm.count("bytes")) throw Error(ErrorKind::usage, "--connect needs --bytes SIZE, e.g. --bytes 4G");
-  const std::uint64_t size = parse_size(bytes);
-  const double cap = vm["max-seconds"].as<double>();
-  if (cap < 0) throw Error(ErrorKind::usage, "--max-seconds must be 0 (no cap) or positive");
-  return run_sender(parse_endpoint(connect, "--connect"), size, cap);
+  const auto args = bench::parse_stream_args(
+      argc, argv, "hymig-tcpstream",
+      "hymig-tcpstream: raw-TCP baseline; moves one in-memory buffer over one TCP connection.\n"
+      "The sender's time runs from connect until the receiver closes, the receiver's from accept until\n"
+      "it holds every byte; without --bytes the receiver also reports prefault_seconds, the part of its\n"
+      "time spent populating its buffer after learning the size");
+  if (!args) return 0;
+  if (args->listen) return run_receiver(parse_endpoint(args->where, "--listen"), args->bytes);
+  return run_sender(parse_endpoint(args->where, "--connect"), args->bytes, args->max_seconds);
 }
 
 }  // namespace
 }  // namespace hymig
 
 int main(int argc, char** argv) {
-  try {
-    return hymig::run(argc, argv);
-  } catch (const hymig::Error& e) {
-    std::cerr << "hymig-tcpstream: " << e.what() << "\n";
-    return e.kind() == hymig::ErrorKind::usage ? 2 : 1;
-  } catch (const std::exception& e) {
-    std::cerr << "hymig-tcpstream: " << e.what() << "\n";
-    return 1;
-  }
+  return hymig::bench::stream_tool_main("hymig-tcpstream", [&] { return hymig::run(argc, argv); });
 }

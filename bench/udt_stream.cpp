@@ -18,6 +18,7 @@
 #include <udt/udt.h>
 
 #include "bench/stream_buffer.hpp"
+#include "bench/stream_tool.hpp"
 #include "transport/error.hpp"
 #include "transport/units.hpp"
 #include "udp/socket_address.hpp"
@@ -94,16 +95,6 @@ std::uint64_t recv_until_close(UDTSOCKET s, std::byte* p, std::uint64_t n) {
   return got;
 }
 
-void report(const char* role, std::uint64_t bytes, Clock::duration elapsed, bool complete) {
-  const double seconds = std::chrono::duration<double>(elapsed).count();
-  nlohmann::json j = {{"role", role},
-                      {"bytes", bytes},
-                      {"complete", complete},
-                      {"seconds", seconds},
-                      {"gbps", seconds > 0 ? static_cast<double>(bytes) * 8 / seconds / 1e9 : 0.0}};
-  std::cout << j.dump() << std::endl;
-}
-
 int run_receiver(const std::string& where, std::uint64_t expect) {
   // With --bytes the buffer is populated before listening, outside the measured window.
   Mapping early = expect ? populated_buffer(expect) : Mapping();
@@ -139,7 +130,7 @@ int run_receiver(const std::string& where, std::uint64_t expect) {
   const auto elapsed = Clock::now() - start;
   if (got != size) {
     // A sender capped by --max-seconds (or one that died): report what arrived, marked incomplete.
-    report("receiver", got, elapsed, false);
+    print_stream_report("receiver", got, elapsed, false);
     std::cerr << "hymig-udtstream: the connection ended after " << got << " of " << size << " bytes: "
               << UDT::getlasterror_desc() << "\n";
     return 1;
@@ -147,7 +138,7 @@ int run_receiver(const std::string& where, std::uint64_t expect) {
   // The acknowledgement ends the sender's clock: UDT has no half-close to wait for.
   const std::byte ack{1};
   send_all(conn.get(), &ack, 1);
-  report("receiver", size, elapsed, true);
+  print_stream_report("receiver", size, elapsed, true);
   return 0;
 }
 
@@ -182,64 +173,30 @@ int run_sender(const std::string& where, std::uint64_t size, double max_seconds)
     // Closing without linger: the receiver reports the bytes that really arrived.
     const linger no_linger{0, 0};
     UDT::setsockopt(conn->get(), 0, UDT_LINGER, &no_linger, sizeof no_linger);
-    report("sender", sent, Clock::now() - start, false);
+    print_stream_report("sender", sent, Clock::now() - start, false);
     return 0;
   }
   std::byte ack{};
   recv_all(conn->get(), &ack, 1, "acknowledgement");
-  report("sender", size, Clock::now() - start, true);
+  print_stream_report("sender", size, Clock::now() - start, true);
   return 0;
 }
 
 int run(int argc, char** argv) {
-  namespace po = boost::program_options;
-  po::options_description opts(
-      "hymig-udtstream: UDT peer; moves one in-memory buffer over one UDT connection\n\n"
-      "  hymig-udtstream --listen HOST:PORT                 receive once, then exit\n"
-      "  hymig-udtstream --connect HOST:PORT --bytes SIZE   send SIZE bytes (K/M/G = 2^10/2^20/2^30)\n\n"
-      "Each side prints {\"role\",\"bytes\",\"complete\",\"seconds\",\"gbps\"} as one JSON line; the sender's time runs\n"
-      "from connect until the receiver acknowledges every byte. A peer silent for 30 s fails the run.\n"
-      "Options");
-  std::string listen, connect, bytes;
-  opts.add_options()                                                                      //
-      ("help,h", "print this help")                                                       //
-      ("listen", po::value(&listen), "receiver: HOST:PORT to listen on (PORT 0 picks one)")  //
-      ("connect", po::value(&connect), "sender: HOST:PORT of the receiver (retried for 5 s)")  //
-      ("bytes", po::value(&bytes), "sender: how much to send, e.g. 1G; receiver (optional): populate that much memory before listening")  //
-      ("max-seconds", po::value<double>()->default_value(0), "sender: stop after this long; the receiver reports what arrived (0: no cap)");
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw Error(ErrorKind::usage, std::string(e.what()) + " (see --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  const bool l = vm.count("listen"), c = vm.count("connect");
-  if (l == c) throw Error(ErrorKind::usage, "give exactly one of --listen or --connect (see --help)");
-  if (c && !vm.count("bytes")) throw Error(ErrorKind::usage, "--connect needs --bytes SIZE, e.g. --bytes 1G");
-  split_host_port(l ? listen : connect);  // malformed text is a usage error before UDT starts
+  const auto args = parse_stream_args(
+      argc, argv, "hymig-udtstream",
+      "hymig-udtstream: UDT peer; moves one in-memory buffer over one UDT connection.\n"
+      "The sender's time runs from connect until the receiver acknowledges every byte. A peer silent\n"
+      "for 30 s fails the run");
+  if (!args) return 0;
   UdtLibrary udt;
-  if (l) return run_receiver(listen, vm.count("bytes") ? parse_size(bytes, "--bytes") : 0);
-  const double cap = vm["max-seconds"].as<double>();
-  if (cap < 0) throw Error(ErrorKind::usage, "--max-seconds must be 0 (no cap) or positive");
-  return run_sender(connect, parse_size(bytes, "--bytes"), cap);
+  if (args->listen) return run_receiver(args->where, args->bytes);
+  return run_sender(args->where, args->bytes, args->max_seconds);
 }
 
 }  // namespace
 }  // namespace hymig::bench
 
 int main(int argc, char** argv) {
-  try {
-    return hymig::bench::run(argc, argv);
-  } catch (const hymig::Error& e) {
-    std::cerr << "hymig-udtstream: " << e.what() << "\n";
-    return e.kind() == hymig::ErrorKind::usage ? 2 : 1;
-  } catch (const std::exception& e) {
-    std::cerr << "hymig-udtstream: " << e.what() << "\n";
-    return 1;
-  }
+  return hymig::bench::stream_tool_main("hymig-udtstream", [&] { return hymig::bench::run(argc, argv); });
 }

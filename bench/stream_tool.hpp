@@ -1,0 +1,31 @@
+// The command line, the JSON report and main() shared by the one-buffer stream tools
+// (hymig-tcpstream, hymig-udtstream): same options, same output, only the transport differs.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace hymig::bench {
+
+struct StreamArgs {
+  bool listen = false;
+  std::string where;          // HOST:PORT to listen on or connect to
+  std::uint64_t bytes = 0;    // sender: what to send; receiver: populate up front (0: learn from the sender)
+  double max_seconds = 0;     // sender: cap (0: none)
+};
+
+// `about` is the help text's head (what the tool is, its timing rule). Returns nullopt after --help;
+// throws Error{usage} for a wrong command line.
+std::optional<StreamArgs> parse_stream_args(int argc, char** argv, const std::string& tool, const std::string& about);
+
+// One JSON line on stdout: role, bytes, complete, seconds, gbps (and prefault_seconds if given).
+void print_stream_report(const char* role, std::uint64_t bytes, std::chrono::steady_clock::duration elapsed,
+                         bool complete, std::optional<std::chrono::steady_clock::duration> prefault = std::nullopt);
+
+// Runs `body`, turning errors into a message on stderr and exit codes (2 usage, 1 other).
+int stream_tool_main(const std::string& tool, const std::function<int()>& body);
+
+}  // namespace hymig::bench
