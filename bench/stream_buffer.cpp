@@ -18,8 +18,8 @@ Mapping populated_buffer(std::uint64_t bytes) {
   return Mapping(p, bytes);
 }
 
-void fill_incompressible(std::span<std::byte> out) {
-  std::uint64_t state = 0x9e3779b97f4a7c15ull;
+void fill_incompressible(std::span<std::byte> out, std::uint64_t seed) {
+  std::uint64_t state = seed;
   std::size_t i = 0;
   for (; i + 8 <= out.size(); i += 8) {
     std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);

@@ -16,6 +16,6 @@ Mapping populated_buffer(std::uint64_t bytes);
 
 // splitmix64 with every byte forced odd: pseudo-random and no zero byte anywhere, so nothing
 // (zero-page detection, compression) can make the transfer cheaper than real memory.
-void fill_incompressible(std::span<std::byte> out);
+void fill_incompressible(std::span<std::byte> out, std::uint64_t seed = 0x9e3779b97f4a7c15ull);
 
 }  // namespace hymig::bench

@@ -1,6 +1,8 @@
 // Memory the microbenchmarks read and write, allocated and filled outside every timed loop.
 #pragma once
 
+#include "bench/stream_buffer.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -36,19 +38,8 @@ class Buffer {
   std::unique_ptr<std::byte, Free> data_;
 };
 
-// splitmix64: fast, and random enough that no page is zero or repetitive.
-inline void fill_random(std::span<std::byte> out, std::uint64_t seed) {
-  std::uint64_t x = seed;
-  std::size_t i = 0;
-  for (; i + 8 <= out.size(); i += 8) {
-    std::uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    std::memcpy(out.data() + i, &z, 8);
-  }
-  for (; i < out.size(); ++i) out[i] = std::byte(0x5A);
-}
+// Random bytes with no zero byte: no page is zero or repetitive (the suite's generator).
+inline void fill_random(std::span<std::byte> out, std::uint64_t seed) { bench::fill_incompressible(out, seed); }
 
 // 256 MiB of random bytes standing in for the image: filled on first use and kept for the whole
 // run, so the benchmarks that read it (memcpy source, hashing, datagram payloads) pay it once.
