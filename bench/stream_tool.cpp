@@ -50,6 +50,39 @@ std::optional<StreamArgs> parse_stream_args(int argc, char** argv, const std::st
   return a;
 }
 
+LengthHeader encode_length_header(std::uint64_t bytes) {
+  LengthHeader h;
+  for (std::size_t i = 0; i < h.size(); ++i) h[i] = static_cast<std::byte>(bytes >> (8 * i));
+  return h;
+}
+
+std::uint64_t decode_length_header(const LengthHeader& h, std::uint64_t expect, const std::string& tool) {
+  std::uint64_t size = 0;
+  for (std::size_t i = h.size(); i-- > 0;) size = (size << 8) | std::to_integer<std::uint64_t>(h[i]);
+  if (size == 0 || size > (std::uint64_t{1} << 46))
+    throw Error(ErrorKind::protocol, "the sender announced " + std::to_string(size) +
+                                         " bytes; expected 1 byte to 64 TiB (is it a " + tool + " sender?)");
+  if (expect && size != expect)
+    throw Error(ErrorKind::protocol, "the sender announced " + std::to_string(size) + " bytes; --bytes said " +
+                                         std::to_string(expect));
+  return size;
+}
+
+std::uint64_t send_capped(std::uint64_t size, double max_seconds, std::uint64_t slice,
+                          std::chrono::steady_clock::time_point start,
+                          const std::function<void(std::uint64_t, std::uint64_t)>& send) {
+  std::uint64_t sent = 0;
+  while (sent < size) {
+    if (max_seconds > 0 &&
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > max_seconds)
+      break;
+    const std::uint64_t n = max_seconds > 0 ? std::min(slice, size - sent) : size - sent;
+    send(sent, n);
+    sent += n;
+  }
+  return sent;
+}
+
 void print_stream_report(const char* role, std::uint64_t bytes, std::chrono::steady_clock::duration elapsed,
                          bool complete, std::optional<std::chrono::steady_clock::duration> prefault) {
   const double seconds = std::chrono::duration<double>(elapsed).count();

@@ -3,9 +3,7 @@
 //
 //   hymig-tcpstream --listen HOST:PORT                 receiver: accepts one connection
 //   hymig-tcpstream --connect HOST:PORT --bytes SIZE   sender
-#include <netdb.h>
 #include <netinet/in.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -18,13 +16,12 @@
 #include <string>
 #include <thread>
 
-#include <boost/program_options.hpp>
-#include <nlohmann/json.hpp>
 
 #include "bench/stream_buffer.hpp"
 #include "bench/stream_tool.hpp"
 #include "transport/error.hpp"
 #include "transport/unique_fd.hpp"
+#include "udp/socket_address.hpp"
 
 namespace hymig {
 namespace {
@@ -34,86 +31,32 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kMaxIo = std::size_t{1} << 30;  // Linux moves at most ~2 GiB per call anyway
 constexpr auto kConnectPatience = std::chrono::seconds(5);
 
-// ---- arguments ----
-
-struct Endpoint {
-  std::string host;
-  std::string port;
-};
-
-Endpoint parse_endpoint(const std::string& s, const char* flag) {
-  auto bad = [&] {
-    return Error(ErrorKind::usage,
-                 std::string(flag) + " wants HOST:PORT (or [V6ADDR]:PORT), got '" + s + "'");
-  };
-  Endpoint e;
-  std::size_t colon;
-  if (!s.empty() && s.front() == '[') {
-    std::size_t close = s.find(']');
-    if (close == std::string::npos || close + 1 >= s.size() || s[close + 1] != ':') throw bad();
-    e.host = s.substr(1, close - 1);
-    colon = close + 1;
-  } else {
-    colon = s.rfind(':');
-    if (colon == std::string::npos) throw bad();
-    e.host = s.substr(0, colon);
-  }
-  e.port = s.substr(colon + 1);
-  if (e.host.empty() || e.port.empty() || e.port.find_first_not_of("0123456789") != std::string::npos) throw bad();
-  return e;
-}
-
 // ---- sockets ----
 
-struct AddrinfoFree {
-  void operator()(addrinfo* p) const { ::freeaddrinfo(p); }
-};
-
-std::unique_ptr<addrinfo, AddrinfoFree> resolve(const Endpoint& e, bool passive) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = passive ? AI_PASSIVE : 0;
-  addrinfo* res = nullptr;
-  int rc = ::getaddrinfo(e.host.c_str(), e.port.c_str(), &hints, &res);
-  if (rc != 0)
-    throw Error(ErrorKind::usage, "cannot resolve " + e.host + ":" + e.port + ": " + gai_strerror(rc));
-  return std::unique_ptr<addrinfo, AddrinfoFree>(res);
-}
-
-std::string describe(const sockaddr* sa, socklen_t len) {
-  char host[NI_MAXHOST], port[NI_MAXSERV];
-  if (::getnameinfo(sa, len, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-    return "?";
-  return sa->sa_family == AF_INET6 ? "[" + std::string(host) + "]:" + port : std::string(host) + ":" + port;
-}
-
-UniqueFd listen_on(const Endpoint& e) {
-  auto addrs = resolve(e, true);
-  const addrinfo* a = addrs.get();
-  UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
-  if (!fd) throw_errno("socket() for --listen " + e.host + ":" + e.port);
+UniqueFd listen_on(const std::string& where) {
+  const SocketAddress a = resolve_host_port(where, SOCK_STREAM, true).front();
+  UniqueFd fd(::socket(a.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw_errno("socket() for --listen " + where);
   int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // rerun right after a previous run
-  if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) != 0)
-    throw_errno("bind " + e.host + ":" + e.port + " (is the port in use or the address not local?)");
-  if (::listen(fd.get(), 1) != 0) throw_errno("listen on " + e.host + ":" + e.port);
+  if (::bind(fd.get(), a.get(), a.length) != 0)
+    throw_errno("bind " + where + " (is the port in use or the address not local?)");
+  if (::listen(fd.get(), 1) != 0) throw_errno("listen on " + where);
   return fd;
 }
 
 // The listener may still be starting: retry refused connections until the patience runs out.
-UniqueFd connect_to(const Endpoint& e) {
+UniqueFd connect_to(const std::string& where) {
   const auto deadline = Clock::now() + kConnectPatience;
   int last_err = 0;
-  std::string last_addr = e.host + ":" + e.port;
+  std::string last_addr = where;
   for (;;) {
-    auto addrs = resolve(e, false);
-    for (const addrinfo* a = addrs.get(); a; a = a->ai_next) {
-      UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
-      if (!fd) throw_errno("socket() for --connect " + last_addr);
-      if (::connect(fd.get(), a->ai_addr, a->ai_addrlen) == 0) return fd;
+    for (const SocketAddress& a : resolve_host_port(where, SOCK_STREAM, false)) {
+      UniqueFd fd(::socket(a.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+      if (!fd) throw_errno("socket() for --connect " + where);
+      if (::connect(fd.get(), a.get(), a.length) == 0) return fd;
       last_err = errno;
-      last_addr = describe(a->ai_addr, a->ai_addrlen);
+      last_addr = format_address(a);
     }
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -133,22 +76,6 @@ void send_all(int fd, const std::uint8_t* p, std::size_t n) {
   }
 }
 
-void recv_all(int fd, std::uint8_t* p, std::size_t n, const char* what) {
-  const std::size_t total = n;
-  while (n > 0) {
-    ssize_t r = ::recv(fd, p, std::min(n, kMaxIo), 0);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      throw_errno(std::string("recv of the ") + what + " from the sender");
-    }
-    if (r == 0)
-      throw Error(ErrorKind::peer_vanished, std::string("the sender closed after ") + std::to_string(total - n) +
-                                                " of " + std::to_string(total) + " bytes of the " + what);
-    p += r;
-    n -= static_cast<std::size_t>(r);
-  }
-}
-
 // Reads up to n bytes; returns how many arrived before the sender closed.
 std::uint64_t recv_until_close(int fd, std::uint8_t* p, std::uint64_t n) {
   std::uint64_t got = 0;
@@ -164,17 +91,21 @@ std::uint64_t recv_until_close(int fd, std::uint8_t* p, std::uint64_t n) {
   return got;
 }
 
+void recv_all(int fd, std::uint8_t* p, std::uint64_t n, const char* what) {
+  const std::uint64_t got = recv_until_close(fd, p, n);
+  if (got != n)
+    throw Error(ErrorKind::peer_vanished, "the sender closed after " + std::to_string(got) + " of " +
+                                              std::to_string(n) + " bytes of the " + what);
+}
+
 // ---- the two roles ----
 
-int run_receiver(const Endpoint& where, std::uint64_t expect) {
+int run_receiver(const std::string& where, std::uint64_t expect) {
   // With --bytes the buffer is populated before listening, outside the measured window.
   Mapping early = expect ? bench::populated_buffer(expect) : Mapping();
   UniqueFd listener = listen_on(where);
-  sockaddr_storage bound{};
-  socklen_t len = sizeof bound;
-  ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&bound), &len);
   // Scripts wait for this line (and learn the port when PORT was 0).
-  std::cerr << "hymig-tcpstream: listening on " << describe(reinterpret_cast<sockaddr*>(&bound), len) << std::endl;
+  std::cerr << "hymig-tcpstream: listening on " << format_address(local_address_of(listener.get())) << std::endl;
 
   UniqueFd conn;
   for (;;) {
@@ -185,16 +116,9 @@ int run_receiver(const Endpoint& where, std::uint64_t expect) {
   listener.reset();
   const auto start = Clock::now();
 
-  std::uint8_t header[8];
-  recv_all(conn.get(), header, sizeof header, "length header");
-  std::uint64_t size = 0;
-  for (int i = 7; i >= 0; --i) size = (size << 8) | header[i];
-  if (size == 0 || size > (std::uint64_t{1} << 46))
-    throw Error(ErrorKind::protocol, "the sender announced " + std::to_string(size) +
-                                         " bytes; expected 1 byte to 64 TiB (is it a hymig-tcpstream sender?)");
-  if (expect && size != expect)
-    throw Error(ErrorKind::protocol, "the sender announced " + std::to_string(size) + " bytes; --bytes said " +
-                                         std::to_string(expect));
+  bench::LengthHeader header;
+  recv_all(conn.get(), reinterpret_cast<std::uint8_t*>(header.data()), header.size(), "length header");
+  const std::uint64_t size = bench::decode_length_header(header, expect, "hymig-tcpstream");
   const auto before_alloc = Clock::now();
   Mapping buffer = expect ? std::move(early) : bench::populated_buffer(size);
   const auto prefault = Clock::now() - before_alloc;  // inside the window: reported apart
@@ -210,26 +134,18 @@ int run_receiver(const Endpoint& where, std::uint64_t expect) {
   return 0;
 }
 
-int run_sender(const Endpoint& where, std::uint64_t size, double max_seconds) {
+int run_sender(const std::string& where, std::uint64_t size, double max_seconds) {
   Mapping buffer = bench::populated_buffer(size);
   bench::fill_incompressible(buffer.span());  // before the clock starts
   auto* data = reinterpret_cast<std::uint8_t*>(buffer.data());
 
   const auto start = Clock::now();
   UniqueFd conn = connect_to(where);
-  std::uint8_t header[8];
-  for (int i = 0; i < 8; ++i) header[i] = static_cast<std::uint8_t>(size >> (8 * i));
-  send_all(conn.get(), header, sizeof header);
-  // With a cap, send in slices and stop when it runs out: on a collapsed link the peer's rate is
-  // the figure, and waiting for every byte would only make the benchmark slow.
-  std::uint64_t sent = 0;
-  constexpr std::uint64_t kSlice = 16 << 20;
-  while (sent < size) {
-    if (max_seconds > 0 && std::chrono::duration<double>(Clock::now() - start).count() > max_seconds) break;
-    const std::uint64_t n = max_seconds > 0 ? std::min(kSlice, size - sent) : size - sent;
-    send_all(conn.get(), data + sent, n);
-    sent += n;
-  }
+  const bench::LengthHeader header = bench::encode_length_header(size);
+  send_all(conn.get(), reinterpret_cast<const std::uint8_t*>(header.data()), header.size());
+  const std::uint64_t sent = bench::send_capped(size, max_seconds, 16 << 20, start, [&](std::uint64_t at, std::uint64_t n) {
+    send_all(conn.get(), data + at, n);
+  });
   if (::shutdown(conn.get(), SHUT_WR) != 0) throw_errno("shutdown(SHUT_WR) after sending");
 
   // The receiver closes once it holds every byte; that close ends the measurement.
@@ -253,8 +169,8 @@ int run(int argc, char** argv) {
       "it holds every byte; without --bytes the receiver also reports prefault_seconds, the part of its\n"
       "time spent populating its buffer after learning the size");
   if (!args) return 0;
-  if (args->listen) return run_receiver(parse_endpoint(args->where, "--listen"), args->bytes);
-  return run_sender(parse_endpoint(args->where, "--connect"), args->bytes, args->max_seconds);
+  if (args->listen) return run_receiver(args->where, args->bytes);
+  return run_sender(args->where, args->bytes, args->max_seconds);
 }
 
 }  // namespace

@@ -72,18 +72,6 @@ void send_all(UDTSOCKET s, const std::byte* p, std::uint64_t n) {
   }
 }
 
-void recv_all(UDTSOCKET s, std::byte* p, std::uint64_t n, const char* what) {
-  const std::uint64_t total = n;
-  while (n > 0) {
-    const int r = UDT::recv(s, reinterpret_cast<char*>(p), static_cast<int>(std::min<std::uint64_t>(n, kChunk)), 0);
-    if (r == UDT::ERROR)
-      throw_udt(std::string("UDT recv of the ") + what + " after " + std::to_string(total - n) + " of " +
-                std::to_string(total) + " bytes");
-    p += r;
-    n -= static_cast<std::uint64_t>(r);
-  }
-}
-
 // Reads up to n bytes; returns how many arrived before the connection ended (a capped sender).
 std::uint64_t recv_until_close(UDTSOCKET s, std::byte* p, std::uint64_t n) {
   std::uint64_t got = 0;
@@ -93,6 +81,13 @@ std::uint64_t recv_until_close(UDTSOCKET s, std::byte* p, std::uint64_t n) {
     got += static_cast<std::uint64_t>(r);
   }
   return got;
+}
+
+void recv_all(UDTSOCKET s, std::byte* p, std::uint64_t n, const char* what) {
+  const std::uint64_t got = recv_until_close(s, p, n);
+  if (got != n)
+    throw_udt(std::string("UDT recv of the ") + what + " after " + std::to_string(got) + " of " + std::to_string(n) +
+              " bytes");
 }
 
 int run_receiver(const std::string& where, std::uint64_t expect) {
@@ -115,16 +110,9 @@ int run_receiver(const std::string& where, std::uint64_t expect) {
   UdtSocket conn(UdtSocket::Adopt{}, UDT::accept(listener.get(), peer.get(), &plen));
   if (conn.get() == UDT::INVALID_SOCK) throw_udt("UDT accept");
   const auto start = Clock::now();
-  std::byte header[8];
-  recv_all(conn.get(), header, sizeof header, "length header");
-  std::uint64_t size = 0;
-  for (int i = 7; i >= 0; --i) size = (size << 8) | std::to_integer<std::uint64_t>(header[i]);
-  if (size == 0 || size > (std::uint64_t{1} << 46))
-    throw Error(ErrorKind::protocol, "the sender announced " + std::to_string(size) +
-                                         " bytes; expected 1 byte to 64 TiB (is it a hymig-udtstream sender?)");
-  if (expect && size != expect)
-    throw Error(ErrorKind::protocol, "the sender announced " + std::to_string(size) + " bytes; --bytes said " +
-                                         std::to_string(expect));
+  LengthHeader header;
+  recv_all(conn.get(), header.data(), header.size(), "length header");
+  const std::uint64_t size = decode_length_header(header, expect, "hymig-udtstream");
   Mapping buffer = expect ? std::move(early) : populated_buffer(size);
   const std::uint64_t got = recv_until_close(conn.get(), buffer.data(), size);
   const auto elapsed = Clock::now() - start;
@@ -157,18 +145,12 @@ int run_sender(const std::string& where, std::uint64_t size, double max_seconds)
       throw_udt("UDT connect to " + where + " (is `hymig-udtstream --listen` running there?)");
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::byte header[8];
-  for (int i = 0; i < 8; ++i) header[i] = static_cast<std::byte>(size >> (8 * i));
-  send_all(conn->get(), header, sizeof header);
-  // With a cap, send in slices and stop when it runs out: under loss UDT's rate is the figure.
-  std::uint64_t sent = 0;
-  constexpr std::uint64_t kSlice = 4 << 20;
-  while (sent < size) {
-    if (max_seconds > 0 && std::chrono::duration<double>(Clock::now() - start).count() > max_seconds) break;
-    const std::uint64_t n = max_seconds > 0 ? std::min(kSlice, size - sent) : size - sent;
-    send_all(conn->get(), buffer.data() + sent, n);
-    sent += n;
-  }
+  const LengthHeader header = encode_length_header(size);
+  send_all(conn->get(), header.data(), header.size());
+  // Small slices: under loss UDT moves a few MB/s, and the cap is checked between slices.
+  const std::uint64_t sent = send_capped(size, max_seconds, 4 << 20, start, [&](std::uint64_t at, std::uint64_t n) {
+    send_all(conn->get(), buffer.data() + at, n);
+  });
   if (sent != size) {
     // Closing without linger: the receiver reports the bytes that really arrived.
     const linger no_linger{0, 0};
