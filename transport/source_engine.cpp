@@ -201,7 +201,7 @@ class SourceRun {
       RoundStats rs;
       rs.round = round;
       rs.pages = to_send.count();
-      live_ = {round, 0, rs.pages * ps, pacer_.rate(), live_.loss, pacer_.phase(), moved_before_round_};
+      live_ = {round, 0, rs.pages * ps, pacer_.rate(), live_.loss, pacer_.phase(), bytes_of_finished_rounds()};
       const std::uint64_t bytes_before = streamer_ ? streamer_->bytes_sent() : 0;
       rel_.send(wire(MsgType::round_begin), encode_page_set(round, to_send));
       const std::uint64_t lost_before = tracker_.datagrams_lost();
@@ -237,7 +237,6 @@ class SourceRun {
         const std::uint64_t lost = tracker_.datagrams_lost() - lost_before;
         rs.loss = sent ? std::min(1.0, static_cast<double>(lost) / sent) : 0.0;
       }
-      moved_before_round_ += rs.bytes;
       report_.round_stats.push_back(rs);
       report_.rounds = round + 1;
 
@@ -264,6 +263,13 @@ class SourceRun {
       prev_count = next_count;
       to_send = std::move(next);
     }
+  }
+
+  // For live progress: what the rounds so far moved (a handful of rounds, summed when one starts).
+  std::uint64_t bytes_of_finished_rounds() const {
+    std::uint64_t n = 0;
+    for (const auto& r : report_.round_stats) n += r.bytes;
+    return n;
   }
 
   void final_phase() {
@@ -300,7 +306,7 @@ class SourceRun {
 
     live_.round_bytes = report_.final_delta_pages * image_.page_size();
     live_.round_bytes_done = 0;
-    live_.bytes_before_round = moved_before_round_;
+    live_.bytes_before_round = bytes_of_finished_rounds();
     send_pages_reliable(kFinalRound, final_set, false);
     rel_.send(wire(MsgType::final_end), encode_u64(report_.final_delta_pages));
     if (hasher.joinable()) hasher.join();
@@ -361,7 +367,6 @@ class SourceRun {
   RateController pacer_;
   LiveProgress live_;
   std::uint64_t reliable_page_bytes_ = 0;
-  std::uint64_t moved_before_round_ = 0;  // page bytes of finished rounds, for live progress
   Clock::time_point last_heard_ = Clock::now();
   Clock::time_point last_progress_call_ = Clock::now();
   Clock::time_point pause_time_{};

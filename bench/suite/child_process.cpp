@@ -102,6 +102,36 @@ ExitStatus ChildProcess::stop(int sig, std::chrono::milliseconds grace) {
   return status_.value_or(ExitStatus{});
 }
 
+ExitStatus ChildProcess::wait_or_stop(std::chrono::milliseconds timeout, int sig, std::chrono::milliseconds grace) {
+  if (auto st = wait_for(timeout)) return *st;
+  ExitStatus st = stop(sig, grace);
+  st.timed_out = true;
+  return st;
+}
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+std::string last_plain_line(const std::string& text) {
+  std::istringstream in(text);
+  std::string line, last;
+  while (std::getline(in, line))
+    if (!line.empty() && line.front() != '{') last = line;  // hymig's progress lines are JSON objects
+  return last;
+}
+
+nlohmann::json last_json_line(const std::string& text) {
+  std::istringstream in(text);
+  nlohmann::json last;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line.front() != '{') continue;
+    try {
+      last = nlohmann::json::parse(line);
+    } catch (const std::exception&) {
+    }
+  }
+  return last;
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;

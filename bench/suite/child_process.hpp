@@ -3,6 +3,7 @@
 // owner goes away, so a failed run never leaves a process behind.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -10,10 +11,13 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace hymig::bench {
 
 struct ExitStatus {
   bool exited = false;  // false: killed by a signal
+  bool timed_out = false;  // wait_or_stop had to stop it
   int code = -1;        // exit code, or the signal number
   bool ok() const { return exited && code == 0; }
   std::string describe() const;
@@ -36,6 +40,10 @@ class ChildProcess {
   std::optional<ExitStatus> wait_for(std::chrono::milliseconds timeout);
   // Sends sig, then waits up to grace; SIGKILL after that. Returns the final status.
   ExitStatus stop(int sig, std::chrono::milliseconds grace);
+  // Waits up to timeout; a process still running then is stopped (stop(sig, grace)) and the
+  // status says timed_out.
+  ExitStatus wait_or_stop(std::chrono::milliseconds timeout, int sig = SIGTERM,
+                          std::chrono::milliseconds grace = std::chrono::seconds(3));
   bool running();
 
  private:
@@ -59,6 +67,11 @@ std::optional<std::string> wait_for_line(ChildProcess& child, const std::string&
                                          std::chrono::milliseconds timeout);
 
 std::string read_file(const std::string& path);
+
+// Pieces of a child's output for error notes and results.
+std::string first_line(const std::string& text);
+std::string last_plain_line(const std::string& text);  // the last line that is not a JSON object
+nlohmann::json last_json_line(const std::string& text);  // the last line that parses as JSON (null: none)
 
 // The first path that is an executable file: each candidate as given (PATH lookup for bare names).
 std::optional<std::string> find_program(const std::vector<std::string>& candidates);

@@ -24,13 +24,16 @@
 #include "bench/suite/peer.hpp"
 #include "bench/suite/shared_link.hpp"
 #include "bench/suite/summary.hpp"
+#include "policy/link_probe.hpp"
 #include "transport/error.hpp"
 #include "udp/socket_address.hpp"
 
 namespace hymig::bench {
 namespace {
 
-// The first IPv4 address of an interface that is up and not loopback, in this thread's namespace.
+// The first IPv4 address of an interface that is administratively up and not loopback, in this
+// thread's namespace. Not probe_links(): its `up` also wants a carrier, which a veth made a moment
+// ago (by the suite's own script) may not report yet.
 std::string first_global_ipv4() {
   ifaddrs* list = nullptr;
   if (::getifaddrs(&list) != 0) throw_errno("getifaddrs");
@@ -139,7 +142,8 @@ int run(MpiWorld& world, int argc, char** argv) {
   std::string egress;
   if (roles.rate) {
     try {
-      egress = LinkShaper::egress_device(bind_host);
+      egress = probe_path(bind_host).interface;
+      if (egress.empty()) err = "no interface on this host routes to " + bind_host;
     } catch (const std::exception& e) {
       err = e.what();
     }

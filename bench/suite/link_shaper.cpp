@@ -82,16 +82,6 @@ void LinkShaper::set_rate(const std::string& device, const std::string& rate) {
   rate_device_ = device;
 }
 
-std::string LinkShaper::egress_device(const std::string& peer_ip) {
-  const auto r = run_command({"ip", "-j", "route", "get", peer_ip}, "", kToolTimeout);
-  must(r, "ip route get " + peer_ip);
-  try {
-    return nlohmann::json::parse(r.out).at(0).at("dev").get<std::string>();
-  } catch (const std::exception& e) {
-    throw Error(ErrorKind::io, "cannot read the device from `ip -j route get " + peer_ip + "`: " + e.what());
-  }
-}
-
 void enter_network_namespace(const std::string& name) {
   const std::string path = "/run/netns/" + name;
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

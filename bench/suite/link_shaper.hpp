@@ -23,9 +23,6 @@ class LinkShaper {
   // Packets the loss rule has dropped since it was set (0 without a rule).
   std::uint64_t dropped() const;
 
-  // The interface the route to `peer_ip` leaves by (`ip route get`). Throws Error{io}.
-  static std::string egress_device(const std::string& peer_ip);
-
  private:
   unsigned loss_ = 0;
   std::string rate_device_;

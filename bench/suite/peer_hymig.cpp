@@ -5,21 +5,12 @@
 #include <fmt/format.h>
 
 #include <sstream>
-
 #include "bench/suite/child_process.hpp"
 #include "bench/suite/peer.hpp"
 #include "transport/error.hpp"
 
 namespace hymig::bench {
 namespace {
-
-std::string last_line(const std::string& text) {
-  std::istringstream in(text);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty() && line.front() != '{') last = line;  // progress lines are JSON objects
-  return last;
-}
 
 class HymigPeer final : public Peer {
  public:
@@ -39,7 +30,7 @@ class HymigPeer final : public Peer {
       if (!caps.value("rdma_ud", false) || !caps.value("rdma_rc", false))
         return "no usable RDMA device on this host (hymig probe: rdma_ud/rdma_rc false)";
     } catch (const std::exception&) {
-      return "hymig probe failed: " + last_line(r.err);
+      return "hymig probe failed: " + last_plain_line(r.err);
     }
     return std::nullopt;
   }
@@ -51,7 +42,7 @@ class HymigPeer final : public Peer {
                                  fmt::format("{}", timeout_seconds(spec)), "--store", spec.work_dir + "/store"},
         base + ".out", base + ".err");
     auto ep = wait_for_line(*serve_, serve_->err_file(), "listening on ", std::chrono::seconds(20));
-    if (!ep) throw Error(ErrorKind::io, "hymig serve did not start: " + last_line(read_file(serve_->err_file())));
+    if (!ep) throw Error(ErrorKind::io, "hymig serve did not start: " + last_plain_line(read_file(serve_->err_file())));
     return *ep;
   }
 
@@ -71,16 +62,13 @@ class HymigPeer final : public Peer {
     for (std::string a; extra >> a;) argv.push_back(a);
     const std::string base = spec.work_dir + "/" + name_ + "-migrate";
     ChildProcess migrate(argv, base + ".out", base + ".err");
-    const auto st = migrate.wait_for(spec.timeout);
-    if (!st) {
-      migrate.stop(SIGTERM, std::chrono::seconds(3));
-      return Measurement::failed(fmt::format("hymig migrate ran past {} s", spec.timeout.count() / 1000));
-    }
+    const auto st = migrate.wait_or_stop(spec.timeout);
+    if (st.timed_out) return Measurement::failed(fmt::format("hymig migrate ran past {} s", spec.timeout.count() / 1000));
     nlohmann::json rep;
     try {
       rep = nlohmann::json::parse(read_file(migrate.out_file()));
     } catch (const std::exception&) {
-      return Measurement::failed("hymig migrate (" + st->describe() + "): " + last_line(read_file(migrate.err_file())));
+      return Measurement::failed("hymig migrate (" + st.describe() + "): " + last_plain_line(read_file(migrate.err_file())));
     }
     Measurement m;
     m.verified = rep.value("verified", false);
@@ -107,10 +95,9 @@ class HymigPeer final : public Peer {
 
   nlohmann::json finish_receiver(const RunSpec& spec) override {
     if (!serve_) return {};
-    auto st = serve_->wait_for(std::chrono::seconds(15));
-    if (!st) st = serve_->stop(SIGTERM, std::chrono::seconds(3));
+    const auto st = serve_->wait_or_stop(std::chrono::seconds(15));
     nlohmann::json j;
-    if (!st->ok()) j["error"] = "hymig serve " + st->describe() + ": " + last_line(read_file(serve_->err_file()));
+    if (!st.ok()) j["error"] = "hymig serve " + st.describe() + ": " + last_plain_line(read_file(serve_->err_file()));
     serve_.reset();
     return j;
   }

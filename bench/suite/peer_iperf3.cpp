@@ -26,8 +26,6 @@ std::uint16_t free_tcp_port(const std::string& host) {
   return address_port(local_address_of(fd.get()));
 }
 
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
-
 class Iperf3Peer final : public Peer {
  public:
   explicit Iperf3Peer(std::optional<std::string> program) : program_(std::move(program)) {}
@@ -63,26 +61,21 @@ class Iperf3Peer final : public Peer {
     const std::string base = spec.work_dir + "/iperf3-client";
     const double t0 = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     ChildProcess client(argv, base + ".out", base + ".err");
-    bool capped = false;
-    std::optional<ExitStatus> st;
-    if (spec.peer_cap_seconds > 0 && spec.duration_seconds <= 0) {
-      st = client.wait_for(std::chrono::milliseconds(static_cast<long>(spec.peer_cap_seconds * 1000)));
-      if (!st) {
-        capped = true;
-        st = client.stop(SIGINT, std::chrono::seconds(10));
-      }
-    } else {
-      st = client.wait_for(spec.timeout);
-      if (!st) {
-        client.stop(SIGKILL, std::chrono::seconds(3));
-        return Measurement::failed(fmt::format("iperf3 ran past {} s", spec.timeout.count() / 1000));
-      }
-    }
+    // A capped run is interrupted at the cap (iperf3 then prints what it sent); any other run
+    // gets the whole run timeout and is killed past it.
+    const bool capped_run = spec.peer_cap_seconds > 0 && spec.duration_seconds <= 0;
+    const auto st = capped_run
+                         ? client.wait_or_stop(std::chrono::milliseconds(static_cast<long>(spec.peer_cap_seconds * 1000)),
+                                               SIGINT, std::chrono::seconds(10))
+                         : client.wait_or_stop(spec.timeout, SIGKILL);
+    if (!capped_run && st.timed_out)
+      return Measurement::failed(fmt::format("iperf3 ran past {} s", spec.timeout.count() / 1000));
+    const bool capped = capped_run && st.timed_out;
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(read_file(client.out_file()));
     } catch (const std::exception&) {
-      return Measurement::failed("iperf3 -c (" + st->describe() + "): " + first_line(read_file(client.err_file())));
+      return Measurement::failed("iperf3 -c (" + st.describe() + "): " + first_line(read_file(client.err_file())));
     }
     if (!capped && j.contains("error")) return Measurement::failed("iperf3: " + j["error"].get<std::string>());
     // Complete: the receiver's sum. Interrupted: only the sender's sum exists.
@@ -108,7 +101,7 @@ class Iperf3Peer final : public Peer {
   nlohmann::json finish_receiver(const RunSpec&) override {
     if (!server_) return {};
     // An interrupted client leaves the one-off server to notice the closed connection.
-    if (!server_->wait_for(std::chrono::seconds(10))) server_->stop(SIGKILL, std::chrono::seconds(3));
+    server_->wait_or_stop(std::chrono::seconds(10), SIGKILL);
     server_.reset();
     return {};
   }

@@ -14,21 +14,6 @@
 namespace hymig::bench {
 namespace {
 
-nlohmann::json last_json_line(const std::string& text) {
-  std::istringstream in(text);
-  nlohmann::json last;
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty() || line.front() != '{') continue;
-    try {
-      last = nlohmann::json::parse(line);
-    } catch (const std::exception&) {
-    }
-  }
-  return last;
-}
-
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
-
 class StreamPeer final : public Peer {
  public:
   StreamPeer(std::string name, std::optional<std::string> program, std::string program_name)
@@ -57,14 +42,11 @@ class StreamPeer final : public Peer {
     ChildProcess send({*program_, "--connect", endpoint, "--bytes", std::to_string(spec.cell.size), "--max-seconds",
                        fmt::format("{}", spec.peer_cap_seconds)},
                       base + ".out", base + ".err");
-    const auto st = send.wait_for(spec.timeout);
-    if (!st) {
-      send.stop(SIGTERM, std::chrono::seconds(3));
-      return Measurement::failed(fmt::format("{} ran past {} s", program_name_, spec.timeout.count() / 1000));
-    }
+    const auto st = send.wait_or_stop(spec.timeout);
+    if (st.timed_out) return Measurement::failed(fmt::format("{} ran past {} s", program_name_, spec.timeout.count() / 1000));
     const auto j = last_json_line(read_file(send.out_file()));
-    if (!st->ok() || j.is_null())
-      return Measurement::failed(program_name_ + " (" + st->describe() + "): " + first_line(read_file(send.err_file())));
+    if (!st.ok() || j.is_null())
+      return Measurement::failed(program_name_ + " (" + st.describe() + "): " + first_line(read_file(send.err_file())));
     Measurement m;
     m.status = Measurement::Status::ok;
     m.seconds = j.value("seconds", 0.0);
@@ -76,13 +58,12 @@ class StreamPeer final : public Peer {
 
   nlohmann::json finish_receiver(const RunSpec& spec) override {
     if (!recv_) return {};
-    auto st = recv_->wait_for(std::chrono::seconds(15));
-    if (!st) st = recv_->stop(SIGTERM, std::chrono::seconds(3));
+    const auto st = recv_->wait_or_stop(std::chrono::seconds(15));
     nlohmann::json j = last_json_line(read_file(recv_->out_file()));
     if (j.is_null()) j = nlohmann::json::object();
     // A capped sender makes the receiver end early (exit 1) with its figures: that is expected.
-    if (!st->ok() && j.value("complete", true))
-      j["error"] = program_name_ + " receiver " + st->describe() + ": " + first_line(read_file(recv_->err_file()));
+    if (!st.ok() && j.value("complete", true))
+      j["error"] = program_name_ + " receiver " + st.describe() + ": " + first_line(read_file(recv_->err_file()));
     recv_.reset();
     return j;
   }

@@ -11,7 +11,7 @@ namespace {
 constexpr auto kHymigJoinsAfter = std::chrono::seconds(2);
 
 // hymig and iperf3 on one pair at once: both receivers start, the sender runs iperf3 in a thread
-// and hymig in the foreground. run_sender returns hymig's figures; competitor() iperf3's.
+// and hymig in the foreground (run_shared_link passes a spec without a peer cap). run_sender returns hymig's figures; competitor() iperf3's.
 class SharedPeer final : public Peer {
  public:
   explicit SharedPeer(const Tools& tools) : hymig_(make_peer("hymig", tools)), iperf_(make_peer("iperf3", tools)) {}
@@ -23,7 +23,7 @@ class SharedPeer final : public Peer {
   }
   std::string start_receiver(const RunSpec& spec) override {
     const std::string a = hymig_->start_receiver(spec);
-    return a + " " + iperf_->start_receiver(iperf_spec(spec));
+    return a + " " + iperf_->start_receiver(spec);
   }
   Measurement run_sender(const RunSpec& spec, const std::string& endpoints) override {
     const auto space = endpoints.find(' ');
@@ -31,7 +31,7 @@ class SharedPeer final : public Peer {
     const std::string hymig_ep = endpoints.substr(0, space), iperf_ep = endpoints.substr(space + 1);
     std::thread competitor([&] {
       try {
-        competitor_ = iperf_->run_sender(iperf_spec(spec), iperf_ep);
+        competitor_ = iperf_->run_sender(spec, iperf_ep);
       } catch (const std::exception& e) {
         competitor_ = Measurement::failed(e.what());
       }
@@ -47,7 +47,7 @@ class SharedPeer final : public Peer {
     return m;
   }
   nlohmann::json finish_receiver(const RunSpec& spec) override {
-    nlohmann::json a = hymig_->finish_receiver(spec), b = iperf_->finish_receiver(iperf_spec(spec));
+    nlohmann::json a = hymig_->finish_receiver(spec), b = iperf_->finish_receiver(spec);
     return {{"hymig", a.is_null() ? nlohmann::json::object() : a}, {"iperf3", b.is_null() ? nlohmann::json::object() : b}};
   }
   void merge(Measurement& m, const nlohmann::json& receiver) const override {
@@ -56,11 +56,6 @@ class SharedPeer final : public Peer {
   Measurement competitor() const { return competitor_; }
 
  private:
-  static RunSpec iperf_spec(const RunSpec& spec) {
-    RunSpec s = spec;
-    s.peer_cap_seconds = 0;
-    return s;
-  }
   std::unique_ptr<Peer> hymig_, iperf_;
   Measurement competitor_;
 };
