@@ -10,7 +10,6 @@ void Bitmap::set_all() {
   if (bits_ % 64) words_.back() = (std::uint64_t{1} << (bits_ % 64)) - 1;
 }
 
-void Bitmap::clear_all() { std::fill(words_.begin(), words_.end(), 0); }
 
 std::uint64_t Bitmap::count() const {
   std::uint64_t n = 0;

@@ -20,9 +20,7 @@ class Bitmap {
   void set(std::uint64_t i) { words_[i >> 6] |= (std::uint64_t{1} << (i & 63)); }
   void reset(std::uint64_t i) { words_[i >> 6] &= ~(std::uint64_t{1} << (i & 63)); }
   void set_all();
-  void clear_all();
   std::uint64_t count() const;
-  bool none() const { return count() == 0; }
 
   Bitmap& operator|=(const Bitmap& o);
   // Sets every bit that is clear in `o` (this |= ~o), used for "missing = not present".

@@ -59,7 +59,6 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round) {
   const std::uint64_t h = hash_page(data, layout_.page_size);
   sent_hashes_[page] = h;
   const bool zero = h == zero_hash_ && is_zero_page(data, layout_.page_size);
-  ++result_.pages;
   result_.zero_pages += zero;
 
   if (!layout_.chunked()) {
@@ -136,10 +135,8 @@ void DatagramStreamer::flush(const std::function<double()>& rate, const std::fun
     stalled_since = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < n; ++i) bytes_sent_ += pending[i].bytes;
     datagrams_sent_ += n;
-    result_.datagrams += n;
     pending = pending.subspan(n);
   }
-  result_.bytes += batch_bytes_;
   used_ = 0;
   batch_bytes_ = 0;
   batch_limit_ = std::clamp<std::size_t>(static_cast<std::size_t>(r / 1000), layout_.datagram_bytes, 1u << 20);

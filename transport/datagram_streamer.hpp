@@ -23,7 +23,7 @@ class DatagramStreamer {
                    std::chrono::milliseconds stall_timeout);
 
   struct RoundResult {
-    std::uint64_t pages = 0, zero_pages = 0, datagrams = 0, bytes = 0;
+    std::uint64_t zero_pages = 0;  // bytes and datagrams: the difference of the running counters
   };
 
   // Sends every page in `pages` tagged with `round`, recording each page's hash in sent_hashes.

@@ -67,7 +67,10 @@ class DestinationRun {
       ready.datagram_bytes = static_cast<std::uint32_t>(std::min<std::size_t>(notify_.datagram_bytes, dgram_->max_datagram()));
       layout = make_layout(notify_.page_size, ready.datagram_bytes);
     }
-    applier_ = std::make_unique<PageApplier>(target_->memory(), notify_.page_size, notify_.session, layout);
+    // With full verification the digest rehashes the image: hashing reliable pages on arrival too
+    // would be the same work twice on the receive thread.
+    applier_ = std::make_unique<PageApplier>(target_->memory(), notify_.page_size, notify_.session, layout,
+                                             notify_.verify != "full");
     rel_.send(wire(MsgType::ready), encode_ready(ready));
   }
 

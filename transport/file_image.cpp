@@ -41,7 +41,7 @@ bool all_threads_stopped(pid_t pid) {
 }  // namespace
 
 FileImage::FileImage(const std::string& path, std::optional<pid_t> pause_pid, std::size_t page_size)
-    : path_(path), pause_pid_(pause_pid), page_size_(page_size) {
+    : pause_pid_(pause_pid), page_size_(page_size) {
   const auto slash = path.find_last_of('/');
   name_ = slash == std::string::npos ? path : path.substr(slash + 1);
   if (name_.empty() || name_[0] == '.')
@@ -65,7 +65,8 @@ FileImage::FileImage(const std::string& path, std::optional<pid_t> pause_pid, st
 
 void FileImage::collect_dirty(Bitmap& out, std::span<const std::uint64_t> sent_hashes) {
   // No write log for a file: a page is modified when its hash differs from the one last sent.
-  // Each thread writes whole bitmap words, so the ranges are word-aligned.
+  // Each thread writes whole bitmap words, so the ranges are word-aligned; a word is 64 pages of
+  // hashing, so it is worth a thread from 64 words on (4096 pages, as for page-sized items).
   const std::uint64_t words = (pages_ + 63) / 64;
   parallel_for(words, 0, [&](std::uint64_t wb, std::uint64_t we) {
     for (std::uint64_t w = wb; w < we; ++w) {
@@ -75,7 +76,7 @@ void FileImage::collect_dirty(Bitmap& out, std::span<const std::uint64_t> sent_h
         if (hash_page(map_.data() + p * page_size_, page_size_) != sent_hashes[p]) bits |= std::uint64_t{1} << (p - w * 64);
       out.words()[w] |= bits;
     }
-  });
+  }, 64);
 }
 
 void FileImage::pause() {

@@ -31,7 +31,6 @@ class FileImage final : public SourceImage {
   void handed_over() override;
 
  private:
-  std::string path_;
   std::string name_;
   std::optional<pid_t> pause_pid_;
   std::size_t page_size_;

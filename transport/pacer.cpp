@@ -1,6 +1,5 @@
 #include "transport/pacer.hpp"
 
-#include <time.h>
 
 #include <algorithm>
 #include <cmath>
@@ -39,7 +38,6 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
   const double sender_dt = std::chrono::duration<double>(now - base_time_).count();
   s.send_rate = sender_dt > 0 ? (sender_bytes_sent - base_sender_bytes_) / sender_dt : 0;
   s.qdelay_s = interval_min_owd_ns_ != INT64_MAX ? (interval_min_owd_ns_ - min_owd_ns_) * 1e-9 : 0;
-  last_loss_ = s.loss;
 
   base_ = p;
   base_sender_bytes_ = sender_bytes_sent;

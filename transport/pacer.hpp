@@ -33,7 +33,6 @@ class FeedbackTracker {
   // `sender_bytes_sent` is the sender's cumulative datagram bytes when the report was read.
   std::optional<FeedbackSample> on_progress(const Progress& p, std::uint64_t sender_bytes_sent,
                                             std::chrono::steady_clock::time_point now);
-  double last_loss() const { return last_loss_; }
   std::uint64_t datagrams_lost() const { return lost_; }
 
  private:
@@ -43,7 +42,6 @@ class FeedbackTracker {
   std::chrono::steady_clock::time_point base_time_{};
   std::int64_t min_owd_ns_ = INT64_MAX;
   std::int64_t interval_min_owd_ns_ = INT64_MAX;
-  double last_loss_ = 0;
   std::uint64_t lost_ = 0;
 };
 

@@ -7,10 +7,10 @@
 namespace hymig {
 
 PageApplier::PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session,
-                         const DatagramLayout& layout)
+                         const DatagramLayout& layout, bool keep_hashes)
     : image_(image), page_size_(page_size), page_count_(image.size() / page_size), session_(session),
       layout_(layout), zero_hash_(zero_page_hash(page_size)), present_(page_count_), round_tag_(page_count_, 0),
-      hashes_(page_count_, 0) {
+      hashes_(page_count_, 0), keep_hashes_(keep_hashes) {
   if (layout_.chunked()) chunk_mask_.assign(page_count_, 0);
 }
 
@@ -118,7 +118,7 @@ void PageApplier::begin_round(std::uint32_t r, const Bitmap& pages) {
 
 void PageApplier::note_pages_written(std::span<const std::uint64_t> pages, std::uint32_t round) {
   for (auto p : pages) {
-    hashes_[p] = hash_page(image_.data() + p * page_size_, page_size_);
+    if (keep_hashes_) hashes_[p] = hash_page(image_.data() + p * page_size_, page_size_);
     round_tag_[p] = std::max(round_tag_[p], round == kFinalRound ? kFinalRound : round + 1);
     if (!chunk_mask_.empty()) chunk_mask_[p] = ~std::uint64_t{0};
     present_.set(p);

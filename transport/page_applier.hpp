@@ -19,15 +19,17 @@ inline constexpr std::uint32_t kFinalRound = 0xfffffff0u;
 
 class PageApplier {
  public:
+  // keep_hashes: record the hash of every page written over the reliable channel, for a digest
+  // taken from page_hashes(); false when the digest will rehash the whole image anyway.
   PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session,
-              const DatagramLayout& layout);
+              const DatagramLayout& layout, bool keep_hashes = true);
 
   // Validates and applies one datagram. Returns the reason it was dropped (none = applied).
   // Never throws: a flood of junk costs one validation each.
   DropReason apply_datagram(std::span<const std::byte> bytes, std::uint64_t now_ns);
 
   // Pages that arrived over the reliable channel have been written to their places in the image
-  // by the channel; record them (hash, present, round).
+  // by the channel; record them (present, round, and the hash when kept).
   void note_pages_written(std::span<const std::uint64_t> pages, std::uint32_t round);
 
   // The source starts round r resending `pages`: what the destination holds of them is stale until
@@ -38,7 +40,6 @@ class PageApplier {
   const Bitmap& present() const { return present_; }
   std::span<const std::uint64_t> page_hashes() const { return hashes_; }
   std::uint64_t page_count() const { return page_count_; }
-  std::size_t page_size() const { return page_size_; }
   std::span<std::byte> page(std::uint64_t p) { return image_.subspan(p * page_size_, page_size_); }
 
   // Counters for progress reports.
@@ -65,6 +66,7 @@ class PageApplier {
   Bitmap present_;
   std::vector<std::uint32_t> round_tag_;   // round + 1 of what the page holds; 0 = nothing yet
   std::vector<std::uint64_t> hashes_;
+  bool keep_hashes_;
   std::vector<std::uint64_t> chunk_mask_;  // chunked mode only: chunks of the held round received
 
   std::uint64_t datagrams_ = 0, bytes_ = 0, next_seq_ = 0;

@@ -11,10 +11,11 @@ namespace hymig {
 unsigned default_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
 
 void parallel_for(std::uint64_t n, unsigned threads,
-                  const std::function<void(std::uint64_t, std::uint64_t)>& fn) {
+                  const std::function<void(std::uint64_t, std::uint64_t)>& fn, std::uint64_t min_items_per_thread) {
   if (threads == 0) threads = default_threads();
-  // Below ~4096 items a thread costs more than it saves.
-  threads = static_cast<unsigned>(std::min<std::uint64_t>(threads, std::max<std::uint64_t>(1, n / 4096)));
+  // Below that many items a thread costs more than it saves.
+  threads = static_cast<unsigned>(std::min<std::uint64_t>(
+      threads, std::max<std::uint64_t>(1, n / std::max<std::uint64_t>(1, min_items_per_thread))));
   if (threads <= 1) {
     if (n) fn(0, n);
     return;

@@ -9,8 +9,11 @@ namespace hymig {
 
 unsigned default_threads();
 
-// Calls fn(begin, end) on disjoint ranges covering [0, n); rethrows the first exception.
+// Calls fn(begin, end) on disjoint ranges covering [0, n); rethrows the first exception. A thread
+// is worth starting for at least min_items_per_thread items (the default is sized for pages; a
+// caller whose items are bitmap words of 64 pages passes 64).
 void parallel_for(std::uint64_t n, unsigned threads,
-                  const std::function<void(std::uint64_t begin, std::uint64_t end)>& fn);
+                  const std::function<void(std::uint64_t begin, std::uint64_t end)>& fn,
+                  std::uint64_t min_items_per_thread = 4096);
 
 }  // namespace hymig

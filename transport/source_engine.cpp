@@ -134,7 +134,8 @@ class SourceRun {
   }
 
   // Sends the pages of `set` as pages messages on the reliable channel, gathering from the image.
-  void send_pages_reliable(std::uint32_t round, const Bitmap& set, bool poll_between) {
+  // record_hashes: note each page's hash in sent_hashes_ (dirty detection, the fast digest).
+  void send_pages_reliable(std::uint32_t round, const Bitmap& set, bool poll_between, bool record_hashes) {
     std::vector<std::uint64_t> batch;
     std::vector<ConstBuffer> parts;
     batch.reserve(kMaxPagesPerMessage);
@@ -144,14 +145,13 @@ class SourceRun {
     auto flush = [&] {
       if (batch.empty()) return;
       rel_.send_with_payload(wire(MsgType::pages), encode_pages_header(round, batch), parts);
-      reliable_page_bytes_ += batch.size() * ps;
       live_.round_bytes_done += batch.size() * ps;
       batch.clear();
       parts.clear();
       if (poll_between) poll_feedback();
     };
     set.for_each_set([&](std::uint64_t p) {
-      sent_hashes_[p] = hash_page(base + p * ps, ps);
+      if (record_hashes) sent_hashes_[p] = hash_page(base + p * ps, ps);
       batch.push_back(p);
       parts.push_back({base + p * ps, ps});
       if (batch.size() == kMaxPagesPerMessage) flush();
@@ -213,13 +213,12 @@ class SourceRun {
               live_.round_bytes_done = streamer_->bytes_sent() - bytes_before;
               poll_feedback();
             });
-        rs.bytes = res.bytes;
+        rs.bytes = streamer_->bytes_sent() - bytes_before;
         if (round == 0) report_.zero_pages = res.zero_pages;
         rel_.send(wire(MsgType::round_end), encode_round_end({round, streamer_->next_seq()}));
       } else {
-        const auto before = reliable_page_bytes_;
-        send_pages_reliable(round, to_send, true);
-        rs.bytes = reliable_page_bytes_ - before;
+        send_pages_reliable(round, to_send, true, true);
+        rs.bytes = rs.pages * ps;  // every page of the set goes, whole
         rel_.send(wire(MsgType::round_end), encode_round_end({round, 0}));
       }
       Bitmap next = await_round_report(round);
@@ -307,7 +306,8 @@ class SourceRun {
     live_.round_bytes = report_.final_delta_pages * image_.page_size();
     live_.round_bytes_done = 0;
     live_.bytes_before_round = bytes_of_finished_rounds();
-    send_pages_reliable(kFinalRound, final_set, false);
+    // With full verification the digest comes from the rehash running meanwhile: no page hashes.
+    send_pages_reliable(kFinalRound, final_set, false, opts_.verify != "full");
     rel_.send(wire(MsgType::final_end), encode_u64(report_.final_delta_pages));
     if (hasher.joinable()) hasher.join();
 
@@ -366,7 +366,6 @@ class SourceRun {
   FeedbackTracker tracker_;
   RateController pacer_;
   LiveProgress live_;
-  std::uint64_t reliable_page_bytes_ = 0;
   Clock::time_point last_heard_ = Clock::now();
   Clock::time_point last_progress_call_ = Clock::now();
   Clock::time_point pause_time_{};

@@ -41,8 +41,7 @@ class SyntheticImage final : public SourceImage {
   void resume() override;
   void handed_over() override;
 
-  // For tests: direct write access and the count of writes done.
-  std::span<std::byte> mutable_memory() { return mem_.span(); }
+  // For tests: the count of writes done.
   std::uint64_t writes_done() const { return writes_.load(); }
 
  private:

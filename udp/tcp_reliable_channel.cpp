@@ -214,7 +214,9 @@ std::optional<Message> TcpReliableChannel::receive_frame(std::chrono::millisecon
     const int err = errno;
     if (err == EINTR) continue;
     if (err == EAGAIN || err == EWOULDBLOCK) {
-      if (!wait_fd(fd_.get(), POLLIN, deadline - std::chrono::steady_clock::now())) return std::nullopt;
+      // A zero timeout (the engine's poll for control messages) has its answer already.
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= left.zero() || !wait_fd(fd_.get(), POLLIN, left)) return std::nullopt;
       continue;
     }
     if (err == ECONNRESET) throw Error(ErrorKind::peer_vanished, "peer " + peer_address_ + " reset the connection");

@@ -60,8 +60,6 @@ class TcpReliableChannel final : public ReliableChannel {
   // Beyond the interface: "HOST:PORT" of each end (for messages and logs), the pending payload.
   std::string local_address() const { return local_address_; }
   std::string peer_address() const { return peer_address_; }
-  std::uint64_t pending_payload() const { return payload_pending_; }
-  std::chrono::milliseconds io_timeout() const { return io_timeout_; }
 
  private:
   explicit TcpReliableChannel(UniqueFd fd);

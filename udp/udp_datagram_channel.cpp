@@ -165,7 +165,9 @@ std::size_t UdpDatagramChannel::receive_batch(std::span<InDatagram> out, std::ch
       const int err = errno;
       if (err == EINTR) continue;
       if (err == EAGAIN || err == EWOULDBLOCK) {
-        if (!wait_fd(socket_.get(), POLLIN, deadline - std::chrono::steady_clock::now())) return 0;
+        // A zero timeout (the engine's drain) has its answer already: no ppoll to say it again.
+        const auto left = deadline - std::chrono::steady_clock::now();
+        if (left <= left.zero() || !wait_fd(socket_.get(), POLLIN, left)) return 0;
         continue;
       }
       if (err == ECONNREFUSED)

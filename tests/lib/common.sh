@@ -11,7 +11,6 @@
 #   hm_wait_pid PID SEC          waits at most SEC seconds for a child to end; sets HM_RC (124 on timeout)
 #   hm_wait_for SEC CMD...       polls CMD until it succeeds; fails after SEC seconds
 #   hm_proc_state PID            prints the state letter of PID from /proc (nothing if gone)
-#   hm_json FILE FILTER          jq -r FILTER FILE, failing loudly if FILE is not one JSON object
 #   hm_assert_json FILE FILTER   asserts that jq FILTER on FILE is true
 #   hm_deadline SEC              ends the test (with cleanup) after SEC seconds
 #   hm_fail MSG / hm_log MSG     report
@@ -182,13 +181,6 @@ hm_start_serve() {
 # hm_count_lines FILE REGEX: number of lines of FILE matching the extended REGEX.
 hm_count_lines() { grep -c -E "$2" "$1" 2>/dev/null || true; }
 
-# hm_json FILE FILTER: prints jq -r FILTER of the single JSON object in FILE.
-hm_json() {
-  jq -e 'type == "object"' "$1" >/dev/null 2>&1 ||
-    hm_fail "$1 does not hold one JSON object: $(head -c 2000 "$1")"
-  jq -r "$2" "$1"
-}
-
 # hm_assert_json FILE FILTER [WHAT]: FILTER must evaluate to true on the JSON object in FILE.
 hm_assert_json() {
   local got
@@ -215,13 +207,6 @@ hm_assert_report_ok() {
   hm_assert_json "$f" '.downtime_ms <= .total_ms' "report"
   hm_assert_json "$f" '(.bulk.transport | type) == "string" and (.bulk.bytes | type) == "number" and (.bulk.datagrams | type) == "number"' "report"
   hm_assert_json "$f" '(.reliable.transport | type) == "string" and (.reliable.bytes | type) == "number" and .reliable.bytes > 0' "report"
-}
-
-# hm_file_pages FILE: number of 4 KiB pages of FILE, rounded up.
-hm_file_pages() {
-  local size
-  size=$(stat -c %s "$1") || hm_fail "stat $1"
-  echo $(((size + 4095) / 4096))
 }
 
 # hm_start_writer FILE PAGES_PER_SEC [WORKING_SET_PAGES]: starts the test writer; sets HM_WRITER_PID.

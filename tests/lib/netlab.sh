@@ -8,7 +8,6 @@
 #       NETLAB_NS_DST   hymig-<pid>-dst  (where the receiver, `hymig serve`, runs)
 #       NETLAB_IF_SRC / NETLAB_IF_DST    veth ends in each namespace
 #       NETLAB_ADDR_SRC 10.213.X.1, NETLAB_ADDR_DST 10.213.X.2 (a /30; X from the PID)
-#   netlab_exec NS CMD...        runs CMD inside NS (foreground)
 #   netlab_bg NS LOG CMD...      runs CMD inside NS in the background, stdout+stderr appended to LOG;
 #                                its PID in NETLAB_LAST_PID (killed by PID in netlab_down)
 #   netlab_loss PCT              drops PCT % of incoming UDP and TCP at random in the receiving (DST)
@@ -30,23 +29,12 @@ NETLAB_PIDS=()
 NETLAB_NS_SRC=""
 NETLAB_NS_DST=""
 
-netlab__skip() {
-  printf '[%s] SKIP: %s\n' "${HM_TEST_NAME:-netlab}" "$*" >&2
-  exit 77
-}
-
 netlab_require() {
-  [ "$(id -u)" -eq 0 ] || netlab__skip "netlab needs root (network namespaces, nftables, tc); running as uid $(id -u)"
-  command -v ip >/dev/null || netlab__skip "the 'ip' command (iproute2) is not installed"
-  command -v nft >/dev/null || netlab__skip "the 'nft' command (nftables) is not installed"
-  command -v tc >/dev/null || netlab__skip "the 'tc' command (iproute2) is not installed"
-  ip netns list >/dev/null 2>&1 || netlab__skip "'ip netns' does not work here: $(ip netns list 2>&1 | head -1)"
-}
-
-netlab_exec() {
-  local ns=$1
-  shift
-  ip netns exec "$ns" "$@"
+  [ "$(id -u)" -eq 0 ] || hm_skip "netlab needs root (network namespaces, nftables, tc); running as uid $(id -u)"
+  command -v ip >/dev/null || hm_skip "the 'ip' command (iproute2) is not installed"
+  command -v nft >/dev/null || hm_skip "the 'nft' command (nftables) is not installed"
+  command -v tc >/dev/null || hm_skip "the 'tc' command (iproute2) is not installed"
+  ip netns list >/dev/null 2>&1 || hm_skip "'ip netns' does not work here: $(ip netns list 2>&1 | head -1)"
 }
 
 netlab_bg() {
@@ -77,7 +65,7 @@ netlab_up() {
 
   local out
   if ! out=$(ip netns add "$NETLAB_NS_SRC" 2>&1); then
-    netlab__skip "cannot create network namespace $NETLAB_NS_SRC: $out"
+    hm_skip "cannot create network namespace $NETLAB_NS_SRC: $out"
   fi
   NETLAB_UP=1
   hm_on_exit netlab_down
@@ -85,7 +73,7 @@ netlab_up() {
   # Both ends are created directly inside their namespaces: nothing appears in the host's namespace.
   if ! out=$(ip link add "$NETLAB_IF_SRC" netns "$NETLAB_NS_SRC" mtu "$mtu" type veth \
     peer name "$NETLAB_IF_DST" netns "$NETLAB_NS_DST" mtu "$mtu" 2>&1); then
-    netlab__skip "cannot create a veth pair (is the veth module available?): $out"
+    hm_skip "cannot create a veth pair (is the veth module available?): $out"
   fi
   local ns ifc addr
   for ns in "$NETLAB_NS_SRC" "$NETLAB_NS_DST"; do
@@ -98,7 +86,7 @@ netlab_up() {
 
   # nftables must work inside a namespace, or none of the loss/cut scenarios mean anything.
   if ! out=$(printf 'table inet hymig_probe {\n}\n' | netlab__nft "$NETLAB_NS_DST" 2>&1); then
-    netlab__skip "nftables does not work in a network namespace here: $out"
+    hm_skip "nftables does not work in a network namespace here: $out"
   fi
   ip netns exec "$NETLAB_NS_DST" nft delete table inet hymig_probe
 
