@@ -163,12 +163,10 @@ class DestinationRun {
         }
         case MsgType::pause:
           return;
-        case MsgType::abort:
-          throw Error(ErrorKind::refused, "the source aborted: " + decode_abort(m->body));
         default:
-          if (m->payload_bytes) rel_.discard_payload();
-          throw Error(ErrorKind::protocol, std::string("unexpected ") + to_string(static_cast<MsgType>(m->type)) +
-                                               " from the source during the rounds");
+          reject_message(rel_, *m, "the source",
+                         std::string("unexpected ") + to_string(static_cast<MsgType>(m->type)) +
+                             " from the source during the rounds");
       }
     }
   }
@@ -192,9 +190,7 @@ class DestinationRun {
         decode_u64(m->body, "final-end");  // validated; the digest, not the count, decides
         break;
       }
-      if (type == MsgType::abort) throw Error(ErrorKind::refused, "the source aborted: " + decode_abort(m->body));
-      if (m->payload_bytes) rel_.discard_payload();
-      throw Error(ErrorKind::protocol, std::string("unexpected ") + to_string(type) + " during the final delta");
+      reject_message(rel_, *m, "the source", std::string("unexpected ") + to_string(type) + " during the final delta");
     }
 
     const Digest theirs = decode_digest(expect(rel_, MsgType::digest, opts_.peer_timeout).body);

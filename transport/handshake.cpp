@@ -42,11 +42,9 @@ Message expect(ReliableChannel& ch, MsgType want, std::chrono::milliseconds time
                                                 std::to_string(timeout.count() / 1000.0).substr(0, 4) + " s");
     const auto type = static_cast<MsgType>(m->type);
     if (type == want) return *m;
-    if (type == MsgType::abort) throw Error(ErrorKind::refused, "the peer aborted: " + decode_abort(m->body));
     if (type == MsgType::progress) continue;
-    if (m->payload_bytes) ch.discard_payload();
-    throw Error(ErrorKind::protocol, std::string("expected ") + to_string(want) + ", got message type " +
-                                         std::to_string(m->type) + " (" + to_string(type) + ")");
+    reject_message(ch, *m, "the peer", std::string("expected ") + to_string(want) + ", got message type " +
+                                           std::to_string(m->type) + " (" + to_string(type) + ")");
   }
 }
 
@@ -97,6 +95,14 @@ PeerHello handshake(ReliableChannel& ch, const std::string& role, const nlohmann
     throw Error(ErrorKind::refused, "authentication failed: the peer's secret differs from ours");
   }
   return peer;
+}
+
+void reject_message(ReliableChannel& ch, const Message& m, const std::string& peer,
+                    const std::string& protocol_error) {
+  if (static_cast<MsgType>(m.type) == MsgType::abort)
+    throw Error(ErrorKind::refused, peer + " aborted: " + decode_abort(m.body));
+  if (m.payload_bytes) ch.discard_payload();
+  throw Error(ErrorKind::protocol, protocol_error);
 }
 
 }  // namespace hymig

@@ -31,4 +31,10 @@ Message expect(ReliableChannel& ch, MsgType want, std::chrono::milliseconds time
 // Sends an abort with `reason`, ignoring any failure (the link may be what failed).
 void send_abort_quietly(ReliableChannel& ch, const std::string& reason) noexcept;
 
+// A message the caller has no use for at this point: an abort becomes Error{refused} ("<peer>
+// aborted: <reason>"); anything else has its payload discarded and becomes Error{protocol} with
+// `protocol_error`.
+[[noreturn]] void reject_message(ReliableChannel& ch, const Message& m, const std::string& peer,
+                                 const std::string& protocol_error);
+
 }  // namespace hymig

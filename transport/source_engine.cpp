@@ -124,12 +124,10 @@ class SourceRun {
         live_.phase = pacer_.phase();
         return;
       }
-      case MsgType::abort:
-        throw Error(ErrorKind::refused, "the destination aborted: " + decode_abort(m.body));
       default:
-        if (m.payload_bytes) rel_.discard_payload();
-        throw Error(ErrorKind::protocol, std::string("unexpected ") + to_string(static_cast<MsgType>(m.type)) +
-                                             " from the destination during a round");
+        reject_message(rel_, m, "the destination",
+                       std::string("unexpected ") + to_string(static_cast<MsgType>(m.type)) +
+                           " from the destination during a round");
     }
   }
 

@@ -15,11 +15,17 @@ UdpSendArena::UdpSendArena()
 
 namespace {
 
-// How many datagrams starting at datagrams[0] go into one msghdr: a run of equal sizes, optionally
-// closed by one shorter datagram (the kernel allows a short final segment).
-std::size_t run_length(std::span<const OutDatagram> datagrams, const GsoLimits& gso) {
+struct Run {
+  std::size_t count, iovs, bytes;
+};
+
+// Which datagrams starting at datagrams[0] go into one msghdr: a run of equal sizes, optionally
+// closed by one shorter datagram (the kernel allows a short final segment), with its iovec and
+// byte totals.
+Run run_of(std::span<const OutDatagram> datagrams, const GsoLimits& gso) {
   const std::size_t size = datagrams[0].bytes;
-  if (!gso.enabled || size == 0 || size > gso.max_segment || 2 * size > gso.max_total) return 1;
+  if (!gso.enabled || size == 0 || size > gso.max_segment || 2 * size > gso.max_total)
+    return {1, datagrams[0].parts.size(), size};
   std::size_t run = 1;
   std::size_t total = size;
   std::size_t iovs = datagrams[0].parts.size();
@@ -32,7 +38,7 @@ std::size_t run_length(std::span<const OutDatagram> datagrams, const GsoLimits& 
     ++run;
     if (next.bytes < size) break;  // a shorter one ends the run
   }
-  return run;
+  return {run, iovs, total};
 }
 
 }  // namespace
@@ -44,15 +50,11 @@ std::size_t UdpSendArena::pack(std::span<const OutDatagram> datagrams, const Gso
   std::size_t iov_total = 0;
   message_count_ = 0;
   while (covered < datagrams.size() && message_count_ < kMaxMessages) {
-    const std::size_t run = run_length(datagrams.subspan(covered), gso);
-    std::uint64_t bytes = 0;
-    for (std::size_t k = 0; k < run; ++k) {
-      iov_total += datagrams[covered + k].parts.size();
-      bytes += datagrams[covered + k].bytes;
-    }
-    datagrams_per_message_[message_count_] = static_cast<std::uint32_t>(run);
-    bytes_per_message_[message_count_] = bytes;
-    covered += run;
+    const Run run = run_of(datagrams.subspan(covered), gso);
+    iov_total += run.iovs;
+    datagrams_per_message_[message_count_] = static_cast<std::uint32_t>(run.count);
+    bytes_per_message_[message_count_] = run.bytes;
+    covered += run.count;
     ++message_count_;
   }
   if (iov_total > iovecs_.size()) iovecs_.resize(iov_total);

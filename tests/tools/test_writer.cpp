@@ -34,7 +34,9 @@
 #include <utility>
 #include <vector>
 
+#include "transport/error.hpp"
 #include "transport/unique_fd.hpp"
+#include "transport/units.hpp"
 
 namespace {
 
@@ -141,21 +143,13 @@ std::uint64_t parse_u64(std::string_view flag, std::string_view s) {
   return v;
 }
 
+// Sizes as the hymig command reads them (transport/units.hpp), reported as usage errors.
 std::uint64_t parse_size(std::string_view flag, std::string_view s) {
-  std::uint64_t mult = 1;
-  if (!s.empty()) {
-    switch (s.back()) {
-      case 'k': case 'K': mult = 1ULL << 10; break;
-      case 'm': case 'M': mult = 1ULL << 20; break;
-      case 'g': case 'G': mult = 1ULL << 30; break;
-      case 't': case 'T': mult = 1ULL << 40; break;
-      default: break;
-    }
-    if (mult != 1) s.remove_suffix(1);
+  try {
+    return hymig::parse_size(s, flag);
+  } catch (const hymig::Error& e) {
+    throw UsageError(e.what());
   }
-  const std::uint64_t v = parse_u64(flag, s);
-  if (v > UINT64_MAX / mult) throw UsageError(std::string(flag) + ": size too large");
-  return v * mult;
 }
 
 double parse_fraction(std::string_view flag, std::string_view s) {
