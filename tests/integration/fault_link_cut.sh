@@ -20,8 +20,6 @@ hm_tmpdir
 netlab_up 1500
 hm_serve_across_netlab 3
 
-writer_stopped() { local s; s=$(hm_proc_state "$1"); [ "$s" = T ] || [ "$s" = t ]; }
-
 check_outcome() { # check_outcome PHASE ABORTS_BEFORE
   local phase=$1 aborts_before=$2
   hm_wait_pid "$HM_MIGRATE_PID" 60
@@ -36,8 +34,7 @@ check_outcome() { # check_outcome PHASE ABORTS_BEFORE
   hm_alive "$serve_pid" || hm_fail "$phase: serve died: $(cat "$log")"
   grep -q committed "$log" && hm_fail "$phase: serve logged a commit: $(cat "$log")"
   hm_log "$phase: serve says $(grep -E 'aborted' "$log" | tail -1)"
-  kill -KILL "$HM_WRITER_PID"
-  hm_wait_pid "$HM_WRITER_PID" 10
+  hm_kill "$HM_WRITER_PID"
   netlab_uncut
   netlab_rate off
 }
@@ -47,10 +44,8 @@ img=$HM_TMP/src/mid_round.bin
 "$HYMIG_TEST_WRITER" --create "$img" --size 256M --seed 51 2>/dev/null || hm_fail "create $img"
 hm_start_writer "$img" 2000
 aborts=$(hm_count_lines "$log" 'aborted')
-hm_migrate_bg "$HM_TMP/mid_round.json" "$HM_TMP/mid_round.err" --image "file:$img,pause-pid=$HM_WRITER_PID" \
-  --to "$HM_SERVE_ADDR" --bulk udp --rate 20M --timeout 3 --report json
-hm_wait_mid_transfer "$store" "$HM_MIGRATE_PID" 1
-writer_stopped "$HM_WRITER_PID" && hm_fail "mid_round: the writer is already paused; the cut would not be mid-round"
+hm_migrate_mid_round "$HM_TMP/mid_round.json" "$HM_TMP/mid_round.err" "$store" "file:$img,pause-pid=$HM_WRITER_PID"
+hm_stopped "$HM_WRITER_PID" && hm_fail "mid_round: the writer is already paused; the cut would not be mid-round"
 netlab_cut
 check_outcome mid_round "$aborts"
 rm -f "$img"
@@ -63,9 +58,9 @@ netlab_rate 50mbit
 aborts=$(hm_count_lines "$log" 'aborted')
 hm_migrate_bg "$HM_TMP/paused.json" "$HM_TMP/paused.err" --image "file:$img,pause-pid=$HM_WRITER_PID" \
   --to "$HM_SERVE_ADDR" --bulk udp --max-rounds 1 --timeout 3 --report json
-hm_wait_for 120 bash -c "s=\$(awk '{print \$3}' /proc/$HM_WRITER_PID/stat 2>/dev/null); [ \"\$s\" = T ] || ! kill -0 $HM_MIGRATE_PID 2>/dev/null" ||
+hm_wait_writer_paused 120 ||
   hm_fail "paused: hymig never paused the writer within 120 s; migrate stderr: $(tail -c 2000 "$HM_TMP/paused.err")"
-writer_stopped "$HM_WRITER_PID" ||
+hm_stopped "$HM_WRITER_PID" ||
   hm_fail "paused: migrate ended (report: $(head -c 1500 "$HM_TMP/paused.json")) before the writer was seen paused; cannot cut during the pause"
 netlab_cut
 hm_log "paused: writer pid $HM_WRITER_PID is stopped; link cut"

@@ -28,12 +28,9 @@ run_phase() { # run_phase NAME WITH_WRITER
   fi
   hm_start_serve "$dir/serve.log" --listen 127.0.0.1:0 --store "$dir/store" --timeout 3
   local serve_pid=$HM_SERVE_PID
-  hm_migrate_bg "$dir/report.json" "$dir/migrate.err" --image "$spec" --to "$HM_SERVE_ADDR" \
-    --bulk udp --rate 20M --timeout 3 --report json
-  hm_wait_mid_transfer "$dir/store" "$HM_MIGRATE_PID" 1
+  hm_migrate_mid_round "$dir/report.json" "$dir/migrate.err" "$dir/store" "$spec"
   hm_log "$name: killing serve (pid $serve_pid) mid-round"
-  kill -KILL "$serve_pid"
-  hm_wait_pid "$serve_pid" 10
+  hm_kill "$serve_pid"
   hm_wait_pid "$HM_MIGRATE_PID" 60
   hm_assert_failed_cleanly "$HM_RC" "$dir/migrate.err" "$name"
   hm_assert_json "$dir/report.json" '.committed == false' "$name report"
@@ -41,8 +38,7 @@ run_phase() { # run_phase NAME WITH_WRITER
   [ -e "$dir/store/image.bin" ] && hm_fail "$name: the store holds image.bin under its final name after a failed migration"
   if [ "$with_writer" = 1 ]; then
     hm_assert_writer_resumed "$HM_WRITER_PID"
-    kill -KILL "$HM_WRITER_PID"
-    hm_wait_pid "$HM_WRITER_PID" 10
+    hm_kill "$HM_WRITER_PID"
   else
     [ "$(sha256sum <"$img")" = "$sum_before" ] || hm_fail "$name: the source image changed although nothing wrote to it"
   fi

@@ -22,7 +22,7 @@ hm_start_writer "$img" 8000
 netlab_rate 50mbit
 hm_migrate_bg "$HM_TMP/report.json" "$HM_TMP/migrate.err" --image "file:$img,pause-pid=$HM_WRITER_PID" \
   --to "$HM_SERVE_ADDR" --bulk udp --max-rounds 1 --timeout 3 --report json
-hm_wait_for 120 bash -c "s=\$(awk '{print \$3}' /proc/$HM_WRITER_PID/stat 2>/dev/null); [ \"\$s\" = T ] || ! kill -0 $HM_MIGRATE_PID 2>/dev/null" ||
+hm_wait_writer_paused 120 ||
   hm_fail "hymig never paused the writer within 120 s; migrate stderr: $(tail -c 2000 "$HM_TMP/migrate.err")"
 [ "$(hm_proc_state "$HM_WRITER_PID")" = T ] ||
   hm_fail "migrate ended (report: $(head -c 1500 "$HM_TMP/report.json")) before the writer was seen paused"

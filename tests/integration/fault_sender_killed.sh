@@ -17,12 +17,9 @@ img=$HM_TMP/src/big.bin
 hm_start_serve "$log" --listen 127.0.0.1:0 --store "$store" --timeout 3
 serve_pid=$HM_SERVE_PID
 
-hm_migrate_bg "$HM_TMP/r1.json" "$HM_TMP/m1.err" --image "file:$img" --to "$HM_SERVE_ADDR" \
-  --bulk udp --rate 20M --timeout 3 --report json
-hm_wait_mid_transfer "$store" "$HM_MIGRATE_PID" 1
+hm_migrate_mid_round "$HM_TMP/r1.json" "$HM_TMP/m1.err" "$store" "file:$img"
 hm_log "killing migrate (pid $HM_MIGRATE_PID) mid-round"
-kill -KILL "$HM_MIGRATE_PID"
-hm_wait_pid "$HM_MIGRATE_PID" 10
+hm_kill "$HM_MIGRATE_PID"
 
 hm_wait_for 30 grep -q -E 'session [0-9a-f]+: aborted: .+' "$log" ||
   hm_fail "serve did not log 'session <id>: aborted: <reason>' within 30 s of the source's death: $(cat "$log")"

@@ -291,7 +291,7 @@ hm_assert_failed_cleanly() {
   hm_log "$what: migrate failed as expected: $(grep -m1 -E '^hymig migrate: error:' "$err")"
 }
 
-# hm_store_leftovers DIR: lists every file under DIR (hidden ones too).
+# hm_store_files DIR: lists every file under DIR (hidden ones too).
 hm_store_files() { find "$1" -mindepth 1 -printf '%P\n' 2>/dev/null | sort; }
 
 # hm_wait_mid_transfer STORE PID [SEC_AFTER]: waits (at most 30 s) until the destination's partial
@@ -304,6 +304,30 @@ hm_wait_mid_transfer() {
   hm_alive "$pid" || hm_fail "the migration (pid $pid) ended before it could be interrupted mid-round"
 }
 hm__has_part() { compgen -G "$1/.*.part" >/dev/null; }
+
+# hm_migrate_mid_round OUT ERR STORE SPEC [ARGS...]: a slow (20M) migration of SPEC to
+# $HM_SERVE_ADDR in the background (HM_MIGRATE_PID), returned from once its pages are landing in
+# STORE: the moment the fault tests strike "mid-round".
+hm_migrate_mid_round() {
+  local out=$1 err=$2 store=$3 spec=$4
+  shift 4
+  hm_migrate_bg "$out" "$err" --image "$spec" --to "$HM_SERVE_ADDR" --bulk udp --rate 20M --timeout 3 --report json "$@"
+  hm_wait_mid_transfer "$store" "$HM_MIGRATE_PID" 1
+}
+
+# hm_kill PID: SIGKILL, then reap it (at most 10 s; sets HM_RC).
+hm_kill() {
+  kill -KILL "$1" 2>/dev/null
+  hm_wait_pid "$1" 10
+}
+
+# hm_stopped PID: the process is stopped (SIGSTOP), as hymig leaves a writer while paused.
+hm_stopped() { local s; s=$(hm_proc_state "$1"); [ "$s" = T ] || [ "$s" = t ]; }
+
+# hm_wait_writer_paused SEC: waits until hymig paused the writer ($HM_WRITER_PID) or the migration
+# ($HM_MIGRATE_PID) ended; false after SEC seconds.
+hm_wait_writer_paused() { hm_wait_for "$1" hm__paused_or_ended; }
+hm__paused_or_ended() { [ "$(hm_proc_state "$HM_WRITER_PID")" = T ] || ! kill -0 "$HM_MIGRATE_PID" 2>/dev/null; }
 
 # hm_store_setup: the source and store folders every migration test uses; sets `store` and `log`.
 hm_store_setup() {
