@@ -17,41 +17,52 @@ constexpr std::size_t kRoceHeaders = 100;         // Eth + IP + UDP + BTH + DETH
 constexpr std::array<std::size_t, 5> kRoceMtus = {4096, 2048, 1024, 512, 256};
 constexpr std::uint64_t kDefaultRate = 100'000'000;  // 100 MB/s when no link speed is known
 
+// ---- the transports: one row each, for names, flags and the capability that offers them ----
+
+template <class T>
+struct TransportRow {
+  T value;
+  std::string_view flag;       // as typed and printed: --bulk udp
+  std::string_view long_name;  // in reasons: "both sides have RDMA UD"
+  bool Capabilities::*offered;
+};
+
+constexpr std::array<TransportRow<BulkTransport>, 3> kBulkRows{{
+    {BulkTransport::udp, "udp", "UDP", &Capabilities::udp},
+    {BulkTransport::tcp, "tcp", "TCP", &Capabilities::tcp},
+    {BulkTransport::rdma_ud, "ud", "RDMA UD", &Capabilities::rdma_ud},
+}};
+constexpr std::array<TransportRow<ReliableTransport>, 2> kReliableRows{{
+    {ReliableTransport::tcp, "tcp", "TCP", &Capabilities::tcp},
+    {ReliableTransport::rdma_rc, "rc", "RDMA RC", &Capabilities::rdma_rc},
+}};
+
+template <class T, std::size_t N>
+const TransportRow<T>& row_of(const std::array<TransportRow<T>, N>& rows, T t) {
+  for (const auto& r : rows)
+    if (r.value == t) return r;
+  return rows.front();  // unreachable: every enumerator has a row
+}
+const TransportRow<BulkTransport>& row(BulkTransport t) { return row_of(kBulkRows, t); }
+const TransportRow<ReliableTransport>& row(ReliableTransport t) { return row_of(kReliableRows, t); }
+
+template <class T, std::size_t N>
+T parse_row(const std::array<TransportRow<T>, N>& rows, std::string_view s, const char* what) {
+  std::string valid;
+  for (const auto& r : rows) {
+    if (r.flag == s) return r.value;
+    valid += (valid.empty() ? "" : ", ") + std::string(r.flag);
+  }
+  throw Error(ErrorKind::usage, fmt::format("unknown {} transport '{}'; valid values: {}", what, s, valid));
+}
+
 // ---- which side has what: a decision names the side that lacks a transport ----
 
-bool has(const Capabilities& c, BulkTransport t) {
-  switch (t) {
-    case BulkTransport::udp: return c.udp;
-    case BulkTransport::tcp: return c.tcp;
-    case BulkTransport::rdma_ud: return c.rdma_ud;
-  }
-  return false;
-}
+template <class T>
+bool has(const Capabilities& c, T t) { return c.*(row(t).offered); }
 
-bool has(const Capabilities& c, ReliableTransport t) {
-  switch (t) {
-    case ReliableTransport::tcp: return c.tcp;
-    case ReliableTransport::rdma_rc: return c.rdma_rc;
-  }
-  return false;
-}
-
-std::string_view long_name(BulkTransport t) {
-  switch (t) {
-    case BulkTransport::udp: return "UDP";
-    case BulkTransport::tcp: return "TCP";
-    case BulkTransport::rdma_ud: return "RDMA UD";
-  }
-  return "?";
-}
-
-std::string_view long_name(ReliableTransport t) {
-  switch (t) {
-    case ReliableTransport::tcp: return "TCP";
-    case ReliableTransport::rdma_rc: return "RDMA RC";
-  }
-  return "?";
-}
+template <class T>
+std::string_view long_name(T t) { return row(t).long_name; }
 
 // "" when both sides have it, else who lacks it: "this host has no RDMA UD".
 template <typename T>
@@ -162,35 +173,11 @@ std::uint64_t choose_rate(const Capabilities& local, const Capabilities& peer, c
 
 }  // namespace
 
-std::string_view to_string(BulkTransport t) {
-  switch (t) {
-    case BulkTransport::udp: return "udp";
-    case BulkTransport::tcp: return "tcp";
-    case BulkTransport::rdma_ud: return "ud";
-  }
-  return "?";
-}
+std::string_view to_string(BulkTransport t) { return row(t).flag; }
+std::string_view to_string(ReliableTransport t) { return row(t).flag; }
 
-std::string_view to_string(ReliableTransport t) {
-  switch (t) {
-    case ReliableTransport::tcp: return "tcp";
-    case ReliableTransport::rdma_rc: return "rc";
-  }
-  return "?";
-}
-
-BulkTransport parse_bulk_transport(std::string_view s) {
-  if (s == "udp") return BulkTransport::udp;
-  if (s == "tcp") return BulkTransport::tcp;
-  if (s == "ud") return BulkTransport::rdma_ud;
-  throw Error(ErrorKind::usage, fmt::format("unknown bulk transport '{}'; valid values: udp, tcp, ud", s));
-}
-
-ReliableTransport parse_reliable_transport(std::string_view s) {
-  if (s == "tcp") return ReliableTransport::tcp;
-  if (s == "rc") return ReliableTransport::rdma_rc;
-  throw Error(ErrorKind::usage, fmt::format("unknown reliable transport '{}'; valid values: tcp, rc", s));
-}
+BulkTransport parse_bulk_transport(std::string_view s) { return parse_row(kBulkRows, s, "bulk"); }
+ReliableTransport parse_reliable_transport(std::string_view s) { return parse_row(kReliableRows, s, "reliable"); }
 
 Plan choose_plan(const Capabilities& local, const Capabilities& peer, const Preferences& prefs) {
   Plan plan;
