@@ -14,9 +14,6 @@
 
 namespace hymig {
 
-// Round tag of pages written by the final delta: newer than any bulk round.
-inline constexpr std::uint32_t kFinalRound = 0xfffffff0u;
-
 class PageApplier {
  public:
   // keep_hashes: record the hash of every page written over the reliable channel, for a digest

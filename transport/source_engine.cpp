@@ -9,7 +9,6 @@
 #include "transport/datagram_streamer.hpp"
 #include "transport/error.hpp"
 #include "transport/handshake.hpp"
-#include "transport/page_applier.hpp"
 #include "transport/page_hash.hpp"
 #include "transport/pacer.hpp"
 #include "transport/wire.hpp"

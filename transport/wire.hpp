@@ -119,6 +119,8 @@ std::uint32_t decode_page_set(std::span<const std::byte> body, std::uint64_t pag
 
 // Header of a pages message; its payload is count pages, in the order of the indices.
 inline constexpr std::uint32_t kMaxPagesPerMessage = 256;
+// The round number the source puts on the final delta's pages: newer than any bulk round.
+inline constexpr std::uint32_t kFinalRound = 0xfffffff0u;
 std::vector<std::byte> encode_pages_header(std::uint32_t round, std::span<const std::uint64_t> pages);
 // Validates count (1..kMaxPagesPerMessage), indices < page_count, and no duplicates next to each
 // other is NOT required (a duplicate just writes the same page twice).
