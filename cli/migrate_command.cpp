@@ -41,7 +41,9 @@ int run_migrate(const std::vector<std::string>& args) {
   desc.add_options()
       ("image", po::value<std::string>(), "what to migrate (see IMAGE SPECS below); required")
       ("to", po::value<std::string>(), "HOST:PORT of the destination's `hymig serve`; required")
-      ("bulk", po::value<std::string>()->default_value("auto"), "page stream transport: auto, udp or tcp (tcp: everything over TCP, the baseline)")
+      ("bind", po::value<std::string>(), "leave from this local address (a node's fabric interface); default: the route's choice")
+      ("bulk", po::value<std::string>()->default_value("auto"), "page stream transport: auto, udp, ud (RDMA unreliable datagrams) or tcp (everything over the reliable channel, the baseline)")
+      ("reliable", po::value<std::string>()->default_value("auto"), "control and final-delta transport: auto, tcp or rc (RDMA reliable connection)")
       ("rate", po::value<std::string>()->default_value("auto"), "pace the page stream at R (256M = 256 MiB/s, 2gbit); auto adapts to the receiver's reports")
       ("downtime-ms", po::value<unsigned>()->default_value(300), "pause once the remaining pages are predicted to move within this many ms")
       ("max-rounds", po::value<unsigned>()->default_value(30), "pause after at most this many bulk rounds")
@@ -74,6 +76,8 @@ int run_migrate(const std::vector<std::string>& args) {
   Preferences prefs;
   const std::string bulk = vm["bulk"].as<std::string>();
   if (bulk != "auto") prefs.bulk = parse_bulk_transport(bulk);
+  const std::string reliable = vm["reliable"].as<std::string>();
+  if (reliable != "auto") prefs.reliable = parse_reliable_transport(reliable);
   const std::string rate = vm["rate"].as<std::string>();
   if (rate != "auto") {
     prefs.rate_bytes_per_s = parse_rate(rate, "--rate");
@@ -93,7 +97,7 @@ int run_migrate(const std::vector<std::string>& args) {
   std::unique_ptr<TcpReliableChannel> rel;
   Plan plan;
   try {
-    rel = connect_tcp(to, timeout);
+    rel = connect_tcp(to, timeout, vm.count("bind") ? vm["bind"].as<std::string>() : std::string());
     rel->set_io_timeout(timeout);
     const Capabilities local = probe_capabilities(rel->peer_host());
     const auto peer = handshake(*rel, "source", to_json(local), secret, timeout);

@@ -13,6 +13,9 @@ PACKAGES=(
   iproute2 nftables procps psmisc util-linux jq
   # benchmark suite: MPI launch, the UDT and iperf3 peers, plots
   libopenmpi-dev openmpi-bin libudt-dev iperf3 gnuplot-nox
+  # RDMA backends (verbs/) and the Soft-RoCE lab: QEMU (TCG), a static busybox for the initramfs,
+  # the rxe provider; the guest kernel is fetched by name at test time (apt-get download), never installed
+  libibverbs-dev librdmacm-dev ibverbs-providers qemu-system-x86 busybox-static
 )
 
 missing=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # loopback_synthetic: a 256 MiB synthetic image (in-process memory dirtied at 64 MiB/s over a 64 MiB
-# working set) from `hymig migrate` (transports left to the policy) to `hymig serve --once`.
+# working set) from `hymig migrate --bind 127.0.0.1` (transports left to the policy) to `hymig serve --once`.
 # Asserts: exit 0; the report says committed and verified, at least one round, a page count that
 # covers exactly 256 MiB, a final delta that is missing ∪ modified (max <= delta <= sum), pages
 # modified while it moved (the writer threads really dirtied memory), a known bulk transport that
@@ -18,7 +18,7 @@ size=$((256 << 20))
 hm_start_serve "$HM_TMP/serve.log" --listen 127.0.0.1:0 --once --store "$HM_TMP/store" --timeout 10
 out=$HM_TMP/report.json err=$HM_TMP/migrate.err
 hm_migrate_run 150 "$out" "$err" --image "synthetic:size=256M,dirty-rate=64M,working-set=64M,seed=7" \
-  --to "$HM_SERVE_ADDR" --report json --timeout 10
+  --to "$HM_SERVE_ADDR" --bind 127.0.0.1 --report json --timeout 10
 hm_assert_committed "$HM_RC" "$out" "$err" "synthetic migration over loopback"
 hm_assert_json "$out" ".pages_total * .page_size == $size" "report (pages_total * page_size is the 256 MiB image)"
 hm_assert_json "$out" '.modified_pages > 0' "report (64 MiB/s of dirtying left no modified page: are the writer threads running?)"

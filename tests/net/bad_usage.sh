@@ -20,6 +20,10 @@ expect_usage migrate --image "file:$HM_TMP/absent" --to 127.0.0.1:1
 expect_usage migrate --image synthetic:size=1M --to nowhere
 expect_usage migrate --image synthetic:size=1M --to 127.0.0.1:1 --bulk pigeon
 expect_usage migrate --image synthetic:size=1M --to 127.0.0.1:1 --rate fast
+expect_usage migrate --image synthetic:size=1M --to 127.0.0.1:1 --reliable pigeon
+# An address this host does not have: refused before any connection is tried.
+expect_usage migrate --image synthetic:size=1M --to 127.0.0.1:1 --bind 192.0.2.77
+expect_usage migrate --image synthetic:size=1M --to 127.0.0.1:1 --bind ::1
 expect_usage migrate --frobnicate
 expect_usage serve --listen
 expect_usage frobnicate
