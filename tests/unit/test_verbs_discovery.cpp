@@ -4,15 +4,13 @@
 
 #include <cstdlib>
 
+#include "tests/unit/test_verbs_lab.hpp"
 #include "verbs/device_discovery.hpp"
 
 namespace hymig::verbs {
 namespace {
 
-std::string env_or(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
+using test::env_or;
 
 TEST(VerbsDiscovery, MtuEnumConversion) {
   EXPECT_EQ(mtu_enum_to_bytes(IBV_MTU_256), 256u);
