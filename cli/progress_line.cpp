@@ -13,9 +13,9 @@ void ProgressLine::show(const LiveProgress& p) {
     // Wall-clock time, so lines from two hosts (or from iperf3 beside us) can be put on one axis.
     const double t = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     std::fputs(fmt::format("{{\"progress\":{{\"t\":{:.3f},\"phase\":\"{}\",\"round\":{},\"round_bytes_done\":{},"
-                           "\"round_bytes\":{},\"bytes_moved\":{},\"rate\":{:.0f},\"loss\":{:.5f}}}}}\n",
+                           "\"round_bytes\":{},\"bytes_moved\":{},\"rate\":{:.0f},\"loss\":{:.5f},\"qdelay_ms\":{:.2f}}}}}\n",
                            t, p.phase, p.round, p.round_bytes_done, p.round_bytes,
-                           p.bytes_before_round + p.round_bytes_done, p.rate, p.loss)
+                           p.bytes_before_round + p.round_bytes_done, p.rate, p.loss, p.qdelay_s * 1e3)
                    .c_str(),
                stderr);
     std::fflush(stderr);

@@ -46,12 +46,14 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
   return s;
 }
 
-RateController::RateController(const RateConfig& cfg) : cfg_(cfg), rate_(static_cast<double>(cfg.initial_rate)) {
+RateController::RateController(const RateConfig& cfg)
+    : cfg_(cfg), rate_(static_cast<double>(cfg.initial_rate)), long_link_(static_cast<double>(cfg.initial_rate)) {
   clamp();
 }
 
 const char* RateController::phase() const {
   if (cfg_.fixed) return "fixed";
+  if (phase_ == Phase::cruise && competing()) return "compete";
   switch (phase_) {
     case Phase::startup: return "startup";
     case Phase::drain: return "drain";
@@ -64,18 +66,59 @@ void RateController::clamp() {
   rate_ = std::clamp(rate_, static_cast<double>(cfg_.min_rate), static_cast<double>(cfg_.max_rate));
 }
 
+namespace {
+constexpr int kCutSpacing = 3;    // samples between two cuts: the last one must show in the reports first
+constexpr double kCutFactor = 0.8;
+constexpr double kShareFloor = 0.5;  // of the long-term link: yield, but never starve
+constexpr double kLongLinkDecay = 0.9998;  // per sample: a half-life of ~3500 samples (over a minute)
+constexpr double kAdditiveStep = 0.003;  // of the peak link per sample, while competing
+}  // namespace
+
+// The path is full (a queue of ours or another flow's, or loss above the random floor): cut the
+// rate multiplicatively and forget the link maximum measured before, so that the next clear sample
+// does not put the old rate back (that jump is what filled a shared queue and starved TCP). The probe
+// cycle then regrows the estimate by at most 25 % per cycle, and only if the extra is delivered.
+// Cuts stop at half the long-term link: a loss-driven flow that fills any queue it is given
+// must not push the migration to nothing.
+void RateController::yield_to_congestion(double carried) {
+  if (since_cut_ < kCutSpacing) return;
+  rate_ = std::max(kShareFloor * long_link_, kCutFactor * std::min(rate_, carried));
+  bw_window_.assign(1, rate_);
+  since_cut_ = 0;
+}
+
 void RateController::on_sample(const FeedbackSample& s) {
   if (cfg_.fixed) return;
+  ++since_cut_;
 
+  const bool queue_building = s.qdelay_s > cfg_.qdelay_target_s;
   // Random loss floor: a low percentile of the last 16 samples' loss. Loss caused by sending too
   // fast vanishes in the samples taken below the link rate; random loss stays in all of them. Not
   // the minimum: a sample of 64 datagrams at 30 % loss varies by +-6 %, and the minimum of 16 such
-  // samples would put the floor far below the real random loss.
-  loss_window_.push_back(s.loss);
-  if (loss_window_.size() > 16) loss_window_.pop_front();
-  std::vector<double> sorted(loss_window_.begin(), loss_window_.end());
-  std::sort(sorted.begin(), sorted.end());
-  base_loss_ = sorted[sorted.size() / 4];
+  // samples would put the floor far below the real random loss. Only samples taken while no queue
+  // stood count: a full tail-drop queue's losses are congestion, and counting them as random is
+  // the loop that kept the rate above a shared link's capacity.
+  if (!queue_building) {
+    loss_window_.push_back(s.loss);
+    if (loss_window_.size() > 16) loss_window_.pop_front();
+    std::vector<double> sorted(loss_window_.begin(), loss_window_.end());
+    std::sort(sorted.begin(), sorted.end());
+    base_loss_ = sorted[sorted.size() / 4];
+  }
+  // And no higher than the loss of the samples sent 15 % below the link estimate. Random loss is
+  // there too; loss from overfilling the link is not. Without this, a flow that joins a link
+  // whose queue is already full (so it never sees the queue's delay) reads the drops as random,
+  // adds them back into its link estimate and sends ever faster: the floor must not feed itself.
+  if (last_gain_ < 1) {
+    drain_losses_.push_back(s.loss);
+    if (drain_losses_.size() > 3) drain_losses_.pop_front();
+  }
+  if (drain_losses_.size() >= 2) {
+    std::vector<double> d(drain_losses_.begin(), drain_losses_.end());
+    std::sort(d.begin(), d.end());
+    base_loss_ = std::min(base_loss_, d[d.size() / 2]);
+  }
+  last_gain_ = 1;
 
   // What the path carried, with random loss added back: under 5 % random loss a link that takes
   // everything we send delivers 95 % of it, and that must not read as a slower link.
@@ -84,7 +127,6 @@ void RateController::on_sample(const FeedbackSample& s) {
   if (bw_window_.size() > 10) bw_window_.pop_front();
   const double link = *std::max_element(bw_window_.begin(), bw_window_.end());
 
-  const bool queue_building = s.qdelay_s > cfg_.qdelay_target_s;
   // Loss above the floor by more than the sample's own noise (3 standard errors of a binomial),
   // twice in a row: one noisy sample must not cut the rate.
   const double noise = 3 * std::sqrt(base_loss_ * (1 - base_loss_) / std::max(1.0, s.datagrams));
@@ -92,12 +134,16 @@ void RateController::on_sample(const FeedbackSample& s) {
   excess_streak_ = above ? excess_streak_ + 1 : 0;
   const bool excess_loss = excess_streak_ >= 2;
   const bool app_limited = s.send_rate < 0.7 * rate_;
+  const bool full = queue_building || excess_loss;
+  queued_streak_ = queue_building ? queued_streak_ + 1 : 0;
+  long_link_ = std::max(long_link_ * kLongLinkDecay, carried);
 
   switch (phase_) {
     case Phase::startup:
-      if (queue_building || excess_loss) {
+      if (full) {
         phase_ = Phase::drain;
         rate_ = 0.8 * carried;  // let the queue we built drain
+        since_cut_ = 0;
         break;
       }
       if (carried > 1.25 * startup_best_) {
@@ -112,19 +158,26 @@ void RateController::on_sample(const FeedbackSample& s) {
       break;
     case Phase::drain:
       phase_ = Phase::cruise;
-      rate_ = link;
+      rate_ = std::min(rate_ / 0.8, link);
       break;
     case Phase::cruise: {
       // Probe up one sample in eight, drain a little after, hold at the link rate otherwise.
       static constexpr double gains[] = {1.25, 0.85, 1, 1, 1, 1, 1, 1};
-      const double target = link * gains[cycle_++ % 8];
-      if (queue_building || excess_loss) {
-        // Someone else fills the link (or we overshot): give way to what was delivered.
-        rate_ = std::min(rate_, 0.9 * carried);
+      const double gain = gains[cycle_++ % 8];
+      const double target = link * gain;
+      if (competing()) {
+        // A standing queue we cannot drain: the delay signal is saturated by another flow, and
+        // yielding to it would hand that flow the whole link. Compete as it does: add a little
+        // each sample, cut on loss above the random floor.
+        if (s.loss > base_loss_ + std::max({0.005, 0.25 * base_loss_, noise})) yield_to_congestion(carried);
+        else rate_ = std::min(rate_, 1.1 * carried) + kAdditiveStep * long_link_;
+      } else if (full) {
+        yield_to_congestion(carried);
       } else if (app_limited) {
         rate_ = std::max(std::min(rate_, target), s.send_rate);
       } else {
         rate_ = target;
+        last_gain_ = gain;
       }
       break;
     }

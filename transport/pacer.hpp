@@ -50,7 +50,7 @@ struct RateConfig {
   bool fixed = false;  // --rate R: never adapt
   std::uint64_t min_rate = 1ull << 20;
   std::uint64_t max_rate = 200ull << 30;
-  double qdelay_target_s = 0.015;
+  double qdelay_target_s = 0.005;
 };
 
 class RateController {
@@ -60,6 +60,8 @@ class RateController {
   double rate() const { return rate_; }
   double random_loss() const { return base_loss_; }
   const char* phase() const;
+  bool competing() const { return queued_streak_ >= kStandingQueue; }
+  static constexpr int kStandingQueue = 50;  // samples (~1 s) with a queue that our cuts did not drain
 
  private:
   enum class Phase { startup, drain, cruise };
@@ -68,13 +70,24 @@ class RateController {
   RateConfig cfg_;
   double rate_;
   Phase phase_ = Phase::startup;
-  std::deque<double> loss_window_;   // recent per-sample losses: their minimum is the random floor
+  void yield_to_congestion(double carried);
+
+  std::deque<double> loss_window_;   // losses of recent samples taken with no queue: the random floor
   std::deque<double> bw_window_;     // recent loss-corrected delivery rates: their maximum is the link
   double base_loss_ = 0;
   double startup_best_ = 0;
   int startup_flat_ = 0;
   int excess_streak_ = 0;
   unsigned cycle_ = 0;
+  int since_cut_ = 0;
+  // Samples since the queue was last below target: a queue that outlives our cuts is another
+  // flow's, standing (a loss-driven flow fills any buffer); then compete on loss, not on delay.
+  int queued_streak_ = 0;
+  std::deque<double> drain_losses_;  // losses of the last samples sent at the drain gain (0.85)
+  double last_gain_ = 1;             // the gain the rate of the sample now arriving was set with
+  // The largest carried rate, forgotten slowly (half-life over a minute): what the path gave
+  // us lately. Cuts stop at half of it; the additive step is scaled by it.
+  double long_link_ = 0;
 };
 
 // Spaces sends to `rate` bytes/s with a burst of about one millisecond.

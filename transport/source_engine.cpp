@@ -118,6 +118,7 @@ class SourceRun {
         if (auto s = tracker_.on_progress(p, streamer_ ? streamer_->bytes_sent() : 0, Clock::now())) {
           pacer_.on_sample(*s);
           live_.loss = s->loss;
+          live_.qdelay_s = s->qdelay_s;
         }
         live_.rate = pacer_.rate();
         live_.phase = pacer_.phase();
@@ -198,7 +199,7 @@ class SourceRun {
       RoundStats rs;
       rs.round = round;
       rs.pages = to_send.count();
-      live_ = {round, 0, rs.pages * ps, pacer_.rate(), live_.loss, pacer_.phase(), bytes_of_finished_rounds()};
+      live_ = {round, 0, rs.pages * ps, pacer_.rate(), live_.loss, live_.qdelay_s, pacer_.phase(), bytes_of_finished_rounds()};
       const std::uint64_t bytes_before = streamer_ ? streamer_->bytes_sent() : 0;
       rel_.send(wire(MsgType::round_begin), encode_page_set(round, to_send));
       const std::uint64_t lost_before = tracker_.datagrams_lost();

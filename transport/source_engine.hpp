@@ -23,6 +23,7 @@ struct LiveProgress {
   std::uint64_t round_bytes_done = 0, round_bytes = 0;
   double rate = 0;  // bytes/s
   double loss = 0;
+  double qdelay_s = 0;  // the path's queueing delay in the last sample
   const char* phase = "";
   std::uint64_t bytes_before_round = 0;  // page bytes moved by the rounds before this one
 };
