@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build-initramfs.sh BUILD_DIR OUT: the initramfs of hymig's Soft-RoCE lab guest.
 #
-# Holds: busybox-static (every applet), the host's iproute2 `ip`, `tc`, `rdma` and `jq`; hymig's
+# Holds: busybox-static (every applet), the host's iproute2 `ip`, `tc`, `rdma`, `jq` and (where
+# installed) ibverbs-utils' ibv_devinfo, ibv_ud_pingpong, ibv_rc_pingpong; hymig's
 # binaries from BUILD_DIR (cli/hymig, tests/hymig_unit_tests, tests/tools/hymig-test-writer; those
 # present), stripped; every shared library `ldd` lists for them; libibverbs' rxe provider and its
 # driver file; the kernel modules of the lab with their `depends=` closure and a busybox depmod;
@@ -44,6 +45,10 @@ busybox=/usr/bin/busybox
 host_tools=(/usr/sbin/ip /usr/sbin/tc /usr/bin/rdma /usr/bin/jq)
 for t in "${host_tools[@]}"; do
   [ -x "$t" ] || die "$t is missing (iproute2 and jq; scripts/bootstrap.sh installs them)"
+done
+# Optional: rdma-core's own tools, for the self-test of the lab's RDMA devices (package ibverbs-utils).
+for t in /usr/bin/ibv_devinfo /usr/bin/ibv_ud_pingpong /usr/bin/ibv_rc_pingpong; do
+  [ -x "$t" ] && host_tools+=("$t")
 done
 provider=$(find /usr/lib/$ma/libibverbs -maxdepth 1 -name 'librxe-rdmav*.so' 2>/dev/null | head -n1)
 [ -n "$provider" ] || die "no /usr/lib/$ma/libibverbs/librxe-rdmav*.so (Debian package ibverbs-providers)"

@@ -12,7 +12,8 @@
 #                                  foreground, each under `timeout`; sets PAIR_SRV_RC, PAIR_CLI_RC
 #                                  (124/143: killed by the timeout), PAIR_SRV_OUT, PAIR_CLI_OUT (files),
 #                                  PAIR_SECONDS; shows both outputs. PAIR_READY=REGEX: start the client
-#                                  once the server's output matches (else after 1 s). A server still
+#                                  once the server's output matches, PAIR_READY_PORT=N once a TCP
+#                                  socket listens on port N (else after 1 s). A server still
 #                                  running PAIR_GRACE (30) s after the client ended is stopped.
 #   netem ARGS...                  tc qdisc replace dev veth0 root netem ARGS (source -> destination)
 #   netem_off                      removes it;  netem_drops: packets netem dropped so far
@@ -98,6 +99,8 @@ pair() {
   _p_pid=$!
   if [ -n "${PAIR_READY:-}" ]; then
     lab_wait_for 60 pair__ready "$_p_pid" || echo "LAB-INFO $_p_name: server output did not match '$PAIR_READY' within 60 s"
+  elif [ -n "${PAIR_READY_PORT:-}" ]; then
+    lab_wait_for 60 pair__listening "$_p_pid" || echo "LAB-INFO $_p_name: nothing listens on TCP port $PAIR_READY_PORT after 60 s"
   else
     sleep 1
   fi
@@ -118,6 +121,9 @@ pair() {
 }
 pair__ready() { grep -q -E "$PAIR_READY" "$PAIR_SRV_OUT" 2>/dev/null || ! lab_alive "$1"; }
 pair__ended() { ! lab_alive "$1"; }
+pair__listening() {
+  ! lab_alive "$1" || awk -v p="$(printf ':%04X' "$PAIR_READY_PORT")" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' /proc/net/tcp /proc/net/tcp6
+}
 
 netem() { tc qdisc replace dev veth0 root netem "$@"; }
 netem_off() { tc qdisc del dev veth0 root 2>/dev/null; true; }

@@ -1,7 +1,9 @@
 #!/bin/sh
 # selftest: the lab itself. Checks that the Soft-RoCE devices are up with RoCE v2 GIDs for the lab's
-# addresses, that traffic between 10.9.0.1 and 10.9.0.2 crosses the veth (not lo), that hymig runs in
-# the guest (`hymig probe --json`), and that netem on veth0 installs, drops, delays and goes away.
+# addresses, that libibverbs in the guest loads the rxe provider and carries UD and RC traffic from
+# rxe0 to rxe1 over the veth (rdma-core's pingpong examples), that IP traffic between 10.9.0.1 and
+# 10.9.0.2 crosses the veth (not lo), that hymig runs in the guest (`hymig probe --json`), and that
+# netem on veth0 installs, drops, delays and goes away.
 . /lab/lib.sh
 
 # rxe0/rxe1 exist and their ports are ACTIVE.
@@ -19,6 +21,38 @@ g0=$(gid_index rxe0 "$LAB_SRC") g1=$(gid_index rxe1 "$LAB_DST")
 info "RoCE v2 GID index: rxe0 ($LAB_SRC) ${g0:-none}, rxe1 ($LAB_DST) ${g1:-none}"
 [ -n "$g0" ] && [ -n "$g1" ]
 result roce-v2-gids $? "no RoCE v2 GID for $LAB_SRC on rxe0 or $LAB_DST on rxe1: $(cat /sys/class/infiniband/rxe0/ports/1/gids/* 2>/dev/null | sort -u | tr '\n' ' ')"
+
+# The userspace path a verbs backend takes: libibverbs loads the rxe provider, the ports are ACTIVE,
+# and UD and RC traffic flows rxe0 -> veth0 -> veth1 -> rxe1 (rdma-core's own pingpong examples; the
+# out-of-band exchange goes over 127.0.0.1).
+if [ -x /usr/bin/ibv_devinfo ]; then
+  ibv_devinfo >/tmp/devinfo 2>&1
+  drc=$?
+  lab_show /tmp/devinfo "ibv_devinfo (exit $drc)"
+  n=$(grep -c 'PORT_ACTIVE' /tmp/devinfo)
+  [ "$drc" = 0 ] && grep -q 'hca_id:.*rxe0' /tmp/devinfo && grep -q 'hca_id:.*rxe1' /tmp/devinfo && [ "$n" -ge 2 ]
+  result verbs-provider-loads $? "ibv_devinfo exit $drc, $n ports PORT_ACTIVE: libibverbs does not see rxe0 and rxe1 (rxe.driver, librxe-rdmav*.so?)"
+  info "RoCE active_mtu: $(grep active_mtu /tmp/devinfo | awk '{ print $2 }' | tr '\n' ' ')"
+else
+  skip verbs-provider-loads "no ibv_devinfo in the image (install ibverbs-utils on the host: scripts/bootstrap.sh)"
+fi
+for qp in ud rc; do
+  if [ ! -x "/usr/bin/ibv_${qp}_pingpong" ]; then
+    skip "rdma-$qp-pingpong" "no ibv_${qp}_pingpong in the image (install ibverbs-utils on the host: scripts/bootstrap.sh)"
+    continue
+  fi
+  size=""
+  [ "$qp" = ud ] && size="-s 1024"
+  s0=$(rxe_count rxe0 sent_pkts) r0=$(rxe_count rxe1 rcvd_pkts) tx0=$(net_count veth0 tx_packets)
+  PAIR_READY_PORT=18515   # the examples' default out-of-band port
+  pair "rdma-$qp-pingpong" 120 "ibv_${qp}_pingpong -d rxe1 -g ${g1:-1} $size -n 500" \
+    "ibv_${qp}_pingpong -d rxe0 -g ${g0:-1} $size -n 500 127.0.0.1"
+  PAIR_READY_PORT=""
+  s=$(($(rxe_count rxe0 sent_pkts) - s0)) r=$(($(rxe_count rxe1 rcvd_pkts) - r0)) tx=$(($(net_count veth0 tx_packets) - tx0))
+  info "rdma-$qp-pingpong: rxe0 sent_pkts +$s, rxe1 rcvd_pkts +$r, veth0 tx_packets +$tx"
+  [ "$PAIR_SRV_RC" = 0 ] && [ "$PAIR_CLI_RC" = 0 ] && [ "$s" -ge 500 ] && [ "$r" -ge 500 ] && [ "$tx" -ge 500 ]
+  result "rdma-$qp-pingpong" $? "server exit $PAIR_SRV_RC, client exit $PAIR_CLI_RC, rxe0 sent +$s, rxe1 received +$r, veth0 tx +$tx (expected >= 500 each)"
+done
 
 # IP traffic from 10.9.0.1 to 10.9.0.2 goes out of veth0 (the policy routing works).
 ip rule show | sed 's/^/  | /'
