@@ -40,8 +40,10 @@ modsrc=$kdir/lib/modules/$kver
 [ -d "$modsrc" ] || die "no lib/modules/$kver in $kdir"
 
 busybox=/usr/bin/busybox
-[ -x "$busybox" ] && file -L "$busybox" | grep -q 'statically linked' ||
+# Static: ldd finds nothing to load (package busybox-static; plain busybox is dynamic).
+if [ ! -x "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
   die "$busybox is missing or not static (Debian package busybox-static; scripts/bootstrap.sh installs it)"
+fi
 host_tools=(/usr/sbin/ip /usr/sbin/tc /usr/bin/rdma /usr/bin/jq)
 for t in "${host_tools[@]}"; do
   [ -x "$t" ] || die "$t is missing (iproute2 and jq; scripts/bootstrap.sh installs them)"

@@ -40,8 +40,15 @@ newest_cached() {
 
 want=${HYMIG_LAB_KERNEL_PKG:-}
 if [ -z "$want" ]; then
+  newest_known() { apt-cache pkgnames linux-image-6.1.0- 2>/dev/null | grep -E "$pkg_re" | sort -V | tail -n1 || true; }
   if command -v apt-cache >/dev/null; then
-    want=$(apt-cache pkgnames linux-image-6.1.0- 2>/dev/null | grep -E "$pkg_re" | sort -V | tail -n1 || true)
+    want=$(newest_known)
+    # Package lists never fetched (a fresh container): fetch them once, as bootstrap.sh would.
+    if [ -z "$want" ] && [ "$(id -u)" -eq 0 ] && [ -z "$(newest_cached)" ]; then
+      say "apt-cache knows no linux-image-6.1.0-NN-amd64: apt-get update"
+      timeout 300 apt-get update -qq >&2 || true
+      want=$(newest_known)
+    fi
   fi
   if [ -z "$want" ]; then
     d=$(newest_cached) && { say "apt-cache knows no linux-image-6.1.0-NN-amd64; using the cached $(basename "$d")"; echo "$d"; exit 0; }
