@@ -25,6 +25,10 @@ out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
 here=$(cd "$(dirname "$0")" && pwd)
 ma=x86_64-linux-gnu
 
+# One build at a time per OUT (two lab runs may share a build directory).
+exec {lock_fd}>"$out.lock"
+flock -w 600 "$lock_fd" || die "could not lock $out.lock within 600 s"
+
 # ---- inputs ----
 kdir=${HYMIG_LAB_KERNEL_DIR:-}
 if [ -z "$kdir" ]; then

@@ -72,6 +72,9 @@ if [ "$shell" = 1 ]; then
 fi
 
 mkdir -p "$build/lab/logs"
+# Keep the 10 newest serial logs of this script.
+find "$build/lab/logs" -maxdepth 1 -name "$name-*.log" -printf '%T@ %p\n' | sort -rn | tail -n +10 | cut -d' ' -f2- |
+  xargs -r rm -f --
 log=$build/lab/logs/$name-$(date +%Y%m%d-%H%M%S).log
 echo "+ ${cmd[*]}" >"$log"
 say "booting: ${cmd[*]}"
