@@ -16,6 +16,8 @@
 #include "udp/tcp_connect.hpp"
 #include "udp/tcp_reliable_channel.hpp"
 #include "udp/udp_datagram_channel.hpp"
+#include "verbs/rc_connect.hpp"
+#include "verbs/ud_datagram_channel.hpp"
 
 namespace hymig::cli {
 namespace {
@@ -99,7 +101,7 @@ int run_migrate(const std::vector<std::string>& args) {
   try {
     rel = connect_tcp(to, timeout, vm.count("bind") ? vm["bind"].as<std::string>() : std::string());
     rel->set_io_timeout(timeout);
-    const Capabilities local = probe_capabilities(rel->peer_host());
+    const Capabilities local = probe_capabilities(rel->peer_host(), rel->local_host());
     const auto peer = handshake(*rel, "source", to_json(local), secret, timeout);
     plan = choose_plan(local, capabilities_from_json(peer.caps), prefs);
   } catch (const Error& e) {
@@ -112,6 +114,10 @@ int run_migrate(const std::vector<std::string>& args) {
 
   SourceOptions opts;
   opts.bulk = plan.bulk == BulkTransport::tcp ? "tcp" : "udp";
+  opts.reliable = std::string(to_string(plan.reliable));
+  opts.connect_reliable = [&](const std::string& endpoint) {
+    return verbs::connect_rc(rel->local_host(), endpoint, timeout);
+  };
   opts.datagram_bytes = plan.datagram_bytes;
   opts.initial_rate = plan.initial_rate_bytes_per_s;
   opts.fixed_rate = prefs.rate_bytes_per_s.value_or(0);
@@ -126,6 +132,7 @@ int run_migrate(const std::vector<std::string>& args) {
   opts.on_progress = [&](const LiveProgress& p) { line.show(p); };
 
   DatagramFactory datagrams = [&]() -> std::unique_ptr<DatagramChannel> {
+    if (plan.bulk == BulkTransport::rdma_ud) return verbs::UdDatagramChannel::open(rel->local_host(), plan.datagram_bytes);
     return UdpDatagramChannel::open(rel->local_host(), plan.datagram_bytes);
   };
   MigrationReport report = run_source(*rel, datagrams, *image, opts);

@@ -16,7 +16,8 @@ int run_probe(const std::vector<std::string>& args) {
   po::options_description desc("options");
   desc.add_options()("peer", po::value<std::string>(), "plan for the path to this host (no traffic is sent)")(
       "json", po::bool_switch(), "print JSON instead of text")(
-      "bulk", po::value<std::string>()->default_value("auto"), "as for migrate: auto, udp or tcp")(
+      "bulk", po::value<std::string>()->default_value("auto"), "as for migrate: auto, udp, ud or tcp")(
+      "reliable", po::value<std::string>()->default_value("auto"), "as for migrate: auto, tcp or rc")(
       "rate", po::value<std::string>()->default_value("auto"), "as for migrate");
   po::variables_map vm;
   if (!parse_options("probe", "[--peer HOST] [--json]",
@@ -28,6 +29,8 @@ int run_probe(const std::vector<std::string>& args) {
   if (vm.count("peer")) peer = vm["peer"].as<std::string>();
   Preferences prefs;
   if (vm["bulk"].as<std::string>() != "auto") prefs.bulk = parse_bulk_transport(vm["bulk"].as<std::string>());
+  if (vm["reliable"].as<std::string>() != "auto")
+    prefs.reliable = parse_reliable_transport(vm["reliable"].as<std::string>());
   if (vm["rate"].as<std::string>() != "auto") prefs.rate_bytes_per_s = parse_rate(vm["rate"].as<std::string>(), "--rate");
 
   const auto links = probe_links();

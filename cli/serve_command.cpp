@@ -19,6 +19,8 @@
 #include "udp/tcp_listener.hpp"
 #include "udp/tcp_reliable_channel.hpp"
 #include "udp/udp_datagram_channel.hpp"
+#include "verbs/rc_listener.hpp"
+#include "verbs/ud_datagram_channel.hpp"
 
 namespace hymig::cli {
 namespace {
@@ -29,6 +31,19 @@ void on_signal(int) { g_stop = true; }
 void log_line(const std::string& s) { std::cerr << "hymig serve: " << s << std::endl; }
 
 }  // namespace
+
+// The RC listener a session moves to, one per session on the address the source connected to.
+class RcAcceptor final : public ReliableAcceptor {
+ public:
+  explicit RcAcceptor(std::unique_ptr<verbs::RcListener> listener) : listener_(std::move(listener)) {}
+  std::string endpoint() const override { return listener_->endpoint(); }
+  std::unique_ptr<ReliableChannel> accept(std::chrono::milliseconds timeout) override {
+    return listener_->accept(timeout);
+  }
+
+ private:
+  std::unique_ptr<verbs::RcListener> listener_;
+};
 
 int run_serve(const std::vector<std::string>& args) {
   po::options_description desc("options");
@@ -67,8 +82,9 @@ int run_serve(const std::vector<std::string>& args) {
     rel->set_io_timeout(timeout);
     DestinationReport rep;
     try {
-      handshake(*rel, "destination", to_json(probe_capabilities(peer)), secret, timeout);
-      ReceiverDatagramFactory datagrams = [&](const Notify&) -> std::unique_ptr<DatagramChannel> {
+      handshake(*rel, "destination", to_json(probe_capabilities(peer, rel->local_host())), secret, timeout);
+      ReceiverDatagramFactory datagrams = [&](const Notify& n) -> std::unique_ptr<DatagramChannel> {
+        if (n.bulk == "ud") return verbs::UdDatagramChannel::open(rel->local_host());
         return UdpDatagramChannel::open(rel->local_host());
       };
       TargetFactory targets = [&](const Notify& n) -> std::unique_ptr<TargetImage> {
@@ -80,7 +96,11 @@ int run_serve(const std::vector<std::string>& args) {
         if (ec) throw Error(ErrorKind::io, "cannot create the store '" + store + "': " + ec.message());
         return make_file_target(store, n.image_name, n.session, n.image_bytes);
       };
-      rep = run_destination(*rel, datagrams, targets, DestinationOptions{timeout});
+      DestinationOptions dopts{timeout};
+      dopts.make_reliable = [&](const Notify&) -> std::unique_ptr<ReliableAcceptor> {
+        return std::make_unique<RcAcceptor>(verbs::RcListener::open(rel->local_host()));
+      };
+      rep = run_destination(*rel, datagrams, targets, dopts);
     } catch (const std::exception& e) {
       rep.error = e.what();
       send_abort_quietly(*rel, e.what());

@@ -11,6 +11,7 @@
 #include "policy/link_probe.hpp"
 #include "transport/error.hpp"
 #include "transport/unique_fd.hpp"
+#include "verbs/device_discovery.hpp"
 
 namespace hymig {
 namespace {
@@ -78,22 +79,22 @@ std::uint64_t get_uint(const nlohmann::json& v, const std::string& name, std::ui
 
 }  // namespace
 
-Capabilities probe_capabilities(const std::optional<std::string>& peer_host) {
+Capabilities probe_capabilities(const std::optional<std::string>& peer_host,
+                                const std::optional<std::string>& local_host) {
   Capabilities caps;
   caps.protocol_version = kProtocolVersion;
   caps.udp = socket_works(AF_INET, SOCK_DGRAM) || socket_works(AF_INET6, SOCK_DGRAM);
   caps.tcp = socket_works(AF_INET, SOCK_STREAM) || socket_works(AF_INET6, SOCK_STREAM);
   caps.udp_gso = caps.udp && udp_option_works(UDP_SEGMENT, 1400);
   caps.udp_gro = caps.udp && udp_option_works(UDP_GRO, 1);
-  // RDMA discovery arrives with the verbs backend; until then this host offers none.
-  caps.rdma_ud = false;
-  caps.rdma_rc = false;
   caps.host = host_name();
 
+  std::optional<std::string> rdma_address = local_host;
   if (peer_host) {
     PathInfo path = probe_path(*peer_host);
     caps.path_mtu = path.mtu;
     caps.link_speed_mbps = path.speed_mbps;
+    if (!rdma_address) rdma_address = path.local_address;
   } else {
     std::vector<LinkInfo> links = probe_links();
     const LinkInfo* best = nullptr;
@@ -109,6 +110,15 @@ Capabilities probe_capabilities(const std::optional<std::string>& peer_host) {
     caps.link_speed_mbps = best->speed_mbps;
   }
   caps.path_mtu = std::clamp(caps.path_mtu, kMinMtu, kMaxMtu);
+  // RoCE v2 is reached by IP address: the port whose GID is the address this side talks from.
+  bool rdma = false;
+  if (rdma_address) {
+    rdma = verbs::find_roce_port(*rdma_address).has_value();
+  } else {
+    for (const auto& port : verbs::list_ports()) rdma = rdma || (port.active && !port.roce_v2_ipv4.empty());
+  }
+  caps.rdma_ud = rdma;
+  caps.rdma_rc = rdma;
   return caps;
 }
 

@@ -27,8 +27,12 @@ struct Capabilities {
 };
 
 // Probes this host. With a peer, the MTU and speed are those of the route to it; without one,
-// those of the largest-MTU up non-loopback link (loopback's when there is none). Throws Error.
-Capabilities probe_capabilities(const std::optional<std::string>& peer_host);
+// those of the largest-MTU up non-loopback link (loopback's when there is none). RDMA UD and RC
+// are offered when an active RDMA port has a RoCE v2 GID for `local_host` (the address this side
+// of the connection uses; without it, the route's source address to the peer, or any RoCE v2
+// address at all when there is no peer). Throws Error.
+Capabilities probe_capabilities(const std::optional<std::string>& peer_host,
+                                const std::optional<std::string>& local_host = std::nullopt);
 
 nlohmann::json to_json(const Capabilities& caps);
 

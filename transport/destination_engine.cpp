@@ -20,7 +20,7 @@ class DestinationRun {
  public:
   DestinationRun(ReliableChannel& rel, const ReceiverDatagramFactory& make_datagram, const TargetFactory& make_target,
                  const DestinationOptions& opts)
-      : rel_(rel), make_datagram_(make_datagram), make_target_(make_target), opts_(opts) {}
+      : rel_(&rel), make_datagram_(make_datagram), make_target_(make_target), opts_(opts) {}
 
   DestinationReport run() {
     try {
@@ -32,7 +32,7 @@ class DestinationRun {
       if (target_) target_->discard();
       // An abort from the source needs no answer; anything else is told to the source.
       const auto* err = dynamic_cast<const Error*>(&e);
-      if (!err || err->kind() != ErrorKind::refused) send_abort_quietly(rel_, report_.error);
+      if (!err || err->kind() != ErrorKind::refused) send_abort_quietly(*rel_, report_.error);
     }
     if (applier_) {
       report_.datagrams = applier_->datagrams();
@@ -45,14 +45,14 @@ class DestinationRun {
 
  private:
   void prepare() {
-    rel_.set_io_timeout(opts_.peer_timeout);
-    notify_ = decode_notify(expect(rel_, MsgType::notify, opts_.peer_timeout).body);
+    rel_->set_io_timeout(opts_.peer_timeout);
+    notify_ = decode_notify(expect(*rel_, MsgType::notify, opts_.peer_timeout).body);
     report_.session = notify_.session;
     report_.image_name = notify_.image_name;
     report_.image_kind = notify_.image_kind;
     report_.image_bytes = notify_.image_bytes;
     // Pages messages carry at most kMaxPagesPerMessage pages; nothing else has a payload.
-    rel_.set_limits(std::max<std::size_t>(1 << 20, 8 + 8 * kMaxPagesPerMessage),
+    rel_->set_limits(std::max<std::size_t>(1 << 20, 8 + 8 * kMaxPagesPerMessage),
                     std::uint64_t{kMaxPagesPerMessage} * notify_.page_size);
 
     target_ = make_target_(notify_);
@@ -71,7 +71,22 @@ class DestinationRun {
     // would be the same work twice on the receive thread.
     applier_ = std::make_unique<PageApplier>(target_->memory(), notify_.page_size, notify_.session, layout,
                                              notify_.verify != "full");
-    rel_.send(wire(MsgType::ready), encode_ready(ready));
+    std::unique_ptr<ReliableAcceptor> acceptor;
+    if (notify_.reliable != "tcp") {
+      if (!opts_.make_reliable)
+        throw Error(ErrorKind::refused, "this daemon cannot move a session to " + notify_.reliable);
+      acceptor = opts_.make_reliable(notify_);
+      ready.reliable_endpoint = acceptor->endpoint();
+    }
+    rel_->send(wire(MsgType::ready), encode_ready(ready));
+    if (acceptor) {
+      // From here on every message goes over the new channel; the first connection stays open, idle.
+      moved_rel_ = acceptor->accept(opts_.peer_timeout);
+      moved_rel_->set_io_timeout(opts_.peer_timeout);
+      moved_rel_->set_limits(std::max<std::size_t>(1 << 20, 8 + 8 * kMaxPagesPerMessage),
+                             std::uint64_t{kMaxPagesPerMessage} * notify_.page_size);
+      rel_ = moved_rel_.get();
+    }
   }
 
   void drain_datagrams(std::chrono::microseconds wait) {
@@ -95,7 +110,7 @@ class DestinationRun {
     p.next_seq = applier_->next_seq();
     p.min_owd_ns = applier_->take_min_owd();
     p.invalid = applier_->invalid();
-    rel_.send(wire(MsgType::progress), encode_progress(p));
+    rel_->send(wire(MsgType::progress), encode_progress(p));
     last_report_ = Clock::now();
   }
 
@@ -116,7 +131,7 @@ class DestinationRun {
       auto s = applier_->page(p);
       dst_.push_back({s.data(), s.size()});
     }
-    rel_.receive_payload(dst_);
+    rel_->receive_payload(dst_);
     applier_->note_pages_written(page_list_, in_final_ ? kFinalRound : round);
   }
 
@@ -125,12 +140,12 @@ class DestinationRun {
     last_report_ = Clock::now();
     while (true) {
       if (dgram_) {
-        pollfd fds[2] = {{rel_.poll_fd(), POLLIN, 0}, {dgram_->poll_fd(), POLLIN, 0}};
+        pollfd fds[2] = {{rel_->poll_fd(), POLLIN, 0}, {dgram_->poll_fd(), POLLIN, 0}};
         ::poll(fds, 2, 5);
         drain_datagrams(std::chrono::microseconds(0));
         if (Clock::now() - last_report_ >= std::chrono::milliseconds(10)) send_progress();
       }
-      auto m = rel_.receive(std::chrono::milliseconds(dgram_ ? 0 : 100));
+      auto m = rel_->receive(std::chrono::milliseconds(dgram_ ? 0 : 100));
       if (!m) {
         if (Clock::now() - last_heard_ > opts_.peer_timeout)
           throw Error(ErrorKind::timeout, "the source went silent for " + std::to_string(opts_.peer_timeout.count() / 1000) +
@@ -158,13 +173,13 @@ class DestinationRun {
             drain_datagrams(std::chrono::microseconds(0));
             send_progress();
           }
-          rel_.send(wire(MsgType::round_report), encode_page_set(re.round, missing_set()));
+          rel_->send(wire(MsgType::round_report), encode_page_set(re.round, missing_set()));
           break;
         }
         case MsgType::pause:
           return;
         default:
-          reject_message(rel_, *m, "the source",
+          reject_message(*rel_, *m, "the source",
                          std::string("unexpected ") + to_string(static_cast<MsgType>(m->type)) +
                              " from the source during the rounds");
       }
@@ -176,9 +191,9 @@ class DestinationRun {
     in_final_ = true;
     if (dgram_) drain_datagrams(std::chrono::microseconds(0));
     dgram_.reset();
-    rel_.send(wire(MsgType::missing), encode_page_set(0, missing_set()));
+    rel_->send(wire(MsgType::missing), encode_page_set(0, missing_set()));
     while (true) {
-      const auto m = rel_.receive(opts_.peer_timeout);
+      const auto m = rel_->receive(opts_.peer_timeout);
       if (!m) throw Error(ErrorKind::timeout, "the final delta stalled: nothing from the source for " +
                                                   std::to_string(opts_.peer_timeout.count() / 1000) + " s");
       const auto type = static_cast<MsgType>(m->type);
@@ -190,10 +205,10 @@ class DestinationRun {
         decode_u64(m->body, "final-end");  // validated; the digest, not the count, decides
         break;
       }
-      reject_message(rel_, *m, "the source", std::string("unexpected ") + to_string(type) + " during the final delta");
+      reject_message(*rel_, *m, "the source", std::string("unexpected ") + to_string(type) + " during the final delta");
     }
 
-    const Digest theirs = decode_digest(expect(rel_, MsgType::digest, opts_.peer_timeout).body);
+    const Digest theirs = decode_digest(expect(*rel_, MsgType::digest, opts_.peer_timeout).body);
     Verify v;
     v.missing_pages = applier_->page_count() - applier_->present().count();
     if (notify_.verify == "full") {
@@ -205,22 +220,23 @@ class DestinationRun {
     }
     v.ok = v.missing_pages == 0 && v.digest == theirs;
     report_.digest = to_hex(v.digest);
-    rel_.send(wire(MsgType::verify), encode_verify(v));
+    rel_->send(wire(MsgType::verify), encode_verify(v));
     if (!v.ok)
       throw Error(ErrorKind::verify, v.missing_pages ? std::to_string(v.missing_pages) + " pages missing after the final delta"
                                                      : "image digest differs from the source's");
 
-    expect(rel_, MsgType::commit, opts_.peer_timeout);
+    expect(*rel_, MsgType::commit, opts_.peer_timeout);
     target_->commit();
     report_.committed = true;
     // The source resumes nothing once it sent commit; its answer may be lost without harm.
     try {
-      rel_.send(wire(MsgType::committed), {});
+      rel_->send(wire(MsgType::committed), {});
     } catch (const std::exception&) {
     }
   }
 
-  ReliableChannel& rel_;
+  ReliableChannel* rel_;  // the connection the session started on, or the RC channel it moved to
+  std::unique_ptr<ReliableChannel> moved_rel_;
   const ReceiverDatagramFactory& make_datagram_;
   const TargetFactory& make_target_;
   DestinationOptions opts_;

@@ -19,8 +19,12 @@ namespace hymig {
 using TargetFactory = std::function<std::unique_ptr<TargetImage>(const Notify&)>;
 using ReceiverDatagramFactory = std::function<std::unique_ptr<DatagramChannel>(const Notify&)>;
 
+// When notify asks for "rc": the listener the session moves to (its endpoint goes in ready).
+using ReliableAcceptorFactory = std::function<std::unique_ptr<ReliableAcceptor>(const Notify&)>;
+
 struct DestinationOptions {
   std::chrono::milliseconds peer_timeout{10000};
+  ReliableAcceptorFactory make_reliable;  // unset: a notify asking for another transport is refused
 };
 
 struct DestinationReport {

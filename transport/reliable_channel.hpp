@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -68,6 +69,16 @@ class ReliableChannel {
   virtual std::string peer_host() const = 0;
 
   virtual ReliableStats stats() const = 0;
+};
+
+// The destination's half of moving a session onto another reliable transport (RDMA RC): a listener
+// whose endpoint travels in `ready`, then the one connection the source makes to it.
+class ReliableAcceptor {
+ public:
+  virtual ~ReliableAcceptor() = default;
+  virtual std::string endpoint() const = 0;
+  // Error{timeout} when the source does not connect within `timeout`.
+  virtual std::unique_ptr<ReliableChannel> accept(std::chrono::milliseconds timeout) = 0;
 };
 
 }  // namespace hymig

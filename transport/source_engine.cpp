@@ -26,7 +26,7 @@ constexpr double kVerifyBytesPerSecond = 8e9;
 class SourceRun {
  public:
   SourceRun(ReliableChannel& rel, const DatagramFactory& make_datagram, SourceImage& image, const SourceOptions& opts)
-      : rel_(rel), make_datagram_(make_datagram), image_(image), opts_(opts),
+      : rel_(&rel), make_datagram_(make_datagram), image_(image), opts_(opts),
         pacer_(RateConfig{opts.fixed_rate ? opts.fixed_rate : opts.initial_rate, opts.fixed_rate != 0}) {}
 
   MigrationReport run() {
@@ -36,7 +36,7 @@ class SourceRun {
     report_.page_size = image_.page_size();
     report_.pages_total = image_.page_count();
     report_.bulk_transport = opts_.bulk;
-    report_.reliable_transport = rel_.transport_name();
+    report_.reliable_transport = rel_->transport_name();
     try {
       notify_and_ready();
       bulk_rounds();
@@ -45,7 +45,7 @@ class SourceRun {
       fail(e.what());
     }
     report_.total_ms = seconds_since(start) * 1000;
-    report_.reliable_bytes = rel_.stats().bytes_sent;
+    report_.reliable_bytes = rel_->stats().bytes_sent;
     if (streamer_) {
       report_.bulk_bytes = streamer_->bytes_sent();
       report_.bulk_datagrams = streamer_->datagrams_sent();
@@ -61,8 +61,8 @@ class SourceRun {
     randombytes_buf(&report_.session, sizeof report_.session);
     const std::uint64_t pages = image_.page_count();
     sent_hashes_.assign(pages, 0);
-    rel_.set_limits(std::max<std::size_t>(1 << 20, pages / 8 + 1024), 0);
-    rel_.set_io_timeout(opts_.peer_timeout);
+    rel_->set_limits(std::max<std::size_t>(1 << 20, pages / 8 + 1024), 0);
+    rel_->set_io_timeout(opts_.peer_timeout);
 
     Notify n;
     n.session = report_.session;
@@ -73,6 +73,7 @@ class SourceRun {
     n.image_name = image_.name();
     n.bulk = opts_.bulk;
     n.verify = opts_.verify;
+    n.reliable = opts_.reliable;
     if (opts_.bulk != "tcp") {
       dgram_ = make_datagram_();
       n.bulk = dgram_->transport_name();
@@ -80,8 +81,9 @@ class SourceRun {
       n.bulk_endpoint = dgram_->local_endpoint();
       n.datagram_bytes = static_cast<std::uint32_t>(std::min({opts_.datagram_bytes, dgram_->max_datagram(), std::size_t{65535}}));
     }
-    rel_.send(wire(MsgType::notify), encode_notify(n));
-    const Ready ready = decode_ready(expect(rel_, MsgType::ready, opts_.peer_timeout).body);
+    rel_->send(wire(MsgType::notify), encode_notify(n));
+    const Ready ready = decode_ready(expect(*rel_, MsgType::ready, opts_.peer_timeout).body);
+    if (opts_.reliable != "tcp") move_reliable(ready.reliable_endpoint);
 
     if (dgram_) {
       dgram_->connect(ready.bulk_endpoint);
@@ -97,9 +99,20 @@ class SourceRun {
     }
   }
 
+  // From here on every message goes over the new channel; the first connection stays open, idle.
+  void move_reliable(const std::string& endpoint) {
+    if (endpoint.empty() || !opts_.connect_reliable)
+      throw Error(ErrorKind::protocol, "the destination gave no " + opts_.reliable + " endpoint to move the session to");
+    moved_rel_ = opts_.connect_reliable(endpoint);
+    moved_rel_->set_limits(std::max<std::size_t>(1 << 20, image_.page_count() / 8 + 1024), 0);
+    moved_rel_->set_io_timeout(opts_.peer_timeout);
+    rel_ = moved_rel_.get();
+    report_.reliable_transport = rel_->transport_name();
+  }
+
   // Reads whatever the destination sent meanwhile without waiting: progress feeds the pacer.
   void poll_feedback() {
-    while (auto m = rel_.receive(std::chrono::milliseconds(0))) handle_during_round(*m);
+    while (auto m = rel_->receive(std::chrono::milliseconds(0))) handle_during_round(*m);
     if (dgram_ && seconds_since(last_heard_) * 1000 > static_cast<double>(opts_.peer_timeout.count()))
       throw Error(ErrorKind::timeout, "no progress report from the destination for " +
                                           std::to_string(opts_.peer_timeout.count() / 1000) +
@@ -125,7 +138,7 @@ class SourceRun {
         return;
       }
       default:
-        reject_message(rel_, m, "the destination",
+        reject_message(*rel_, m, "the destination",
                        std::string("unexpected ") + to_string(static_cast<MsgType>(m.type)) +
                            " from the destination during a round");
     }
@@ -142,7 +155,7 @@ class SourceRun {
     const std::byte* base = image_.memory().data();
     auto flush = [&] {
       if (batch.empty()) return;
-      rel_.send_with_payload(wire(MsgType::pages), encode_pages_header(round, batch), parts);
+      rel_->send_with_payload(wire(MsgType::pages), encode_pages_header(round, batch), parts);
       live_.round_bytes_done += batch.size() * ps;
       batch.clear();
       parts.clear();
@@ -160,7 +173,7 @@ class SourceRun {
   Bitmap await_round_report(std::uint32_t round) {
     const auto deadline = Clock::now() + opts_.peer_timeout;
     while (Clock::now() < deadline) {
-      auto m = rel_.receive(std::chrono::milliseconds(50));
+      auto m = rel_->receive(std::chrono::milliseconds(50));
       if (!m) continue;
       if (static_cast<MsgType>(m->type) != MsgType::round_report) {
         handle_during_round(*m);
@@ -201,7 +214,7 @@ class SourceRun {
       rs.pages = to_send.count();
       live_ = {round, 0, rs.pages * ps, pacer_.rate(), live_.loss, live_.qdelay_s, pacer_.phase(), bytes_of_finished_rounds()};
       const std::uint64_t bytes_before = streamer_ ? streamer_->bytes_sent() : 0;
-      rel_.send(wire(MsgType::round_begin), encode_page_set(round, to_send));
+      rel_->send(wire(MsgType::round_begin), encode_page_set(round, to_send));
       const std::uint64_t lost_before = tracker_.datagrams_lost();
       const std::uint64_t sent_before = streamer_ ? streamer_->datagrams_sent() : 0;
       if (streamer_) {
@@ -213,11 +226,11 @@ class SourceRun {
             });
         rs.bytes = streamer_->bytes_sent() - bytes_before;
         if (round == 0) report_.zero_pages = res.zero_pages;
-        rel_.send(wire(MsgType::round_end), encode_round_end({round, streamer_->next_seq()}));
+        rel_->send(wire(MsgType::round_end), encode_round_end({round, streamer_->next_seq()}));
       } else {
         send_pages_reliable(round, to_send, true, true);
         rs.bytes = rs.pages * ps;  // every page of the set goes, whole
-        rel_.send(wire(MsgType::round_end), encode_round_end({round, 0}));
+        rel_->send(wire(MsgType::round_end), encode_round_end({round, 0}));
       }
       Bitmap next = await_round_report(round);
       rs.missing_after = next.count();
@@ -275,10 +288,10 @@ class SourceRun {
     paused_ = true;
     pause_time_ = Clock::now();
     live_.phase = "final";
-    rel_.send(wire(MsgType::pause), {});
+    rel_->send(wire(MsgType::pause), {});
 
     Bitmap missing;
-    decode_page_set(expect(rel_, MsgType::missing, opts_.peer_timeout).body, pages, missing);
+    decode_page_set(expect(*rel_, MsgType::missing, opts_.peer_timeout).body, pages, missing);
     Bitmap final_set = std::move(pending_dirty_);
     if (final_set.size() != pages) final_set = Bitmap(pages);
     image_.collect_dirty(final_set, sent_hashes_);
@@ -306,14 +319,14 @@ class SourceRun {
     live_.bytes_before_round = bytes_of_finished_rounds();
     // With full verification the digest comes from the rehash running meanwhile: no page hashes.
     send_pages_reliable(kFinalRound, final_set, false, opts_.verify != "full");
-    rel_.send(wire(MsgType::final_end), encode_u64(report_.final_delta_pages));
+    rel_->send(wire(MsgType::final_end), encode_u64(report_.final_delta_pages));
     if (hasher.joinable()) hasher.join();
 
     const Digest mine = digest_of_hashes(opts_.verify == "full" ? std::span<const std::uint64_t>(full_hashes)
                                                                 : std::span<const std::uint64_t>(sent_hashes_));
     report_.digest = to_hex(mine);
-    rel_.send(wire(MsgType::digest), encode_digest(mine));
-    const Verify v = decode_verify(expect(rel_, MsgType::verify, opts_.peer_timeout).body);
+    rel_->send(wire(MsgType::digest), encode_digest(mine));
+    const Verify v = decode_verify(expect(*rel_, MsgType::verify, opts_.peer_timeout).body);
     if (v.missing_pages)
       throw Error(ErrorKind::verify, "the destination still lacks " + std::to_string(v.missing_pages) + " pages after the final delta");
     if (!v.ok || v.digest != mine)
@@ -321,8 +334,8 @@ class SourceRun {
     report_.verified = true;
 
     commit_sent_ = true;
-    rel_.send(wire(MsgType::commit), {});
-    expect(rel_, MsgType::committed, opts_.peer_timeout);
+    rel_->send(wire(MsgType::commit), {});
+    expect(*rel_, MsgType::committed, opts_.peer_timeout);
     report_.downtime_ms = seconds_since(pause_time_) * 1000;
     report_.outcome = Outcome::committed;
     image_.handed_over();
@@ -340,7 +353,7 @@ class SourceRun {
     }
     report_.outcome = Outcome::failed;
     report_.error = why;
-    send_abort_quietly(rel_, "source failed: " + why);
+    send_abort_quietly(*rel_, "source failed: " + why);
     if (paused_) {
       try {
         image_.resume();
@@ -351,7 +364,8 @@ class SourceRun {
     }
   }
 
-  ReliableChannel& rel_;
+  ReliableChannel* rel_;  // the connection the session started on, or the RC channel it moved to
+  std::unique_ptr<ReliableChannel> moved_rel_;
   const DatagramFactory& make_datagram_;
   SourceImage& image_;
   SourceOptions opts_;

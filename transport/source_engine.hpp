@@ -38,6 +38,10 @@ struct SourceOptions {
   std::chrono::milliseconds peer_timeout{10000};
   std::string verify = "full";            // "full": both sides rehash the whole image at the end
   std::function<void(const LiveProgress&)> on_progress;  // ~5 times a second
+  // "rc": after notify/ready the session moves from the connection it started on to the channel
+  // connect_reliable returns for the destination's ready.reliable_endpoint.
+  std::string reliable = "tcp";
+  std::function<std::unique_ptr<ReliableChannel>(const std::string& endpoint)> connect_reliable;
 };
 
 MigrationReport run_source(ReliableChannel& rel, const DatagramFactory& make_datagram, SourceImage& image,

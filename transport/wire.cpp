@@ -127,7 +127,8 @@ std::vector<std::byte> encode_notify(const Notify& n) {
                     {"bulk", n.bulk},
                     {"bulk_endpoint", n.bulk_endpoint},
                     {"datagram_bytes", n.datagram_bytes},
-                    {"verify", n.verify}});
+                    {"verify", n.verify},
+                    {"reliable", n.reliable}});
 }
 
 Notify decode_notify(std::span<const std::byte> body) {
@@ -144,6 +145,8 @@ Notify decode_notify(std::span<const std::byte> body) {
   n.bulk_endpoint = check_text(field<std::string>(j, m, "bulk_endpoint"), m, "bulk_endpoint", 256);
   n.datagram_bytes = field<std::uint32_t>(j, m, "datagram_bytes");
   n.verify = field<std::string>(j, m, "verify");
+  // Absent in notifies of hymig before RDMA: the session stays on TCP.
+  if (j.contains("reliable")) n.reliable = field<std::string>(j, m, "reliable");
 
   if (n.page_size < 512 || n.page_size > (2u << 20) || (n.page_size & (n.page_size - 1)))
     bad("notify: page_size must be a power of two from 512 to 2 MiB");
@@ -158,11 +161,14 @@ Notify decode_notify(std::span<const std::byte> body) {
   if (n.bulk != "tcp" && (n.datagram_bytes < 256 || n.datagram_bytes > 65535))
     bad("notify: datagram_bytes out of range 256..65535");
   if (!one_of(n.verify, {"full", "fast"})) bad("notify: verify must be full or fast");
+  if (!one_of(n.reliable, {"tcp", "rc"})) bad("notify: unknown reliable transport '" + n.reliable + "'");
   return n;
 }
 
 std::vector<std::byte> encode_ready(const Ready& r) {
-  return json_body({{"bulk_endpoint", r.bulk_endpoint}, {"datagram_bytes", r.datagram_bytes}});
+  return json_body({{"bulk_endpoint", r.bulk_endpoint},
+                    {"datagram_bytes", r.datagram_bytes},
+                    {"reliable_endpoint", r.reliable_endpoint}});
 }
 
 Ready decode_ready(std::span<const std::byte> body) {
@@ -172,6 +178,8 @@ Ready decode_ready(std::span<const std::byte> body) {
   r.bulk_endpoint = check_text(field<std::string>(j, m, "bulk_endpoint"), m, "bulk_endpoint", 256);
   r.datagram_bytes = field<std::uint32_t>(j, m, "datagram_bytes");
   if (r.datagram_bytes > 65535) bad("ready: datagram_bytes out of range");
+  if (j.contains("reliable_endpoint"))
+    r.reliable_endpoint = check_text(field<std::string>(j, m, "reliable_endpoint"), m, "reliable_endpoint", 256);
   return r;
 }
 

@@ -75,6 +75,7 @@ struct Notify {
   std::string bulk_endpoint;  // the source's datagram endpoint ("" for tcp)
   std::uint32_t datagram_bytes = 0;
   std::string verify;         // "full" | "fast"
+  std::string reliable = "tcp";  // "tcp": the session stays on this connection; "rc": it moves to RDMA RC
 };
 std::vector<std::byte> encode_notify(const Notify& n);
 Notify decode_notify(std::span<const std::byte> body);
@@ -82,6 +83,7 @@ Notify decode_notify(std::span<const std::byte> body);
 struct Ready {
   std::string bulk_endpoint;  // the destination's datagram endpoint ("" for tcp)
   std::uint32_t datagram_bytes = 0;
+  std::string reliable_endpoint;  // where the source connects the RC channel ("" unless notify said rc)
 };
 std::vector<std::byte> encode_ready(const Ready& r);
 Ready decode_ready(std::span<const std::byte> body);
