@@ -6,6 +6,7 @@
 #   TRANSPORT  udp+tcp  --bulk udp --reliable tcp   UDP page stream, TCP control + final delta
 #              tcp      --bulk tcp --reliable tcp   everything over TCP (the baseline)
 #              ud+rc    --bulk ud --reliable rc     RoCE UD page stream, RDMA RC control + final delta
+#              ud+tcp   --bulk ud --reliable tcp    RoCE UD page stream, TCP control + final delta (mixed)
 #              rc       --bulk rc, or where --bulk has no rc: --bulk tcp --reliable rc
 #                                                   everything over the reliable channel, RDMA RC
 #              udp+tcp-file  as udp+tcp, but a file image dirtied by hymig-test-writer, and the
@@ -27,7 +28,7 @@ SIZE=$((32 << 20))
 SPEC="synthetic:size=32M,dirty-rate=8M,working-set=8M"
 MIGRATE_TIMEOUT=${MIGRATE_TIMEOUT:-240}
 rows=$*
-[ -n "$rows" ] || rows="udp+tcp:loss0 tcp:loss0 ud+rc:loss0 rc:loss0 udp+tcp-file:loss0 udp+tcp:loss5 tcp:loss5 ud+rc:loss5 rc:loss5 udp+tcp-file:loss5"
+[ -n "$rows" ] || rows="udp+tcp:loss0 tcp:loss0 ud+rc:loss0 ud+tcp:loss0 rc:loss0 udp+tcp-file:loss0 udp+tcp:loss5 tcp:loss5 ud+rc:loss5 rc:loss5 udp+tcp-file:loss5"
 
 # What this build's `hymig migrate` offers, from its --help: the options, and the values --bulk and
 # --reliable list in their descriptions.
@@ -56,6 +57,9 @@ need_flags() {
       has_value bulk ud || { WHY="this build's hymig has no --bulk ud"; return 1; }
       has_value reliable rc || { WHY="this build's hymig has no --reliable rc"; return 1; }
       FLAGS="--bulk ud --reliable rc" BULK_RE='^(rdma[_-]?)?ud$' REL_RE='^(rdma[_-]?)?rc$' ;;
+    ud+tcp)
+      has_value bulk ud || { WHY="this build's hymig has no --bulk ud"; return 1; }
+      FLAGS="--bulk ud --reliable tcp" BULK_RE='^(rdma[_-]?)?ud$' REL_RE='^tcp$' ;;
     rc)
       has_opt reliable || { WHY="this build's hymig has no --reliable"; return 1; }
       has_value reliable rc || { WHY="this build's hymig has no --reliable rc"; return 1; }
@@ -64,7 +68,7 @@ need_flags() {
     *) WHY="unknown transport '$1'"; return 2 ;;
   esac
   case $1 in
-    ud+rc | rc) links_verbs || { WHY="this build's hymig is not linked with libibverbs: no verbs backend yet"; return 1; } ;;
+    ud+rc | ud+tcp | rc) links_verbs || { WHY="this build's hymig is not linked with libibverbs: no verbs backend yet"; return 1; } ;;
   esac
   return 0
 }
@@ -127,7 +131,7 @@ for row in $rows; do
   [ -z "$problems" ] || why="$why $problems;"
   grep -q -E "session [0-9a-f]+: committed [^ ]+ $SIZE bytes" "$PAIR_SRV_OUT" || why="$why serve logged no commit of $SIZE bytes;"
   case $tr in
-    ud+rc | rc) [ "$rxe" -ge $((SIZE / 4096)) ] || why="$why rxe0 sent only $rxe packets for a $SIZE-byte image: the pages did not go over RDMA;" ;;
+    ud+rc | ud+tcp | rc) [ "$rxe" -ge $((SIZE / 4096)) ] || why="$why rxe0 sent only $rxe packets for a $SIZE-byte image: the pages did not go over RDMA;" ;;
     *) [ "$txb" -ge "$SIZE" ] || why="$why veth0 carried only $txb bytes for a $SIZE-byte image: the migration did not cross the veth;" ;;
   esac
   [ "$loss" = loss0 ] || [ "$drops" -gt 0 ] || why="$why netem dropped nothing: the loss scenario did not happen;"
