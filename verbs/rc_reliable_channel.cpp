@@ -1,0 +1,614 @@
+#include "verbs/rc_reliable_channel.hpp"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "udp/fd_wait.hpp"
+#include "udp/socket_address.hpp"
+
+namespace hymig::verbs {
+
+namespace {
+
+constexpr std::uint64_t kCreditWrId = 1ull << 63;  // wr_id of credit WRITEs (data SENDs: the slot)
+constexpr unsigned kMaxCreditWrites = 4;           // credit WRITEs in flight at once
+constexpr std::size_t kMaxSpillBytes = 64u << 20;  // received bytes kept off the slots, at most
+
+std::string seconds(std::chrono::milliseconds t) {
+  if (t.count() % 1000 == 0) return std::to_string(t.count() / 1000) + " s";
+  return std::to_string(t.count()) + " ms";
+}
+
+SocketAddress to_socket_address(const sockaddr* sa) {
+  SocketAddress a;
+  if (!sa) return a;
+  const socklen_t len = sa->sa_family == AF_INET    ? sizeof(sockaddr_in)
+                        : sa->sa_family == AF_INET6 ? sizeof(sockaddr_in6)
+                                                    : 0;
+  std::memcpy(&a.storage, sa, len);
+  a.length = len;
+  return a;
+}
+
+}  // namespace
+
+rdma_conn_param rc_conn_param(const std::array<std::byte, kRcConnectBytes>& info) {
+  rdma_conn_param p{};
+  p.private_data = info.data();
+  p.private_data_len = std::uint8_t(info.size());
+  p.responder_resources = 0;  // no RDMA READ or atomics: credits are WRITEs
+  p.initiator_depth = 0;
+  // 6, not 7: rdma_rxe (like the spec for RNR) takes 7 as "retry forever", and a vanished peer
+  // must end in IBV_WC_RETRY_EXC_ERR, not a sender stuck in retries.
+  p.retry_count = 6;
+  p.rnr_retry_count = 3;  // credits make RNR impossible; if it ever happens, an error, not a stall
+  return p;
+}
+
+void set_rc_ack_timeout(rdma_cm_id* id) {
+  // 4.096 us * 2^18 = 1.07 s per try, 7 tries: a peer gone without a word is reported in ~7.5 s,
+  // inside the default 10 s io timeout, yet slow (TCG) hosts do not trip it spuriously.
+  std::uint8_t timeout = 18;
+  (void)rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT, &timeout, sizeof timeout);  // best effort
+}
+
+RcReliableChannel::RcReliableChannel(EventChannelPtr events, CmIdPtr id)
+    : ready_("an RC reliable channel"), events_(std::move(events)), id_(std::move(id)) {}
+
+std::unique_ptr<RcReliableChannel> RcReliableChannel::prepare(EventChannelPtr events, CmIdPtr id,
+                                                              const RcOptions& options) {
+  std::unique_ptr<RcReliableChannel> ch(new RcReliableChannel(std::move(events), std::move(id)));
+  ch->setup(options);
+  return ch;
+}
+
+void RcReliableChannel::setup(const RcOptions& options) {
+  ibv_context* ctx = id_->verbs;
+  if (!ctx) throw Error(ErrorKind::io, "the RDMA CM id has no device yet (address not resolved)");
+  const SocketAddress local = to_socket_address(rdma_get_local_addr(id_.get()));
+  const SocketAddress peer = to_socket_address(rdma_get_peer_addr(id_.get()));
+  if (local.length) {
+    local_host_ = numeric_host(local);
+    local_address_ = format_address(local);
+  }
+  if (peer.length) {
+    peer_host_ = numeric_host(peer);
+    peer_address_ = format_address(peer);
+  }
+  const std::string where = "RC connection " + local_address_ + " -> " + peer_address_;
+
+  ibv_device_attr dev{};
+  if (const int rc = ibv_query_device(ctx, &dev); rc != 0) throw_errno("cannot query the RDMA device of the " + where, rc);
+  const unsigned max_wr = unsigned(std::max(dev.max_qp_wr, 16));
+  slot_bytes_ = std::clamp<std::size_t>(options.slot_bytes, 1024, 16u << 20);
+  recv_count_ = std::clamp(options.recv_slots, 4u, std::min(65535u, max_wr));
+  send_count_ = std::clamp(options.send_slots, 2u, max_wr - kMaxCreditWrites);
+  credit_batch_ = std::max(1u, recv_count_ / 4);
+
+  pd_.reset(ibv_alloc_pd(ctx));
+  if (!pd_) throw_errno("cannot allocate a protection domain for the " + where);
+  send_pool_ = allocate_aligned(std::size_t(send_count_) * slot_bytes_);
+  recv_pool_ = allocate_aligned(std::size_t(recv_count_) * slot_bytes_);
+  credit_word_ = allocate_aligned(64);
+  const std::string memlock = " (RLIMIT_MEMLOCK too low? `ulimit -l`)";
+  send_mr_.reset(ibv_reg_mr(pd_.get(), send_pool_.get(), std::size_t(send_count_) * slot_bytes_, IBV_ACCESS_LOCAL_WRITE));
+  if (!send_mr_) throw_errno("cannot register the send slots of the " + where + memlock);
+  recv_mr_.reset(ibv_reg_mr(pd_.get(), recv_pool_.get(), std::size_t(recv_count_) * slot_bytes_, IBV_ACCESS_LOCAL_WRITE));
+  if (!recv_mr_) throw_errno("cannot register the receive slots of the " + where + memlock);
+  credit_mr_.reset(ibv_reg_mr(pd_.get(), credit_word_.get(), 64, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE));
+  if (!credit_mr_) throw_errno("cannot register the credit word of the " + where + memlock);
+
+  send_cq_ = std::make_unique<CompletionQueue>(ctx, int(send_count_ + kMaxCreditWrites), false, "RC send CQ of the " + where);
+  recv_cq_ = std::make_unique<CompletionQueue>(ctx, int(recv_count_), true, "RC receive CQ of the " + where);
+  ready_.watch(recv_cq_->fd());
+  ready_.watch(events_->fd);  // a disconnect wakes poll_fd() too
+
+  ibv_qp_init_attr init{};
+  init.send_cq = send_cq_->get();
+  init.recv_cq = recv_cq_->get();
+  init.qp_type = IBV_QPT_RC;
+  init.sq_sig_all = 0;
+  init.cap.max_send_wr = send_count_ + kMaxCreditWrites;
+  init.cap.max_recv_wr = recv_count_;
+  init.cap.max_send_sge = 1;
+  init.cap.max_recv_sge = 1;
+  init.cap.max_inline_data = sizeof(std::uint64_t);  // credit WRITEs carry their 8 bytes inline
+  if (rdma_create_qp(id_.get(), pd_.get(), &init) != 0) throw_errno("cannot create the queue pair of the " + where);
+  qp_ = CmQp(id_.get());
+
+  free_send_slots_.reserve(send_count_);
+  for (unsigned i = send_count_; i-- > 0;) free_send_slots_.push_back(i);
+  ring_.resize(recv_count_);
+  // Every slot posted before the connection exists: the peer may send the moment it is up.
+  for (std::uint32_t i = 0; i < recv_count_; ++i) repost(i);
+  reposted_total_ = 0;  // the initial posts are the peer's starting credit, not returned credit
+}
+
+RcConnectInfo RcReliableChannel::local_info() const {
+  RcConnectInfo info;
+  info.recv_slots = std::uint16_t(recv_count_);
+  info.slot_bytes = std::uint32_t(slot_bytes_);
+  info.credit_rkey = credit_mr_->rkey;
+  info.credit_addr = reinterpret_cast<std::uint64_t>(credit_word_.get());
+  return info;
+}
+
+void RcReliableChannel::established(const RcConnectInfo& peer) {
+  peer_ = peer;
+  chunk_bytes_ = std::min<std::size_t>(slot_bytes_, peer.slot_bytes);
+  connected_ = true;
+  // The passive side learns the peer's address for sure only now.
+  const SocketAddress local = to_socket_address(rdma_get_local_addr(id_.get()));
+  const SocketAddress remote = to_socket_address(rdma_get_peer_addr(id_.get()));
+  if (local.length) {
+    local_host_ = numeric_host(local);
+    local_address_ = format_address(local);
+  }
+  if (remote.length) {
+    peer_host_ = numeric_host(remote);
+    peer_address_ = format_address(remote);
+  }
+}
+
+RcReliableChannel::~RcReliableChannel() {
+  if (!qp_.get()) return;
+  // Tell the peer (DREQ: it sees DISCONNECTED at once instead of retrying into the void), flush
+  // everything outstanding, take the flushed completions (bounded), then destroy in order.
+  if (connected_ && !disconnected_) rdma_disconnect(id_.get());
+  ibv_qp_attr a{};
+  a.qp_state = IBV_QPS_ERR;
+  ibv_modify_qp(qp_.get(), &a, IBV_QP_STATE);
+  std::uint64_t outstanding = recv_posted_ + sends_in_flight_ + credit_writes_in_flight_;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  while (outstanding > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::size_t n = 0;
+    try {
+      n = recv_cq_->poll(wc_) + send_cq_->poll(wc_);
+    } catch (const Error&) {
+      break;
+    }
+    if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    outstanding -= std::min<std::uint64_t>(outstanding, n);
+  }
+}
+
+void RcReliableChannel::set_limits(std::size_t max_body, std::uint64_t max_payload) {
+  limits_.max_body = max_body;
+  limits_.max_payload = max_payload;
+}
+
+void RcReliableChannel::set_io_timeout(std::chrono::milliseconds timeout) {
+  io_timeout_ = std::max(timeout, std::chrono::milliseconds(1));
+}
+
+void RcReliableChannel::ensure_usable() const {
+  if (broken_)
+    throw Error(broken_->kind(), "RC connection to " + peer_address_ + " is unusable after an earlier error: " +
+                                     broken_->what());
+}
+
+template <typename F>
+auto RcReliableChannel::guarded(F&& f) -> decltype(f()) {
+  ensure_usable();
+  try {
+    return f();
+  } catch (const Error& e) {
+    broken_ = e;
+    throw;
+  } catch (const std::exception& e) {
+    broken_ = Error(ErrorKind::io, e.what());
+    throw;
+  }
+}
+
+void RcReliableChannel::throw_if_failed() const {
+  if (pending_failure_) throw *pending_failure_;
+}
+
+// ---- failures ------------------------------------------------------------------------------
+
+void RcReliableChannel::check_cm_events() {
+  while (auto ev = poll_cm_event(events_.get())) {
+    if (ev->type == RDMA_CM_EVENT_DISCONNECTED) {
+      disconnected_ = true;
+      if (!pending_failure_)
+        pending_failure_ = Error(ErrorKind::peer_vanished, "RC peer " + peer_address_ +
+                                                               " disconnected (its hymig closed the connection or exited)");
+    } else if (ev->type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
+      disconnected_ = true;
+      pending_failure_ = Error(ErrorKind::io, "the RDMA device of the connection to " + peer_address_ + " was removed");
+    }
+    // TIMEWAIT_EXIT, ADDR_CHANGE and late duplicates change nothing for an established channel.
+  }
+}
+
+void RcReliableChannel::fail_completion(const ibv_wc& wc, const char* queue) {
+  const std::string status = std::string(ibv_wc_status_str(wc.status)) + " (status " + std::to_string(wc.status) + ")";
+  switch (wc.status) {
+    case IBV_WC_WR_FLUSH_ERR:
+      check_cm_events();  // a disconnect explains the flush best
+      throw_if_failed();
+      throw Error(ErrorKind::peer_vanished, "RC connection to " + peer_address_ + " broke: " + queue +
+                                                " flushed, the queue pair is in the error state (connection torn down)");
+    case IBV_WC_RETRY_EXC_ERR:
+      throw Error(ErrorKind::peer_vanished, "RC peer " + peer_address_ + " stopped acknowledging (" + status +
+                                                "): host down, link cut, or its process gone");
+    case IBV_WC_RNR_RETRY_EXC_ERR:
+      throw Error(ErrorKind::protocol, "RC peer " + peer_address_ + " had no receive slot for our " + queue + " (" +
+                                           status + "): it broke the credit protocol");
+    case IBV_WC_LOC_LEN_ERR:
+      throw Error(ErrorKind::protocol, "RC peer " + peer_address_ + " sent a message larger than our " +
+                                           std::to_string(slot_bytes_) + "-byte receive slots (" + status + ")");
+    case IBV_WC_REM_ACCESS_ERR:
+    case IBV_WC_REM_INV_REQ_ERR:
+      throw Error(ErrorKind::protocol, "RC peer " + peer_address_ + " refused our " + queue + " (" + status +
+                                           "): bad credit address or key in its connection data?");
+    default:
+      throw Error(ErrorKind::io, std::string("RC ") + queue + " to " + peer_address_ + " failed: " + status);
+  }
+}
+
+// ---- send ----------------------------------------------------------------------------------
+
+void RcReliableChannel::send(std::uint8_t type, std::span<const std::byte> body) { send_frame(type, body, {}); }
+
+void RcReliableChannel::send_with_payload(std::uint8_t type, std::span<const std::byte> body,
+                                          std::span<const ConstBuffer> payload) {
+  send_frame(type, body, payload);
+}
+
+void RcReliableChannel::send_frame(std::uint8_t type, std::span<const std::byte> body,
+                                   std::span<const ConstBuffer> payload) {
+  std::uint64_t payload_bytes = 0;
+  for (const ConstBuffer& part : payload) payload_bytes += part.size;
+  if (body.size() > 0xFFFFFFFFu)
+    throw Error(ErrorKind::usage, "message body of " + std::to_string(body.size()) + " bytes for " + peer_address_ +
+                                      " exceeds the frame limit of 4 GiB - 1; split it");
+  guarded([&] {
+    throw_if_failed();
+    if (!connected_) throw std::logic_error("RcReliableChannel used before the connection was established");
+    const auto header = encode_rc_frame_header(RcFrameHeader{type, std::uint32_t(body.size()), payload_bytes});
+    append(header.data(), header.size());
+    append(body.data(), body.size());
+    for (const ConstBuffer& part : payload) append(part.data, part.size);
+    post_current_slot();  // a message ends with its SEND: the next header starts a fresh one
+    stats_.bytes_sent += header.size() + body.size() + payload_bytes;
+    ++stats_.messages_sent;
+  });
+}
+
+void RcReliableChannel::append(const std::byte* data, std::size_t n) {
+  while (n > 0) {
+    if (current_slot_ < 0) {
+      wait_for_send_room();
+      current_slot_ = free_send_slots_.back();
+      free_send_slots_.pop_back();
+      current_fill_ = 0;
+    }
+    const std::size_t k = std::min(n, chunk_bytes_ - current_fill_);
+    std::memcpy(send_slot(std::uint32_t(current_slot_)) + current_fill_, data, k);
+    current_fill_ += k;
+    data += k;
+    n -= k;
+    if (current_fill_ == chunk_bytes_) post_current_slot();
+  }
+}
+
+void RcReliableChannel::post_current_slot() {
+  if (current_slot_ < 0) return;
+  const auto slot = std::uint32_t(current_slot_);
+  current_slot_ = -1;
+  if (current_fill_ == 0) {
+    free_send_slots_.push_back(slot);
+    return;
+  }
+  ibv_sge sge{reinterpret_cast<std::uintptr_t>(send_slot(slot)), std::uint32_t(current_fill_), send_mr_->lkey};
+  ibv_send_wr wr{};
+  wr.wr_id = slot;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_SEND;
+  wr.send_flags = IBV_SEND_SIGNALED;  // 64 KiB per completion: signalling each costs nothing
+  ibv_send_wr* bad = nullptr;
+  if (const int rc = ibv_post_send(qp_.get(), &wr, &bad); rc != 0) {
+    free_send_slots_.push_back(slot);
+    throw_errno("cannot post a SEND to RC peer " + peer_address_ + " (queue pair in error?)", rc);
+  }
+  ++sends_posted_;
+  ++sends_in_flight_;
+}
+
+std::uint64_t RcReliableChannel::credits() const {
+  // The peer RDMA-WRITEs this word; read it as the device left it.
+  const std::uint64_t returned = __atomic_load_n(reinterpret_cast<const std::uint64_t*>(credit_word_.get()), __ATOMIC_ACQUIRE);
+  const std::uint64_t limit = peer_.recv_slots + returned;
+  return limit > sends_posted_ ? limit - sends_posted_ : 0;
+}
+
+void RcReliableChannel::reap_sends() {
+  for (;;) {
+    const std::size_t n = send_cq_->poll(wc_);
+    for (std::size_t i = 0; i < n; ++i) {
+      const ibv_wc& wc = wc_[i];
+      const bool credit = (wc.wr_id & kCreditWrId) != 0;
+      if (wc.status != IBV_WC_SUCCESS) fail_completion(wc, credit ? "credit write" : "send");
+      if (credit) {
+        --credit_writes_in_flight_;
+      } else {
+        --sends_in_flight_;
+        free_send_slots_.push_back(std::uint32_t(wc.wr_id));
+      }
+    }
+    if (n < wc_.size()) return;
+  }
+}
+
+void RcReliableChannel::wait_for_send_room() {
+  reap_sends();
+  throw_if_failed();
+  if (!free_send_slots_.empty() && credits() > 0) return;
+  if (credits() == 0) ++credit_waits_;
+  const auto deadline = std::chrono::steady_clock::now() + io_timeout_;
+  auto pause = std::chrono::microseconds(0);
+  for (;;) {
+    // Keep our own receive side moving, so a peer that is itself blocked sending to us can go on
+    // and reach the point where it reads (and returns our credit).
+    if (credits() == 0) spill_receives();
+    reap_sends();
+    if (!free_send_slots_.empty() && credits() > 0) return;
+    check_cm_events();
+    throw_if_failed();
+    if (std::chrono::steady_clock::now() >= deadline) {
+      if (credits() == 0)
+        throw Error(ErrorKind::timeout, "RC peer " + peer_address_ + " consumed none of our messages for " +
+                                            seconds(io_timeout_) + " — not reading, or the link is down?");
+      throw Error(ErrorKind::timeout, "the RDMA device completed none of our sends to " + peer_address_ + " for " +
+                                          seconds(io_timeout_) + " — link down?");
+    }
+    if (pause.count() == 0) {
+      std::this_thread::yield();
+      pause = std::chrono::microseconds(20);
+    } else {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::microseconds(1000));
+    }
+  }
+}
+
+// ---- credits -------------------------------------------------------------------------------
+
+void RcReliableChannel::repost(std::uint32_t slot) {
+  ibv_sge sge{reinterpret_cast<std::uintptr_t>(recv_slot(slot)), std::uint32_t(slot_bytes_), recv_mr_->lkey};
+  ibv_recv_wr wr{};
+  wr.wr_id = slot;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  ibv_recv_wr* bad = nullptr;
+  if (const int rc = ibv_post_recv(qp_.get(), &wr, &bad); rc != 0)
+    throw_errno("cannot re-post a receive slot for RC peer " + peer_address_ + " (queue pair in error?)", rc);
+  ++recv_posted_;
+  ++reposted_total_;
+  return_credits(false);
+}
+
+// Writes our running count of re-posted slots into the peer's credit word: one inline RDMA WRITE,
+// no receive WQE consumed on either side.
+void RcReliableChannel::return_credits(bool force) {
+  if (!connected_ || reposted_total_ == reported_total_) return;
+  if (!force && reposted_total_ - reported_total_ < credit_batch_) return;
+  const auto deadline = std::chrono::steady_clock::now() + io_timeout_;
+  while (credit_writes_in_flight_ >= kMaxCreditWrites) {
+    reap_sends();
+    if (credit_writes_in_flight_ < kMaxCreditWrites) break;
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw Error(ErrorKind::timeout, "the RDMA device completed no credit write to " + peer_address_ + " for " +
+                                          seconds(io_timeout_) + " — link down?");
+    std::this_thread::yield();
+  }
+  const std::uint64_t value = reposted_total_;
+  ibv_sge sge{reinterpret_cast<std::uintptr_t>(&value), sizeof value, 0};  // inline: copied at post
+  ibv_send_wr wr{};
+  wr.wr_id = kCreditWrId;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_RDMA_WRITE;
+  wr.send_flags = IBV_SEND_SIGNALED | IBV_SEND_INLINE;
+  wr.wr.rdma.remote_addr = peer_.credit_addr;
+  wr.wr.rdma.rkey = peer_.credit_rkey;
+  ibv_send_wr* bad = nullptr;
+  if (const int rc = ibv_post_send(qp_.get(), &wr, &bad); rc != 0)
+    throw_errno("cannot post a credit write to RC peer " + peer_address_ + " (queue pair in error?)", rc);
+  ++credit_writes_in_flight_;
+  reported_total_ = value;
+}
+
+// ---- receive -------------------------------------------------------------------------------
+
+void RcReliableChannel::poll_receives() {
+  for (;;) {
+    const std::size_t n = recv_cq_->poll(wc_);
+    for (std::size_t i = 0; i < n; ++i) {
+      const ibv_wc& wc = wc_[i];
+      --recv_posted_;
+      if (wc.status != IBV_WC_SUCCESS) {
+        // Keep what arrived before: the failure is thrown once those bytes are handed out.
+        if (!pending_failure_) {
+          try {
+            fail_completion(wc, "receive");
+          } catch (const Error& e) {
+            pending_failure_ = e;
+          }
+        }
+        continue;
+      }
+      ring_[(ring_head_ + ring_size_) % ring_.size()] = Received{std::uint32_t(wc.wr_id), wc.byte_len};
+      ++ring_size_;
+    }
+    if (n < wc_.size()) return;
+  }
+}
+
+bool RcReliableChannel::has_buffered() const {
+  return !spill_.empty() || ring_size_ > 0 || (have_current_ && cur_off_ < cur_len_);
+}
+
+void RcReliableChannel::spill_receives() {
+  poll_receives();
+  if (have_current_ && cur_slot_ >= 0 && spill_bytes_ < kMaxSpillBytes) {
+    const auto slot = std::uint32_t(cur_slot_);
+    cur_spill_.assign(cur_data_ + cur_off_, cur_data_ + cur_len_);
+    cur_data_ = cur_spill_.data();
+    cur_len_ = cur_spill_.size();
+    cur_off_ = 0;
+    cur_slot_ = -1;
+    repost(slot);
+  }
+  while (ring_size_ > 0 && spill_bytes_ < kMaxSpillBytes) {
+    const Received r = ring_[ring_head_];
+    ring_head_ = (ring_head_ + 1) % ring_.size();
+    --ring_size_;
+    spill_.emplace_back(recv_slot(r.slot), recv_slot(r.slot) + r.len);
+    spill_bytes_ += r.len;
+    repost(r.slot);
+  }
+  return_credits(true);
+  ready_.set_held(has_buffered());  // what was polled here no completion event will announce again
+}
+
+// Makes the next SEND current; false if none arrived within `timeout`.
+bool RcReliableChannel::next_send(std::chrono::nanoseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (!spill_.empty()) {
+      cur_spill_ = std::move(spill_.front());
+      spill_.pop_front();
+      spill_bytes_ -= cur_spill_.size();
+      cur_data_ = cur_spill_.data();
+      cur_len_ = cur_spill_.size();
+      cur_off_ = 0;
+      cur_slot_ = -1;
+      have_current_ = true;
+      return true;
+    }
+    if (ring_size_ > 0) {
+      const Received r = ring_[ring_head_];
+      ring_head_ = (ring_head_ + 1) % ring_.size();
+      --ring_size_;
+      cur_data_ = recv_slot(r.slot);
+      cur_len_ = r.len;
+      cur_off_ = 0;
+      cur_slot_ = r.slot;
+      have_current_ = true;
+      return true;
+    }
+    poll_receives();
+    if (ring_size_ > 0) continue;
+    throw_if_failed();
+    if (recv_cq_->arm()) continue;  // armed just now: look once more before sleeping
+    check_cm_events();
+    if (pending_failure_) continue;  // take whatever completed before it, then throw
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= left.zero()) return false;
+    ready_.set_held(false);
+    if (wait_fd(ready_.fd(), POLLIN, left)) recv_cq_->consume_event();
+  }
+}
+
+void RcReliableChannel::release_current() {
+  if (!have_current_) return;
+  have_current_ = false;
+  if (cur_slot_ >= 0) repost(std::uint32_t(cur_slot_));
+  cur_slot_ = -1;
+}
+
+// Copies (or with dst == nullptr skips) the next n bytes of the stream; each stall is bounded by
+// the io timeout. Slots go back to the device the moment they are emptied.
+void RcReliableChannel::read_stream(std::byte* dst, std::uint64_t n, const char* what) {
+  while (n > 0) {
+    if (!have_current_) {
+      if (!next_send(io_timeout_))
+        throw Error(ErrorKind::timeout, "RC peer " + peer_address_ + " sent nothing for " + seconds(io_timeout_) +
+                                            " in the middle of a " + what + " — link down or peer stuck?");
+    }
+    const std::size_t k = std::size_t(std::min<std::uint64_t>(n, cur_len_ - cur_off_));
+    if (dst) {
+      std::memcpy(dst, cur_data_ + cur_off_, k);
+      dst += k;
+    }
+    cur_off_ += k;
+    n -= k;
+    stats_.bytes_received += k;
+    if (cur_off_ == cur_len_) release_current();
+  }
+}
+
+void RcReliableChannel::end_of_message() {
+  if (have_current_ && cur_off_ < cur_len_)
+    throw Error(ErrorKind::protocol, "RC peer " + peer_address_ + " sent " + std::to_string(cur_len_ - cur_off_) +
+                                         " bytes after the end of a message in the same SEND: the stream is out of step");
+  release_current();
+}
+
+std::optional<Message> RcReliableChannel::receive(std::chrono::milliseconds timeout) {
+  if (payload_pending_ > 0)
+    throw std::logic_error("RcReliableChannel::receive: the previous message's payload (" +
+                           std::to_string(payload_pending_) + " bytes) was neither received nor discarded");
+  return guarded([&] {
+    auto m = receive_frame(timeout);
+    ready_.set_held(has_buffered());
+    return m;
+  });
+}
+
+std::optional<Message> RcReliableChannel::receive_frame(std::chrono::milliseconds timeout) {
+  if (!next_send(timeout)) return std::nullopt;
+  // The header opens a SEND and lies wholly inside it (a SEND is at least 1 KiB).
+  const RcFrameHeader h = [&] {
+    try {
+      return decode_rc_frame_header(std::span<const std::byte>(cur_data_, cur_len_), limits_);
+    } catch (const Error& e) {
+      throw Error(e.kind(), std::string(e.what()) + " (from " + peer_address_ + ")");
+    }
+  }();
+  cur_off_ = kRcFrameHeaderBytes;
+  stats_.bytes_received += kRcFrameHeaderBytes;
+  if (cur_off_ == cur_len_) release_current();
+  if (body_.size() < h.body_len) body_.resize(h.body_len);  // <= limits_.max_body, checked above
+  read_stream(body_.data(), h.body_len, "message body");
+  payload_pending_ = h.payload_len;
+  if (h.payload_len == 0) end_of_message();
+  ++stats_.messages_received;
+  return Message{h.type, std::span<const std::byte>(body_.data(), h.body_len), h.payload_len};
+}
+
+void RcReliableChannel::receive_payload(std::span<const MutableBuffer> dst) {
+  std::uint64_t total = 0;
+  for (const MutableBuffer& b : dst) total += b.size;
+  if (total != payload_pending_)
+    throw std::logic_error("RcReliableChannel::receive_payload: buffers hold " + std::to_string(total) +
+                           " bytes but the pending payload is " + std::to_string(payload_pending_));
+  if (total == 0) return;
+  guarded([&] {
+    for (const MutableBuffer& b : dst) read_stream(b.data, b.size, "payload");
+    payload_pending_ = 0;
+    end_of_message();
+    ready_.set_held(has_buffered());
+  });
+}
+
+void RcReliableChannel::discard_payload() {
+  if (payload_pending_ == 0) return;
+  guarded([&] {
+    read_stream(nullptr, payload_pending_, "payload");
+    payload_pending_ = 0;
+    end_of_message();
+    ready_.set_held(has_buffered());
+  });
+}
+
+}  // namespace hymig::verbs

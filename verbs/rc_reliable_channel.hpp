@@ -1,0 +1,211 @@
+// ReliableChannel over an RDMA reliable-connected queue pair set up with librdmacm.
+//
+// A message (verbs/rc_wire.hpp: header, body, payload) is a byte stream cut into SENDs of at most
+// the peer's receive-slot size, copied into registered send slots (the interface gives no way to
+// register the caller's payload, and a 64 KiB memcpy costs far less than a per-message
+// registration). The receiver has `recv_slots` registered slots posted; it copies header and body
+// into a buffer of its own and the payload straight into the caller's buffers, re-posting each
+// slot as soon as it is emptied.
+//
+// Flow control is by credits, not by RNR retries: a sender may have at most as many SENDs
+// unconsumed as the receiver has slots. The receiver returns credits by RDMA-WRITing its running
+// count of re-posted slots into an 8-byte registered word of the sender (address and rkey travel in
+// the connect private data), every recv_slots/4 slots. A WRITE consumes no receive WQE, so credits
+// can never be blocked by the very shortage they are meant to relieve, and a slow reader makes its
+// sender wait in user space instead of flooding the link with RNR NAKs and retries (which, under
+// loss or on a slow host, is what makes RC crawl). The QP keeps a small rnr_retry_count only as a
+// safety net: an RNR would mean a credit bug, and it surfaces as an error instead of a stall. The
+// cost is that a sender out of credits polls its credit word (with growing sleeps, up to 1 ms)
+// instead of sleeping on a descriptor; a sender only runs out when the receiver is slower.
+//
+// Two ends that both send without reading would each wait for the other's credit forever (TCP
+// hides this behind megabytes of socket buffer; here every small message holds a whole slot). So a
+// sender waiting for credit moves what it has received out of its slots into memory of its own (up
+// to 64 MiB), re-posts them and returns the credit; receive() hands those bytes out first.
+//
+// After any failure in the middle of a message the stream is out of step: every later call throws
+// again, naming the first error (like the TCP channel).
+#pragma once
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+
+#include <array>
+#include <chrono>
+#include <deque>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "transport/error.hpp"
+#include "transport/reliable_channel.hpp"
+#include "verbs/cm_events.hpp"
+#include "verbs/completion_queue.hpp"
+#include "verbs/rc_wire.hpp"
+#include "verbs/ready_signal.hpp"
+#include "verbs/verbs_handles.hpp"
+
+namespace hymig::verbs {
+
+struct RcOptions {
+  unsigned recv_slots = 32;          // receive slots posted (= the peer's credits)
+  unsigned send_slots = 16;          // registered send slots (SENDs in flight)
+  std::size_t slot_bytes = 64 * 1024;
+};
+
+// The rdma_cm connection parameters both ends use; `info` (the encoded RcConnectInfo) must outlive
+// the rdma_connect / rdma_accept call.
+rdma_conn_param rc_conn_param(const std::array<std::byte, kRcConnectBytes>& info);
+// The QP's ACK timeout, set on the id before rdma_connect / rdma_accept.
+void set_rc_ack_timeout(rdma_cm_id* id);
+
+class RcReliableChannel final : public ReliableChannel {
+ public:
+  static constexpr std::chrono::milliseconds kDefaultIoTimeout{10'000};
+
+  // For RcListener and connect_rc: takes a cm_id whose device is known (route resolved, or a
+  // connect request) and its own event channel; makes PD, CQs, QP and slots and posts the receive
+  // slots, so the peer may send the moment the connection is up. Throws Error{io}.
+  static std::unique_ptr<RcReliableChannel> prepare(EventChannelPtr events, CmIdPtr id, const RcOptions& options);
+  // What goes into the connect request / accept reply.
+  RcConnectInfo local_info() const;
+  // Once RDMA_CM_EVENT_ESTABLISHED is in: the peer's slots and credit word.
+  void established(const RcConnectInfo& peer);
+  rdma_cm_id* cm_id() const { return id_.get(); }
+  rdma_event_channel* event_channel() const { return events_.get(); }
+
+  // rdma_disconnect, QP to ERR, bounded drain, destroy in order: never waits for the peer.
+  ~RcReliableChannel() override;
+
+  std::string transport_name() const override { return "rc"; }
+  void set_limits(std::size_t max_body, std::uint64_t max_payload) override;
+  void set_io_timeout(std::chrono::milliseconds timeout) override;
+
+  // Error{usage} for a body above 4 GiB - 1; Error{timeout} when the peer returns no credit (or the
+  // device completes no send) for the io timeout; Error{peer_vanished} when the peer disconnected or
+  // stopped acknowledging. Returns once everything is copied into send slots and posted.
+  void send(std::uint8_t type, std::span<const std::byte> body) override;
+  void send_with_payload(std::uint8_t type, std::span<const std::byte> body,
+                         std::span<const ConstBuffer> payload) override;
+
+  // std::nullopt if no message starts to arrive within `timeout`; once it has, each stall is
+  // bounded by the io timeout. Error{peer_vanished} when the peer disconnected (after every
+  // message it sent before has been received), Error{protocol} for a malformed frame.
+  // std::logic_error if the previous message's payload was neither received nor discarded.
+  std::optional<Message> receive(std::chrono::milliseconds timeout) override;
+  void receive_payload(std::span<const MutableBuffer> dst) override;
+  void discard_payload() override;
+
+  // epoll set: receive CQ's completion channel, the CM event channel (a disconnect wakes it), and
+  // a "received SENDs kept" eventfd.
+  int poll_fd() const override { return ready_.fd(); }
+  std::string local_host() const override { return local_host_; }
+  std::string peer_host() const override { return peer_host_; }
+  ReliableStats stats() const override { return stats_; }
+
+  // Beyond the interface.
+  std::string local_address() const { return local_address_; }  // "IP:PORT"
+  std::string peer_address() const { return peer_address_; }
+  ibv_qp* queue_pair() const { return qp_.get(); }              // for fault-injection tests
+  std::uint64_t credit_waits() const { return credit_waits_; }   // times a send waited for credit
+
+ private:
+  struct Received {
+    std::uint32_t slot = 0;
+    std::uint32_t len = 0;
+  };
+
+  explicit RcReliableChannel(EventChannelPtr events, CmIdPtr id);
+  void setup(const RcOptions& options);
+
+  // send side
+  void send_frame(std::uint8_t type, std::span<const std::byte> body, std::span<const ConstBuffer> payload);
+  void append(const std::byte* data, std::size_t n);
+  void post_current_slot();
+  void wait_for_send_room();
+  std::uint64_t credits() const;
+  void reap_sends();
+
+  // receive side
+  std::optional<Message> receive_frame(std::chrono::milliseconds timeout);
+  bool next_send(std::chrono::nanoseconds timeout);
+  void poll_receives();
+  void spill_receives();
+  bool has_buffered() const;
+  void read_stream(std::byte* dst, std::uint64_t n, const char* what);
+  void end_of_message();
+  void release_current();
+  void repost(std::uint32_t slot);
+  void return_credits(bool force);
+  void throw_if_failed() const;
+
+  void check_cm_events();
+  [[noreturn]] void fail_completion(const ibv_wc& wc, const char* queue);
+  void ensure_usable() const;
+  template <typename F>
+  auto guarded(F&& f) -> decltype(f());
+  std::byte* send_slot(std::uint32_t i) const { return send_pool_.get() + std::size_t(i) * slot_bytes_; }
+  std::byte* recv_slot(std::uint32_t i) const { return recv_pool_.get() + std::size_t(i) * slot_bytes_; }
+
+  ReadySignal ready_;
+  std::string local_host_, peer_host_, local_address_, peer_address_;
+  RcLimits limits_;
+  std::chrono::milliseconds io_timeout_ = kDefaultIoTimeout;
+  std::optional<Error> broken_;
+  bool disconnected_ = false;
+  bool connected_ = false;
+  ReliableStats stats_;
+  std::uint64_t credit_waits_ = 0;
+
+  // Declared in creation order; destroyed in reverse: QP, CQs, MRs, pools, PD, cm_id, event channel.
+  EventChannelPtr events_;
+  CmIdPtr id_;
+  PdPtr pd_;
+  AlignedBytes send_pool_;
+  AlignedBytes recv_pool_;
+  AlignedBytes credit_word_;  // the peer writes its re-posted count here
+  MrPtr send_mr_;
+  MrPtr recv_mr_;
+  MrPtr credit_mr_;
+  std::unique_ptr<CompletionQueue> send_cq_;
+  std::unique_ptr<CompletionQueue> recv_cq_;
+  CmQp qp_;
+
+  std::size_t slot_bytes_ = 0;
+  unsigned recv_count_ = 0;
+  unsigned send_count_ = 0;
+  RcConnectInfo peer_{};
+  std::size_t chunk_bytes_ = 0;  // SEND size: min(our slots, the peer's)
+
+  // send side state
+  std::vector<std::uint32_t> free_send_slots_;
+  std::int64_t current_slot_ = -1;  // slot being filled
+  std::size_t current_fill_ = 0;
+  std::uint64_t sends_posted_ = 0;  // data SENDs ever posted (credits used)
+  unsigned sends_in_flight_ = 0;
+  unsigned credit_writes_in_flight_ = 0;
+
+  // receive side state: SENDs spilled to our memory (oldest), then polled slots, then the CQ
+  std::deque<std::vector<std::byte>> spill_;
+  std::size_t spill_bytes_ = 0;
+  std::vector<Received> ring_;  // polled, not yet consumed (at most recv_count_)
+  std::size_t ring_head_ = 0, ring_size_ = 0;
+  bool have_current_ = false;   // the SEND being consumed:
+  const std::byte* cur_data_ = nullptr;
+  std::size_t cur_len_ = 0, cur_off_ = 0;
+  std::int64_t cur_slot_ = -1;  // its receive slot, or -1 when it lives in cur_spill_
+  std::vector<std::byte> cur_spill_;
+  unsigned recv_posted_ = 0;
+  std::uint64_t reposted_total_ = 0;  // slots re-posted since the start (the peer's credit)
+  std::uint64_t reported_total_ = 0;  // last value written to the peer
+  unsigned credit_batch_ = 1;
+  std::optional<Error> pending_failure_;  // disconnect/flush seen; thrown once nothing is buffered
+  std::vector<std::byte> body_;
+  std::uint64_t payload_pending_ = 0;
+  std::array<ibv_wc, 32> wc_{};
+};
+
+}  // namespace hymig::verbs
