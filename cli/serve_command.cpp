@@ -96,7 +96,8 @@ int run_serve(const std::vector<std::string>& args) {
         if (ec) throw Error(ErrorKind::io, "cannot create the store '" + store + "': " + ec.message());
         return make_file_target(store, n.image_name, n.session, n.image_bytes);
       };
-      DestinationOptions dopts{timeout};
+      DestinationOptions dopts;
+      dopts.peer_timeout = timeout;
       dopts.make_reliable = [&](const Notify&) -> std::unique_ptr<ReliableAcceptor> {
         return std::make_unique<RcAcceptor>(verbs::RcListener::open(rel->local_host()));
       };

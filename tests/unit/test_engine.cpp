@@ -50,7 +50,9 @@ Outcome migrate(SyntheticImage& image, const Impairments& imp, SourceOptions opt
     out.target = map_anonymous(n.image_bytes, "test target");
     return std::make_unique<KeptTarget>(out.target, out.committed, out.discarded);
   };
-  std::thread dest([&] { out.dest = run_destination(*rel.b, dst_factory, targets, DestinationOptions{std::chrono::milliseconds(5000)}); });
+  DestinationOptions dopts;
+  dopts.peer_timeout = std::chrono::milliseconds(5000);
+  std::thread dest([&] { out.dest = run_destination(*rel.b, dst_factory, targets, dopts); });
   std::thread saboteur;
   if (sabotage) saboteur = std::thread([&] { sabotage(*rel.a); });
   opts.peer_timeout = std::chrono::milliseconds(5000);
@@ -96,7 +98,9 @@ TEST_P(EngineOverFakeChannels, DestinationEqualsPausedSourceByteForByte) {
   // The writers are parked after the handover, so the source is stable to compare against.
   ASSERT_EQ(out.target.size(), image.memory().size());
   EXPECT_EQ(0, std::memcmp(out.target.data(), image.memory().data(), image.memory().size()));
-  if (c.imp.corrupt > 0) EXPECT_GT(out.dest.invalid_datagrams + out.dest.bad_hash, 0u);
+  if (c.imp.corrupt > 0) {
+    EXPECT_GT(out.dest.invalid_datagrams + out.dest.bad_hash, 0u);
+  }
 }
 
 const Case kCases[] = {

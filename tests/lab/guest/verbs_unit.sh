@@ -12,7 +12,7 @@
 #   HYMIG_LAB_MTU=veth MTU
 . /lab/lib.sh
 
-filter=${1:-'Verbs*:*/Verbs*'}
+filter=${1:-'Verbs*:*/Verbs*:*/EngineOverEveryTransport.*'}
 bin=/usr/bin/hymig_unit_tests
 if [ ! -x "$bin" ]; then
   skip verbs-unit "no hymig_unit_tests in this build (tests/hymig_unit_tests was not built)"

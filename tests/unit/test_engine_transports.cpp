@@ -1,0 +1,182 @@
+// One engine suite, every transport: the same migration (a dirtying synthetic image, the
+// destination byte-for-byte equal to the paused source) over each channel pair the product can
+// choose — the in-memory fake, UDP+TCP, TCP only, RoCE UD+RC, the mixed UD+TCP, and RC only.
+// The RDMA pairs need two RoCE ports (rdma_rxe in the Soft-RoCE lab, tests/lab: rxe0 at
+// HYMIG_LAB_IP_A, rxe1 at HYMIG_LAB_IP_B) and skip with the reason elsewhere.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <future>
+#include <thread>
+
+#include "transport/destination_engine.hpp"
+#include "transport/fake_channel.hpp"
+#include "transport/mapping.hpp"
+#include "transport/source_engine.hpp"
+#include "transport/synthetic_image.hpp"
+#include "udp/tcp_connect.hpp"
+#include "udp/tcp_listener.hpp"
+#include "udp/udp_datagram_channel.hpp"
+#include "verbs/device_discovery.hpp"
+#include "verbs/rc_connect.hpp"
+#include "verbs/rc_listener.hpp"
+#include "verbs/ud_datagram_channel.hpp"
+
+namespace hymig {
+namespace {
+
+constexpr auto kTimeout = std::chrono::milliseconds(20000);  // Soft-RoCE under TCG is slow
+
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+// Both ends of one session's channels, made the way the CLI makes them.
+struct Channels {
+  std::unique_ptr<ReliableChannel> source_rel, dest_rel;
+  DatagramFactory source_dgram;
+  ReceiverDatagramFactory dest_dgram;
+  std::string bulk = "udp";  // SourceOptions::bulk
+};
+
+enum class Reliable { fake, tcp, rc };
+enum class Bulk { fake, udp, ud, over_reliable };
+
+struct Pair {
+  const char* name;
+  Reliable reliable;
+  Bulk bulk;
+  bool rdma() const { return reliable == Reliable::rc || bulk == Bulk::ud; }
+};
+
+// The addresses the pair runs between: loopback for sockets alone, the lab's two RoCE addresses
+// as soon as RDMA is involved (rxe drops what arrives on lo).
+struct Ends {
+  std::string a, b;
+};
+
+Ends ends_for(const Pair& p) {
+  if (!p.rdma()) return {"127.0.0.1", "127.0.0.1"};
+  return {env_or("HYMIG_LAB_IP_A", "10.9.0.1"), env_or("HYMIG_LAB_IP_B", "10.9.0.2")};
+}
+
+Channels make_channels(const Pair& p, const Ends& e) {
+  Channels c;
+  switch (p.reliable) {
+    case Reliable::fake: {
+      auto rel = make_fake_reliable_pair();
+      c.source_rel = std::move(rel.a);
+      c.dest_rel = std::move(rel.b);
+      break;
+    }
+    case Reliable::tcp: {
+      TcpListener listener = TcpListener::listen(e.b + ":0");
+      auto accepted = std::async(std::launch::async, [&] { return listener.accept(kTimeout); });
+      c.source_rel = connect_tcp(listener.local_address(), kTimeout, e.a);
+      c.dest_rel = accepted.get();
+      break;
+    }
+    case Reliable::rc: {
+      auto listener = verbs::RcListener::open(e.b);
+      auto accepted = std::async(std::launch::async, [&] { return listener->accept(kTimeout); });
+      c.source_rel = verbs::connect_rc(e.a, listener->endpoint(), kTimeout);
+      c.dest_rel = accepted.get();
+      break;
+    }
+  }
+  switch (p.bulk) {
+    case Bulk::fake: {
+      auto pair = std::make_shared<FakeDatagramPair>(make_fake_datagram_pair({}));
+      c.source_dgram = [pair]() -> std::unique_ptr<DatagramChannel> { return std::move(pair->a); };
+      c.dest_dgram = [pair](const Notify&) -> std::unique_ptr<DatagramChannel> { return std::move(pair->b); };
+      break;
+    }
+    case Bulk::udp:
+      c.source_dgram = [a = e.a]() -> std::unique_ptr<DatagramChannel> { return UdpDatagramChannel::open(a); };
+      c.dest_dgram = [b = e.b](const Notify&) -> std::unique_ptr<DatagramChannel> { return UdpDatagramChannel::open(b); };
+      break;
+    case Bulk::ud:
+      c.source_dgram = [a = e.a]() -> std::unique_ptr<DatagramChannel> { return verbs::UdDatagramChannel::open(a); };
+      c.dest_dgram = [b = e.b](const Notify&) -> std::unique_ptr<DatagramChannel> {
+        return verbs::UdDatagramChannel::open(b);
+      };
+      break;
+    case Bulk::over_reliable:
+      c.bulk = "tcp";
+      break;
+  }
+  return c;
+}
+
+class KeptTarget final : public TargetImage {
+ public:
+  explicit KeptTarget(Mapping& m) : m_(m) {}
+  std::span<std::byte> memory() override { return m_.span(); }
+  std::string description() const override { return "test"; }
+  void commit() override {}
+  void discard() noexcept override {}
+
+ private:
+  Mapping& m_;
+};
+
+class EngineOverEveryTransport : public ::testing::TestWithParam<Pair> {};
+
+TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
+  const Pair p = GetParam();
+  const Ends e = ends_for(p);
+  if (p.rdma() && (!verbs::find_roce_port(e.a) || !verbs::find_roce_port(e.b)))
+    GTEST_SKIP() << "no active RoCE ports for " << e.a << " and " << e.b
+                 << " (needs rdma_rxe: runs in the Soft-RoCE lab, ctest -L lab)";
+
+  Channels c = make_channels(p, e);
+  SyntheticSpec spec;
+  spec.size = 8 << 20;
+  spec.dirty_rate = 4 << 20;
+  spec.working_set = 2 << 20;
+  spec.seed = 11;
+  spec.zero_fraction = 0.2;
+  SyntheticImage image(spec);
+
+  Mapping target;
+  TargetFactory targets = [&](const Notify& n) {
+    target = map_anonymous(n.image_bytes, "test target");
+    return std::make_unique<KeptTarget>(target);
+  };
+  DestinationReport dest;
+  DestinationOptions dopts;
+  dopts.peer_timeout = kTimeout;
+  std::thread dest_thread([&] { dest = run_destination(*c.dest_rel, c.dest_dgram, targets, dopts); });
+  SourceOptions opts;
+  opts.bulk = c.bulk;
+  opts.initial_rate = 16 << 20;
+  opts.downtime_ms = 100;
+  opts.max_rounds = 6;
+  opts.peer_timeout = kTimeout;
+  const MigrationReport src = run_source(*c.source_rel, c.source_dgram, image, opts);
+  dest_thread.join();
+
+  ASSERT_TRUE(src.committed()) << src.error << " / destination: " << dest.error;
+  EXPECT_TRUE(src.verified);
+  EXPECT_TRUE(dest.committed);
+  EXPECT_GT(src.modified_pages, 0u) << "the writers did not dirty the image during the rounds";
+  const char* bulk_name = p.bulk == Bulk::over_reliable ? "tcp" : p.bulk == Bulk::ud ? "ud" : p.bulk == Bulk::udp ? "udp" : "fake";
+  EXPECT_EQ(src.bulk_transport, bulk_name);
+  EXPECT_EQ(src.reliable_transport, p.reliable == Reliable::rc ? "rc" : p.reliable == Reliable::tcp ? "tcp" : "fake");
+  ASSERT_EQ(target.size(), image.memory().size());
+  EXPECT_EQ(0, std::memcmp(target.data(), image.memory().data(), image.memory().size()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Pairs, EngineOverEveryTransport,
+                         ::testing::Values(Pair{"fake", Reliable::fake, Bulk::fake},
+                                           Pair{"udp_tcp", Reliable::tcp, Bulk::udp},
+                                           Pair{"tcp_only", Reliable::tcp, Bulk::over_reliable},
+                                           Pair{"ud_rc", Reliable::rc, Bulk::ud},
+                                           Pair{"ud_tcp", Reliable::tcp, Bulk::ud},
+                                           Pair{"rc_only", Reliable::rc, Bulk::over_reliable}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace hymig
