@@ -110,6 +110,7 @@ const Case kCases[] = {
     {"loss30_chunked1472", {.loss = 0.30}, 1472},
     {"mixed_chunked1024", {.loss = 0.05, .duplicate = 0.1, .reorder = 0.3, .corrupt = 0.05}, 1024},
     {"mixed_jumbo8972", {.loss = 0.05, .duplicate = 0.05, .reorder = 0.1, .corrupt = 0.05}, 8972},
+    {"mixed_roce4096", {.loss = 0.05, .duplicate = 0.05, .reorder = 0.1, .corrupt = 0.05}, 4096},
 };
 
 INSTANTIATE_TEST_SUITE_P(Seeds, EngineOverFakeChannels,
