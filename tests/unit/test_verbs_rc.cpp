@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <iostream>
@@ -329,6 +333,43 @@ TEST(VerbsRcChannel, PeerThatClosesIsPeerVanished) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << "the disconnect was not noticed promptly";
   EXPECT_NE(what.find("disconnected"), std::string::npos) << what;
   EXPECT_EQ(kind_of([&] { p.server->send(1, {}); }), ErrorKind::peer_vanished);
+}
+
+// The peer side of KilledPeerIsPeerVanished, run in a fresh process (a forked child may not use
+// the verbs contexts it inherited): connect, send, die without any teardown.
+TEST(VerbsRcChannel, KilledPeerHelper) {
+  const char* endpoint = std::getenv("HYMIG_TEST_RC_DIE_AFTER_SEND_TO");
+  if (!endpoint) GTEST_SKIP() << "helper process for KilledPeerIsPeerVanished only";
+  auto c = connect_rc(lab_ip_a(), endpoint, 60s);
+  c->send(7, bytes_of("about to die"));
+  std::this_thread::sleep_for(500ms);  // let the SEND be acknowledged
+  ::kill(::getpid(), SIGKILL);  // no destructor, no rdma_disconnect: the kernel tears it down
+}
+
+TEST(VerbsRcChannel, KilledPeerIsPeerVanished) {
+  HYMIG_REQUIRE_ROCE_LAB();
+  auto listener = RcListener::open(lab_ip_b());
+  const std::string endpoint = listener->endpoint();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::setenv("HYMIG_TEST_RC_DIE_AFTER_SEND_TO", endpoint.c_str(), 1);
+    ::execl("/proc/self/exe", "hymig_unit_tests", "--gtest_filter=VerbsRcChannel.KilledPeerHelper", nullptr);
+    ::_exit(127);
+  }
+  auto server = listener->accept(60s);
+  server->set_io_timeout(60s);
+  auto m = server->receive(30s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->type, 7);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string what;
+  EXPECT_EQ(kind_of([&] { server->receive(60s); }, &what), ErrorKind::peer_vanished) << what;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << what;
+  std::cout << "killed peer: " << what << "\n";
 }
 
 TEST(VerbsRcChannel, PollFdWakesForMessagesAndDisconnects) {
