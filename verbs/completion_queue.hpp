@@ -28,7 +28,6 @@ class CompletionQueue {
   ~CompletionQueue();
 
   ibv_cq* get() const { return cq_.get(); }
-  int entries() const { return cq_ ? cq_->cqe : 0; }
   int fd() const { return channel_ ? channel_->fd : -1; }  // -1 without a channel
 
   // ibv_poll_cq into `wc`; returns how many. Throws Error{io} if the provider fails.

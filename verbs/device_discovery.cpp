@@ -173,8 +173,6 @@ std::optional<Gid> gid_from_text(const std::string& text) {
   return gid;
 }
 
-std::string port_state_name(ibv_port_state state) { return ibv_port_state_str(state); }
-
 std::vector<RdmaPortInfo> list_ports() {
   std::vector<RdmaPortInfo> out;
   for_each_port([&](const std::string& device, std::uint8_t port, const ibv_port_attr& attr,

@@ -68,7 +68,4 @@ std::optional<std::array<std::uint8_t, 16>> gid_from_text(const std::string& tex
 // cannot be opened.
 ContextPtr open_device(const std::string& name);
 
-// "ACTIVE", "DOWN", ... for messages.
-std::string port_state_name(ibv_port_state state);
-
 }  // namespace hymig::verbs

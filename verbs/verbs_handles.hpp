@@ -3,10 +3,11 @@
 //
 // Teardown order matters to the device, and a class that owns several of these declares them so
 // that C++'s reverse destruction order matches it (first declared = last destroyed):
-//   context, comp channel, PD, MRs, CQs, AH, QP     ->  destroyed QP, AH, CQs, MRs, PD, channel, context
-// and before any member is destroyed, the owner's destructor moves the QP to ERR and drains what is
-// outstanding (a CQ cannot be destroyed while completion events are unacknowledged: see
-// completion_queue.hpp, which acks them itself).
+//   context (or cm_id), PD, memory, MRs, CQs, AH, QP  ->  destroyed QP, AH, CQs, MRs, memory, PD, context
+// A CQ's completion channel lives in its CompletionQueue and goes right after the CQ (ibv requires
+// only "after"). Before any member is destroyed, the owner's destructor moves the QP to ERR and
+// drains what is outstanding (a CQ cannot be destroyed while completion events are unacknowledged:
+// completion_queue.hpp acks them itself).
 #pragma once
 
 #include <infiniband/verbs.h>
