@@ -225,13 +225,65 @@ class DestinationRun {
       throw Error(ErrorKind::verify, v.missing_pages ? std::to_string(v.missing_pages) + " pages missing after the final delta"
                                                      : "image digest differs from the source's");
 
-    expect(*rel_, MsgType::commit, opts_.peer_timeout);
+    await_commit();
     target_->commit();
     report_.committed = true;
     // The source resumes nothing once it sent commit; its answer may be lost without harm.
     try {
       rel_->send(wire(MsgType::committed), {});
     } catch (const std::exception&) {
+    }
+  }
+
+  // After verify: the device state (if the target takes one), then commit. A target that takes
+  // device state is committed only once it applied all of it.
+  void await_commit() {
+    const bool takes_state = target_->takes_device_state();
+    StreamDigest digest;
+    std::uint64_t bytes = 0;
+    bool loaded = false;
+    std::vector<std::byte> piece;
+    while (true) {
+      const auto m = rel_->receive(opts_.peer_timeout);
+      if (!m) throw Error(ErrorKind::timeout, std::string("no ") + (takes_state && !loaded ? "device state" : "commit") +
+                                                  " from the source within " +
+                                                  std::to_string(opts_.peer_timeout.count() / 1000) + " s");
+      const auto type = static_cast<MsgType>(m->type);
+      if (type == MsgType::commit) {
+        if (takes_state && !loaded)
+          throw Error(ErrorKind::protocol, "commit before the device state was loaded: this " +
+                                               notify_.image_kind + " image needs its device state");
+        return;
+      }
+      if (takes_state && !loaded && type == MsgType::device_state) {
+        const std::uint64_t offset = decode_device_state_header(m->body);
+        if (offset != bytes)
+          throw Error(ErrorKind::protocol, "device-state piece at offset " + std::to_string(offset) + ", expected " +
+                                               std::to_string(bytes));
+        if (m->payload_bytes == 0 || m->payload_bytes > kMaxDeviceStatePiece)
+          throw Error(ErrorKind::protocol, "device-state piece of " + std::to_string(m->payload_bytes) +
+                                               " bytes (1.." + std::to_string(kMaxDeviceStatePiece) + ")");
+        piece.resize(m->payload_bytes);
+        const MutableBuffer dst{piece.data(), piece.size()};
+        rel_->receive_payload({&dst, 1});
+        digest.update(piece);
+        target_->write_device_state(piece);
+        bytes += piece.size();
+        continue;
+      }
+      if (takes_state && !loaded && type == MsgType::device_state_end) {
+        const DeviceStateEnd end = decode_device_state_end(m->body);
+        if (end.bytes != bytes || end.digest != digest.digest())
+          throw Error(ErrorKind::verify, "the device state arrived damaged: " + std::to_string(bytes) + " bytes, digest " +
+                                             to_hex(digest.digest()) + "; the source sent " + std::to_string(end.bytes) +
+                                             " bytes, digest " + to_hex(end.digest));
+        target_->finish_device_state();
+        report_.device_state_bytes = bytes;
+        loaded = true;
+        rel_->send(wire(MsgType::device_state_loaded), {});
+        continue;
+      }
+      reject_message(*rel_, *m, "the source", std::string("unexpected ") + to_string(type) + " after verify");
     }
   }
 

@@ -34,6 +34,7 @@ struct DestinationReport {
   std::string image_name, image_kind, stored_at;
   std::uint64_t image_bytes = 0;
   std::uint64_t datagrams = 0, invalid_datagrams = 0, bad_hash = 0, stale = 0;
+  std::uint64_t device_state_bytes = 0;  // a VM's device state, loaded before the commit
   std::string digest;
 };
 

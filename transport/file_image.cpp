@@ -63,20 +63,27 @@ FileImage::FileImage(const std::string& path, std::optional<pid_t> pause_pid, st
     throw_errno("pause-pid " + std::to_string(*pause_pid_) + " is not a process this user can signal");
 }
 
-void FileImage::collect_dirty(Bitmap& out, std::span<const std::uint64_t> sent_hashes) {
-  // No write log for a file: a page is modified when its hash differs from the one last sent.
-  // Each thread writes whole bitmap words, so the ranges are word-aligned; a word is 64 pages of
-  // hashing, so it is worth a thread from 64 words on (4096 pages, as for page-sized items).
-  const std::uint64_t words = (pages_ + 63) / 64;
+void scan_modified_pages(std::span<const std::byte> memory, std::size_t page_size,
+                         std::span<const std::uint64_t> sent_hashes, Bitmap& out) {
+  // No write log: a page is modified when its hash differs from the one last sent. Each thread
+  // writes whole bitmap words, so the ranges are word-aligned; a word is 64 pages of hashing, so it
+  // is worth a thread from 64 words on (4096 pages, as for page-sized items).
+  const std::uint64_t pages = memory.size() / page_size;
+  const std::uint64_t words = (pages + 63) / 64;
+  const std::byte* base = memory.data();
   parallel_for(words, 0, [&](std::uint64_t wb, std::uint64_t we) {
     for (std::uint64_t w = wb; w < we; ++w) {
       std::uint64_t bits = 0;
-      const std::uint64_t end = std::min(pages_, (w + 1) * 64);
+      const std::uint64_t end = std::min(pages, (w + 1) * 64);
       for (std::uint64_t p = w * 64; p < end; ++p)
-        if (hash_page(map_.data() + p * page_size_, page_size_) != sent_hashes[p]) bits |= std::uint64_t{1} << (p - w * 64);
+        if (hash_page(base + p * page_size, page_size) != sent_hashes[p]) bits |= std::uint64_t{1} << (p - w * 64);
       out.words()[w] |= bits;
     }
   }, 64);
+}
+
+void FileImage::collect_dirty(Bitmap& out, std::span<const std::uint64_t> sent_hashes) {
+  scan_modified_pages(memory(), page_size_, sent_hashes, out);
 }
 
 void FileImage::pause() {

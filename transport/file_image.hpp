@@ -38,6 +38,11 @@ class FileImage final : public SourceImage {
   Mapping map_;
 };
 
+// The dirty scan of images without a write log (files, a VM's RAM file): ORs into `out` every page
+// of `memory` whose hash differs from sent_hashes[page], hashing on every core.
+void scan_modified_pages(std::span<const std::byte> memory, std::size_t page_size,
+                         std::span<const std::uint64_t> sent_hashes, Bitmap& out);
+
 // Where a file image lands on the destination: DIR/.NAME.SESSION.part while it arrives, renamed to
 // DIR/NAME on commit, unlinked on discard. Space is reserved up front so a full disk is a clear
 // error at notify time rather than a SIGBUS mid-stream.

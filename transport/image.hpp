@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 
@@ -38,6 +39,14 @@ class SourceImage {
   virtual void resume() = 0;
   // The destination committed: the workload lives there now; the source must never run again.
   virtual void handed_over() = 0;
+
+  // State that is not in memory() and moves after both sides verified the memory, before the
+  // commit: a VM's device state. Called once, paused; hands the bytes to `sink` in pieces as they
+  // are produced and returns when all were. Throws when it cannot (the caller then resumes the
+  // image, which must run on as before).
+  using DeviceStateSink = std::function<void(std::span<const std::byte>)>;
+  virtual bool has_device_state() const { return false; }
+  virtual void produce_device_state(const DeviceStateSink& sink) {}
 };
 
 class TargetImage {
@@ -45,10 +54,18 @@ class TargetImage {
   virtual ~TargetImage() = default;
   virtual std::span<std::byte> memory() = 0;
   virtual std::string description() const = 0;  // where it lives, for logs
-  // Make the image visible under its final name. Throws on failure (the session then aborts).
+  // Make the image visible under its final name (a VM: resume it there). Throws on failure (the
+  // session then aborts).
   virtual void commit() = 0;
-  // Drop the partial image; nothing remains under the final name. Never throws.
+  // Drop the partial image; nothing remains under the final name (a VM's QEMU is gone). Never throws.
   virtual void discard() noexcept = 0;
+
+  // The source's device state (see SourceImage::produce_device_state), after the digest matched and
+  // before commit(): written piece by piece, then finish_device_state() returns once it is applied
+  // (a VM loaded it) or throws. A target that takes device state refuses a commit without it.
+  virtual bool takes_device_state() const { return false; }
+  virtual void write_device_state(std::span<const std::byte> bytes) {}
+  virtual void finish_device_state() {}
 };
 
 }  // namespace hymig

@@ -35,6 +35,12 @@ nlohmann::json MigrationReport::to_json() const {
       {"digest", digest},
       {"round_stats", rounds_j},
   };
+  j["downtime_parts"] = {{"pause_ms", downtime_parts.pause_ms},
+                         {"final_delta_ms", downtime_parts.final_delta_ms},
+                         {"verify_ms", downtime_parts.verify_ms},
+                         {"device_state_ms", downtime_parts.device_state_ms},
+                         {"commit_ms", downtime_parts.commit_ms}};
+  if (image_kind == "vm") j["device_state_bytes"] = device_state_bytes;
   if (!error.empty()) j["error"] = error;
   if (!plan.is_null()) j["plan"] = plan;
   return j;
@@ -49,6 +55,10 @@ std::string MigrationReport::to_text() const {
   s += fmt::format("transports   bulk {} ({} B datagrams), reliable {}\n", bulk_transport, datagram_bytes, reliable_transport);
   s += fmt::format("time         total {:.1f} ms, downtime {:.1f} ms, {:.2f} Gbit/s\n", total_ms, downtime_ms,
                    total_ms > 0 ? image_bytes * 8 / (total_ms / 1000) / 1e9 : 0.0);
+  s += fmt::format("downtime     pause {:.1f} + final delta {:.1f} + verify {:.1f} + device state {:.1f} + commit {:.1f} ms\n",
+                   downtime_parts.pause_ms, downtime_parts.final_delta_ms, downtime_parts.verify_ms,
+                   downtime_parts.device_state_ms, downtime_parts.commit_ms);
+  if (image_kind == "vm") s += fmt::format("device state {} bytes\n", device_state_bytes);
   s += fmt::format("rounds       {} ({})\n", rounds, stop_reason);
   for (const auto& r : round_stats)
     s += fmt::format("  round {:<3}  {:>9} pages  {:>8.1f} ms  rate {:>6.2f} Gbit/s  loss {:>5.1f} %  missing {}  dirty {}\n",

@@ -20,6 +20,15 @@ struct RoundStats {
   std::uint64_t dirty_after = 0;    // pages modified during the round
 };
 
+// Where the blackout (pause to committed) went, in ms.
+struct DowntimeParts {
+  double pause_ms = 0;         // stopping the workload (a VM: QMP stop)
+  double final_delta_ms = 0;   // missing report, final delta, final-end
+  double verify_ms = 0;        // digest and the destination's verify
+  double device_state_ms = 0;  // a VM's device state: produced, moved, loaded on the destination
+  double commit_ms = 0;        // commit until committed (a VM: the destination resumed it)
+};
+
 enum class Outcome { committed, failed, unknown };
 
 struct MigrationReport {
@@ -40,6 +49,8 @@ struct MigrationReport {
   double random_loss = 0;         // the loss floor the pacer saw
   std::string digest;
   std::string stop_reason;        // why rounds ended: "converged", "max-rounds", "not-converging"
+  std::uint64_t device_state_bytes = 0;  // a VM's device state (0: the image has none)
+  DowntimeParts downtime_parts;
   std::vector<RoundStats> round_stats;
   nlohmann::json plan;            // the transport choice and its reasons (set by the caller)
 

@@ -284,9 +284,17 @@ class SourceRun {
 
   void final_phase() {
     const std::uint64_t pages = image_.page_count();
-    image_.pause();
-    paused_ = true;
     pause_time_ = Clock::now();
+    paused_ = true;  // before pause(): a pause that fails half-way must still be undone
+    image_.pause();
+    auto lap = pause_time_;
+    auto split = [&lap] {  // ms since the previous split
+      const auto now = Clock::now();
+      const double ms = std::chrono::duration<double, std::milli>(now - lap).count();
+      lap = now;
+      return ms;
+    };
+    report_.downtime_parts.pause_ms = split();
     live_.phase = "final";
     rel_->send(wire(MsgType::pause), {});
 
@@ -320,6 +328,7 @@ class SourceRun {
     // With full verification the digest comes from the rehash running meanwhile: no page hashes.
     send_pages_reliable(kFinalRound, final_set, false, opts_.verify != "full");
     rel_->send(wire(MsgType::final_end), encode_u64(report_.final_delta_pages));
+    report_.downtime_parts.final_delta_ms = split();
     if (hasher.joinable()) hasher.join();
 
     const Digest mine = digest_of_hashes(opts_.verify == "full" ? std::span<const std::uint64_t>(full_hashes)
@@ -332,13 +341,42 @@ class SourceRun {
     if (!v.ok || v.digest != mine)
       throw Error(ErrorKind::verify, "image digests differ: source " + to_hex(mine) + ", destination " + to_hex(v.digest));
     report_.verified = true;
+    report_.downtime_parts.verify_ms = split();
+
+    if (image_.has_device_state()) {
+      move_device_state();
+      report_.downtime_parts.device_state_ms = split();
+    }
 
     commit_sent_ = true;
     rel_->send(wire(MsgType::commit), {});
     expect(*rel_, MsgType::committed, opts_.peer_timeout);
+    report_.downtime_parts.commit_ms = split();
     report_.downtime_ms = seconds_since(pause_time_) * 1000;
     report_.outcome = Outcome::committed;
     image_.handed_over();
+  }
+
+  // The memory verified on both sides: the image's device state goes over the reliable channel in
+  // pieces as the image produces it; the destination answers once it applied all of it.
+  void move_device_state() {
+    live_.phase = "device-state";
+    StreamDigest digest;
+    std::uint64_t offset = 0;
+    image_.produce_device_state([&](std::span<const std::byte> bytes) {
+      while (!bytes.empty()) {
+        const auto piece = bytes.first(std::min(bytes.size(), kMaxDeviceStatePiece));
+        const ConstBuffer part{piece.data(), piece.size()};
+        rel_->send_with_payload(wire(MsgType::device_state), encode_device_state_header(offset), {&part, 1});
+        digest.update(piece);
+        offset += piece.size();
+        bytes = bytes.subspan(piece.size());
+      }
+    });
+    if (offset == 0) throw Error(ErrorKind::io, "the image produced no device state");
+    report_.device_state_bytes = offset;
+    rel_->send(wire(MsgType::device_state_end), encode_device_state_end({offset, digest.digest()}));
+    expect(*rel_, MsgType::device_state_loaded, opts_.peer_timeout);
   }
 
   void fail(const std::string& why) {

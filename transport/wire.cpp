@@ -78,6 +78,9 @@ const char* to_string(MsgType t) {
     case MsgType::verify: return "verify";
     case MsgType::commit: return "commit";
     case MsgType::committed: return "committed";
+    case MsgType::device_state: return "device-state";
+    case MsgType::device_state_end: return "device-state-end";
+    case MsgType::device_state_loaded: return "device-state-loaded";
   }
   return "unknown";
 }
@@ -367,6 +370,46 @@ Verify decode_verify(std::span<const std::byte> body) {
   v.missing_pages = r.get<std::uint64_t>();
   r.expect_end();
   return v;
+}
+
+std::vector<std::byte> encode_device_state_header(std::uint64_t offset) { return encode_u64(offset); }
+
+std::uint64_t decode_device_state_header(std::span<const std::byte> body) { return decode_u64(body, "device-state"); }
+
+std::vector<std::byte> encode_device_state_end(const DeviceStateEnd& e) {
+  std::vector<std::byte> out;
+  ByteWriter w(out);
+  w.put(e.bytes);
+  w.put_bytes(std::as_bytes(std::span(e.digest)));
+  return out;
+}
+
+DeviceStateEnd decode_device_state_end(std::span<const std::byte> body) {
+  ByteReader r(body, "device-state-end");
+  DeviceStateEnd e;
+  e.bytes = r.get<std::uint64_t>();
+  std::memcpy(e.digest.data(), r.get_bytes(e.digest.size()).data(), e.digest.size());
+  r.expect_end();
+  return e;
+}
+
+StreamDigest::StreamDigest() : state_(XXH3_createState()) {
+  if (!state_) throw Error(ErrorKind::io, "out of memory for a stream digest");
+  XXH3_128bits_reset(static_cast<XXH3_state_t*>(state_));
+}
+
+StreamDigest::~StreamDigest() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+
+void StreamDigest::update(std::span<const std::byte> bytes) {
+  XXH3_128bits_update(static_cast<XXH3_state_t*>(state_), bytes.data(), bytes.size());
+}
+
+Digest StreamDigest::digest() const {
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH3_128bits_digest(static_cast<const XXH3_state_t*>(state_)));
+  Digest d;
+  std::memcpy(d.data(), c.digest, d.size());
+  return d;
 }
 
 // ---- datagrams ---------------------------------------------------------------------------------

@@ -46,6 +46,9 @@ enum class MsgType : std::uint8_t {
   verify = 15,
   commit = 16,
   committed = 17,
+  device_state = 18,         // S->D: a piece of the device state (a VM's), after verify
+  device_state_end = 19,     // S->D: its length and digest
+  device_state_loaded = 20,  // D->S: the destination applied it (its QEMU loaded it, still paused)
 };
 const char* to_string(MsgType t);
 inline std::uint8_t wire(MsgType t) { return static_cast<std::uint8_t>(t); }
@@ -141,6 +144,34 @@ std::vector<std::byte> encode_digest(const Digest& d);
 Digest decode_digest(std::span<const std::byte> body);
 std::vector<std::byte> encode_verify(const Verify& v);
 Verify decode_verify(std::span<const std::byte> body);
+
+// The device state (a VM's: QEMU's migration stream with its RAM left out) travels after verify as
+// device-state messages: body = u64 offset of the piece in the stream, payload = the piece
+// (1..kMaxDeviceStatePiece bytes, in order, no gaps); then device-state-end.
+inline constexpr std::size_t kMaxDeviceStatePiece = 256 * 1024;
+std::vector<std::byte> encode_device_state_header(std::uint64_t offset);
+std::uint64_t decode_device_state_header(std::span<const std::byte> body);
+
+struct DeviceStateEnd {
+  std::uint64_t bytes = 0;  // the whole stream's length
+  Digest digest{};          // XXH3-128 of the whole stream (StreamDigest)
+};
+std::vector<std::byte> encode_device_state_end(const DeviceStateEnd& e);
+DeviceStateEnd decode_device_state_end(std::span<const std::byte> body);
+
+// XXH3-128 over a stream fed in pieces: device-state-end's digest.
+class StreamDigest {
+ public:
+  StreamDigest();
+  ~StreamDigest();
+  StreamDigest(const StreamDigest&) = delete;
+  StreamDigest& operator=(const StreamDigest&) = delete;
+  void update(std::span<const std::byte> bytes);
+  Digest digest() const;
+
+ private:
+  void* state_;  // XXH3_state_t
+};
 
 // ---- datagrams ---------------------------------------------------------------------------------
 
