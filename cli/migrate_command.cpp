@@ -18,6 +18,7 @@
 #include "udp/udp_datagram_channel.hpp"
 #include "verbs/rc_connect.hpp"
 #include "verbs/ud_datagram_channel.hpp"
+#include "vm/vm_image.hpp"
 
 namespace hymig::cli {
 namespace {
@@ -56,7 +57,7 @@ int run_migrate(const std::vector<std::string>& args) {
       ("secret-file", po::value<std::string>(), "shared secret proving to the destination who we are");
   po::variables_map vm;
   if (!parse_options("migrate", "--image SPEC --to HOST:PORT [options]",
-                     std::string("IMAGE SPECS\n") + image_spec_help() +
+                     std::string("IMAGE SPECS\n") + image_spec_help() + vm::vm_image_spec_help() +
                          "\nExit codes: 0 committed; 1 failed (the source image runs on, the destination discarded\n"
                          "its copy); 2 usage error; 3 commit sent but not confirmed (the source stays paused).\n",
                      desc, args, vm))
@@ -89,7 +90,8 @@ int run_migrate(const std::vector<std::string>& args) {
   const std::string to = vm["to"].as<std::string>();
   split_host_port(to);  // a malformed address is a usage error before anything else happens
 
-  auto image = open_source_image(vm["image"].as<std::string>());
+  const std::string spec = vm["image"].as<std::string>();
+  auto image = vm::is_vm_image_spec(spec) ? vm::open_vm_source_image(spec) : open_source_image(spec);
 
   MigrationReport failed;
   failed.image_kind = image->kind();

@@ -21,6 +21,7 @@
 #include "udp/udp_datagram_channel.hpp"
 #include "verbs/rc_listener.hpp"
 #include "verbs/ud_datagram_channel.hpp"
+#include "vm/vm_image.hpp"
 
 namespace hymig::cli {
 namespace {
@@ -50,14 +51,26 @@ int run_serve(const std::vector<std::string>& args) {
   desc.add_options()
       ("listen", po::value<std::string>()->default_value("0.0.0.0:7470"), "HOST:PORT to accept sources on (port 0: any free port)")
       ("store", po::value<std::string>()->default_value("/var/lib/hymig/images"), "directory where file images land (created if missing)")
+      ("vm-qmp", po::value<std::string>(), "QMP socket of the QEMU that receives a VM (started with -incoming defer); without it VM images are refused")
       ("once", po::bool_switch(), "exit after one session: 0 if it committed, 1 otherwise")
       ("timeout", po::value<double>()->default_value(10.0), "seconds a source may stay silent before its session is dropped")
       ("secret-file", po::value<std::string>(), "shared secret: sources must prove they hold the same file");
   po::variables_map vm;
-  if (!parse_options("serve", "[--listen HOST:PORT] [--store DIR] [--once] [--timeout SEC] [--secret-file FILE]",
+  if (!parse_options("serve", "[--listen HOST:PORT] [--store DIR] [--vm-qmp PATH] [--once] [--timeout SEC] [--secret-file FILE]",
                      "A file image arrives as STORE/.NAME.SESSION.part and is renamed to STORE/NAME only once both\n"
                      "sides verified the digest and the source said commit; on any failure it is deleted.\n"
-                     "Synthetic images are received into memory and dropped after verification.\n",
+                     "Synthetic images are received into memory and dropped after verification.\n"
+                     "\n"
+                     "A VM (the source ran `hymig migrate --image qmp:...`) lands in the QEMU whose QMP socket is\n"
+                     "--vm-qmp PATH. Start that QEMU before the migration, with the source's machine options,\n"
+                     "the same RAM size in a shared file and -incoming defer, e.g.\n"
+                     "  qemu-system-x86_64 ... -object memory-backend-file,id=pc.ram,size=256M,\\\n"
+                     "    mem-path=/dev/shm/guest.ram,share=on -machine memory-backend=pc.ram \\\n"
+                     "    -qmp unix:PATH,server=on,wait=off -incoming defer\n"
+                     "hymig writes the guest's RAM into that file, has QEMU load the device state the source sent\n"
+                     "after the RAM verified, resumes the guest, then answers committed (x-ignore-shared is off\n"
+                     "again afterwards). A session that fails after the checks passed kills that QEMU and deletes\n"
+                     "its RAM file; the guest runs on at the source. Each session needs a fresh QEMU.\n",
                      desc, args, vm))
     return kExitOk;
 
@@ -66,6 +79,7 @@ int run_serve(const std::vector<std::string>& args) {
   const auto secret = read_secret(vm);
   const std::string store = vm["store"].as<std::string>();
   const bool once = vm["once"].as<bool>();
+  const std::string vm_qmp = vm.count("vm-qmp") ? vm["vm-qmp"].as<std::string>() : std::string();
 
   struct sigaction sa{};
   sa.sa_handler = on_signal;
@@ -89,6 +103,12 @@ int run_serve(const std::vector<std::string>& args) {
       };
       TargetFactory targets = [&](const Notify& n) -> std::unique_ptr<TargetImage> {
         if (n.image_kind == "synthetic") return make_memory_target(n.image_bytes);
+        if (n.image_kind == "vm") {
+          if (vm_qmp.empty())
+            throw Error(ErrorKind::usage, "this daemon receives no VM: start `hymig serve --vm-qmp PATH` with the QMP socket "
+                                          "of a destination QEMU waiting in -incoming defer");
+          return vm::open_vm_target(vm_qmp, n);
+        }
         if (n.image_kind != "file")
           throw Error(ErrorKind::refused, "this daemon cannot receive '" + n.image_kind + "' images yet");
         std::error_code ec;
@@ -108,9 +128,10 @@ int run_serve(const std::vector<std::string>& args) {
     }
     const std::string id = fmt::format("{:016x}", rep.session);
     if (rep.committed)
-      log_line(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid, {} bad-hash, {} stale)", id,
+      log_line(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid, {} bad-hash, {} stale{})", id,
                            rep.image_name, rep.image_bytes, rep.stored_at, rep.datagrams, rep.invalid_datagrams,
-                           rep.bad_hash, rep.stale));
+                           rep.bad_hash, rep.stale,
+                           rep.device_state_bytes ? fmt::format(", device state {} bytes", rep.device_state_bytes) : ""));
     else if (rep.session)
       log_line(fmt::format("session {}: aborted: {}", id, rep.error));
     else

@@ -1,0 +1,34 @@
+// A QEMU guest's RAM as an engine image, reached through QMP (plain QEMU, no libvirt).
+//
+// The guest's RAM must live in a shared file (-object memory-backend-file,share=on,mem-path=FILE
+// -machine memory-backend=ID). hymig maps that file: on the source read-only, finding modified
+// pages by hashing them (QEMU exports no dirty log); on the destination read-write, while the
+// destination QEMU waits in -incoming defer. QEMU itself moves only the device state, with the
+// x-ignore-shared capability, through a socket pair whose ends hymig holds: the source QEMU
+// migrates into one end after the memory verified, hymig carries the bytes over its own channel,
+// and the destination QEMU loads them from the other end before it is resumed.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "transport/image.hpp"
+#include "transport/wire.hpp"
+
+namespace hymig::vm {
+
+// True for --image specs this module opens ("qmp:PATH").
+bool is_vm_image_spec(const std::string& spec);
+// Opens "qmp:PATH": the running (or paused) QEMU serving QMP at PATH. Error{usage} naming the fix
+// when the guest cannot be migrated this way (RAM not in a shared file, a migration blocker, ...).
+std::unique_ptr<SourceImage> open_vm_source_image(const std::string& spec);
+// The lines `hymig migrate --help` shows for these specs.
+const char* vm_image_spec_help();
+
+// The destination of a "vm" image: the QEMU serving QMP at qmp_path, started with -incoming defer
+// and a shared RAM file of the notified size. It is adopted once those checks pass: from then on
+// a failed session kills it and deletes its RAM file, and commit() resumes it.
+std::unique_ptr<TargetImage> open_vm_target(const std::string& qmp_path, const Notify& n);
+
+}  // namespace hymig::vm
