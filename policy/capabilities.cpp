@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <filesystem>
 
 #include "policy/link_probe.hpp"
 #include "transport/error.hpp"
@@ -32,6 +33,13 @@ bool udp_option_works(int option, int value) {
   UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd) return false;
   return ::setsockopt(fd.get(), SOL_UDP, option, &value, sizeof value) == 0;
+}
+
+// Software RDMA devices (rdma_rxe, siw) hang off no bus: sysfs puts them under /devices/virtual/.
+bool is_software_device(const std::string& device) {
+  std::error_code ec;
+  const auto real = std::filesystem::canonical("/sys/class/infiniband/" + device, ec);
+  return !ec && real.string().find("/devices/virtual/") != std::string::npos;
 }
 
 std::string host_name() {
@@ -113,9 +121,16 @@ Capabilities probe_capabilities(const std::optional<std::string>& peer_host,
   // RoCE v2 is reached by IP address: the port whose GID is the address this side talks from.
   bool rdma = false;
   if (rdma_address) {
-    rdma = verbs::find_roce_port(*rdma_address).has_value();
+    if (auto port = verbs::find_roce_port(*rdma_address)) {
+      rdma = true;
+      caps.rdma_software = is_software_device(port->device);
+    }
   } else {
-    for (const auto& port : verbs::list_ports()) rdma = rdma || (port.active && !port.roce_v2_ipv4.empty());
+    for (const auto& port : verbs::list_ports()) {
+      if (!port.active || port.roce_v2_ipv4.empty()) continue;
+      if (!rdma) caps.rdma_software = is_software_device(port.device);
+      rdma = true;
+    }
   }
   caps.rdma_ud = rdma;
   caps.rdma_rc = rdma;
@@ -131,6 +146,7 @@ nlohmann::json to_json(const Capabilities& caps) {
       {"tcp", caps.tcp},
       {"rdma_ud", caps.rdma_ud},
       {"rdma_rc", caps.rdma_rc},
+      {"rdma_software", caps.rdma_software},
       {"path_mtu", caps.path_mtu},
       {"link_speed_mbps", caps.link_speed_mbps ? nlohmann::json(*caps.link_speed_mbps) : nlohmann::json(nullptr)},
       {"host", caps.host},
@@ -150,6 +166,8 @@ Capabilities capabilities_from_json(const nlohmann::json& j) {
   caps.tcp = get_bool(j, "tcp");
   caps.rdma_ud = get_bool(j, "rdma_ud");
   caps.rdma_rc = get_bool(j, "rdma_rc");
+  // Absent from peers older than the field: hardware.
+  if (j.contains("rdma_software")) caps.rdma_software = get_bool(j, "rdma_software");
   caps.path_mtu = static_cast<unsigned>(get_uint(field(j, "path_mtu"), "path_mtu", kMinMtu, kMaxMtu));
 
   // Absent and null both mean "unknown", as on virtual links.

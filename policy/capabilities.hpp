@@ -21,6 +21,9 @@ struct Capabilities {
   bool tcp = false;
   bool rdma_ud = false;
   bool rdma_rc = false;
+  // The RDMA device is emulated in software (rdma_rxe, siw): RoCE without the offload, slower than
+  // the kernel's own UDP/TCP path on the same link.
+  bool rdma_software = false;
   unsigned path_mtu = 0;
   std::optional<std::uint64_t> link_speed_mbps;
   std::string host;

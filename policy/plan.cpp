@@ -75,7 +75,7 @@ std::string missing(const Capabilities& local, const Capabilities& peer, T t) {
 
 template <typename T>
 T choose(const Capabilities& local, const Capabilities& peer, std::optional<T> wanted,
-         std::initializer_list<T> by_preference, std::string_view flag, std::string_view what,
+         const std::vector<T>& by_preference, std::string_view flag, std::string_view what,
          std::vector<std::string>& reasons) {
   if (wanted) {
     std::string lack = missing(local, peer, *wanted);
@@ -181,12 +181,29 @@ ReliableTransport parse_reliable_transport(std::string_view s) { return parse_ro
 
 Plan choose_plan(const Capabilities& local, const Capabilities& peer, const Preferences& prefs) {
   Plan plan;
-  plan.bulk = choose<BulkTransport>(local, peer, prefs.bulk,
-                                    {BulkTransport::rdma_ud, BulkTransport::udp, BulkTransport::tcp}, "--bulk",
-                                    "bulk", plan.reasons);
-  plan.reliable = choose<ReliableTransport>(local, peer, prefs.reliable,
-                                            {ReliableTransport::rdma_rc, ReliableTransport::tcp}, "--reliable",
-                                            "reliable", plan.reasons);
+  // Software RoCE (rdma_rxe, siw) runs the RDMA protocol on the CPU, on top of the same kernel
+  // network stack: no offload, and slower than plain UDP/TCP (in the Soft-RoCE lab UD+RC migrates at
+  // a fifth of UDP+TCP). Hardware RDMA comes first; software RDMA only where sockets are missing.
+  const bool soft = (local.rdma_software && has(local, BulkTransport::rdma_ud)) ||
+                    (peer.rdma_software && has(peer, BulkTransport::rdma_ud));
+  const std::vector<BulkTransport> bulk_order =
+      soft ? std::vector{BulkTransport::udp, BulkTransport::rdma_ud, BulkTransport::tcp}
+           : std::vector{BulkTransport::rdma_ud, BulkTransport::udp, BulkTransport::tcp};
+  const std::vector<ReliableTransport> reliable_order =
+      soft ? std::vector{ReliableTransport::tcp, ReliableTransport::rdma_rc}
+           : std::vector{ReliableTransport::rdma_rc, ReliableTransport::tcp};
+  plan.bulk = choose<BulkTransport>(local, peer, prefs.bulk, bulk_order, "--bulk", "bulk", plan.reasons);
+  plan.reliable = choose<ReliableTransport>(local, peer, prefs.reliable, reliable_order, "--reliable", "reliable",
+                                            plan.reasons);
+  if (soft) {
+    // Said in the decisions it changed: one reason per decision stays true.
+    const std::string note = fmt::format(
+        "; RDMA on {} is software RoCE (no offload, slower than the kernel's UDP/TCP), so sockets come first "
+        "(--bulk ud --reliable rc forces RDMA)",
+        local.rdma_software && peer.rdma_software ? "both sides" : local.rdma_software ? "this host" : "the peer");
+    if (!prefs.bulk) plan.reasons[0] += note;
+    if (!prefs.reliable) plan.reasons[1] += note;
+  }
   plan.datagram_bytes = choose_datagram_bytes(plan.bulk, local, peer, plan.reasons);
   plan.initial_rate_bytes_per_s = choose_rate(local, peer, prefs, plan.reasons);
   return plan;

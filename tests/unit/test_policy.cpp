@@ -37,6 +37,12 @@ Preferences reliable(ReliableTransport t) {
   p.reliable = t;
   return p;
 }
+Preferences both(BulkTransport b, ReliableTransport r) {
+  Preferences p;
+  p.bulk = b;
+  p.reliable = r;
+  return p;
+}
 Preferences rate(std::uint64_t bytes_per_s) {
   Preferences p;
   p.rate_bytes_per_s = bytes_per_s;
@@ -70,6 +76,16 @@ const Row kRows[] = {
   {"rdma_4195_too_small_for_4096", rdma(4195), rdma(9000), {}, BulkTransport::rdma_ud, ReliableTransport::rdma_rc, 2048},
   {"rdma_tiny_path", rdma(600), rdma(600), {}, BulkTransport::rdma_ud, ReliableTransport::rdma_rc, 256},
   {"rdma_local_only", rdma(9000), udp_tcp(9000), {}, BulkTransport::udp, ReliableTransport::tcp, 8972},
+  // Software RoCE on either side: sockets first; RDMA only when asked for or when sockets are missing.
+  {"soft_rdma_local", with(rdma(1500), &Capabilities::rdma_software, true), rdma(1500), {},
+   BulkTransport::udp, ReliableTransport::tcp, 1472},
+  {"soft_rdma_peer", rdma(1500), with(rdma(1500), &Capabilities::rdma_software, true), {},
+   BulkTransport::udp, ReliableTransport::tcp, 1472},
+  {"soft_rdma_forced", with(rdma(1500), &Capabilities::rdma_software, true),
+   with(rdma(1500), &Capabilities::rdma_software, true), both(BulkTransport::rdma_ud, ReliableTransport::rdma_rc),
+   BulkTransport::rdma_ud, ReliableTransport::rdma_rc, 1024},
+  {"soft_rdma_no_udp", with(with(rdma(1500), &Capabilities::rdma_software, true), &Capabilities::udp, false),
+   rdma(1500), {}, BulkTransport::rdma_ud, ReliableTransport::tcp, 1024},
   {"rdma_peer_only", udp_tcp(1500), rdma(1500), {}, BulkTransport::udp, ReliableTransport::tcp, 1472},
   {"ud_without_rc", with(rdma(), &Capabilities::rdma_rc, false), rdma(), {},
    BulkTransport::rdma_ud, ReliableTransport::tcp, 4096},

@@ -11,7 +11,7 @@ namespace {
 
 Capabilities sample() {
   return {.protocol_version = 1, .udp = true, .udp_gso = true, .udp_gro = false, .tcp = true,
-          .rdma_ud = false, .rdma_rc = true, .path_mtu = 9000, .link_speed_mbps = 25000, .host = "node-a"};
+          .rdma_ud = false, .rdma_rc = true, .rdma_software = true, .path_mtu = 9000, .link_speed_mbps = 25000, .host = "node-a"};
 }
 
 void expect_same(const Capabilities& a, const Capabilities& b) {
@@ -22,6 +22,7 @@ void expect_same(const Capabilities& a, const Capabilities& b) {
   EXPECT_EQ(a.tcp, b.tcp);
   EXPECT_EQ(a.rdma_ud, b.rdma_ud);
   EXPECT_EQ(a.rdma_rc, b.rdma_rc);
+  EXPECT_EQ(a.rdma_software, b.rdma_software);
   EXPECT_EQ(a.path_mtu, b.path_mtu);
   EXPECT_EQ(a.link_speed_mbps, b.link_speed_mbps);
   EXPECT_EQ(a.host, b.host);
@@ -43,6 +44,14 @@ TEST(PolicyCapabilitiesJson, UnknownSpeedIsNull) {
   nlohmann::json absent = j;
   absent.erase("link_speed_mbps");
   EXPECT_FALSE(capabilities_from_json(absent).link_speed_mbps.has_value());
+}
+
+TEST(PolicyCapabilitiesJson, SoftwareRdmaAbsentMeansHardware) {
+  nlohmann::json j = to_json(sample());
+  j.erase("rdma_software");  // a peer from before the field
+  EXPECT_FALSE(capabilities_from_json(j).rdma_software);
+  j["rdma_software"] = "yes";
+  EXPECT_THROW(capabilities_from_json(j), Error);
 }
 
 TEST(PolicyCapabilitiesJson, IgnoresUnknownFields) {

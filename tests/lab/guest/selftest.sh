@@ -80,6 +80,14 @@ if [ "$prc" = 0 ] && $JQ -e 'type == "object"' /tmp/probe.json >/dev/null 2>&1; 
   if grep -q 'libibverbs\.so' "$HYMIG"; then
     [ "$ud" = true ] && [ "$rc" = true ]
     result hymig-probe-sees-rdma $? "hymig is linked with libibverbs but its probe says rdma_ud=$ud rdma_rc=$rc with rxe0/rxe1 ACTIVE"
+    # rxe is software RoCE: the policy must say so and put sockets first, with the reason; forced,
+    # it must pick UD and RC.
+    $JQ -e '.capabilities.rdma_software == true and .plan.bulk == "udp" and .plan.reliable == "tcp"
+            and (.plan.reasons[0] | test("software RoCE"))' /tmp/probe.json >/dev/null
+    result hymig-probe-soft-rdma-policy $? "expected rdma_software=true and a udp/tcp plan naming software RoCE: $($JQ -c '{caps: .capabilities.rdma_software, bulk: .plan.bulk, reliable: .plan.reliable, why: .plan.reasons[0]}' /tmp/probe.json)"
+    timeout 60 "$HYMIG" probe --json --bulk ud --reliable rc >/tmp/probe-forced.json 2>&1
+    $JQ -e '.plan.bulk == "ud" and .plan.reliable == "rc" and .plan.datagram_bytes == 1024' /tmp/probe-forced.json >/dev/null
+    result hymig-probe-forced-rdma $? "hymig probe --bulk ud --reliable rc: $(head -c 400 /tmp/probe-forced.json)"
   elif [ "$ud" = true ] || [ "$rc" = true ]; then
     result hymig-probe-sees-rdma 0
   else
