@@ -101,10 +101,10 @@ int poll_ms(Clock::time_point deadline, milliseconds cap) {
 class QmpSourceImage final : public SourceImage {
  public:
   explicit QmpSourceImage(const std::string& qmp_path) : vm_(QemuVm::attach(qmp_path, kAttachTimeout)) {
-    const std::string st = vm_.status();
-    if (st != "running" && st != "paused")
-      throw Error(ErrorKind::usage, "the guest at " + qmp_path + " is '" + st + "': hymig migrates a running or paused guest");
-    was_running_ = st == "running";
+    // Running only: the destination resumes what arrives (a paused guest would wake up there).
+    if (const std::string st = vm_.status(); st != "running")
+      throw Error(ErrorKind::usage, "the guest at " + qmp_path + " is '" + st + "', not running: hymig migrates a running guest" +
+                                        (st == "paused" || st == "prelaunch" ? " (cont it first)" : ""));
     const std::string mig = vm_.migration_status();
     if (migration_active(mig))
       throw Error(ErrorKind::usage, "a migration of the guest at " + qmp_path + " is already under way ('" + mig +
@@ -132,7 +132,7 @@ class QmpSourceImage final : public SourceImage {
   void pause() override { vm_.stop(); }
 
   // Runs on where it was: any migration of ours cancelled, x-ignore-shared off again (a later
-  // native migration must send the RAM), the guest continued if it ran before.
+  // native migration must send the RAM), the guest continued.
   void resume() override {
     if (migration_active(vm_.migration_status())) {
       vm_.migrate_cancel();
@@ -146,7 +146,7 @@ class QmpSourceImage final : public SourceImage {
       vm_.set_ignore_shared(false);
       ignore_shared_on_ = false;
     }
-    if (was_running_) vm_.cont();
+    vm_.cont();
   }
 
   // The guest lives on the destination: this QEMU quits (is killed if it will not) and its RAM
@@ -196,7 +196,6 @@ class QmpSourceImage final : public SourceImage {
   QemuVm vm_;
   RamFile ram_;
   std::string name_;
-  bool was_running_ = false;
   bool ignore_shared_on_ = false;
 };
 

@@ -20,7 +20,7 @@ namespace hymig::vm {
 
 // True for --image specs this module opens ("qmp:PATH").
 bool is_vm_image_spec(const std::string& spec);
-// Opens "qmp:PATH": the running (or paused) QEMU serving QMP at PATH. Error{usage} naming the fix
+// Opens "qmp:PATH": the running QEMU serving QMP at PATH. Error{usage} naming the fix
 // when the guest cannot be migrated this way (RAM not in a shared file, a migration blocker, ...).
 std::unique_ptr<SourceImage> open_vm_source_image(const std::string& spec);
 // The lines `hymig migrate --help` shows for these specs.

@@ -15,7 +15,7 @@
 #   vm_check_console NAME      every tick line bad=0, ticks +1 each, no BAD/error/oops lines
 #   vm_check_handover SRC DST  DST's console continues SRC's counter (no reboot, no tick twice)
 #   vm_watch_start             starts hymig-vm-watch on $HM_TMP (console lines with arrival times)
-#   vm_gap_ms SRC DST          ms between the arrival of SRC's last tick line and DST's first
+#   vm_blackout_ms SRC DST     guest-visible blackout and console gap of a handover (ms)
 #   vm_serve NAME LOG [ARGS]   `hymig serve --once --vm-qmp` for destination NAME (HM_SERVE_*)
 #   vm_alive_qemus             names of the guests whose QEMU still runs
 
@@ -148,15 +148,19 @@ vm_watch_start() {
   hm_track_pid "$VM_WATCH_PID"
 }
 
-# Arrival gap (ms) between SRC's last and DST's first tick line, from the watcher's log.
-vm_gap_ms() {
+# The guest-visible blackout of a handover SRC -> DST, from the watcher's log: host time between the
+# arrival of SRC's last and DST's first tick line minus the guest's own time between them (its
+# clock stops while it is paused, so what remains is the time it was frozen). Prints
+# "BLACKOUT_MS GAP_MS" ("? ?" when a line is missing from the log).
+vm_blackout_ms() {
   local src=$1 dst=$2 last first
   last=$(vm_last_tick "$src")
   first=$(vm_first_tick "$dst")
   awk -v s="$src.serial" -v d="$dst.serial" -v l="$last" -v f="$first" '
-    $2 == s && $3 == "HYMIG-GUEST" && $4 == "tick=" l {ts = $1}
-    $2 == d && $3 == "HYMIG-GUEST" && $4 == "tick=" f {td = $1}
-    END {if (ts == "" || td == "") print "?"; else printf "%.1f\n", td - ts}' "$HM_TMP/watch.log"
+    $3 == "HYMIG-GUEST" && $7 ~ /^t=/ {split($7, g, "=")}
+    $2 == s && $3 == "HYMIG-GUEST" && $4 == "tick=" l {hs = $1; gs = g[2]}
+    $2 == d && $3 == "HYMIG-GUEST" && $4 == "tick=" f {hd = $1; gd = g[2]}
+    END {if (hs == "" || hd == "") print "? ?"; else printf "%.1f %.1f\n", (hd - hs) - (gd - gs), hd - hs}' "$HM_TMP/watch.log"
 }
 
 # The median arrival gap between consecutive tick lines on NAME's console (the tick period).
@@ -204,4 +208,23 @@ vm__same_page() { [ "$(vm_page_sum "$1" "$3")" = "$(vm_page_sum "$2" "$3")" ]; }
 vm_wait_page_arrived() {
   hm_wait_for "$4" vm__same_page "$HM_TMP/$1.ram" "$HM_TMP/$2.ram" "$3" ||
     hm_fail "page $3 did not reach $2's RAM file within $4 s"
+}
+
+# vm_start_bare NAME QEMU-ARGS...: a QEMU without a guest kernel (firmware only) with NAME.qmp and
+# NAME.ctl, for tests of what hymig refuses. Sets VM_PID[NAME].
+vm_start_bare() {
+  local name=$1
+  shift
+  qemu-system-x86_64 -accel tcg -nodefaults -display none \
+    -qmp "unix:$HM_TMP/$name.qmp,server=on,wait=off" -qmp "unix:$HM_TMP/$name.ctl,server=on,wait=off" "$@" \
+    </dev/null >"$HM_TMP/$name.qemu.log" 2>&1 &
+  VM_PID[$name]=$!
+  hm_track_pid "${VM_PID[$name]}"
+  hm_wait_for 10 test -S "$HM_TMP/$name.ctl" ||
+    hm_fail "QEMU $name (pid ${VM_PID[$name]}) opened no QMP socket in 10 s: $(tail -c 2000 "$HM_TMP/$name.qemu.log")"
+}
+
+# vm_shared_ram NAME [SIZE]: the -object/-machine options of a guest whose RAM is $HM_TMP/NAME.ram.
+vm_shared_ram() {
+  echo "-m ${2:-64M} -object memory-backend-file,id=pc.ram,size=${2:-64M},mem-path=$HM_TMP/$1.ram,share=on -machine pc,memory-backend=pc.ram"
 }

@@ -101,5 +101,5 @@ vm_wait_running_after g1 "$(vm_first_tick g1)"
 vm_check_handover g0 g1
 alive=$(vm_alive_qemus | tr '\n' ' ')
 [ "$alive" = "g1 " ] || hm_fail "expected exactly one QEMU (g1) running at the end, found: ${alive:-none}"
-hm_log "final migration committed (blackout $(jq -r '.downtime_ms | floor' "$HM_TMP/final.json") ms, console gap $(vm_gap_ms g0 g1) ms); g1 alone runs, bad=0"
+hm_log "final migration committed (blackout $(jq -r '.downtime_ms | floor' "$HM_TMP/final.json") ms, guest-visible $(vm_blackout_ms g0 g1 | cut -d" " -f1) ms); g1 alone runs, bad=0"
 exit 0

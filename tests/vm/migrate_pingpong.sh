@@ -6,8 +6,9 @@
 # is gone and its RAM file deleted; the destination runs and its console continues the source's
 # counter (no reboot, no tick printed twice) with bad=0 through two full check passes of the
 # working set; x-ignore-shared is off again on the destination. At the end exactly one QEMU runs.
-# Prints per leg hymig's blackout (pause to committed) and the guest-visible one (the gap between
-# the arrival of the source's last and the destination's first console tick line).
+# Prints per leg hymig's blackout (pause to committed, by part) and the guest-visible one: host time
+# between the arrival of the source's last and the destination's first console tick line, minus the
+# guest's own clock between them (it stops while the guest is frozen).
 set -u -o pipefail
 HM_TEST_NAME=vm_migrate_pingpong
 source "$(dirname "$0")/../lib/common.sh"
@@ -25,13 +26,13 @@ vm_wait_running_after g0 "$(vm_last_tick g0)"
 hm_log "guest g0 runs: tick $(vm_last_tick g0)"
 
 src=g0
-summary=()
+summary=() hymig_ms=() guest_all=()
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {if (NR) printf "%.0f", a[int((NR + 1) / 2)]; else print "?"}'; }
 for ((leg = 1; leg <= legs; leg++)); do
   dst=g$leg
   vm_start "$dst" --incoming
   vm_serve "$dst" "$HM_TMP/leg$leg.serve.log"
   serve_pid=$HM_SERVE_PID
-  before=$(vm_last_tick "$src")
   hm_migrate_run 180 "$HM_TMP/leg$leg.json" "$HM_TMP/leg$leg.err" \
     --image "qmp:$HM_TMP/$src.qmp" --to "$HM_SERVE_ADDR" --report json --timeout 10
   hm_assert_committed "$HM_RC" "$HM_TMP/leg$leg.json" "$HM_TMP/leg$leg.err" "leg $leg ($src -> $dst)"
@@ -50,12 +51,14 @@ for ((leg = 1; leg <= legs; leg++)); do
   vm_wait_running_after "$dst" "$(vm_first_tick "$dst")"
   vm_check_handover "$src" "$dst"
 
-  gap=$(vm_gap_ms "$src" "$dst")
-  line=$(jq -r --arg gap "$gap" --arg leg "$leg" --arg path "$src->$dst" --arg last "$before" --arg first "$(vm_first_tick "$dst")" \
-    '"leg \($leg) \($path): blackout \(.downtime_ms | floor) ms (pause \(.downtime_parts.pause_ms | floor), final delta \(.downtime_parts.final_delta_ms | floor) [\(.final_delta_pages) pages], verify \(.downtime_parts.verify_ms | floor), device state \(.downtime_parts.device_state_ms | floor) [\(.device_state_bytes) B], commit \(.downtime_parts.commit_ms | floor)); console gap \($gap) ms; total \(.total_ms | floor) ms, \(.rounds) rounds; ticks \($last) -> \($first), bad=0"' \
+  read -r guest_ms gap < <(vm_blackout_ms "$src" "$dst")
+  line=$(jq -r --arg gap "$gap" --arg guest "$guest_ms" --arg leg "$leg" --arg path "$src->$dst" --arg last "$(vm_last_tick "$src")" --arg first "$(vm_first_tick "$dst")" \
+    '"leg \($leg) \($path): blackout \(.downtime_ms | floor) ms (pause \(.downtime_parts.pause_ms | floor), final delta \(.downtime_parts.final_delta_ms | floor) [\(.final_delta_pages) pages], verify \(.downtime_parts.verify_ms | floor), device state \(.downtime_parts.device_state_ms | floor) [\(.device_state_bytes) B], commit \(.downtime_parts.commit_ms | floor)); guest-visible \($guest) ms (console gap \($gap) ms); total \(.total_ms | floor) ms, \(.rounds) rounds; ticks \($last) -> \($first), bad=0"' \
     "$HM_TMP/leg$leg.json")
   hm_log "$line"
   summary+=("$line")
+  hymig_ms+=("$(jq -r '.downtime_ms' "$HM_TMP/leg$leg.json")")
+  guest_all+=("$guest_ms")
   src=$dst
 done
 
@@ -63,4 +66,5 @@ alive=$(vm_alive_qemus | tr '\n' ' ')
 [ "$alive" = "$src " ] || hm_fail "expected exactly one QEMU ($src) running at the end, found: ${alive:-none}"
 hm_log "tick period on the last console: $(vm_period_ms "$src") ms"
 for l in "${summary[@]}"; do echo "VM-FIGURE $l"; done
+echo "VM-FIGURE median of $legs legs: blackout $(median "${hymig_ms[@]}") ms by hymig's clock (pause to committed), $(median "${guest_all[@]}") ms seen by the guest"
 exit 0
