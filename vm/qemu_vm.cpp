@@ -105,24 +105,35 @@ void QemuVm::wait_migration_completed(std::chrono::milliseconds timeout) {
   }
 }
 
+bool QemuVm::wait_gone(std::chrono::milliseconds timeout) noexcept {
+  try {
+    if (process_) return process_.wait_exit(timeout);
+    // No process handle (QEMU in another PID namespace): gone once it closed its QMP socket.
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) qmp_.next_event(std::chrono::milliseconds(100));
+  } catch (const Error& e) {
+    return e.kind() == ErrorKind::peer_vanished;
+  } catch (const std::exception&) {
+  }
+  return false;
+}
+
 void QemuVm::quit(std::chrono::milliseconds grace) noexcept {
   try {
     qmp_.execute("quit", nullptr, std::chrono::milliseconds(2000));
   } catch (const std::exception&) {
-    // QEMU may close the socket before it answers; the process handle tells.
+    // QEMU may close the socket before it answers; whether it is gone is checked next.
   }
-  try {
-    if (!process_.wait_exit(grace)) process_.kill_and_wait(std::chrono::milliseconds(5000));
-  } catch (const std::exception&) {
-  }
+  if (!wait_gone(grace)) kill();
 }
 
 bool QemuVm::kill() noexcept {
   try {
-    return process_.kill_and_wait(std::chrono::milliseconds(10000));
+    if (process_) return process_.kill_and_wait(std::chrono::milliseconds(10000));
+    qmp_.execute("quit", nullptr, std::chrono::milliseconds(2000));  // the best there is without a pid
   } catch (const std::exception&) {
-    return false;
   }
+  return wait_gone(std::chrono::milliseconds(10000));
 }
 
 }  // namespace hymig::vm

@@ -58,11 +58,13 @@ class QemuVm {
   // Asks QEMU to quit and waits until the process is gone; SIGKILL when it is still there after
   // `grace`. Never throws.
   void quit(std::chrono::milliseconds grace) noexcept;
-  // SIGKILL and wait. Never throws; false when it could not be confirmed gone.
+  // SIGKILL (QMP quit when QEMU's pid is unknown) and wait. Never throws; false when it could not
+  // be confirmed gone.
   bool kill() noexcept;
 
  private:
   QemuVm(QmpClient qmp, ProcessHandle proc) : qmp_(std::move(qmp)), process_(std::move(proc)) {}
+  bool wait_gone(std::chrono::milliseconds timeout) noexcept;
   QmpClient qmp_;
   ProcessHandle process_;
 };

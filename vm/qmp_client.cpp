@@ -15,6 +15,7 @@ namespace hymig::vm {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr std::size_t kMaxQueuedEvents = 1000;
 
 int ms_until(Clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -159,6 +160,7 @@ nlohmann::json QmpClient::run(const std::string& command, const nlohmann::json& 
                                           " ms on " + path_);
     if (m->contains("event")) {
       events_.push_back(std::move(*m));
+      if (events_.size() > kMaxQueuedEvents) events_.pop_front();  // nobody reads them: keep the newest
       continue;
     }
     // An answer to an earlier command that timed out carries that command's id: skip it. One
