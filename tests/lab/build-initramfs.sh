@@ -65,6 +65,7 @@ declare -A hymig_bins=(
   [cli/hymig]=/usr/bin/hymig
   [tests/hymig_unit_tests]=/usr/bin/hymig_unit_tests
   [tests/tools/hymig-test-writer]=/usr/bin/hymig-test-writer
+  [bench/suite/hymig-bench]=/usr/bin/hymig-bench
 )
 [ -x "$build/cli/hymig" ] || die "$build/cli/hymig is not built (cmake --build the build directory first)"
 bins=()
@@ -76,14 +77,26 @@ modules=(configfs crc32_generic veth sch_netem udp_tunnel ip6_udp_tunnel ib_core
 libs_of() {
   ldd "$@" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' | sort -u
 }
-mapfile -t libs < <(libs_of "${bins[@]}" "${host_tools[@]}" "$provider")
+# OpenMPI's launcher for hymig-bench (the lab's bench run): orterun, its plugins (dlopened: their own
+# libraries are added; a plugin whose libraries are missing is skipped by OpenMPI), help texts, config.
+mpi_run=""
+mpi_dirs=()
+if [ -x "$build/bench/suite/hymig-bench" ] && [ -x /usr/bin/orterun ]; then
+  mpi_run=/usr/bin/orterun
+  for d in /usr/lib/$ma/openmpi /usr/lib/$ma/pmix2 /usr/share/openmpi /usr/share/pmix /etc/openmpi; do
+    [ -d "$d" ] && mpi_dirs+=("$d")
+  done
+fi
+mpi_plugins=()
+[ -n "$mpi_run" ] && mapfile -t mpi_plugins < <(find "${mpi_dirs[@]}" -name '*.so' -type f 2>/dev/null)
+mapfile -t libs < <(libs_of "${bins[@]}" "${host_tools[@]}" "$provider" $mpi_run "${mpi_plugins[@]}")
 
 # ---- up to date? names, sizes and mtimes of every input ----
 lab_files=("$here/build-initramfs.sh" "$here/guest-init" "$here"/guest/*.sh)
 stamp=$({
   echo "kernel $kdir $kver"
   stat -L -c '%n %s %Y' "$vmlinuz" "$kdir/.complete" "$busybox" "${host_tools[@]}" "$provider" \
-    /etc/libibverbs.d/rxe.driver "${bins[@]}" "${libs[@]}" "${lab_files[@]}" 2>/dev/null || true
+    /etc/libibverbs.d/rxe.driver "${bins[@]}" "${libs[@]}" "${lab_files[@]}" $mpi_run "${mpi_dirs[@]}" 2>/dev/null || true
 } | md5sum | cut -d' ' -f1)
 if [ -f "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then
   say "$out is up to date"
@@ -113,6 +126,11 @@ for b in "${bins[@]}"; do
   strip --strip-unneeded -o "$root${hymig_bins[$rel]}" "$b"
 done
 cp "$provider" "$root/usr/lib/$ma/libibverbs/"
+if [ -n "$mpi_run" ]; then
+  cp "$mpi_run" "$root/usr/bin/orterun"
+  ln -s orterun "$root/usr/bin/mpirun"
+  for d in "${mpi_dirs[@]}"; do mkdir -p "$root$(dirname "$d")" && cp -a "$d" "$root$d"; done
+fi
 cp /etc/libibverbs.d/rxe.driver "$root/etc/libibverbs.d/"
 for l in "${libs[@]}"; do
   dest=$root/usr${l#/usr}   # /lib/x86_64-linux-gnu/x and /usr/lib/x86_64-linux-gnu/x land in the same place
