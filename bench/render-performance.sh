@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Writes docs/performance.md (to stdout) from one bench/run-suite.sh run: its reports, its plots
 # (copied into docs/perf/) and the microbenchmarks' JSON. Called by run-suite.sh.
-#   render-performance.sh OUT_DIR QUICK_FLAG LOOPBACK_COMMAND VETH_COMMAND
+#   render-performance.sh OUT_DIR QUICK_FLAG LOOPBACK_COMMAND VETH_COMMAND [LAB_FIGURES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=$1 QUICK=$2 CMD_LOOP=$3 CMD_VETH=$4
+OUT=$1 QUICK=$2 CMD_LOOP=$3 CMD_VETH=$4 LAB=${5:-}
 rm -rf docs/perf
 mkdir -p docs/perf
 
@@ -42,6 +42,23 @@ EOF2
 part loopback
 part veth
 
+# The lab guest's run (run-lab.sh bench): the LAB-FIGURE lines of its last section.
+if [ -n "$LAB" ] && [ -s "$LAB" ]; then
+  echo "## Inside the Soft-RoCE lab guest"
+  echo
+  echo "\`bash tests/lab/run-lab.sh bench\`: Debian's 6.1 kernel under QEMU TCG (2 vCPUs), rxe0/rxe1 on a veth"
+  echo "pair (MTU 1500, RoCE MTU 1024), \`mpirun -np 2 hymig-bench --quick --sizes 32M --dirty-rates 0\` with"
+  echo "the sender bound to 10.9.0.1 and the receiver on 10.9.0.2; netem on veth0. TCG makes every"
+  echo "figure small: compare within the table. \`hymig-rdma\` is \`--bulk ud\` (RoCE UD page stream)."
+  echo
+  echo "| transport | lossless MB/s | netem 5 % loss MB/s | 5 % / lossless |"
+  echo "|---|---|---|---|"
+  awk '/^## bench/ { delete f; n = 0 } $1 == "LAB-FIGURE" && $2 ~ /^bench-/ { t = substr($2, 7); f[t, $3] = $4; if (!(t in seen)) { seen[t] = 1; order[++n] = t } }
+       END { for (i = 1; i <= n; i++) { t = order[i]; a = f[t, "loss0"]; b = f[t, "loss5"];
+             printf "| %s | %s | %s | %s |\n", t, a, b, (a > 0 ? sprintf("%.2f", b / a) : "–") } }' "$LAB"
+  echo
+fi
+
 if [ -f "$OUT/micro.json" ]; then
   echo "## Microbenchmarks (Google Benchmark, \`hymig-microbench\`)"
   echo
@@ -64,9 +81,12 @@ cat <<'EOF2'
 - **One machine, loopback**: `mpirun -np 2 build/release/bench/suite/hymig-bench --quick`
   (as root, `bench/mpirun.sh`'s `hm_mpirun` sets OpenMPI's allow-run-as-root variables, `--bind-to none`
   so the children of a rank may use every core, and `--oversubscribe`).
-- **Inside the Soft-RoCE lab guest** (tests/lab, issue 4): the same binary with `--shape-here`, so the
-  ranks apply loss and rate in the guest's own namespaces; RDMA rows (`hymig-rdma`) run there once the
-  verbs backend exists and are reported as skipped where no RDMA device is found.
+- **Inside the Soft-RoCE lab guest**: `bash tests/lab/run-lab.sh bench` (ctest `lab_bench`) boots the
+  lab with OpenMPI in its initramfs and runs `mpirun -np 2 hymig-bench` there, the sender bound to
+  rxe0's address (`--hymig-args "--bind 10.9.0.1"`), the receiver on rxe1's (`--bind 10.9.0.2`),
+  netem loss applied by the guest script; `bench/run-suite.sh --lab` adds its figures here.
+  Elsewhere, `--shape-here` lets the ranks apply loss and rate in a disposable guest's own
+  namespaces; RDMA rows (`hymig-rdma`) are skipped with the reason where no RDMA device is found.
 - **A real cluster**: one rank per node, pairs on different nodes:
 
   ```

@@ -5,21 +5,25 @@
 #   2. hymig-bench with its ranks in the two network namespaces of the integration lab (a veth
 #      pair), random loss by nftables, and the shared-link scenario on a tc tbf link (root only)
 #   3. the Google Benchmark microbenchmarks of the hot paths
+#   (with --lab, between 2 and 3: hymig-bench under mpirun inside the Soft-RoCE lab guest)
 #
-#   bash bench/run-suite.sh [--quick] [--no-docs]
+#   bash bench/run-suite.sh [--quick] [--no-docs] [--lab]
 #     --quick    the quick matrix (a minute or two per part) instead of the full one
 #     --no-docs  leave docs/performance.md alone (results stay in bench/out/)
+#     --lab      also the lab guest's run (QEMU TCG, ~4 min; tests/lab/run-lab.sh bench)
 # Environment: HYMIG_BUILD (default build/release), HYMIG_MPIRUN_ARGS (extra mpirun options).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 QUICK=""
 DOCS=1
+LAB=0
 for a in "$@"; do
   case $a in
     --quick) QUICK=--quick ;;
     --no-docs) DOCS=0 ;;
-    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --lab) LAB=1 ;;
+    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-suite.sh: unknown option '$a' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -57,12 +61,18 @@ else
   echo "   skipped: needs root with network namespaces, nftables and tc"
 fi
 
+LAB_FIGS=""
+if ((LAB)); then
+  echo "== lab guest: hymig-bench under mpirun inside the Soft-RoCE lab (tests/lab)"
+  if bash tests/lab/run-lab.sh bench --build-dir "$BUILD"; then LAB_FIGS=$BUILD/lab-figures.txt; else status=1; fi
+fi
+
 echo "== 3. microbenchmarks"
 MICRO_ARGS=()
 [ -n "$QUICK" ] && MICRO_ARGS=(--benchmark_min_time=0.05)
 "$MICRO" "${MICRO_ARGS[@]}" --benchmark_format=console --benchmark_out="$OUT/micro.json" --benchmark_out_format=json || status=1
 
 ((DOCS)) || exit $status
-bash bench/render-performance.sh "$OUT" "$QUICK" "$CMD_LOOP" "$CMD_VETH" >docs/performance.md.new && mv docs/performance.md.new docs/performance.md
+bash bench/render-performance.sh "$OUT" "$QUICK" "$CMD_LOOP" "$CMD_VETH" "$LAB_FIGS" >docs/performance.md.new && mv docs/performance.md.new docs/performance.md
 echo "docs/performance.md regenerated (plots in docs/perf/)"
 exit $status
