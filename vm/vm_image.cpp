@@ -161,8 +161,8 @@ class QmpSourceImage final : public SourceImage {
   // QEMU migrates into one end of a socket pair; with x-ignore-shared it leaves out the RAM file,
   // so the stream is the device state (and small non-shared RAM such as ROMs): ~0.2–0.3 MB.
   void produce_device_state(const DeviceStateSink& sink) override {
+    ignore_shared_on_ = true;  // first: resume() turns it off even if this call fails half-way
     vm_.set_ignore_shared(true);
-    ignore_shared_on_ = true;
     auto [ours, theirs] = socket_pair();
     vm_.migrate_to_fd(std::move(theirs));
     std::vector<std::byte> buf(kMaxDeviceStatePiece);
