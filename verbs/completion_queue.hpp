@@ -36,6 +36,7 @@ class CompletionQueue {
   // After a poll came back short: make sure the next completion makes fd() readable. Returns true
   // when the caller must poll again before sleeping. Throws Error{io}.
   bool arm();
+  bool armed() const { return armed_; }
 
   // Takes one pending event off the channel without blocking; false if there is none.
   bool consume_event();

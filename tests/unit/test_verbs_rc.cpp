@@ -396,6 +396,23 @@ TEST(VerbsRcChannel, PollFdWakesForMessagesAndDisconnects) {
   EXPECT_EQ(kind_of([&] { p.server->receive(0ms); }), ErrorKind::peer_vanished);
 }
 
+// The completion event that woke poll_fd() must not keep it readable once its message is taken:
+// an event loop that then receives with no wait would find nothing (and spin).
+TEST(VerbsRcChannel, PollFdIsQuietOnceTheMessageIsTaken) {
+  HYMIG_REQUIRE_ROCE_LAB();
+  RcPair p = make_pair();
+  pollfd pfd{p.server->poll_fd(), POLLIN, 0};
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_FALSE(p.server->receive(0ms));  // nothing yet: the receive CQ is armed
+    p.client->send(std::uint8_t(i), bytes_of("x"));
+    ASSERT_EQ(::poll(&pfd, 1, 30000), 1);
+    auto m = p.server->receive(0ms);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->type, i);
+    EXPECT_EQ(::poll(&pfd, 1, 0), 0) << "poll_fd() still readable after message " << i << " was taken";
+  }
+}
+
 TEST(VerbsRcChannel, QueuePairInErrorFailsClearlyNotHangs) {
   HYMIG_REQUIRE_ROCE_LAB();
   RcPair p = make_pair();
@@ -409,7 +426,10 @@ TEST(VerbsRcChannel, QueuePairInErrorFailsClearlyNotHangs) {
   EXPECT_NE(what.find("error state"), std::string::npos) << what;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s);
 
-  // The other end: its sends are never acknowledged; it must fail, not hang.
+  // The other end: its sends are never acknowledged; it must fail within its io timeout, not hang
+  // (rdma_rxe retries forever at retry_count 7: the channel's own watchdog reports it; hardware
+  // gives up after 7 retries first).
+  p.client->set_io_timeout(5s);
   const auto t1 = std::chrono::steady_clock::now();
   const ErrorKind k = kind_of([&] {
     for (int i = 0; i < 10000; ++i) {
@@ -417,9 +437,46 @@ TEST(VerbsRcChannel, QueuePairInErrorFailsClearlyNotHangs) {
       std::this_thread::sleep_for(10ms);
     }
   }, &what);
-  EXPECT_EQ(k, ErrorKind::peer_vanished) << what;  // retries exhausted, well before the 60 s io timeout
-  EXPECT_LT(std::chrono::steady_clock::now() - t1, 45s);
+  EXPECT_EQ(k, ErrorKind::peer_vanished) << what;
+  EXPECT_NE(what.find("acknowledg"), std::string::npos) << what;
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, 15s) << what;
   std::cout << "client side: " << what << "\n";
+}
+
+// The same silence seen while waiting to receive: nothing arrives, our last messages stay
+// unacknowledged; receive() must say so within the io timeout instead of waiting out its own
+// (longer) timeout or returning "nothing yet" forever.
+TEST(VerbsRcChannel, UnacknowledgedSendsEndAWaitingReceive) {
+  HYMIG_REQUIRE_ROCE_LAB();
+  RcPair p = make_pair();
+  auto& server = static_cast<RcReliableChannel&>(*p.server);
+  ibv_qp_attr a{};
+  a.qp_state = IBV_QPS_ERR;
+  ASSERT_EQ(ibv_modify_qp(server.queue_pair(), &a, IBV_QP_STATE), 0);
+  p.client->set_io_timeout(3s);
+  p.client->send(1, bytes_of("are you there?"));
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string what;
+  EXPECT_EQ(kind_of([&] {
+    for (int i = 0; i < 60; ++i) p.client->receive(1s);  // polls in short waits, like the engine
+  }, &what), ErrorKind::peer_vanished);
+  EXPECT_NE(what.find("acknowledg"), std::string::npos) << what;
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GT(took, 2s) << "reported before the io timeout: " << what;
+  EXPECT_LT(took, 10s) << what;
+}
+
+// A SEND is a few path-MTU packets (see rc_reliable_channel.hpp, "Loss"), not 64 KiB.
+TEST(VerbsRcChannel, SendsAreAFewPacketsOfThePortMtu) {
+  HYMIG_REQUIRE_ROCE_LAB();
+  RcPair p = make_pair();
+  const auto port = find_roce_port(lab_ip_a());
+  ASSERT_TRUE(port);
+  EXPECT_EQ(static_cast<RcReliableChannel&>(*p.client).send_bytes(), std::size_t(kSendPackets) * port->active_mtu);
+  RcOptions fixed;
+  fixed.slot_bytes = 16 * 1024;
+  RcPair q = make_pair(fixed);
+  EXPECT_EQ(static_cast<RcReliableChannel&>(*q.client).send_bytes(), 16u * 1024);
 }
 
 TEST(VerbsRcChannel, ConnectWithoutListenerIsRefused) {
