@@ -349,13 +349,22 @@ void RcReliableChannel::post_current_slot() {
 }
 
 void RcReliableChannel::note_posted() {
-  if (!awaiting_acks()) last_ack_ = std::chrono::steady_clock::now();  // the clock starts now
+  if (!awaiting_acks()) ++ack_epoch_;  // a new wait for acknowledgements starts
 }
 
+// The clock is read here, in waits only, not per completion (under QEMU TCG every clock read is a
+// system call): the io timeout runs from the first wait that saw the latest progress.
 void RcReliableChannel::check_acks() {
   if (!awaiting_acks()) return;
   reap_sends();
-  if (!awaiting_acks() || std::chrono::steady_clock::now() - last_ack_ < io_timeout_) return;
+  if (!awaiting_acks()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (ack_epoch_ != checked_epoch_) {
+    checked_epoch_ = ack_epoch_;
+    last_ack_ = now;
+    return;
+  }
+  if (now - last_ack_ < io_timeout_) return;
   check_cm_events();  // a disconnect explains it best
   throw_if_failed();
   throw Error(ErrorKind::peer_vanished,
@@ -375,7 +384,7 @@ std::uint64_t RcReliableChannel::credits() const {
 void RcReliableChannel::reap_sends() {
   for (;;) {
     const std::size_t n = send_cq_->poll(wc_);
-    if (n > 0) last_ack_ = std::chrono::steady_clock::now();
+    if (n > 0) ++ack_epoch_;
     for (std::size_t i = 0; i < n; ++i) {
       const ibv_wc& wc = wc_[i];
       const bool credit = (wc.wr_id & kCreditWrId) != 0;
@@ -534,7 +543,9 @@ void RcReliableChannel::settle_ready() {
 
 // Makes the next SEND current; false if none arrived within `timeout`.
 bool RcReliableChannel::next_send(std::chrono::nanoseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // receive(0) (an event loop's poll) reads no clock: under QEMU TCG that is a system call.
+  std::chrono::steady_clock::time_point deadline{};
+  if (timeout.count() > 0) deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     if (!spill_.empty()) {
       cur_spill_ = std::move(spill_.front());
@@ -565,6 +576,7 @@ bool RcReliableChannel::next_send(std::chrono::nanoseconds timeout) {
     check_cm_events();
     if (pending_failure_) continue;  // take whatever completed before it, then throw
     check_acks();  // nothing buffered to hand out: a peer gone silent is the answer
+    if (timeout.count() <= 0) return false;
     const auto now = std::chrono::steady_clock::now();
     auto left = deadline - now;
     if (left <= left.zero()) return false;

@@ -227,7 +227,9 @@ class RcReliableChannel final : public ReliableChannel {
   std::uint64_t sends_posted_ = 0;  // data SENDs ever posted (credits used)
   unsigned sends_in_flight_ = 0;
   unsigned credit_writes_in_flight_ = 0;
-  std::chrono::steady_clock::time_point last_ack_{};  // last send completion, or first post after none
+  std::uint64_t ack_epoch_ = 0;      // bumped by every reaped completion and the first post after none
+  std::uint64_t checked_epoch_ = 0;  // the epoch check_acks() last saw, at last_ack_
+  std::chrono::steady_clock::time_point last_ack_{};
 
   // receive side state: SENDs spilled to our memory (oldest), then polled slots, then the CQ
   std::deque<std::vector<std::byte>> spill_;
