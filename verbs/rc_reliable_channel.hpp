@@ -161,6 +161,7 @@ class RcReliableChannel final : public ReliableChannel {
   void send_frame(std::uint8_t type, std::span<const std::byte> body, std::span<const ConstBuffer> payload);
   void append(const std::byte* data, std::size_t n);
   void post_current_slot();
+  void flush_sends();
   void wait_for_send_room();
   std::uint64_t credits() const;
   void reap_sends();
@@ -226,6 +227,10 @@ class RcReliableChannel final : public ReliableChannel {
   std::size_t current_fill_ = 0;
   std::uint64_t sends_posted_ = 0;  // data SENDs ever posted (credits used)
   unsigned sends_in_flight_ = 0;
+  std::vector<ibv_send_wr> pend_wr_;  // filled, not yet posted (credit spent)
+  std::vector<ibv_sge> pend_sge_;
+  unsigned pending_ = 0;
+  unsigned post_batch_ = 1;           // SENDs per chain (flush_sends)
   unsigned credit_writes_in_flight_ = 0;
   std::uint64_t ack_epoch_ = 0;      // bumped by every reaped completion and the first post after none
   std::uint64_t checked_epoch_ = 0;  // the epoch check_acks() last saw, at last_ack_
