@@ -40,10 +40,11 @@
 // SENDs or credit WRITEs is unacknowledged, the device must complete one at least every io timeout,
 // else every call that waits throws Error{peer_vanished} ("acknowledged nothing for N s"). A peer
 // process that exits or is killed is noticed sooner, by the CM's DISCONNECTED event.
-// The price of small SENDs is an ACK and two completions per 4 packets: without loss, Soft-RoCE
-// under QEMU TCG moves 7.5 MB/s in 4 KiB SENDs against 11-13 MB/s in 64 KiB ones (the kernel's
-// per-SEND work); at 5 % loss the 64 KiB SENDs manage 0.36 MB/s (at best, with retry 7) against
-// 1.3-2.0 MB/s. Hardware does the same per-packet work for either.
+// The price of small SENDs is an ACK and two completions per 4 packets. Soft-RoCE under QEMU TCG,
+// 8 MiB in 1 MiB messages, one boot (a noisy host): without loss 12-16 MB/s in 4 KiB SENDs posted
+// in chains against 11-20 MB/s in 64 KiB ones; at 5 % loss 2.5-2.9 MB/s against 0.36 (64 KiB,
+// retry 7, 2^14) and 0.75 (16 KiB: 128 packets in flight). Hardware does the same per-packet work
+// for either.
 //
 // After any failure in the middle of a message the stream is out of step: every later call throws
 // again, naming the first error (like the TCP channel).
