@@ -161,7 +161,6 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
   ASSERT_TRUE(src.committed()) << src.error << " / destination: " << dest.error;
   EXPECT_TRUE(src.verified);
   EXPECT_TRUE(dest.committed);
-  EXPECT_GT(src.modified_pages, 0u) << "the writers did not dirty the image during the rounds";
   const char* bulk_name = p.bulk == Bulk::over_reliable ? "tcp" : p.bulk == Bulk::ud ? "ud" : p.bulk == Bulk::udp ? "udp" : "fake";
   EXPECT_EQ(src.bulk_transport, bulk_name);
   EXPECT_EQ(src.reliable_transport, p.reliable == Reliable::rc ? "rc" : p.reliable == Reliable::tcp ? "tcp" : "fake");
