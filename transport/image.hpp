@@ -44,6 +44,10 @@ class SourceImage {
   // commit: a VM's device state. Called once, paused; hands the bytes to `sink` in pieces as they
   // are produced and returns when all were. Throws when it cannot (the caller then resumes the
   // image, which must run on as before).
+  // What the destination needs to recreate the VM around the memory (a libvirt domain's XML and
+  // whether it is persistent, as JSON text), carried in notify; "" for images that need none.
+  virtual std::string vm_definition() const { return {}; }
+
   using DeviceStateSink = std::function<void(std::span<const std::byte>)>;
   virtual bool has_device_state() const { return false; }
   virtual void produce_device_state(const DeviceStateSink& sink) {}

@@ -74,6 +74,7 @@ class SourceRun {
     n.bulk = opts_.bulk;
     n.verify = opts_.verify;
     n.reliable = opts_.reliable;
+    n.vm_definition = image_.vm_definition();
     if (opts_.bulk != "tcp") {
       dgram_ = make_datagram_();
       n.bulk = dgram_->transport_name();

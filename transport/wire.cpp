@@ -121,17 +121,19 @@ Hello decode_hello(std::span<const std::byte> body, nlohmann::json& caps_out) {
 }
 
 std::vector<std::byte> encode_notify(const Notify& n) {
-  return json_body({{"session", n.session},
-                    {"image_bytes", n.image_bytes},
-                    {"page_size", n.page_size},
-                    {"page_count", n.page_count},
-                    {"image_kind", n.image_kind},
-                    {"image_name", n.image_name},
-                    {"bulk", n.bulk},
-                    {"bulk_endpoint", n.bulk_endpoint},
-                    {"datagram_bytes", n.datagram_bytes},
-                    {"verify", n.verify},
-                    {"reliable", n.reliable}});
+  nlohmann::json j = {{"session", n.session},
+                      {"image_bytes", n.image_bytes},
+                      {"page_size", n.page_size},
+                      {"page_count", n.page_count},
+                      {"image_kind", n.image_kind},
+                      {"image_name", n.image_name},
+                      {"bulk", n.bulk},
+                      {"bulk_endpoint", n.bulk_endpoint},
+                      {"datagram_bytes", n.datagram_bytes},
+                      {"verify", n.verify},
+                      {"reliable", n.reliable}};
+  if (!n.vm_definition.empty()) j["vm_definition"] = n.vm_definition;
+  return json_body(j);
 }
 
 Notify decode_notify(std::span<const std::byte> body) {
@@ -150,6 +152,7 @@ Notify decode_notify(std::span<const std::byte> body) {
   n.verify = field<std::string>(j, m, "verify");
   // Absent in notifies of hymig before RDMA: the session stays on TCP.
   if (j.contains("reliable")) n.reliable = field<std::string>(j, m, "reliable");
+  if (j.contains("vm_definition")) n.vm_definition = field<std::string>(j, m, "vm_definition");
 
   if (n.page_size < 512 || n.page_size > (2u << 20) || (n.page_size & (n.page_size - 1)))
     bad("notify: page_size must be a power of two from 512 to 2 MiB");
@@ -165,6 +168,8 @@ Notify decode_notify(std::span<const std::byte> body) {
     bad("notify: datagram_bytes out of range 256..65535");
   if (!one_of(n.verify, {"full", "fast"})) bad("notify: verify must be full or fast");
   if (!one_of(n.reliable, {"tcp", "rc"})) bad("notify: unknown reliable transport '" + n.reliable + "'");
+  if (!n.vm_definition.empty() && n.image_kind != "vm") bad("notify: vm_definition on a '" + n.image_kind + "' image");
+  if (n.vm_definition.size() > (256u << 10)) bad("notify: vm_definition longer than 256 KiB");
   return n;
 }
 

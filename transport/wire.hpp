@@ -79,6 +79,7 @@ struct Notify {
   std::uint32_t datagram_bytes = 0;
   std::string verify;         // "full" | "fast"
   std::string reliable = "tcp";  // "tcp": the session stays on this connection; "rc": it moves to RDMA RC
+  std::string vm_definition;     // a VM image's hypervisor definition (see SourceImage::vm_definition), or ""
 };
 std::vector<std::byte> encode_notify(const Notify& n);
 Notify decode_notify(std::span<const std::byte> body);

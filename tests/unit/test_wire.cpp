@@ -38,6 +38,19 @@ TEST(WireHandshake, NotifyRoundTrips) {
   EXPECT_EQ(n.session, 0x1234u);
   EXPECT_EQ(n.image_name, "guest.ram");
   EXPECT_EQ(n.bulk_endpoint, "127.0.0.1:4000");
+  EXPECT_TRUE(n.vm_definition.empty());
+}
+
+TEST(WireHandshake, NotifyCarriesAVmDefinition) {
+  auto s = sample_notify();
+  s.image_kind = "vm";
+  s.vm_definition = R"({"libvirt_xml":"<domain/>","persistent":true})";
+  EXPECT_EQ(decode_notify(encode_notify(s)).vm_definition, s.vm_definition);
+  s.image_kind = "file";  // only a VM carries one
+  EXPECT_THROW(decode_notify(encode_notify(s)), Error);
+  s.image_kind = "vm";
+  s.vm_definition.assign(300u << 10, 'x');
+  EXPECT_THROW(decode_notify(encode_notify(s)), Error);
 }
 
 TEST(WireHandshake, NotifyRejectsBadFields) {
@@ -58,6 +71,7 @@ TEST(WireHandshake, NotifyRejectsBadFields) {
   bad([](auto& j) { j["session"] = -1; });
   bad([](auto& j) { j["datagram_bytes"] = 10; });
   bad([](auto& j) { j.erase("verify"); });
+  bad([](auto& j) { j["vm_definition"] = 42; });
   EXPECT_THROW(decode_notify(text("{not json")), Error);
   EXPECT_THROW(decode_notify(text("[1,2]")), Error);
   EXPECT_THROW(decode_notify({}), Error);
