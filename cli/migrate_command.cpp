@@ -18,6 +18,7 @@
 #include "udp/udp_datagram_channel.hpp"
 #include "verbs/rc_connect.hpp"
 #include "verbs/ud_datagram_channel.hpp"
+#include "vm/libvirt_image.hpp"
 #include "vm/vm_image.hpp"
 
 namespace hymig::cli {
@@ -26,6 +27,47 @@ namespace {
 void print_report(const MigrationReport& r, const std::string& format) {
   if (format == "json") std::cout << r.to_json().dump(2) << std::endl;
   else if (format == "text") std::cout << r.to_text() << std::flush;
+}
+
+// libvirt's job figures ("key=value" lines) as a JSON object, numbers where they are numbers.
+nlohmann::json job_figures(const std::string& lines) {
+  nlohmann::json j = nlohmann::json::object();
+  std::size_t pos = 0;
+  while (pos < lines.size()) {
+    const auto nl = lines.find('\n', pos);
+    const std::string line = lines.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? lines.size() : nl + 1;
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string v = line.substr(eq + 1);
+    char* end = nullptr;
+    const double d = std::strtod(v.c_str(), &end);
+    if (!v.empty() && end && *end == '\0') j[line.substr(0, eq)] = d;
+    else j[line.substr(0, eq)] = v;
+  }
+  return j;
+}
+
+// --fallback native: libvirt's own live migration of a domain hymig cannot move.
+int migrate_natively(const std::string& domain, const std::string& uri, const std::string& dest_uri,
+                     const std::string& migrate_uri, const std::string& why, const std::string& format) {
+  std::cerr << "hymig migrate: " << why << "\nhymig migrate: --fallback native: libvirt's own live migration to " << dest_uri
+            << "\n";
+  nlohmann::json r = {{"outcome", "committed"}, {"migrated_by", "libvirt"}, {"image_kind", "vm"}, {"image_name", domain},
+                      {"fallback_reason", why}, {"dest_uri", dest_uri}};
+  int rc = kExitOk;
+  try {
+    r["libvirt_job"] = job_figures(vm::migrate_domain_natively(domain, uri, dest_uri, migrate_uri));
+  } catch (const Error& e) {
+    r["outcome"] = "failed";
+    r["error"] = e.what();
+    std::cerr << "hymig migrate: error: " << e.what() << "\n";
+    rc = kExitFailed;
+  }
+  if (format == "json") std::cout << r.dump(2) << std::endl;
+  else if (format == "text")
+    std::cout << (rc == kExitOk ? "migrated by libvirt's own live migration\n" : "libvirt's own migration failed\n") << std::flush;
+  return rc;
 }
 
 int exit_code(const MigrationReport& r) {
@@ -42,7 +84,12 @@ int exit_code(const MigrationReport& r) {
 int run_migrate(const std::vector<std::string>& args) {
   po::options_description desc("options");
   desc.add_options()
-      ("image", po::value<std::string>(), "what to migrate (see IMAGE SPECS below); required")
+      ("image", po::value<std::string>(), "what to migrate (see IMAGE SPECS below); this or --domain")
+      ("domain", po::value<std::string>(), "a running libvirt domain to migrate live (see LIBVIRT DOMAINS below)")
+      ("connect", po::value<std::string>(), "with --domain: the source's libvirt URI (default: libvirt's own default, e.g. qemu:///system)")
+      ("fallback", po::value<std::string>()->default_value("none"), "with --domain: none, or native = a domain hymig cannot move (RAM not in a shared file, a device QEMU will not migrate) goes by libvirt's own live migration")
+      ("dest-uri", po::value<std::string>(), "with --fallback native: the destination's libvirt URI (default qemu+tcp://HOST/system, HOST from --to)")
+      ("migrate-uri", po::value<std::string>(), "with --fallback native: where libvirt's migration stream goes (default tcp://HOST, HOST from --to)")
       ("to", po::value<std::string>(), "HOST:PORT of the destination's `hymig serve`; required")
       ("bind", po::value<std::string>(), "leave from this local address (a node's fabric interface); default: the route's choice")
       ("bulk", po::value<std::string>()->default_value("auto"), "page stream transport: auto, udp, ud (RDMA unreliable datagrams) or tcp (everything over the reliable channel, the baseline)")
@@ -56,13 +103,30 @@ int run_migrate(const std::vector<std::string>& args) {
       ("progress", po::value<std::string>()->default_value("auto"), "live progress on stderr: auto (a line, on a terminal), on, off, or json (one object per line, ~5 a second)")
       ("secret-file", po::value<std::string>(), "shared secret proving to the destination who we are");
   po::variables_map vm;
-  if (!parse_options("migrate", "--image SPEC --to HOST:PORT [options]",
+  if (!parse_options("migrate", "(--image SPEC | --domain NAME [--connect URI]) --to HOST:PORT [options]",
                      std::string("IMAGE SPECS\n") + image_spec_help() + vm::vm_image_spec_help() +
+                         "\nLIBVIRT DOMAINS\n"
+                         "  --domain NAME [--connect URI] migrates a running libvirt domain whose RAM is a shared file\n"
+                         "  (<memoryBacking><source type='file'/><access mode='shared'/></memoryBacking>). The destination\n"
+                         "  runs `hymig serve --libvirt`: its libvirt starts a paused copy waiting for the migration, hymig\n"
+                         "  moves the RAM while the guest runs here, then the device state (QEMU's own stream, RAM left\n"
+                         "  out); the copy is resumed there, persistent if the domain is persistent here, and the domain\n"
+                         "  is destroyed and undefined here. On any failure before that the guest runs on here.\n"
+                         "  Example: hymig migrate --domain web1 --to node7:7470\n" +
                          "\nExit codes: 0 committed; 1 failed (the source image runs on, the destination discarded\n"
                          "its copy); 2 usage error; 3 commit sent but not confirmed (the source stays paused).\n",
                      desc, args, vm))
     return kExitOk;
-  if (!vm.count("image")) throw Error(ErrorKind::usage, "--image is required (e.g. --image synthetic:size=1G)");
+  if (vm.count("image") == vm.count("domain"))
+    throw Error(ErrorKind::usage, "give exactly one of --image SPEC (e.g. --image synthetic:size=1G) and --domain NAME");
+  const bool domain = vm.count("domain") > 0;
+  for (const char* o : {"connect", "dest-uri", "migrate-uri"})
+    if (!domain && vm.count(o)) throw Error(ErrorKind::usage, std::string("--") + o + " goes with --domain");
+  const std::string fallback = vm["fallback"].as<std::string>();
+  if (fallback != "none" && fallback != "native") throw Error(ErrorKind::usage, "--fallback must be none or native");
+  if (fallback == "native" && !domain) throw Error(ErrorKind::usage, "--fallback native goes with --domain");
+  if (fallback == "none" && (vm.count("dest-uri") || vm.count("migrate-uri")))
+    throw Error(ErrorKind::usage, "--dest-uri and --migrate-uri go with --fallback native");
   if (!vm.count("to")) throw Error(ErrorKind::usage, "--to HOST:PORT is required");
   const std::string format = vm["report"].as<std::string>();
   if (format != "text" && format != "json" && format != "none")
@@ -88,10 +152,24 @@ int run_migrate(const std::vector<std::string>& args) {
   }
   const auto secret = read_secret(vm);
   const std::string to = vm["to"].as<std::string>();
-  split_host_port(to);  // a malformed address is a usage error before anything else happens
+  const std::string to_host = split_host_port(to).host;  // a malformed address is a usage error before anything else happens
 
-  const std::string spec = vm["image"].as<std::string>();
-  auto image = vm::is_vm_image_spec(spec) ? vm::open_vm_source_image(spec) : open_source_image(spec);
+  std::unique_ptr<SourceImage> image;
+  if (domain) {
+    const std::string name = vm["domain"].as<std::string>();
+    const std::string uri = vm.count("connect") ? vm["connect"].as<std::string>() : std::string();
+    try {
+      image = vm::open_libvirt_source_image(name, uri);
+    } catch (const vm::NotMigratableByHymig& e) {
+      if (fallback != "native") throw;
+      const std::string host = to_host.find(':') != std::string::npos ? "[" + to_host + "]" : to_host;
+      return migrate_natively(name, uri, vm.count("dest-uri") ? vm["dest-uri"].as<std::string>() : "qemu+tcp://" + host + "/system",
+                              vm.count("migrate-uri") ? vm["migrate-uri"].as<std::string>() : "tcp://" + host, e.what(), format);
+    }
+  } else {
+    const std::string spec = vm["image"].as<std::string>();
+    image = vm::is_vm_image_spec(spec) ? vm::open_vm_source_image(spec) : open_source_image(spec);
+  }
 
   MigrationReport failed;
   failed.image_kind = image->kind();

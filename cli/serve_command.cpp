@@ -21,6 +21,7 @@
 #include "udp/udp_datagram_channel.hpp"
 #include "verbs/rc_listener.hpp"
 #include "verbs/ud_datagram_channel.hpp"
+#include "vm/libvirt_image.hpp"
 #include "vm/vm_image.hpp"
 
 namespace hymig::cli {
@@ -52,11 +53,14 @@ int run_serve(const std::vector<std::string>& args) {
       ("listen", po::value<std::string>()->default_value("0.0.0.0:7470"), "HOST:PORT to accept sources on (port 0: any free port)")
       ("store", po::value<std::string>()->default_value("/var/lib/hymig/images"), "directory where file images land (created if missing)")
       ("vm-qmp", po::value<std::string>(), "QMP socket of the QEMU that receives a VM (started with -incoming defer); without it VM images are refused")
+      ("libvirt", po::bool_switch(), "receive libvirt domains (the source ran `hymig migrate --domain`) into this host's libvirt")
+      ("connect", po::value<std::string>(), "with --libvirt: this host's libvirt URI (default: libvirt's own default, e.g. qemu:///system)")
+      ("vm-runtime-dir", po::value<std::string>()->default_value("/run/hymig"), "with --libvirt: directory for the QMP sockets hymig adds to incoming domains")
       ("once", po::bool_switch(), "exit after one session: 0 if it committed, 1 otherwise")
       ("timeout", po::value<double>()->default_value(10.0), "seconds a source may stay silent before its session is dropped")
       ("secret-file", po::value<std::string>(), "shared secret: sources must prove they hold the same file");
   po::variables_map vm;
-  if (!parse_options("serve", "[--listen HOST:PORT] [--store DIR] [--vm-qmp PATH] [--once] [--timeout SEC] [--secret-file FILE]",
+  if (!parse_options("serve", "[--listen HOST:PORT] [--store DIR] [--vm-qmp PATH | --libvirt [--connect URI]] [--once] [--timeout SEC] [--secret-file FILE]",
                      "A file image arrives as STORE/.NAME.SESSION.part and is renamed to STORE/NAME only once both\n"
                      "sides verified the digest and the source said commit; on any failure it is deleted.\n"
                      "Synthetic images are received into memory and dropped after verification.\n"
@@ -70,7 +74,14 @@ int run_serve(const std::vector<std::string>& args) {
                      "hymig writes the guest's RAM into that file, has QEMU load the device state the source sent\n"
                      "after the RAM verified, resumes the guest, then answers committed (x-ignore-shared is off\n"
                      "again afterwards). A session that fails after the checks passed kills that QEMU and deletes\n"
-                     "its RAM file; the guest runs on at the source. Each session needs a fresh QEMU.\n",
+                     "its RAM file; the guest runs on at the source. Each session needs a fresh QEMU.\n"
+                     "\n"
+                     "A libvirt domain (the source ran `hymig migrate --domain NAME`) lands in this host's libvirt\n"
+                     "with --libvirt: it starts a paused copy of the domain from the source's XML, waiting for the\n"
+                     "migration (-incoming defer, plus a QMP socket for hymig in --vm-runtime-dir; the copy is marked\n"
+                     "tainted by libvirt for that), fills its RAM file, loads the device state, defines it persistent\n"
+                     "if it was at the source and resumes it. A session that fails destroys the copy; a domain that\n"
+                     "already runs here, or another domain of that name, is refused.\n",
                      desc, args, vm))
     return kExitOk;
 
@@ -80,6 +91,12 @@ int run_serve(const std::vector<std::string>& args) {
   const std::string store = vm["store"].as<std::string>();
   const bool once = vm["once"].as<bool>();
   const std::string vm_qmp = vm.count("vm-qmp") ? vm["vm-qmp"].as<std::string>() : std::string();
+  const bool libvirt = vm["libvirt"].as<bool>();
+  if (!libvirt && vm.count("connect")) throw Error(ErrorKind::usage, "--connect goes with --libvirt");
+  vm::LibvirtTargetOptions lv;
+  lv.uri = vm.count("connect") ? vm["connect"].as<std::string>() : std::string();
+  lv.runtime_dir = vm["vm-runtime-dir"].as<std::string>();
+  if (lv.runtime_dir.empty() || lv.runtime_dir[0] != '/') throw Error(ErrorKind::usage, "--vm-runtime-dir must be an absolute path");
 
   struct sigaction sa{};
   sa.sa_handler = on_signal;
@@ -103,6 +120,11 @@ int run_serve(const std::vector<std::string>& args) {
       };
       TargetFactory targets = [&](const Notify& n) -> std::unique_ptr<TargetImage> {
         if (n.image_kind == "synthetic") return make_memory_target(n.image_bytes);
+        if (n.image_kind == "vm" && !n.vm_definition.empty()) {
+          if (!libvirt)
+            throw Error(ErrorKind::usage, "this daemon receives no libvirt domain: start `hymig serve --libvirt [--connect URI]`");
+          return vm::open_libvirt_target(lv, n);
+        }
         if (n.image_kind == "vm") {
           if (vm_qmp.empty())
             throw Error(ErrorKind::usage, "this daemon receives no VM: start `hymig serve --vm-qmp PATH` with the QMP socket "

@@ -11,6 +11,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr const char* kFdName = "hymig-migration";
+constexpr std::chrono::milliseconds kCommandTimeout{10000};
 
 }  // namespace
 
@@ -22,39 +23,45 @@ QemuVm QemuVm::attach(const std::string& qmp_path, std::chrono::milliseconds tim
   QmpClient qmp = QmpClient::connect(qmp_path, timeout);
   ProcessHandle proc;
   if (qmp.peer_pid() > 0) proc = ProcessHandle(qmp.peer_pid());
-  return QemuVm(std::move(qmp), std::move(proc));
+  return QemuVm(std::make_unique<QmpClient>(std::move(qmp)), std::move(proc));
 }
 
-std::string QemuVm::status() { return qmp_.execute("query-status").value("status", std::string()); }
+QemuVm QemuVm::over(std::unique_ptr<QmpEndpoint> qmp, ProcessHandle proc) { return QemuVm(std::move(qmp), std::move(proc)); }
 
-std::string QemuVm::name() { return qmp_.execute("query-name").value("name", std::string()); }
+nlohmann::json QemuVm::run(const std::string& command, const nlohmann::json& args) {
+  return qmp_->execute(command, args, kCommandTimeout);
+}
 
-void QemuVm::stop() { qmp_.execute("stop"); }
+std::string QemuVm::status() { return run("query-status").value("status", std::string()); }
 
-void QemuVm::cont() { qmp_.execute("cont"); }
+std::string QemuVm::name() { return run("query-name").value("name", std::string()); }
+
+void QemuVm::stop() { run("stop"); }
+
+void QemuVm::cont() { run("cont"); }
 
 void QemuVm::set_ignore_shared(bool on) {
-  qmp_.execute("migrate-set-capabilities",
+  run("migrate-set-capabilities",
                {{"capabilities", nlohmann::json::array({{{"capability", "x-ignore-shared"}, {"state", on}}})}});
 }
 
 RamBackend QemuVm::ram_backend() {
-  const auto memdevs = qmp_.execute("query-memdev");
+  const auto memdevs = run("query-memdev");
   if (!memdevs.is_array() || memdevs.empty())
-    throw Error(ErrorKind::usage, "the QEMU at " + qmp_path() +
+    throw Error(ErrorKind::usage, where() +
                                       " has no memory backend object: start it with -object memory-backend-file,id=pc.ram,"
                                       "size=SIZE,mem-path=/dev/shm/FILE,share=on -machine memory-backend=pc.ram");
   if (memdevs.size() > 1)
-    throw Error(ErrorKind::usage, "the QEMU at " + qmp_path() + " has " + std::to_string(memdevs.size()) +
+    throw Error(ErrorKind::usage, where() + " has " + std::to_string(memdevs.size()) +
                                       " memory backends; hymig moves a guest with exactly one (its RAM file)");
   const auto& m = memdevs[0];
   RamBackend b;
   b.id = m.value("id", std::string());
   b.size = m.value("size", std::uint64_t{0});
   b.shared = m.value("share", false);
-  if (b.id.empty()) throw Error(ErrorKind::usage, "the memory backend of the QEMU at " + qmp_path() + " has no id");
+  if (b.id.empty()) throw Error(ErrorKind::usage, "the memory backend of " + where() + " has no id");
   try {
-    b.mem_path = qmp_.execute("qom-get", {{"path", "/objects/" + b.id}, {"property", "mem-path"}}).get<std::string>();
+    b.mem_path = run("qom-get", {{"path", "/objects/" + b.id}, {"property", "mem-path"}}).get<std::string>();
   } catch (const QmpError&) {
     throw Error(ErrorKind::usage, "the guest's memory backend '" + b.id + "' is not a file (memory-backend-ram?): start QEMU with "
                                   "-object memory-backend-file,id=" + b.id + ",mem-path=/dev/shm/FILE,share=on");
@@ -73,23 +80,23 @@ std::vector<std::string> QemuVm::migration_blockers() {
   return out;
 }
 
-nlohmann::json QemuVm::query_migrate() { return qmp_.execute("query-migrate"); }
+nlohmann::json QemuVm::query_migrate() { return run("query-migrate"); }
 
 std::string QemuVm::migration_status() { return query_migrate().value("status", std::string()); }
 
 void QemuVm::migrate_to_fd(UniqueFd fd) {
-  qmp_.execute_with_fd("getfd", {{"fdname", kFdName}}, fd.get());
+  qmp_->execute_with_fd("getfd", {{"fdname", kFdName}}, fd.get());
   fd.reset();  // QEMU holds its own copy now
-  qmp_.execute("migrate", {{"uri", std::string("fd:") + kFdName}});
+  run("migrate", {{"uri", std::string("fd:") + kFdName}});
 }
 
 void QemuVm::migrate_incoming_fd(UniqueFd fd) {
-  qmp_.execute_with_fd("getfd", {{"fdname", kFdName}}, fd.get());
+  qmp_->execute_with_fd("getfd", {{"fdname", kFdName}}, fd.get());
   fd.reset();
-  qmp_.execute("migrate-incoming", {{"uri", std::string("fd:") + kFdName}});
+  run("migrate-incoming", {{"uri", std::string("fd:") + kFdName}});
 }
 
-void QemuVm::migrate_cancel() { qmp_.execute("migrate_cancel"); }
+void QemuVm::migrate_cancel() { run("migrate_cancel"); }
 
 void QemuVm::wait_migration_completed(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
@@ -109,10 +116,7 @@ bool QemuVm::wait_gone(std::chrono::milliseconds timeout) noexcept {
   try {
     if (process_) return process_.wait_exit(timeout);
     // No process handle (QEMU in another PID namespace): gone once it closed its QMP socket.
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) qmp_.next_event(std::chrono::milliseconds(100));
-  } catch (const Error& e) {
-    return e.kind() == ErrorKind::peer_vanished;
+    return qmp_->wait_closed(timeout);
   } catch (const std::exception&) {
   }
   return false;
@@ -120,7 +124,7 @@ bool QemuVm::wait_gone(std::chrono::milliseconds timeout) noexcept {
 
 void QemuVm::quit(std::chrono::milliseconds grace) noexcept {
   try {
-    qmp_.execute("quit", nullptr, std::chrono::milliseconds(2000));
+    qmp_->execute("quit", nullptr, std::chrono::milliseconds(2000));
   } catch (const std::exception&) {
     // QEMU may close the socket before it answers; whether it is gone is checked next.
   }
@@ -130,7 +134,7 @@ void QemuVm::quit(std::chrono::milliseconds grace) noexcept {
 bool QemuVm::kill() noexcept {
   try {
     if (process_) return process_.kill_and_wait(std::chrono::milliseconds(10000));
-    qmp_.execute("quit", nullptr, std::chrono::milliseconds(2000));  // the best there is without a pid
+    qmp_->execute("quit", nullptr, std::chrono::milliseconds(2000));  // the best there is without a pid
   } catch (const std::exception&) {
   }
   return wait_gone(std::chrono::milliseconds(10000));

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,9 +28,11 @@ class QemuVm {
  public:
   // Attaches to the QEMU serving QMP at `qmp_path` (waits up to `timeout` for the socket).
   static QemuVm attach(const std::string& qmp_path, std::chrono::milliseconds timeout);
+  // A QEMU reached another way (libvirt's monitor passthrough); `proc` may be empty.
+  static QemuVm over(std::unique_ptr<QmpEndpoint> qmp, ProcessHandle proc = {});
 
-  QmpClient& qmp() { return qmp_; }
-  const std::string& qmp_path() const { return qmp_.path(); }
+  QmpEndpoint& qmp() { return *qmp_; }
+  std::string where() const { return qmp_->where(); }
   const ProcessHandle& process() const { return process_; }
 
   std::string status();  // query-status: "running", "paused", "inmigrate", "postmigrate", ...
@@ -63,9 +66,10 @@ class QemuVm {
   bool kill() noexcept;
 
  private:
-  QemuVm(QmpClient qmp, ProcessHandle proc) : qmp_(std::move(qmp)), process_(std::move(proc)) {}
+  QemuVm(std::unique_ptr<QmpEndpoint> qmp, ProcessHandle proc) : qmp_(std::move(qmp)), process_(std::move(proc)) {}
   bool wait_gone(std::chrono::milliseconds timeout) noexcept;
-  QmpClient qmp_;
+  nlohmann::json run(const std::string& command, const nlohmann::json& args = nullptr);
+  std::unique_ptr<QmpEndpoint> qmp_;
   ProcessHandle process_;
 };
 

@@ -79,6 +79,16 @@ nlohmann::json QmpClient::execute(const std::string& command, const nlohmann::js
   return run(command, args, -1, timeout);
 }
 
+bool QmpClient::wait_closed(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  try {
+    while (Clock::now() < deadline) next_event(std::chrono::milliseconds(100));
+  } catch (const Error& e) {
+    return e.kind() == ErrorKind::peer_vanished;
+  }
+  return false;
+}
+
 nlohmann::json QmpClient::execute_with_fd(const std::string& command, const nlohmann::json& args, int fd) {
   return run(command, args, fd, timeout_);
 }

@@ -18,6 +18,7 @@
 
 #include "transport/error.hpp"
 #include "transport/unique_fd.hpp"
+#include "vm/qmp_endpoint.hpp"
 
 namespace hymig::vm {
 
@@ -32,7 +33,7 @@ class QmpError : public Error {
   std::string class_, desc_;
 };
 
-class QmpClient {
+class QmpClient final : public QmpEndpoint {
  public:
   // Connects to the QMP socket at `path` (retrying until `timeout` while it is not there yet or
   // refuses), reads the greeting and leaves negotiation mode (qmp_capabilities). Error{usage} when
@@ -46,9 +47,12 @@ class QmpClient {
   // Events arriving meanwhile are queued. Throws QmpError when QEMU answers with an error,
   // Error{timeout} after `timeout`, Error{peer_vanished} when QEMU closed the socket (it exited).
   nlohmann::json execute(const std::string& command, const nlohmann::json& args = nullptr);
-  nlohmann::json execute(const std::string& command, const nlohmann::json& args, std::chrono::milliseconds timeout);
+  nlohmann::json execute(const std::string& command, const nlohmann::json& args, std::chrono::milliseconds timeout) override;
   // The same, passing `fd` with the command (QEMU keeps a duplicate): getfd, add-fd.
-  nlohmann::json execute_with_fd(const std::string& command, const nlohmann::json& args, int fd);
+  nlohmann::json execute_with_fd(const std::string& command, const nlohmann::json& args, int fd) override;
+  // Reads events until QEMU closes the socket.
+  bool wait_closed(std::chrono::milliseconds timeout) override;
+  std::string where() const override { return "the QEMU at " + path_; }
 
   // The oldest queued event, or the next to arrive within `timeout`; std::nullopt if none.
   std::optional<nlohmann::json> next_event(std::chrono::milliseconds timeout);

@@ -1,72 +1,18 @@
 #include "vm/vm_image.hpp"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <iostream>
-#include <optional>
-#include <vector>
 
 #include "transport/error.hpp"
-#include "transport/file_image.hpp"
-#include "transport/mapping.hpp"
-#include "transport/unique_fd.hpp"
+#include "vm/qemu_images.hpp"
 #include "vm/qemu_vm.hpp"
 
 namespace hymig::vm {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr std::size_t kPageSize = 4096;
 constexpr milliseconds kAttachTimeout{5000};
-constexpr milliseconds kDeviceStateTimeout{30000};  // QEMU producing or loading ~0.3 MB
-
-// A guest's RAM file, mapped whole; remembers which file it was so it is only ever deleted if the
-// path still names it.
-struct RamFile {
-  std::string path;
-  Mapping map;
-  dev_t dev = 0;
-  ino_t ino = 0;
-
-  static RamFile open(const RamBackend& b, bool writable) {
-    RamFile f;
-    f.path = b.mem_path;
-    UniqueFd fd(::open(b.mem_path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC));
-    if (!fd) throw_errno("cannot open the guest's RAM file " + b.mem_path);
-    struct stat st{};
-    if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat the guest's RAM file " + b.mem_path);
-    if (!S_ISREG(st.st_mode))
-      throw Error(ErrorKind::usage, "the guest's mem-path " + b.mem_path +
-                                        " is not a regular file (a directory makes QEMU use an unlinked file hymig cannot "
-                                        "open): give memory-backend-file a file name, e.g. mem-path=/dev/shm/guest.ram");
-    if (b.size == 0 || b.size % kPageSize || static_cast<std::uint64_t>(st.st_size) < b.size)
-      throw Error(ErrorKind::usage, "the guest's RAM file " + b.mem_path + " holds " + std::to_string(st.st_size) +
-                                        " bytes for a backend of " + std::to_string(b.size) + ": not QEMU's RAM file?");
-    void* p = ::mmap(nullptr, b.size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd.get(), 0);
-    if (p == MAP_FAILED) throw_errno("cannot map the guest's RAM file " + b.mem_path);
-    f.map = Mapping(p, b.size);
-    f.dev = st.st_dev;
-    f.ino = st.st_ino;
-    return f;
-  }
-
-  // Deletes the file if `path` still names the file that was mapped. Never throws.
-  void unlink() noexcept {
-    map.reset();
-    struct stat st{};
-    if (!path.empty() && ::stat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) ::unlink(path.c_str());
-    path.clear();
-  }
-};
 
 // A name the destination may log the image under: a plain file name.
 std::string plain_name(const std::string& vm_name, const std::string& ram_path) {
@@ -82,222 +28,18 @@ std::string plain_name(const std::string& vm_name, const std::string& ram_path) 
   return s;
 }
 
-// The device state's socket pair: hymig's end first, QEMU's second.
-std::pair<UniqueFd, UniqueFd> socket_pair() {
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("cannot create a socket pair for the device state");
-  // Ours (the first) never blocks: waits are polls with deadlines. QEMU sets up its own end.
-  ::fcntl(sv[0], F_SETFL, ::fcntl(sv[0], F_GETFL) | O_NONBLOCK);
-  return {UniqueFd(sv[0]), UniqueFd(sv[1])};
-}
-
-int poll_ms(Clock::time_point deadline, milliseconds cap) {
-  const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-  return static_cast<int>(std::clamp<long long>(std::min(left, cap).count(), 0, cap.count()));
-}
-
-// ---- the source --------------------------------------------------------------------------------
-
-class QmpSourceImage final : public SourceImage {
+// A QEMU hymig drives alone: QMP stop/cont, and quit once the guest lives elsewhere.
+class QmpSourceControl final : public SourceGuestControl {
  public:
-  explicit QmpSourceImage(const std::string& qmp_path) : vm_(QemuVm::attach(qmp_path, kAttachTimeout)) {
-    // Running only: the destination resumes what arrives (a paused guest would wake up there).
-    if (const std::string st = vm_.status(); st != "running")
-      throw Error(ErrorKind::usage, "the guest at " + qmp_path + " is '" + st + "', not running: hymig migrates a running guest" +
-                                        (st == "paused" || st == "prelaunch" ? " (cont it first)" : ""));
-    const std::string mig = vm_.migration_status();
-    if (migration_active(mig))
-      throw Error(ErrorKind::usage, "a migration of the guest at " + qmp_path + " is already under way ('" + mig +
-                                        "'): wait for it or migrate_cancel it");
-    if (const auto why = vm_.migration_blockers(); !why.empty()) {
-      std::string all;
-      for (const auto& w : why) all += (all.empty() ? "" : "; ") + w;
-      throw Error(ErrorKind::usage, "QEMU refuses to migrate the guest at " + qmp_path + ": " + all +
-                                        " (remove what blocks it, or migrate the guest another way)");
-    }
-    ram_ = RamFile::open(vm_.ram_backend(), false);
-    name_ = plain_name(vm_.name(), ram_.path);
-  }
-
-  std::string kind() const override { return "vm"; }
-  std::string name() const override { return name_; }
-  std::size_t page_size() const override { return kPageSize; }
-  std::uint64_t page_count() const override { return ram_.map.size() / kPageSize; }
-  std::span<const std::byte> memory() const override { return {ram_.map.data(), ram_.map.size()}; }
-  void start_dirty_tracking() override {}
-  void collect_dirty(Bitmap& out, std::span<const std::uint64_t> sent_hashes) override {
-    scan_modified_pages(memory(), kPageSize, sent_hashes, out);
-  }
-
-  void pause() override { vm_.stop(); }
-
-  // Runs on where it was: any migration of ours cancelled, x-ignore-shared off again (a later
-  // native migration must send the RAM), the guest continued.
-  void resume() override {
-    if (migration_active(vm_.migration_status())) {
-      vm_.migrate_cancel();
-      const auto deadline = Clock::now() + milliseconds(10000);
-      while (migration_active(vm_.migration_status())) {
-        if (Clock::now() > deadline) throw Error(ErrorKind::timeout, "QEMU did not cancel its migration within 10 s");
-        ::usleep(1000);
-      }
-    }
-    if (ignore_shared_on_) {
-      vm_.set_ignore_shared(false);
-      ignore_shared_on_ = false;
-    }
-    vm_.cont();
-  }
-
-  // The guest lives on the destination: this QEMU quits (is killed if it will not) and its RAM
-  // file, a stale copy of the guest's memory, is deleted.
-  void handed_over() override {
-    vm_.quit(milliseconds(10000));
-    ram_.unlink();
-  }
-
-  bool has_device_state() const override { return true; }
-
-  // QEMU migrates into one end of a socket pair; with x-ignore-shared it leaves out the RAM file,
-  // so the stream is the device state (and small non-shared RAM such as ROMs): ~0.2–0.3 MB.
-  void produce_device_state(const DeviceStateSink& sink) override {
-    ignore_shared_on_ = true;  // first: resume() turns it off even if this call fails half-way
-    vm_.set_ignore_shared(true);
-    auto [ours, theirs] = socket_pair();
-    vm_.migrate_to_fd(std::move(theirs));
-    std::vector<std::byte> buf(kMaxDeviceStatePiece);
-    const auto deadline = Clock::now() + kDeviceStateTimeout;
-    while (true) {
-      pollfd p{ours.get(), POLLIN, 0};
-      const int r = ::poll(&p, 1, poll_ms(deadline, milliseconds(100)));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) throw_errno("poll on the device-state socket");
-      if (r == 0) {
-        // Quiet: QEMU may have failed (it closes the socket then, too) or be slow.
-        const auto q = vm_.query_migrate();
-        const std::string s = q.value("status", std::string());
-        if (s == "failed" || s == "cancelled")
-          throw Error(ErrorKind::io, "the source QEMU's migration " + s + ": " + q.value("error-desc", std::string("no reason given")));
-        if (Clock::now() >= deadline)
-          throw Error(ErrorKind::timeout, "the source QEMU produced no device state for " +
-                                              std::to_string(kDeviceStateTimeout.count() / 1000) + " s (migration '" + s + "')");
-        continue;
-      }
-      const ssize_t n = ::recv(ours.get(), buf.data(), buf.size(), 0);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n < 0) throw_errno("cannot read the source QEMU's device state");
-      if (n == 0) break;  // QEMU closed its end: the stream is complete, or the migration failed
-      sink(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(n)));
-    }
-    vm_.wait_migration_completed(milliseconds(10000));
-  }
-
- private:
-  QemuVm vm_;
-  RamFile ram_;
-  std::string name_;
-  bool ignore_shared_on_ = false;
+  void pause(QemuVm& vm) override { vm.stop(); }
+  void cont(QemuVm& vm) override { vm.cont(); }
+  void end(QemuVm& vm) override { vm.quit(milliseconds(10000)); }
 };
 
-// ---- the destination ---------------------------------------------------------------------------
-
-class QmpTargetImage final : public TargetImage {
+class QmpTargetControl final : public TargetGuestControl {
  public:
-  QmpTargetImage(const std::string& qmp_path, const Notify& n) : vm_(QemuVm::attach(qmp_path, kAttachTimeout)) {
-    const std::string st = vm_.status();
-    if (st != "inmigrate")
-      throw Error(ErrorKind::usage, "the destination QEMU at " + qmp_path + " is '" + st +
-                                        "', not waiting for an incoming migration: start it with -incoming defer");
-    if (const std::string mig = vm_.migration_status(); !mig.empty() && mig != "none")
-      throw Error(ErrorKind::usage, "the destination QEMU at " + qmp_path + " already has an incoming migration ('" + mig +
-                                        "'): start a fresh one with -incoming defer");
-    if (n.page_size != kPageSize)
-      throw Error(ErrorKind::usage, "a VM image of " + std::to_string(n.page_size) + "-byte pages; this side moves 4096");
-    const RamBackend b = vm_.ram_backend();
-    if (b.size != n.image_bytes)
-      throw Error(ErrorKind::usage, "the destination QEMU at " + qmp_path + " has " + std::to_string(b.size) +
-                                        " bytes of RAM, the source's guest " + std::to_string(n.image_bytes) +
-                                        ": start it with the same -m and memory-backend size");
-    ram_ = RamFile::open(b, true);
-    // Checked and mapped: this QEMU is the session's now. Anything failing from here on kills it.
-    adopted_ = true;
-    try {
-      vm_.set_ignore_shared(true);
-      auto [ours, theirs] = socket_pair();
-      vm_.migrate_incoming_fd(std::move(theirs));
-      stream_ = std::move(ours);
-    } catch (...) {
-      discard();
-      throw;
-    }
-  }
-
-  ~QmpTargetImage() override { discard(); }
-
-  std::span<std::byte> memory() override { return ram_.map.span(); }
-  std::string description() const override { return "QEMU at " + vm_.qmp_path() + " (RAM " + ram_.path + ")"; }
-
-  bool takes_device_state() const override { return true; }
-
-  void write_device_state(std::span<const std::byte> bytes) override {
-    const auto deadline = Clock::now() + kDeviceStateTimeout;
-    while (!bytes.empty()) {
-      const ssize_t n = ::send(stream_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n > 0) {
-        bytes = bytes.subspan(static_cast<std::size_t>(n));
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        pollfd p{stream_.get(), POLLOUT, 0};
-        if (::poll(&p, 1, poll_ms(deadline, kDeviceStateTimeout)) == 0)
-          throw Error(ErrorKind::timeout, "the destination QEMU stopped reading its device state");
-        continue;
-      }
-      if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
-        throw Error(ErrorKind::peer_vanished, "the destination QEMU closed its device-state socket (it failed to load or exited)");
-      throw_errno("cannot write the device state to the destination QEMU");
-    }
-  }
-
-  // Waits until QEMU loaded it; it stays paused (the source was) until commit() resumes it.
-  void finish_device_state() override {
-    stream_.reset();
-    vm_.wait_migration_completed(kDeviceStateTimeout);
-    if (const std::string st = vm_.status(); st != "paused")
-      throw Error(ErrorKind::io, "the destination QEMU is '" + st + "' after loading the device state, expected 'paused'");
-  }
-
-  // Resumes the guest here. The RAM mapping stays until the session object goes (unmapping 256 MiB
-  // takes ~10-20 ms: not inside the blackout).
-  void commit() override {
-    vm_.cont();
-    committed_ = true;
-    try {
-      vm_.set_ignore_shared(false);
-    } catch (const std::exception& e) {
-      std::cerr << "hymig: warning: the guest runs, but x-ignore-shared stays on in its QEMU (" << e.what()
-                << "); a later native migration needs migrate-set-capabilities x-ignore-shared=false\n";
-    }
-  }
-
-  void discard() noexcept override {
-    if (committed_ || discarded_) return;
-    discarded_ = true;
-    stream_.reset();
-    if (adopted_) {
-      if (!vm_.kill())
-        std::cerr << "hymig: warning: the destination QEMU (pid " << vm_.process().pid() << ") could not be confirmed gone\n";
-      ram_.unlink();
-    }
-    ram_.map.reset();
-  }
-
- private:
-  QemuVm vm_;
-  RamFile ram_;
-  UniqueFd stream_;
-  bool adopted_ = false, committed_ = false, discarded_ = false;
+  void resume(QemuVm& vm) override { vm.cont(); }
+  bool destroy(QemuVm& vm) noexcept override { return vm.kill(); }
 };
 
 }  // namespace
@@ -308,7 +50,14 @@ std::unique_ptr<SourceImage> open_vm_source_image(const std::string& spec) {
   if (!is_vm_image_spec(spec)) throw Error(ErrorKind::usage, "--image: '" + spec + "' is not qmp:PATH");
   const std::string path = spec.substr(4);
   if (path.empty()) throw Error(ErrorKind::usage, "--image qmp: needs the QEMU's QMP socket, e.g. qmp:/run/guest.qmp");
-  return std::make_unique<QmpSourceImage>(path);
+  QemuVm vm = QemuVm::attach(path, kAttachTimeout);
+  std::string label;
+  try {
+    label = plain_name(vm.name(), vm.ram_backend().mem_path);
+  } catch (const Error&) {
+    label = plain_name(std::string(), path);  // the image's own checks say what is wrong
+  }
+  return make_qemu_source_image(std::move(vm), std::make_unique<QmpSourceControl>(), label);
 }
 
 const char* vm_image_spec_help() {
@@ -323,7 +72,7 @@ const char* vm_image_spec_help() {
 }
 
 std::unique_ptr<TargetImage> open_vm_target(const std::string& qmp_path, const Notify& n) {
-  return std::make_unique<QmpTargetImage>(qmp_path, n);
+  return make_qemu_target_image(QemuVm::attach(qmp_path, kAttachTimeout), n, std::make_unique<QmpTargetControl>());
 }
 
 }  // namespace hymig::vm

@@ -1,0 +1,66 @@
+// The text edits hymig makes on libvirt domain XML (vm/domain_xml.hpp).
+#include <gtest/gtest.h>
+
+#include "transport/error.hpp"
+#include "vm/domain_xml.hpp"
+
+using namespace hymig;
+using namespace hymig::vm;
+
+namespace {
+
+const std::string kDomain = R"(<domain type='qemu'>
+  <name>web1</name>
+  <memory unit='KiB'>262144</memory>
+  <memoryBacking>
+    <source type='file'/>
+    <access mode='shared'/>
+  </memoryBacking>
+  <devices>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+)";
+
+}  // namespace
+
+TEST(DomainXml, SharedFileMemoryIsRecognised) {
+  EXPECT_TRUE(has_shared_file_memory(kDomain));
+  EXPECT_FALSE(has_shared_file_memory("<domain type='qemu'><memory>1</memory></domain>"));
+  // A file without shared access is a private copy QEMU keeps to itself.
+  EXPECT_FALSE(has_shared_file_memory("<domain><memoryBacking><source type='file'/></memoryBacking></domain>"));
+  EXPECT_FALSE(has_shared_file_memory("<domain><memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking></domain>"));
+  // Outside <memoryBacking> the same elements mean something else (a disk's source, say).
+  EXPECT_FALSE(has_shared_file_memory("<domain><devices><disk><source type='file'/><access mode='shared'/></disk></devices></domain>"));
+}
+
+TEST(DomainXml, ArgumentsAreAddedWithTheNamespaceAndEscaped) {
+  const std::string x = add_qemu_args(kDomain, {"-incoming", "defer", "-qmp", "unix:/run/hymig/a&b.qmp,server=on"});
+  EXPECT_NE(x.find("<domain xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0' type='qemu'>"), std::string::npos) << x;
+  EXPECT_NE(x.find("<qemu:arg value='-incoming'/>\n    <qemu:arg value='defer'/>"), std::string::npos) << x;
+  EXPECT_NE(x.find("a&amp;b.qmp"), std::string::npos) << x;
+  EXPECT_LT(x.find("</qemu:commandline>"), x.find("</domain>"));
+  // An existing commandline gets the arguments appended, the namespace is not declared twice.
+  const std::string twice = add_qemu_args(x, {"-S"});
+  EXPECT_EQ(twice.find("xmlns:qemu=", twice.find("xmlns:qemu=") + 1), std::string::npos);
+  EXPECT_LT(twice.find("defer"), twice.find("<qemu:arg value='-S'/>"));
+  EXPECT_THROW(add_qemu_args("<nothing/>", {"-S"}), Error);
+}
+
+TEST(DomainXml, HymigsOwnArgumentsAreStrippedOthersKept) {
+  const std::string sock = "unix:/run/hymig/" + hymig_qmp_socket_name("e97780ab-18dd-461b-856f-4c19720343ff") + ",server=on,wait=off";
+  const std::string ours = add_qemu_args(kDomain, {"-incoming", "defer", "-qmp", sock});
+  const std::string clean = strip_hymig_qemu_args(ours);
+  EXPECT_EQ(clean.find("qemu:commandline"), std::string::npos) << clean;
+  EXPECT_EQ(clean.find("-incoming"), std::string::npos);
+  EXPECT_NE(clean.find("<memballoon model='none'/>"), std::string::npos);
+  // The user's own arguments stay, and so does a -qmp of theirs.
+  const std::string mixed = add_qemu_args(kDomain, {"-device", "pvpanic", "-qmp", "unix:/run/theirs.qmp,server=on", "-incoming",
+                                                    "defer", "-qmp", sock});
+  const std::string kept = strip_hymig_qemu_args(mixed);
+  EXPECT_NE(kept.find("<qemu:arg value='pvpanic'/>"), std::string::npos) << kept;
+  EXPECT_NE(kept.find("/run/theirs.qmp"), std::string::npos) << kept;
+  EXPECT_EQ(kept.find("hymig-"), std::string::npos) << kept;
+  EXPECT_EQ(kept.find("defer"), std::string::npos) << kept;
+  EXPECT_EQ(strip_hymig_qemu_args(kDomain), kDomain);
+}

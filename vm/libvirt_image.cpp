@@ -1,0 +1,237 @@
+#include "vm/libvirt_image.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+#include "vm/domain_xml.hpp"
+#include "vm/libvirt_domain.hpp"
+#include "vm/libvirt_monitor.hpp"
+#include "vm/qemu_images.hpp"
+#include "vm/qemu_vm.hpp"
+
+namespace hymig::vm {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr milliseconds kMonitorTimeout{10000};  // the destination QEMU opening hymig's QMP socket
+
+const char* const kSharedMemoryFix =
+    "<memoryBacking><source type='file'/><access mode='shared'/></memoryBacking> in its XML (virsh edit NAME, then "
+    "restart it), or pass --fallback native to use libvirt's own migration";
+
+std::string image_name_for(const std::string& domain) {
+  std::string s = domain;
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
+  if (s.size() > 200) s.resize(200);
+  if (s.empty() || s[0] == '.') s = "vm-" + s;
+  return s;
+}
+
+// ---- the source --------------------------------------------------------------------------------
+
+class LibvirtSourceControl final : public SourceGuestControl {
+ public:
+  LibvirtSourceControl(LibvirtDomain dom, std::string definition, bool persistent)
+      : dom_(std::move(dom)), definition_(std::move(definition)), persistent_(persistent) {}
+
+  // Through libvirt, so it knows the domain's state at every step.
+  void pause(QemuVm&) override { dom_.suspend(); }
+  void cont(QemuVm&) override { dom_.resume(); }
+
+  // The guest runs at the destination: gone from here, its definition too (it lives there now).
+  void end(QemuVm&) override {
+    dom_.destroy();
+    if (!persistent_) return;
+    try {
+      dom_.undefine();
+    } catch (const std::exception& e) {
+      std::cerr << "hymig: warning: the guest runs at the destination and is stopped here, but its definition stays here ("
+                << e.what() << "): virsh undefine " << dom_.name() << " before anyone starts it\n";
+    }
+  }
+
+  std::string definition() const override { return definition_; }
+
+ private:
+  LibvirtDomain dom_;
+  std::string definition_;
+  bool persistent_;
+};
+
+// ---- the destination ---------------------------------------------------------------------------
+
+class LibvirtTargetControl final : public TargetGuestControl {
+ public:
+  LibvirtTargetControl(LibvirtConnection conn, LibvirtDomain dom, std::string persistent_xml, std::string prior_xml,
+                       std::string socket)
+      : conn_(std::move(conn)), dom_(std::move(dom)), persistent_xml_(std::move(persistent_xml)),
+        prior_xml_(std::move(prior_xml)), socket_(std::move(socket)) {}
+
+  // Persistent first (as the source was), then running: a failed definition leaves a paused copy
+  // that destroy() removes, and the guest runs on at the source.
+  void resume(QemuVm&) override {
+    if (!persistent_xml_.empty()) {
+      defined_ = true;
+      LibvirtDomain::define(conn_, persistent_xml_);
+    }
+    dom_.resume();
+  }
+
+  bool destroy(QemuVm&) noexcept override {
+    bool gone = true;
+    try {
+      dom_.destroy();
+    } catch (const std::exception& e) {
+      std::cerr << "hymig: warning: " << e.what() << "\n";
+      gone = false;
+    }
+    if (defined_) {
+      // Undo the definition: back to what was defined here before, or nothing.
+      try {
+        if (!prior_xml_.empty()) LibvirtDomain::define(conn_, prior_xml_);
+        else if (dom_.persistent()) dom_.undefine();
+      } catch (const std::exception& e) {
+        std::cerr << "hymig: warning: the failed copy's definition stays: " << e.what() << "\n";
+      }
+    }
+    ::unlink(socket_.c_str());
+    return gone;
+  }
+
+ private:
+  LibvirtConnection conn_;
+  LibvirtDomain dom_;
+  std::string persistent_xml_, prior_xml_, socket_;
+  bool defined_ = false;
+};
+
+struct Definition {
+  std::string name, uuid, xml, persistent_xml;  // persistent_xml: "" for a transient domain
+};
+
+Definition parse_definition(const std::string& text) {
+  Definition d;
+  try {
+    const auto j = nlohmann::json::parse(text);
+    if (j.value("hypervisor", std::string()) != "libvirt") throw Error(ErrorKind::protocol, "not a libvirt domain");
+    d.name = j.at("name").get<std::string>();
+    d.uuid = j.at("uuid").get<std::string>();
+    d.xml = j.at("xml").get<std::string>();
+    if (j.at("persistent").get<bool>()) d.persistent_xml = j.at("persistent_xml").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::protocol, std::string("notify: malformed vm_definition: ") + e.what());
+  }
+  static const std::regex uuid_re("[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}");
+  if (!std::regex_match(d.uuid, uuid_re)) throw Error(ErrorKind::protocol, "notify: vm_definition's uuid is not a UUID");
+  if (d.name.empty() || d.name.size() > 200) throw Error(ErrorKind::protocol, "notify: vm_definition's name is empty or too long");
+  if (d.xml.find("<domain") == std::string::npos) throw Error(ErrorKind::protocol, "notify: vm_definition's xml is no domain");
+  return d;
+}
+
+// Destroys a domain this process started unless disarmed: a copy that failed its checks.
+struct StartedDomainGuard {
+  LibvirtDomain* dom;
+  std::string socket;
+  ~StartedDomainGuard() {
+    if (!dom) return;
+    try {
+      dom->destroy();
+    } catch (const std::exception& e) {
+      std::cerr << "hymig: warning: " << e.what() << "\n";
+    }
+    ::unlink(socket.c_str());
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<SourceImage> open_libvirt_source_image(const std::string& name, const std::string& uri) {
+  const LibvirtConnection conn = LibvirtConnection::open(uri);
+  auto dom = LibvirtDomain::find(conn, name);
+  if (!dom) throw Error(ErrorKind::usage, "no domain '" + name + "' at " + conn.uri() + " (virsh -c " + conn.uri() + " list --all)");
+  const std::string where = "domain '" + name + "'";
+  if (!dom->active()) throw Error(ErrorKind::usage, where + " is not running ('" + dom->state() + "'): hymig migrates a running guest");
+  if (const std::string st = dom->state(); st != "running")
+    throw Error(ErrorKind::usage, where + " is '" + st + "', not running" + (st == "paused" ? ": virsh resume it first" : ""));
+  const std::string live = dom->xml(true);
+  if (!has_shared_file_memory(live))
+    throw NotMigratableByHymig(where + " keeps its RAM in anonymous memory; hymig moves RAM that lives in a shared file: put " +
+                               kSharedMemoryFix);
+
+  QemuVm vm = QemuVm::over(std::make_unique<LibvirtMonitor>(*dom));
+  try {
+    vm.ram_backend();
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::usage) throw;
+    throw NotMigratableByHymig(std::string(e.what()) + " (for a libvirt domain: " + kSharedMemoryFix + ")");
+  }
+  if (const auto why = vm.migration_blockers(); !why.empty()) {
+    std::string all;
+    for (const auto& w : why) all += (all.empty() ? "" : "; ") + w;
+    throw NotMigratableByHymig("QEMU refuses to migrate " + where + ": " + all +
+                               " (remove the device that blocks it; --fallback native hands it to libvirt's own migration, "
+                               "which QEMU may refuse as well)");
+  }
+
+  const bool persistent = dom->persistent();
+  nlohmann::json def = {{"hypervisor", "libvirt"},
+                        {"name", dom->name()},
+                        {"uuid", dom->uuid()},
+                        {"xml", strip_hymig_qemu_args(live)},
+                        {"persistent", persistent}};
+  if (persistent) def["persistent_xml"] = strip_hymig_qemu_args(dom->xml(true, true));
+  auto control = std::make_unique<LibvirtSourceControl>(*dom, def.dump(), persistent);
+  return make_qemu_source_image(std::move(vm), std::move(control), image_name_for(name));
+}
+
+std::string migrate_domain_natively(const std::string& name, const std::string& uri, const std::string& dest_uri,
+                                    const std::string& migrate_uri) {
+  const LibvirtConnection conn = LibvirtConnection::open(uri);
+  auto dom = LibvirtDomain::find(conn, name);
+  if (!dom) throw Error(ErrorKind::usage, "no domain '" + name + "' at " + conn.uri());
+  return dom->migrate_native(dest_uri, migrate_uri);
+}
+
+std::unique_ptr<TargetImage> open_libvirt_target(const LibvirtTargetOptions& opts, const Notify& n) {
+  const Definition d = parse_definition(n.vm_definition);
+  const LibvirtConnection conn = LibvirtConnection::open(opts.uri);
+  std::string prior_xml;
+  if (auto same = LibvirtDomain::find_uuid(conn, d.uuid)) {
+    if (same->active())
+      throw Error(ErrorKind::refused, "domain '" + same->name() + "' (UUID " + d.uuid + ") already runs on this host");
+    if (same->name() != d.name)
+      throw Error(ErrorKind::refused, "this host defines UUID " + d.uuid + " as domain '" + same->name() + "', not '" + d.name + "'");
+    if (same->persistent()) prior_xml = same->xml(false, true);
+  } else if (auto other = LibvirtDomain::find(conn, d.name)) {
+    throw Error(ErrorKind::refused, "this host has another domain called '" + d.name + "' (UUID " + other->uuid() + ")");
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(opts.runtime_dir, ec);
+  if (ec) throw Error(ErrorKind::io, "cannot create the runtime directory '" + opts.runtime_dir + "': " + ec.message());
+  ::chmod(opts.runtime_dir.c_str(), 0700);
+  const std::string socket = opts.runtime_dir + "/" + hymig_qmp_socket_name(d.uuid);
+  ::unlink(socket.c_str());
+  const std::string xml = add_qemu_args(d.xml, {"-incoming", "defer", "-qmp", "unix:" + socket + ",server=on,wait=off"});
+
+  LibvirtDomain dom = LibvirtDomain::create(conn, xml, true);
+  StartedDomainGuard guard{&dom, socket};
+  QemuVm vm = QemuVm::attach(socket, kMonitorTimeout);
+  auto control = std::make_unique<LibvirtTargetControl>(conn, dom, d.persistent_xml, prior_xml, socket);
+  auto image = make_qemu_target_image(std::move(vm), n, std::move(control));
+  guard.dom = nullptr;  // the image owns the copy now
+  return image;
+}
+
+}  // namespace hymig::vm
