@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# vm.libvirt_migrate: hymig live-migrates a libvirt domain between two libvirt daemons on this
+# machine (tests/vm/libvirt_lib.sh: own network, mount and UTS namespaces each, joined by a veth):
+# `hymig serve --libvirt` in the destination's namespace, `hymig migrate --domain` in the
+# source's, lv1 -> lv2 -> lv1 -> lv2 -> lv1 while the guest works (the vm lane's kernel +
+# guest_init, dirtying and checking its memory). After each hop: migrate exits 0 with a committed,
+# verified report that moved device state; the domain runs on the destination, persistent (as it
+# was at the source), with x-ignore-shared off again (a later native migration must send the RAM);
+# it is not defined on the source any more; exactly one QEMU runs the guest; the destination's
+# console continues the source's counter with bad=0 through two full check passes. Finally
+# libvirt's own migration of the same domain still works (lv1 -> lv2) and the guest stays clean.
+# Prints per hop hymig's figures and the guest-visible blackout. No timing is asserted. Exits 77
+# (reason printed) without root, libvirt, QEMU or a guest kernel.
+set -euo pipefail
+# shellcheck disable=SC2034  # read by common.sh
+HM_TEST_NAME=vm_libvirt_migrate
+# shellcheck source=../lib/common.sh
+source "$(dirname "$0")/../lib/common.sh"
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+# shellcheck source=libvirt_lib.sh
+source "$(dirname "$0")/libvirt_lib.sh"
+# shellcheck source=libvirt_hymig.sh
+source "$(dirname "$0")/libvirt_hymig.sh"
+trap 'hm_fail "unexpected failure (status $?) at line $LINENO: $BASH_COMMAND"' ERR
+hm_deadline "${HYMIG_VM_DEADLINE:-560}"
+hm_tmpdir
+lv_require
+vm_watch_start
+lv_start_pair
+
+name=lvg
+mem=${HYMIG_LV_MEM_MIB:-256}
+lv_define_start 1 "$name" "$mem"
+
+figures=()
+from=1
+for to in 2 1 2 1; do
+  hop="lv$from->lv$to"
+  src=$(lv_tag "$from" "$name")
+  lvh_migrate "$from" "$to" "$name" "$hop"
+  lvh_assert_arrived "$from" "$to" "$name" "$hop"
+  dst=$(lv_tag "$to" "$name")
+  lv_vm vm_wait_running_after "$dst" "$(vm_first_tick "$dst")"
+  lv_vm vm_check_handover "$src" "$dst"
+  read -r guest_ms gap < <(vm_blackout_ms "$src" "$dst")
+  line="hop $hop ($mem MiB): $(lvh_report_line "$LVH_OUT"); guest-visible blackout $guest_ms ms (console gap $gap ms); ticks $(vm_last_tick "$src") -> $(vm_first_tick "$dst"), bad=0"
+  hm_log "$line"
+  figures+=("$line")
+  from=$to
+done
+
+# libvirt's own migration still works after hymig's: x-ignore-shared is off, the definition clean.
+if ! lv_native_migrate 1 2 "$name"; then
+  hm_fail "libvirt's own migration after hymig's failed: $LV_MIG_OUT; destination QEMU log: $(tail -c 1500 "${LV_ROOT[2]}/varlog/libvirt/qemu/$name.log" 2>/dev/null)"
+fi
+lvh_assert_arrived 1 2 "$name" "native lv1->lv2"
+lv_vm vm_wait_running_after "$LV_MIG_DST_TAG" "$(vm_first_tick "$LV_MIG_DST_TAG")"
+lv_vm vm_check_handover "$LV_MIG_SRC_TAG" "$LV_MIG_DST_TAG"
+figures+=("native hop lv1->lv2 after hymig's ($mem MiB): $LV_JOB_LINE")
+
+for f in "$HM_TMP"/"$name"@lv*.serial; do
+  tag=$(basename "$f" .serial)
+  lv_vm vm_check_console "$tag"
+done
+for l in "${figures[@]}"; do echo "VM-FIGURE $l"; done
+exit 0
