@@ -22,6 +22,7 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 // Whole-image rehash speed assumed when predicting the blackout (both sides hash in parallel).
 constexpr double kVerifyBytesPerSecond = 8e9;
+constexpr std::chrono::milliseconds kReadyTimeout{30000};
 
 class SourceRun {
  public:
@@ -83,7 +84,9 @@ class SourceRun {
       n.datagram_bytes = static_cast<std::uint32_t>(std::min({opts_.datagram_bytes, dgram_->max_datagram(), std::size_t{65535}}));
     }
     rel_->send(wire(MsgType::notify), encode_notify(n));
-    const Ready ready = decode_ready(expect(*rel_, MsgType::ready, opts_.peer_timeout).body);
+    // The destination may be starting a VM to receive into (a libvirt domain on a loaded host
+    // takes seconds): ready gets at least 30 s. Nothing is paused meanwhile.
+    const Ready ready = decode_ready(expect(*rel_, MsgType::ready, std::max(opts_.peer_timeout, kReadyTimeout)).body);
     if (opts_.reliable != "tcp") move_reliable(ready.reliable_endpoint);
 
     if (dgram_) {

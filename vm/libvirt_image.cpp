@@ -78,23 +78,29 @@ class LibvirtTargetControl final : public TargetGuestControl {
       : conn_(std::move(conn)), dom_(std::move(dom)), persistent_xml_(std::move(persistent_xml)),
         prior_xml_(std::move(prior_xml)), socket_(std::move(socket)) {}
 
-  // Persistent first (as the source was), then running: a failed definition leaves a paused copy
-  // that destroy() removes, and the guest runs on at the source.
-  void resume(QemuVm&) override {
-    if (!persistent_xml_.empty()) {
-      defined_ = true;
-      LibvirtDomain::define(conn_, persistent_xml_);
+  // Persistent (as the source was) before the source may commit: a failed definition, or a libvirt
+  // that no longer answers, leaves a paused copy that destroy() removes while the guest runs on at
+  // the source.
+  void prepare(QemuVm&) override {
+    if (persistent_xml_.empty()) {
+      if (dom_.state() != "paused") throw Error(ErrorKind::io, "libvirt does not see the copy paused (" + dom_.state() + ")");
+      return;
     }
-    dom_.resume();
+    defined_ = true;
+    LibvirtDomain::define(conn_, persistent_xml_);
   }
 
-  bool destroy(QemuVm&) noexcept override {
+  void resume(QemuVm&) override { dom_.resume(); }
+
+  bool destroy(QemuVm& vm) noexcept override {
     bool gone = true;
     try {
       dom_.destroy();
     } catch (const std::exception& e) {
-      std::cerr << "hymig: warning: " << e.what() << "\n";
-      gone = false;
+      // libvirt is gone or stuck (its daemon killed): end the QEMU through hymig's own handle on
+      // it, so no paused copy is left behind.
+      std::cerr << "hymig: warning: " << e.what() << "; killing the copy's QEMU directly\n";
+      gone = vm.kill();
     }
     if (defined_) {
       // Undo the definition: back to what was defined here before, or nothing.

@@ -264,6 +264,7 @@ class QemuTargetImage final : public TargetImage {
     vm_.wait_migration_completed(kDeviceStateTimeout);
     if (const std::string st = vm_.status(); st != "paused")
       throw Error(ErrorKind::io, "the destination QEMU is '" + st + "' after loading the device state, expected 'paused'");
+    control_->prepare(vm_);
   }
 
   // Resumes the guest here. The RAM mapping stays until the session object goes (unmapping 256 MiB

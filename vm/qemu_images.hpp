@@ -31,7 +31,10 @@ class SourceGuestControl {
 class TargetGuestControl {
  public:
   virtual ~TargetGuestControl() = default;
-  // The device state loaded and the memory verified: run the guest here (and make it whatever it
+  // The device state loaded, before the source may commit: everything commit needs that can fail
+  // (a libvirt definition) happens here, so a failure still leaves the source free to resume.
+  virtual void prepare(QemuVm& vm) {}
+  // The source committed: run the guest here (and make it whatever it
   // was at the source, e.g. persistent). Throws when it cannot; the session then discards.
   virtual void resume(QemuVm& vm) = 0;
   // The session failed: the QEMU must be gone afterwards (and anything resume() defined undone).

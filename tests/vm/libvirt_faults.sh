@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# vm.libvirt_faults: a libvirt domain (lvg, on lv1 of libvirt_lib.sh's two daemons) that must
+# survive failed hymig migrations to lv2 untouched. Each strikes while round 0 streams (--rate 20M):
+#   1. serve killed: `hymig serve` SIGKILLed;
+#   2. link cut: the veth between the two hosts goes down (both ends time out);
+#   3. digest mismatch: a page of kernel text (never rewritten, never resent) is corrupted in the
+#      destination copy's RAM file after it arrived;
+#   4. destination QEMU killed (SIGKILL);
+#   5. destination libvirtd killed (SIGKILL): hymig's session runs on, but the copy can be neither
+#      defined nor resumed through libvirt: hymig kills the copy's QEMU itself; libvirtd restarted.
+# After each: migrate exits 1 with an error; lvg runs on lv1 (running, persistent, x-ignore-shared
+# off, its counter grows through two full check passes with bad=0); the copy on lv2 never ran (no
+# tick on its console), no QEMU of lvg is left on lv2 and lv2 does not know lvg. Then (6.) the
+# domain still migrates to lv2, and exactly one QEMU runs it.
+set -euo pipefail
+# shellcheck disable=SC2034  # read by common.sh
+HM_TEST_NAME=vm_libvirt_faults
+# shellcheck source=../lib/common.sh
+source "$(dirname "$0")/../lib/common.sh"
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+# shellcheck source=libvirt_lib.sh
+source "$(dirname "$0")/libvirt_lib.sh"
+# shellcheck source=libvirt_hymig.sh
+source "$(dirname "$0")/libvirt_hymig.sh"
+trap 'hm_fail "unexpected failure (status $?) at line $LINENO: $BASH_COMMAND"' ERR
+hm_deadline "${HYMIG_VM_DEADLINE:-560}"
+hm_tmpdir
+lv_require
+vm_watch_start
+lv_start_pair
+
+name=lvg
+lv_define_start 1 "$name" "${HYMIG_LV_MEM_MIB:-256}"
+src=$(lv_tag 1 "$name")
+# The guest's RAM files, by the names vm_stable_page / vm_wait_page_arrived look for.
+ram_file() { find "${LV_RAMDIR[$1]}" -type f -name '*ram*' 2>/dev/null | head -n1; }
+ln -sfn "$(ram_file 1)" "$HM_TMP/lvsrc.ram"
+page=$(lv_vm vm_stable_page lvsrc)
+hm_log "lvg runs on lv1 (RAM $(readlink "$HM_TMP/lvsrc.ram")); kernel-text page $page is stable"
+
+# strike_mid_round CASE: serve on lv2 and a slow migration; returns once page $page landed in the
+# copy's RAM file (HM_MIGRATE_PID, SERVE_PID, DST_TAG set).
+strike_mid_round() {
+  local what=$1 dst_ram
+  lvh_serve 2 "$HM_TMP/$what.serve.log" --timeout 3
+  SERVE_PID=$HM_SERVE_PID
+  DST_TAG=$LV_LAST_TAG
+  HM_MIGRATE_PREFIX=(ip netns exec "${LV_NS[1]}")
+  hm_migrate_bg "$HM_TMP/$what.json" "$HM_TMP/$what.err" --domain "$name" --connect "${LV_URI[1]}" \
+    --to "$HM_SERVE_ADDR" --report json --progress off --rate 20M --timeout 3
+  HM_MIGRATE_PREFIX=()
+  hm_wait_for 30 lv__copy_has_ram || hm_fail "$what: no RAM file of the copy appeared on lv2 within 30 s; serve: $(cat "$HM_TMP/$what.serve.log")"
+  dst_ram=$(ram_file 2)
+  ln -sfn "$dst_ram" "$HM_TMP/lvdst.ram"
+  lv_vm vm_wait_page_arrived lvsrc lvdst "$page" 30
+  hm_alive "$HM_MIGRATE_PID" || hm_fail "$what: the migration ended before it could be struck mid-round"
+  hm_log "$what: pages are landing in the copy on lv2 ($dst_ram)"
+}
+lv__copy_has_ram() { [ -n "$(ram_file 2)" ]; }
+lv__copy_gone() { [ -z "$(lv_qemus 2 | grep "^$name:" || true)" ] && ! lv_domain_defined 2 "$name"; }
+
+# survived CASE: the failure was clean and the guest runs on at lv1 only.
+survived() {
+  local what=$1 tick
+  hm_wait_pid "$HM_MIGRATE_PID" 90
+  hm_assert_failed_cleanly "$HM_RC" "$HM_TMP/$what.err" "$what"
+  hm_assert_json "$HM_TMP/$what.json" '.committed == false and .outcome == "failed"' "$what report"
+  hm_wait_for 30 lv__copy_gone ||
+    hm_fail "$what: lv2 still has lvg: QEMUs $(lv_qemus 2 | tr '\n' ' '), state $(lv_domstate_reason 2 "$name")"
+  lvh_assert_only_on 1 "$name" "$what"
+  lv_is_persistent 1 "$name" || hm_fail "$what: lvg is no longer persistent on lv1"
+  [ "$(lvh_ignore_shared 1 "$name")" = false ] || hm_fail "$what: x-ignore-shared is still on at the source"
+  tick=$(vm_last_tick "$src")
+  lv_vm vm_wait_running_after "$src" "$tick"
+  lv_vm vm_check_console "$src"
+  [ -z "$(vm_ticks "$DST_TAG")" ] || hm_fail "$what: the copy on lv2 ran the guest: $(vm_ticks "$DST_TAG" | head -n3 | tr '\n' ' ')"
+  hm_log "$what: migrate failed ($(grep -m1 -E '^hymig migrate: error:' "$HM_TMP/$what.err")); lvg runs on lv1 at tick $(vm_last_tick "$src"), bad=0; nothing of it on lv2"
+}
+
+# 1. hymig serve dies mid-round: the copy's incoming stream closes and its QEMU ends.
+strike_mid_round serve_killed
+hm_kill "$SERVE_PID"
+survived serve_killed
+
+# 2. the link between the hosts is cut mid-round.
+strike_mid_round link_cut
+lv_link_down
+hm_wait_pid "$HM_MIGRATE_PID" 60
+lv_link_up
+hm_wait_pid "$SERVE_PID" 30
+[ "$HM_RC" -eq 1 ] || hm_fail "link_cut: serve --once exited $HM_RC, expected 1"
+survived link_cut
+
+# 3. the destination's copy differs at verify.
+strike_mid_round digest
+printf 'HYMIG-TEST-CORRUPTION' | dd of="$HM_TMP/lvdst.ram" bs=1 seek=$((page * 4096 + 100)) conv=notrunc status=none ||
+  hm_fail "cannot write into the copy's RAM file"
+survived digest
+grep -q -i 'digest' "$HM_TMP/digest.err" || hm_fail "digest: migrate's error does not name the digest: $(cat "$HM_TMP/digest.err")"
+
+# 4. the copy's QEMU dies.
+strike_mid_round qemu_killed
+qpid=$(lv_qemu_pid 2 "$name")
+[ -n "$qpid" ] || hm_fail "qemu_killed: no QEMU of the copy on lv2"
+kill -KILL "$qpid"
+hm_log "qemu_killed: SIGKILL the copy's QEMU (pid $qpid)"
+survived qemu_killed
+
+# 5. the destination's libvirtd dies: the copy cannot be made persistent or resumed.
+strike_mid_round libvirtd_killed
+lv_kill_daemon 2
+hm_wait_pid "$HM_MIGRATE_PID" 90
+[ -z "$(lv_qemus 2 | grep "^$name:" || true)" ] ||
+  hm_fail "libvirtd_killed: the copy's QEMU still runs on lv2 after the failed session: $(lv_qemus 2 | tr '\n' ' ')"
+lv_start_daemon 2
+survived libvirtd_killed
+
+# 6. after all that, it still migrates.
+lvh_migrate 1 2 "$name" "final lv1->lv2"
+lvh_assert_arrived 1 2 "$name" "final lv1->lv2"
+dst=$(lv_tag 2 "$name")
+lv_vm vm_wait_running_after "$dst" "$(vm_first_tick "$dst")"
+lv_vm vm_check_handover "$src" "$dst"
+hm_log "final migration committed ($(lvh_report_line "$LVH_OUT")); lvg runs on lv2 alone, bad=0"
+exit 0
