@@ -100,21 +100,6 @@ guest_check() {
   fi
 }
 
-# state_check FROM TO NAME: "ok", or what is wrong with where the domain is.
-state_check() {
-  local from=$1 to=$2 name=$3 pid all
-  [ "$(lv_domstate "$to" "$name")" = running ] || { echo "dst $(lv_domstate_reason "$to" "$name")"; return 0; }
-  lv_is_persistent "$to" "$name" || { echo "dst not persistent"; return 0; }
-  ! lv_domain_defined "$from" "$name" || { echo "src still $(lv_domstate_reason "$from" "$name")"; return 0; }
-  pid=$(lv_qemu_pid "$to" "$name")
-  all=$( (lv_qemus 1; lv_qemus 2) | grep "^$name:" | tr '\n' ' ' || true)
-  if [ -z "$pid" ] || [ "$all" != "$name:$pid " ]; then
-    echo "QEMUs: ${all:-none}"
-    return 0
-  fi
-  echo ok
-}
-
 # record SIZE METHOD RUN HOP RC WALL_MS OWN_MS GUEST_MS TOOL_DOWNTIME_MS BYTES CLEAN STATE
 record() { (IFS=$'\t'; echo "$*") >>"$runs_tsv"; }
 
@@ -125,7 +110,7 @@ hop_native() {
   moved=0
   if [ "$rc" -eq 0 ]; then
     moved=1
-    state=$(state_check "$from" "$to" "$name")
+    state=$(lv_placement "$from" "$to" "$name")
     clean=$(guest_check "$LV_MIG_SRC_TAG" "$LV_MIG_DST_TAG")
     read -r guest _ < <(vm_blackout_ms "$LV_MIG_SRC_TAG" "$LV_MIG_DST_TAG")
   else
@@ -138,24 +123,13 @@ hop_native() {
 
 # hop_hymig FROM TO NAME SIZE RUN: one migration by hymig; sets `moved`.
 hop_hymig() {
-  local from=$1 to=$2 name=$3 size=$4 run=$5 rc=0 guest="?" clean="-" state="-" t0 t1 wall src_tag dst_tag
-  local j=$HM_TMP/hymig-$size-$run.json e=$HM_TMP/hymig-$size-$run.err slog=$HM_TMP/hymig-$size-$run.serve.log
-  local own="?" down="?" bytes="?" src_pid
-  src_tag=$(lv_tag "$from" "$name")
+  local from=$1 to=$2 name=$3 size=$4 run=$5 rc guest="?" clean="-" state="-" serve_pid src_pid
+  local j=$HM_TMP/hymig-$size-$run.json e=$HM_TMP/hymig-$size-$run.err own="?" down="?" bytes="?"
   src_pid=$(lv_qemu_pid "$from" "$name")
-  lv_expect "$to" "$name"
-  dst_tag=$LV_LAST_TAG
-  mkdir -p "$HM_TMP/store$to"
-  # shellcheck disable=SC2034  # read by hm_start_serve
-  HM_SERVE_PREFIX=(ip netns exec "${LV_NS[$to]}")
-  hm_start_serve "$slog" --listen "${LV_ADDR[$to]}:0" --once --libvirt --connect "${LV_URI[$to]}" \
-    --vm-runtime-dir "${LV_RUNDIR[$to]}" --store "$HM_TMP/store$to" --timeout 10
-  local serve_pid=$HM_SERVE_PID
-  t0=$(date +%s%N)
-  ip netns exec "${LV_NS[$from]}" timeout 600 "$HYMIG" migrate --domain "$name" --connect "${LV_URI[$from]}" \
-    --to "$HM_SERVE_ADDR" --report json --progress off >"$j" 2>"$e" || rc=$?
-  t1=$(date +%s%N)
-  wall=$(((t1 - t0) / 1000000))
+  lv_serve "$to" "$HM_TMP/hymig-$size-$run.serve.log" --timeout 10
+  serve_pid=$HM_SERVE_PID
+  lv_hymig_migrate 600 "$from" "$to" "$name" "$j" "$e"
+  rc=$HM_RC
   hm_wait_pid "$serve_pid" 30
   [ "$HM_RC" -ne 124 ] || kill -KILL "$serve_pid" 2>/dev/null || true
   if jq -e 'type == "object"' "$j" >/dev/null 2>&1; then
@@ -167,23 +141,32 @@ hop_hymig() {
   if [ "$rc" -eq 0 ]; then
     moved=1
     [ -z "$src_pid" ] || lv_wait_qemu_gone "$src_pid" 15 || true
-    state=$(state_check "$from" "$to" "$name")
-    clean=$(guest_check "$src_tag" "$dst_tag")
-    read -r guest _ < <(vm_blackout_ms "$src_tag" "$dst_tag")
+    state=$(lv_placement "$from" "$to" "$name")
+    clean=$(guest_check "$LV_MIG_SRC_TAG" "$LV_MIG_DST_TAG")
+    read -r guest _ < <(vm_blackout_ms "$LV_MIG_SRC_TAG" "$LV_MIG_DST_TAG")
   else
-    state="hymig migrate exited $rc: $(grep -m1 'error:' "$e" | tr '|' '/' | cut -c1-200)"
-    # Where is the guest now? A failed migration leaves it at the source.
-    [ "$(lv_domstate "$from" "$name")" = running ] || state="$state; source $(lv_domstate_reason "$from" "$name"), destination $(lv_domstate_reason "$to" "$name")"
+    state="hymig migrate exited $rc: $(grep -m1 'error:' "$e" | tr '|' '/' | cut -c1-200); source $(lv_domstate_reason "$from" "$name"), destination $(lv_domstate_reason "$to" "$name")"
   fi
-  record "$size" hymig "$run" "lv$from->lv$to" "$rc" "$wall" "$own" "$guest" "$down" "$bytes" "$clean" "$state"
-  hm_log "hymig $size MiB run $run lv$from->lv$to: rc $rc, wall $wall ms, report total $own ms, downtime $down ms, $bytes B; guest blackout $guest ms; clean $clean; $state"
+  record "$size" hymig "$run" "lv$from->lv$to" "$rc" "$LV_MIG_WALL_MS" "$own" "$guest" "$down" "$bytes" "$clean" "$state"
+  hm_log "hymig $size MiB run $run lv$from->lv$to: rc $rc, wall $LV_MIG_WALL_MS ms, report total $own ms, downtime $down ms, $bytes B; guest blackout $guest ms; clean $clean; $state"
+}
+
+# fresh_guest NAME SIZE: NAME gone from both daemons, then defined and started anew on lv1.
+fresh_guest() {
+  local n
+  for n in 1 2; do
+    lv_virsh "$n" destroy "$1" >/dev/null 2>&1 || true
+    lv_virsh "$n" undefine "$1" >/dev/null 2>&1 || true
+  done
+  lv_define_start 1 "$1" "$2"
+  at=1
 }
 
 IFS=, read -r -a size_list <<<"$sizes"
 for size in "${size_list[@]}"; do
   name=sbs$size
-  lv_define_start 1 "$name" "$size"
-  at=1
+  fresh_guest "$name" "$size"
+  restarts=0
   for method in native hymig; do
     if [ "$method" = native ]; then ((want_native)) || continue; else ((want_hymig)) || continue; fi
     for ((run = 1; run <= runs; run++)); do
@@ -195,10 +178,13 @@ for size in "${size_list[@]}"; do
         hop_hymig "$at" "$to" "$name" "$size" "$run"
       fi
       ((moved)) && at=$to
-      # A guest that is gone everywhere ends this size.
+      # A guest lost (crashed after arriving, or gone with a failed migration): a fresh one on lv1
+      # for the remaining runs, at most 3 times per size.
       if [ "$(lv_domstate "$at" "$name")" != running ]; then
-        hm_log "guest $name no longer runs on lv$at ($(lv_domstate_reason "$at" "$name")); next size"
-        break 2
+        restarts=$((restarts + 1))
+        ((restarts <= 3)) || { hm_log "guest $name lost $restarts times; no more runs of $size MiB"; break 2; }
+        hm_log "guest $name no longer runs on lv$at ($(lv_domstate_reason "$at" "$name")): a fresh guest on lv1"
+        fresh_guest "$name" "$size"
       fi
     done
   done

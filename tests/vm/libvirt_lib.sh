@@ -74,6 +74,18 @@
 #                              and LV_JOB[data_total] bytes, LV_JOB[memory_processed], ... (every
 #                              raw field); LV_JOB_LINE: one line of the main figures
 #   lv_jobinfo N NAME          fills LV_JOB from N's completed job statistics of NAME
+#   lv_serve N LOG [ARGS...]   `hymig serve --once --libvirt` inside LV_NS[N] on LV_ADDR[N]:0 with
+#                              --connect LV_URI[N] --vm-runtime-dir LV_RUNDIR[N] --store
+#                              $HM_TMP/lvN-store (hm_start_serve: sets HM_SERVE_PID, HM_SERVE_ADDR)
+#   lv_hymig_migrate SEC FROM TO NAME OUT ERR [ARGS...]
+#                              lv_expect TO NAME, then `hymig migrate --domain NAME --connect
+#                              LV_URI[FROM] --to $HM_SERVE_ADDR --report json --progress off ARGS`
+#                              inside LV_NS[FROM] (hm_migrate_run: at most SEC s, sets HM_RC);
+#                              sets LV_MIG_WALL_MS, LV_MIG_SRC_TAG, LV_MIG_DST_TAG like
+#                              lv_native_migrate
+#   lv_placement FROM TO NAME  prints "ok" when NAME runs and is persistent on TO, is not defined
+#                              on FROM, and exactly one QEMU (TO's) runs it; else what is wrong
+#   lv_assert_one_qemu N NAME  fails unless the only QEMU of NAME on either daemon is N's
 #   lv_vm VM-HELPER ARGS...    runs one of tests/vm/lib.sh's helpers (vm_check_console,
 #                              vm_check_handover, ...) with errexit suspended: they are written for
 #                              `set -u -o pipefail` (a grep without a match is an empty answer, not
@@ -467,4 +479,59 @@ lv_native_migrate() {
   fi
   hm_log "lv$from -> lv$to: $name migrated by libvirt in $LV_MIG_WALL_MS ms (virsh); jobinfo: $LV_JOB_LINE"
   return 0
+}
+
+lv_serve() {
+  local n=$1 log=$2
+  shift 2
+  mkdir -p "$HM_TMP/lv$n-store"
+  # shellcheck disable=SC2034  # read by hm_start_serve (bash scoping is dynamic)
+  local -a HM_SERVE_PREFIX=(ip netns exec "${LV_NS[$n]}")
+  hm_start_serve "$log" --listen "${LV_ADDR[$n]}:0" --once --libvirt --connect "${LV_URI[$n]}" \
+    --vm-runtime-dir "${LV_RUNDIR[$n]}" --store "$HM_TMP/lv$n-store" "$@"
+}
+
+lv_hymig_migrate() {
+  local sec=$1 from=$2 to=$3 name=$4 out=$5 err=$6 t0 t1
+  shift 6
+  # shellcheck disable=SC2034  # read by the caller
+  LV_MIG_SRC_TAG=$(lv_tag "$from" "$name")
+  lv_expect "$to" "$name"
+  # shellcheck disable=SC2034  # read by the caller
+  LV_MIG_DST_TAG=$LV_LAST_TAG
+  # shellcheck disable=SC2034  # read by hm_migrate_bg (bash scoping is dynamic)
+  local -a HM_MIGRATE_PREFIX=(ip netns exec "${LV_NS[$from]}")
+  t0=$(date +%s%N)
+  hm_migrate_run "$sec" "$out" "$err" --domain "$name" --connect "${LV_URI[$from]}" --to "$HM_SERVE_ADDR" \
+    --report json --progress off "$@"
+  t1=$(date +%s%N)
+  # shellcheck disable=SC2034  # read by the caller
+  LV_MIG_WALL_MS=$(((t1 - t0) / 1000000))
+}
+
+lv_placement() {
+  local from=$1 to=$2 name=$3 pid all
+  if [ "$(lv_domstate "$to" "$name")" != running ]; then
+    echo "not running on lv$to: $(lv_domstate_reason "$to" "$name")"
+  elif ! lv_is_persistent "$to" "$name"; then
+    echo "not persistent on lv$to"
+  elif lv_domain_defined "$from" "$name"; then
+    echo "still known on lv$from: $(lv_domstate_reason "$from" "$name")"
+  else
+    pid=$(lv_qemu_pid "$to" "$name")
+    all=$( (lv_qemus 1; lv_qemus 2) | awk -F: -v n="$name" '$1 == n' | tr '\n' ' ')
+    if [ -z "$pid" ] || [ "$all" != "$name:$pid " ]; then
+      echo "QEMUs of $name: ${all:-none} (lv$to's pid file: ${pid:-none})"
+    else
+      echo ok
+    fi
+  fi
+}
+
+lv_assert_one_qemu() {
+  local n=$1 name=$2 pid all
+  pid=$(lv_qemu_pid "$n" "$name")
+  [ -n "$pid" ] || hm_fail "lv$n: no QEMU runs $name (no live pid in libvirt's pid file)"
+  all=$( (lv_qemus 1; lv_qemus 2) | awk -F: -v n="$name" '$1 == n' | tr '\n' ' ')
+  [ "$all" = "$name:$pid " ] || hm_fail "expected exactly one QEMU of $name (pid $pid on lv$n), found: ${all:-none}"
 }

@@ -33,15 +33,6 @@ lv_define_start 1 "$name" "$mem"
 lv_is_persistent 1 "$name" || hm_fail "lv1: $name is not persistent after define + start"
 ! lv_domain_defined 2 "$name" || hm_fail "lv2 knows $name before any migration"
 
-# assert_one_qemu N: the guest's only QEMU is the one daemon N's pid file names.
-assert_one_qemu() {
-  local n=$1 pid all
-  pid=$(lv_qemu_pid "$n" "$name")
-  [ -n "$pid" ] || hm_fail "lv$n: no QEMU runs $name (no live pid in libvirt's pid file)"
-  all=$( (lv_qemus 1; lv_qemus 2) | grep "^$name:" | tr '\n' ' ')
-  [ "$all" = "$name:$pid " ] || hm_fail "expected exactly one QEMU of $name (pid $pid on lv$n), found: ${all:-none}"
-}
-
 figures=()
 from=1
 for to in 2 1; do
@@ -50,11 +41,14 @@ for to in 2 1; do
     hm_fail "$hop: virsh migrate failed: $LV_MIG_OUT; source state $(lv_domstate_reason "$from" "$name"), destination $(lv_domstate_reason "$to" "$name"); destination QEMU log: $(tail -c 1500 "${LV_ROOT[$to]}/varlog/libvirt/qemu/$name.log" 2>/dev/null)"
   fi
   st=$(lv_domstate "$to" "$name")
-  [ "$st" = running ] || hm_fail "$hop: $name is '$(lv_domstate_reason "$to" "$name")' on the destination, expected running"
+  # (QEMU 7.2 TCG: in a few runs the guest oopses right after libvirt's own migration, libvirt having
+  # reported a downtime of 10-30 ms: its console then shows the oops.)
+  [ "$st" = running ] ||
+    hm_fail "$hop: $name is '$(lv_domstate_reason "$to" "$name")' on the destination after libvirt's migration ($LV_JOB_LINE), expected running; its console: $(tail -c 1200 "$(lv_console "$to" "$name")" 2>/dev/null | tr -d '\r')"
   lv_is_persistent "$to" "$name" || hm_fail "$hop: $name is not persistent on the destination (--persistent)"
   ! lv_domain_defined "$from" "$name" ||
     hm_fail "$hop: $name is still known on the source ($(lv_domstate_reason "$from" "$name")) after --undefinesource"
-  assert_one_qemu "$to"
+  lv_assert_one_qemu "$to" "$name"
   src=$LV_MIG_SRC_TAG dst=$LV_MIG_DST_TAG
   lv_vm vm_wait_running_after "$dst" "$(vm_first_tick "$dst")"
   lv_vm vm_check_handover "$src" "$dst"
@@ -67,6 +61,6 @@ done
 
 # The whole run: every console clean, one QEMU left, on lv1.
 for tag in "$name@lv1.1" "$name@lv2.1" "$name@lv1.2"; do lv_vm vm_check_console "$tag"; done
-assert_one_qemu 1
+lv_assert_one_qemu 1 "$name"
 for l in "${figures[@]}"; do echo "VM-FIGURE $l"; done
 exit 0
