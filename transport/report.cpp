@@ -19,6 +19,8 @@ nlohmann::json MigrationReport::to_json() const {
       {"image", {{"kind", image_kind}, {"name", image_name}, {"bytes", image_bytes}}},
       {"total_ms", total_ms},
       {"downtime_ms", downtime_ms},
+      {"setup_ms", setup_ms},
+      {"cleanup_ms", cleanup_ms},
       {"rounds", rounds},
       {"stop_reason", stop_reason},
       {"page_size", page_size},
@@ -53,8 +55,8 @@ std::string MigrationReport::to_text() const {
   s += fmt::format("image        {} {} ({:.1f} MiB, {} pages of {} B, {} zero)\n", image_kind, image_name,
                    image_bytes / (1 << 20), pages_total, page_size, zero_pages);
   s += fmt::format("transports   bulk {} ({} B datagrams), reliable {}\n", bulk_transport, datagram_bytes, reliable_transport);
-  s += fmt::format("time         total {:.1f} ms, downtime {:.1f} ms, {:.2f} Gbit/s\n", total_ms, downtime_ms,
-                   total_ms > 0 ? image_bytes * 8 / (total_ms / 1000) / 1e9 : 0.0);
+  s += fmt::format("time         total {:.1f} ms (setup {:.1f}; then cleanup {:.1f}), downtime {:.1f} ms, {:.2f} Gbit/s\n",
+                   total_ms, setup_ms, cleanup_ms, downtime_ms, total_ms > 0 ? image_bytes * 8 / (total_ms / 1000) / 1e9 : 0.0);
   s += fmt::format("downtime     pause {:.1f} + final delta {:.1f} + verify {:.1f} + device state {:.1f} + commit {:.1f} ms\n",
                    downtime_parts.pause_ms, downtime_parts.final_delta_ms, downtime_parts.verify_ms,
                    downtime_parts.device_state_ms, downtime_parts.commit_ms);
