@@ -35,7 +35,9 @@
 #                              prints a domain XML: TCG, 1 vCPU qemu64, RAM in a shared file under
 #                              memory_backing_dir, direct boot of VM_KERNEL/VM_INITRD with VM_APPEND,
 #                              serial+console to SERIAL_PATH (a path as the daemon sees it),
-#                              memballoon none, reboot/crash/poweroff = destroy (QEMU -no-reboot)
+#                              memballoon none, reboot/crash/poweroff = destroy (QEMU -no-reboot);
+#                              LV_MEMORY_BACKING=anonymous leaves <memoryBacking> out (RAM that is
+#                              not a shared file: what hymig refuses, libvirt migrates natively)
 #   lv_serial_path NAME        the console path every daemon's guest NAME writes
 #                              (/var/log/hymig/NAME.serial in the daemon's namespace)
 #   lv_console N NAME          the host path of that file for daemon N ($HM_TMP/lvN/varlog/hymig/..)
@@ -307,6 +309,14 @@ lv_virsh() {
 lv_serial_path() { echo "/var/log/hymig/$1.serial"; }
 lv_console() { echo "${LV_ROOT[$1]}/varlog/hymig/$2.serial"; }
 
+lv__memory_backing() {
+  case ${LV_MEMORY_BACKING:-file-shared} in
+    file-shared) printf '  <memoryBacking>\n    <source type='"'file'"'/>\n    <access mode='"'shared'"'/>\n  </memoryBacking>\n' ;;
+    anonymous) ;;
+    *) hm_fail "LV_MEMORY_BACKING=$LV_MEMORY_BACKING: file-shared or anonymous" ;;
+  esac
+}
+
 lv_domain_xml() {
   local name=$1 mem=$2 serial=$3
   cat <<EOF
@@ -315,10 +325,7 @@ lv_domain_xml() {
   <memory unit='MiB'>$mem</memory>
   <currentMemory unit='MiB'>$mem</currentMemory>
   <vcpu placement='static'>1</vcpu>
-  <memoryBacking>
-    <source type='file'/>
-    <access mode='shared'/>
-  </memoryBacking>
+$(lv__memory_backing)
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>$VM_KERNEL</kernel>
