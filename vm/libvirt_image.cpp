@@ -176,18 +176,18 @@ std::unique_ptr<SourceImage> open_libvirt_source_image(const std::string& name, 
                                kSharedMemoryFix);
 
   QemuVm vm = QemuVm::over(std::make_unique<LibvirtMonitor>(*dom));
-  try {
-    vm.ram_backend();
-  } catch (const Error& e) {
-    if (e.kind() != ErrorKind::usage) throw;
-    throw NotMigratableByHymig(std::string(e.what()) + " (for a libvirt domain: " + kSharedMemoryFix + ")");
-  }
   if (const auto why = vm.migration_blockers(); !why.empty()) {
     std::string all;
     for (const auto& w : why) all += (all.empty() ? "" : "; ") + w;
     throw NotMigratableByHymig("QEMU refuses to migrate " + where + ": " + all +
                                " (remove the device that blocks it; --fallback native hands it to libvirt's own migration, "
                                "which QEMU may refuse as well)");
+  }
+  try {
+    vm.ram_backend();
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::usage) throw;
+    throw NotMigratableByHymig(std::string(e.what()) + " (for a libvirt domain: " + kSharedMemoryFix + ")");
   }
 
   const bool persistent = dom->persistent();

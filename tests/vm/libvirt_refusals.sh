@@ -6,6 +6,7 @@
 #     exit 2 (usage) naming the problem;
 #   - guest "plain" keeps its RAM in anonymous memory (no <memoryBacking> file): exit 2 naming
 #     <memoryBacking> and --fallback native; paused: exit 2 naming virsh resume; it runs on at lv1;
+#   - a domain with a device QEMU will not migrate (ivshmem): exit 2 naming it;
 #   - guest "lvg" (RAM in a shared file) sent to a `hymig serve` without --libvirt: exit 1 naming
 #     --libvirt, lvg runs on at lv1 and lv2 knows nothing of it;
 #   - `--fallback native` moves "plain" by libvirt's own migration: exit 0, a JSON report saying so
@@ -67,6 +68,17 @@ refused 2 "'paused', not running: virsh resume it first" paused --domain plain -
 [ "$(lv_domstate 1 plain)" = paused ] || hm_fail "paused: plain is '$(lv_domstate 1 plain)' after the refusal"
 lv_virsh 1 resume plain >/dev/null
 lvh_assert_only_on 1 plain paused
+
+# A device QEMU will not migrate (an ivshmem shared-memory device): refused, naming it.
+lv_domain_xml blocked 256 "$(lv_serial_path blocked)" |
+  sed "s|<memballoon model='none'/>|<shmem name='hm-ivshmem-$$'><model type='ivshmem-plain'/><size unit='M'>1</size></shmem><memballoon model='none'/>|" \
+    >"$HM_TMP/blocked.xml"
+lv_expect 1 blocked
+lv_virsh 1 create "$HM_TMP/blocked.xml" >/dev/null
+refused 2 "QEMU refuses to migrate domain 'blocked': .*ivshmem.*remove the device" blocked_device --domain blocked --connect "$u1" --to 10.77.0.2:9
+[ "$(lv_domstate 1 blocked)" = running ] || hm_fail "blocked_device: the domain is '$(lv_domstate 1 blocked)' after the refusal"
+lv_virsh 1 destroy blocked >/dev/null
+rm -f "/dev/shm/hm-ivshmem-$$"
 
 # A migratable guest sent to a daemon that takes no libvirt domains: refused there, runs on here.
 lv_define_start 1 lvg 256
