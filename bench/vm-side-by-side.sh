@@ -209,26 +209,35 @@ summary() {
       if (n == 1) return sprintf("%.0f", med)
       return sprintf("%.0f (%.0f–%.0f)", med, a[1], a[n])
     }
-    function add(k, v) { if (v ~ /^[0-9.]+$/) vals[k] = vals[k] " " v }
+    # Figures of the runs that left the guest clean ("c" lists), and of every run that migrated
+    # ("a" lists), used (marked *) only when no run left the guest clean.
+    function add(set, k, v) { if (v ~ /^[0-9.]+$/) vals[set SUBSEP k] = vals[set SUBSEP k] " " v }
+    function addrun(set, k) {
+      add(set, k SUBSEP "wall", $6); add(set, k SUBSEP "own", $7); add(set, k SUBSEP "guest", $8); add(set, k SUBSEP "down", $9)
+      if ($10 ~ /^[0-9]+$/) add(set, k SUBSEP "mib", $10 / 1048576)
+    }
     {
       k = $1 SUBSEP $2
       if (!(k in seen)) { seen[k] = 1; order[++n] = k }
       runs[k]++
       if ($5 != 0) next
       ok[k]++
-      add(k SUBSEP "wall", $6); add(k SUBSEP "own", $7); add(k SUBSEP "guest", $8); add(k SUBSEP "down", $9)
-      if ($10 ~ /^[0-9]+$/) add(k SUBSEP "mib", $10 / 1048576)
-      if ($11 == "yes") clean[k]++
+      addrun("a", k)
+      if ($11 == "yes") { clean[k]++; addrun("c", k) }
       if ($12 == "ok") placed[k]++
     }
     END {
-      print "| guest | method | migrated | total, command (ms) | total, tool (ms) | blackout seen by guest (ms) | downtime, tool (ms) | moved (MiB) | guest clean | domain placed |"
+      print "| guest | method | migrated | guest clean | domain placed | total, command (ms) | total, tool (ms) | blackout seen by guest (ms) | downtime, tool (ms) | moved (MiB) |"
       print "|---|---|---|---|---|---|---|---|---|---|"
       for (i = 1; i <= n; i++) {
         k = order[i]; split(k, p, SUBSEP)
-        printf "| %s MiB | %s | %d/%d | %s | %s | %s | %s | %s | %d/%d | %d/%d |\n", p[1], p[2] == "native" ? "libvirt native" : "hymig",
-          ok[k], runs[k], stat(vals[k SUBSEP "wall"]), stat(vals[k SUBSEP "own"]), stat(vals[k SUBSEP "guest"]),
-          stat(vals[k SUBSEP "down"]), stat(vals[k SUBSEP "mib"]), clean[k], ok[k], placed[k], ok[k]
+        set = clean[k] > 0 ? "c" : "a"; mark = clean[k] > 0 ? "" : " *"
+        if (!ok[k]) mark = ""
+        printf "| %s MiB | %s | %d/%d | %d/%d | %d/%d | %s%s | %s%s | %s%s | %s%s | %s%s |\n", p[1], p[2] == "native" ? "libvirt native" : "hymig",
+          ok[k], runs[k], clean[k], ok[k], placed[k], ok[k],
+          stat(vals[set SUBSEP k SUBSEP "wall"]), mark, stat(vals[set SUBSEP k SUBSEP "own"]), mark,
+          stat(vals[set SUBSEP k SUBSEP "guest"]), mark, stat(vals[set SUBSEP k SUBSEP "down"]), mark,
+          stat(vals[set SUBSEP k SUBSEP "mib"]), mark
       }
     }' "$runs_tsv"
 }
@@ -240,7 +249,7 @@ runs_table() {
 report() {
   echo "## VM migration side by side: libvirt's own live migration and hymig"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, TCG guest (1 vCPU, qemu64; 96 MiB working set, 256 pages dirtied per 20 ms), $(libvirtd --version | awk '{print $NF}') libvirt, QEMU $(qemu-system-x86_64 --version | awk 'NR == 1 {print $4}'), two libvirt daemons in network namespaces joined by a veth; $runs run(s) per size and method; median (min–max) over the runs that migrated."
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, TCG guest (1 vCPU, qemu64; 96 MiB working set, 256 pages dirtied per 20 ms), $(libvirtd --version | awk '{print $NF}') libvirt, QEMU $(qemu-system-x86_64 --version | awk 'NR == 1 {print $4}'), two libvirt daemons in network namespaces joined by a veth; $runs run(s) per size and method; median (min–max) over the runs that migrated and left the guest clean (* no run left it clean: the figures of the runs that migrated). Machine load (1-min average) at the end: $(cut -d' ' -f1 /proc/loadavg)."
   [ -z "$hymig_note" ] || { echo; echo "$hymig_note."; }
   echo
   summary
