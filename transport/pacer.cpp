@@ -140,12 +140,19 @@ void RateController::on_sample(const FeedbackSample& s) {
 
   switch (phase_) {
     case Phase::startup:
-      if (full) {
+      // Leave startup on a queue seen twice in a row (or loss above the floor twice in a row), not
+      // on one sample: under TCG or on a shared 2-core host one receiver that was descheduled for a
+      // few ms reads as 5+ ms of queue with a delivered rate far below the link, and draining to
+      // that one sample's rate left UD migrations in the lab crawling at a fraction of the link.
+      if (queued_streak_ >= 2 || excess_loss) {
         phase_ = Phase::drain;
-        rate_ = 0.8 * carried;  // let the queue we built drain
+        // Let the queue we built drain: below the link as the recent samples measured it (their
+        // maximum), not below the one sample that showed the queue.
+        rate_ = 0.8 * link;
         since_cut_ = 0;
         break;
       }
+      if (queue_building) break;  // one sample over the target: hold the rate until the next says more
       if (carried > 1.25 * startup_best_) {
         startup_best_ = carried;
         startup_flat_ = 0;

@@ -141,6 +141,47 @@ INSTANTIATE_TEST_SUITE_P(Order, PacerOnASharedLink,
                                            ShareCase{"TcpFirstQueueAlreadyFull", true, true}),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// Under TCG (or on a busy 2-core host) one report can come from a receiver that was descheduled:
+// a queueing delay far above the target and a delivered rate far below the link, once. Startup must
+// not drain on it (it used to, down to 0.8x that one sample's rate, and stayed there).
+TEST(Pacer, OneNoisyHighDelaySampleDuringStartupDoesNotDrain) {
+  RateController rc(RateConfig{.initial_rate = 4 << 20});
+  const double capacity = 1e9;
+  double queue = 0;
+  for (int i = 0; i < 3; ++i) rc.on_sample(link_sample(rc.rate(), capacity, 0, queue));
+  ASSERT_STREQ(rc.phase(), "startup");
+  const double before = rc.rate();
+  FeedbackSample noisy = link_sample(rc.rate(), capacity, 0, queue);
+  noisy.qdelay_s = 0.04;
+  noisy.delivered_rate = before / 20;
+  rc.on_sample(noisy);
+  EXPECT_STREQ(rc.phase(), "startup") << "one sample over the delay target ended startup";
+  EXPECT_GE(rc.rate(), before) << "one noisy sample cut the startup rate";
+  for (int i = 0; i < 60; ++i) rc.on_sample(link_sample(rc.rate(), capacity, 0, queue));
+  EXPECT_GT(rc.rate(), 0.7 * capacity) << "it should still find the 1 GB/s link";
+}
+
+// Two samples in a row over the target are a queue: startup drains, to 80 % of the recent link
+// estimate, not to one sample's delivered rate.
+TEST(Pacer, TwoHighDelaySamplesDrainToTheLinkEstimate) {
+  RateController rc(RateConfig{.initial_rate = 4 << 20});
+  double queue = 0;
+  for (int i = 0; i < 3; ++i) rc.on_sample(link_sample(rc.rate(), 1e9, 0, queue));
+  FeedbackSample s;
+  s.interval_s = 0.02;
+  s.datagrams = 128;
+  s.send_rate = rc.rate();
+  s.delivered_rate = 30e6;
+  s.qdelay_s = 0.02;
+  rc.on_sample(s);
+  const double held = rc.rate();
+  s.delivered_rate = 1e6;  // the second one's own rate is tiny: the drain must not follow it
+  rc.on_sample(s);
+  EXPECT_STREQ(rc.phase(), "drain");
+  EXPECT_GE(rc.rate(), 0.8 * 30e6 * 0.99);
+  EXPECT_LE(rc.rate(), held);
+}
+
 TEST(Pacer, FixedRateNeverMoves) {
   RateController rc(RateConfig{.initial_rate = 20 << 20, .fixed = true});
   double queue = 0;
