@@ -3,6 +3,7 @@
 #include <poll.h>
 
 #include <array>
+#include <optional>
 #include <vector>
 
 #include "transport/clock.hpp"
@@ -86,6 +87,24 @@ class DestinationRun {
       moved_rel_->set_limits(std::max<std::size_t>(1 << 20, 8 + 8 * kMaxPagesPerMessage),
                              std::uint64_t{kMaxPagesPerMessage} * notify_.page_size);
       rel_ = moved_rel_.get();
+    }
+    if (notify_.final_delta == "write") expose_target();
+  }
+
+  // The source asked to write the final delta straight into the target image: register it once with
+  // the reliable channel now (outside the blackout); its window goes to the source after pause.
+  // Where that cannot be done, the source gets no window and sends pages messages.
+  void expose_target() {
+    RemoteImageWriter* w = rel_->remote_image_writer();
+    if (!w) {
+      report_.final_delta_note = "no one-sided writes on " + rel_->transport_name();
+      return;
+    }
+    try {
+      const RemoteImage r = w->expose_target(target_->memory());
+      window_ = ImageWindow{r.address, r.key, r.bytes};
+    } catch (const Error& e) {
+      report_.final_delta_note = std::string("target image not registered: ") + e.what();
     }
   }
 
@@ -191,6 +210,7 @@ class DestinationRun {
     in_final_ = true;
     if (dgram_) drain_datagrams(std::chrono::microseconds(0));
     dgram_.reset();
+    if (window_) rel_->send(wire(MsgType::image_window), encode_image_window(*window_));
     rel_->send(wire(MsgType::missing), encode_page_set(0, missing_set()));
     while (true) {
       const auto m = rel_->receive(opts_.peer_timeout);
@@ -199,6 +219,16 @@ class DestinationRun {
       const auto type = static_cast<MsgType>(m->type);
       if (type == MsgType::pages) {
         receive_pages(*m);
+        continue;
+      }
+      if (type == MsgType::written && window_) {
+        // The source wrote these pages into the exposed image before it sent this message: they
+        // are in place now (the channel delivers its writes before a later message).
+        const std::uint32_t round = decode_pages_header(m->body, applier_->page_count(), page_list_);
+        if (round != kFinalRound)
+          throw Error(ErrorKind::protocol, "written message for round " + std::to_string(round) + " in the final delta");
+        applier_->note_pages_written(page_list_, kFinalRound);
+        report_.final_delta = "write";
         continue;
       }
       if (type == MsgType::final_end) {
@@ -299,6 +329,7 @@ class DestinationRun {
   std::unique_ptr<PageApplier> applier_;
   std::vector<std::uint64_t> page_list_;
   std::vector<MutableBuffer> dst_;
+  std::optional<ImageWindow> window_;  // the target image exposed for the source's writes
   bool in_final_ = false;
   Clock::time_point last_heard_ = Clock::now();
   Clock::time_point last_report_ = Clock::now();

@@ -35,6 +35,8 @@ struct DestinationReport {
   std::uint64_t image_bytes = 0;
   std::uint64_t datagrams = 0, invalid_datagrams = 0, bad_hash = 0, stale = 0;
   std::uint64_t device_state_bytes = 0;  // a VM's device state, loaded before the commit
+  std::string final_delta = "send";      // "write": the source wrote the final delta into the exposed image
+  std::string final_delta_note;          // why the image was not exposed when the source asked
   std::string digest;
 };
 

@@ -31,6 +31,42 @@ struct ReliableStats {
   std::uint64_t messages_received = 0;
 };
 
+// Where a destination's target image lies for one-sided writes by its peer (RDMA: address, rkey).
+struct RemoteImage {
+  std::uint64_t address = 0;
+  std::uint32_t key = 0;
+  std::uint64_t bytes = 0;
+};
+
+// Optional capability of a reliable channel whose transport can write into the peer's memory
+// (RDMA RC): the final delta goes straight from the source image into the destination's target
+// image, with no receive, copy or slot on the far side. Writes travel in order with the channel's
+// messages: whatever was written before a send() is in place when the peer receives that message.
+// The peer learns which pages were written from such a message (the engine sends their list).
+class RemoteImageWriter {
+ public:
+  virtual ~RemoteImageWriter() = default;
+
+  // Destination: registers `image` once for writes by this channel's peer and returns what the
+  // peer must be told. Throws Error{io} when it cannot (e.g. RLIMIT_MEMLOCK too low).
+  virtual RemoteImage expose_target(std::span<std::byte> image) = 0;
+
+  // Source: registers `image` once as the source of writes (never per page). Throws Error{io}.
+  virtual void register_source(std::span<const std::byte> image) = 0;
+  // Source: where the writes go (the peer's expose_target()). Error{protocol} for a window that
+  // cannot hold the registered source image.
+  virtual void set_remote_target(const RemoteImage& remote) = 0;
+
+  // Source: copies source[offset, offset + bytes) to the same offset of the remote image. Queued
+  // and posted in batches (adjacent ranges may be merged); never waits for the peer except for
+  // room in its bounded window. Errors (peer gone, queue pair in error) throw here, in
+  // flush_writes() or in the next call of the channel, like a failed send().
+  virtual void write_remote(std::uint64_t offset, std::size_t bytes) = 0;
+  // Posts what is queued (send() does this too before its message).
+  virtual void flush_writes() = 0;
+  virtual std::uint64_t bytes_written() const = 0;
+};
+
 class ReliableChannel {
  public:
   virtual ~ReliableChannel() = default;
@@ -69,6 +105,10 @@ class ReliableChannel {
   virtual std::string peer_host() const = 0;
 
   virtual ReliableStats stats() const = 0;
+
+  // One-sided writes into the peer's image, where the transport has them (RC); nullptr otherwise
+  // (TCP, the fake): the final delta then travels as pages messages.
+  virtual RemoteImageWriter* remote_image_writer() { return nullptr; }
 };
 
 // The destination's half of moving a session onto another reliable transport (RDMA RC): a listener

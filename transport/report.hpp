@@ -52,6 +52,8 @@ struct MigrationReport {
   std::string digest;
   std::string stop_reason;        // why rounds ended: "converged", "max-rounds", "not-converging"
   std::uint64_t device_state_bytes = 0;  // a VM's device state (0: the image has none)
+  std::string final_delta_method = "send";  // "write": RDMA WRITE into the target; "send": pages messages
+  std::string final_delta_note;            // why not "write" when it was asked for
   DowntimeParts downtime_parts;
   std::vector<RoundStats> round_stats;
   nlohmann::json plan;            // the transport choice and its reasons (set by the caller)

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <thread>
 
 #include "transport/datagram_streamer.hpp"
@@ -19,6 +20,17 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// SourceOptions::final_delta resolved: "send" or "write".
+std::string wanted_final_delta(const std::string& option) {
+  std::string v = option;
+  if (v == "auto")
+    if (const char* e = std::getenv("HYMIG_FINAL_DELTA"); e && *e) v = e;
+  if (v == "auto") v = kDefaultFinalDelta;
+  if (v != "send" && v != "write")
+    throw Error(ErrorKind::usage, "final delta method '" + v + "': use send, write or auto (HYMIG_FINAL_DELTA)");
+  return v;
+}
 
 // Whole-image rehash speed assumed when predicting the blackout (both sides hash in parallel).
 constexpr double kVerifyBytesPerSecond = 8e9;
@@ -78,6 +90,12 @@ class SourceRun {
     n.verify = opts_.verify;
     n.reliable = opts_.reliable;
     n.vm_definition = image_.vm_definition();
+    // The final delta by one-sided writes: asked for in notify when the reliable channel the
+    // session ends up on may have them (RC); used if the destination then exposes its image.
+    if (wanted_final_delta(opts_.final_delta) == "write") {
+      if (opts_.reliable == "rc" || rel_->remote_image_writer()) n.final_delta = "write";
+      else report_.final_delta_note = "no one-sided writes on " + rel_->transport_name();
+    }
     if (opts_.bulk != "tcp") {
       dgram_ = make_datagram_();
       n.bulk = dgram_->transport_name();
@@ -90,6 +108,8 @@ class SourceRun {
     // takes seconds): ready gets at least 30 s. Nothing is paused meanwhile.
     const Ready ready = decode_ready(expect(*rel_, MsgType::ready, std::max(opts_.peer_timeout, kReadyTimeout)).body);
     if (opts_.reliable != "tcp") move_reliable(ready.reliable_endpoint);
+    asked_write_ = n.final_delta == "write";
+    if (asked_write_) prepare_writes();
 
     if (dgram_) {
       dgram_->connect(ready.bulk_endpoint);
@@ -114,6 +134,22 @@ class SourceRun {
     moved_rel_->set_io_timeout(opts_.peer_timeout);
     rel_ = moved_rel_.get();
     report_.reliable_transport = rel_->transport_name();
+  }
+
+  // Registers the source image once with the reliable channel, for the final delta's writes
+  // (outside the blackout). Failing that, the final delta goes as pages messages.
+  void prepare_writes() {
+    RemoteImageWriter* w = rel_->remote_image_writer();
+    if (!w) {
+      report_.final_delta_note = "no one-sided writes on " + rel_->transport_name();
+      return;
+    }
+    try {
+      w->register_source(image_.memory());
+      writer_ = w;
+    } catch (const Error& e) {
+      report_.final_delta_note = std::string("source image not registered: ") + e.what();
+    }
   }
 
   // Reads whatever the destination sent meanwhile without waiting: progress feeds the pacer.
@@ -152,7 +188,11 @@ class SourceRun {
 
   // Sends the pages of `set` as pages messages on the reliable channel, gathering from the image.
   // record_hashes: note each page's hash in sent_hashes_ (dirty detection, the fast digest).
-  void send_pages_reliable(std::uint32_t round, const Bitmap& set, bool poll_between, bool record_hashes) {
+  // by_write: each page goes by a one-sided write to its place in the destination's image, and a
+  // written message (a pages header, no payload) follows each batch: it travels after the batch's
+  // writes, so when the destination reads it those pages are in place.
+  void send_pages_reliable(std::uint32_t round, const Bitmap& set, bool poll_between, bool record_hashes,
+                           bool by_write = false) {
     std::vector<std::uint64_t> batch;
     std::vector<ConstBuffer> parts;
     batch.reserve(kMaxPagesPerMessage);
@@ -161,7 +201,8 @@ class SourceRun {
     const std::byte* base = image_.memory().data();
     auto flush = [&] {
       if (batch.empty()) return;
-      rel_->send_with_payload(wire(MsgType::pages), encode_pages_header(round, batch), parts);
+      if (by_write) rel_->send(wire(MsgType::written), encode_pages_header(round, batch));
+      else rel_->send_with_payload(wire(MsgType::pages), encode_pages_header(round, batch), parts);
       live_.round_bytes_done += batch.size() * ps;
       batch.clear();
       parts.clear();
@@ -170,7 +211,8 @@ class SourceRun {
     set.for_each_set([&](std::uint64_t p) {
       if (record_hashes) sent_hashes_[p] = hash_page(base + p * ps, ps);
       batch.push_back(p);
-      parts.push_back({base + p * ps, ps});
+      if (by_write) writer_->write_remote(p * ps, ps);
+      else parts.push_back({base + p * ps, ps});
       if (batch.size() == kMaxPagesPerMessage) flush();
     });
     flush();
@@ -305,7 +347,23 @@ class SourceRun {
     rel_->send(wire(MsgType::pause), {});
 
     Bitmap missing;
-    decode_page_set(expect(*rel_, MsgType::missing, opts_.peer_timeout).body, pages, missing);
+    std::optional<ImageWindow> window;
+    for (;;) {
+      const Message m = expect_missing_or_window();
+      if (static_cast<MsgType>(m.type) == MsgType::missing) {
+        decode_page_set(m.body, pages, missing);
+        break;
+      }
+      window = decode_image_window(m.body);
+    }
+    bool by_write = false;
+    if (writer_ && window) {
+      writer_->set_remote_target(RemoteImage{window->address, window->key, window->bytes});
+      by_write = true;
+    } else if (writer_) {
+      report_.final_delta_note = "the destination exposed no image for writes";
+    }
+    report_.final_delta_method = by_write ? "write" : "send";
     Bitmap final_set = std::move(pending_dirty_);
     if (final_set.size() != pages) final_set = Bitmap(pages);
     image_.collect_dirty(final_set, sent_hashes_);
@@ -332,7 +390,7 @@ class SourceRun {
     live_.round_bytes_done = 0;
     live_.bytes_before_round = bytes_of_finished_rounds();
     // With full verification the digest comes from the rehash running meanwhile: no page hashes.
-    send_pages_reliable(kFinalRound, final_set, false, opts_.verify != "full");
+    send_pages_reliable(kFinalRound, final_set, false, opts_.verify != "full", by_write);
     rel_->send(wire(MsgType::final_end), encode_u64(report_.final_delta_pages));
     report_.downtime_parts.final_delta_ms = split();
     if (hasher.joinable()) hasher.join();
@@ -366,6 +424,24 @@ class SourceRun {
     const auto cleanup_start = Clock::now();
     image_.handed_over();
     report_.cleanup_ms = seconds_since(cleanup_start) * 1000;
+  }
+
+  // After pause: missing, preceded by image-window when the destination exposed its image for the
+  // writes asked for in notify (and only then).
+  Message expect_missing_or_window() {
+    const auto deadline = Clock::now() + opts_.peer_timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      auto m = rel_->receive(std::max(left, std::chrono::milliseconds(0)));
+      if (!m) throw Error(ErrorKind::timeout, "no missing report from the destination within " +
+                                                  std::to_string(opts_.peer_timeout.count() / 1000) + " s");
+      const auto type = static_cast<MsgType>(m->type);
+      if (type == MsgType::missing) return *m;
+      if (type == MsgType::image_window && asked_write_) return *m;
+      if (type == MsgType::progress) continue;
+      reject_message(*rel_, *m, "the destination",
+                     std::string("expected missing, got ") + to_string(type) + " after pause");
+    }
   }
 
   // The memory verified on both sides: the image's device state goes over the reliable channel in
@@ -415,6 +491,8 @@ class SourceRun {
 
   ReliableChannel* rel_;  // the connection the session started on, or the RC channel it moved to
   std::unique_ptr<ReliableChannel> moved_rel_;
+  bool asked_write_ = false;              // notify asked for the final delta by write
+  RemoteImageWriter* writer_ = nullptr;  // rel_'s, with the source image registered: final delta by write
   const DatagramFactory& make_datagram_;
   SourceImage& image_;
   SourceOptions opts_;

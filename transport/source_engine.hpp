@@ -42,7 +42,16 @@ struct SourceOptions {
   // connect_reliable returns for the destination's ready.reliable_endpoint.
   std::string reliable = "tcp";
   std::function<std::unique_ptr<ReliableChannel>(const std::string& endpoint)> connect_reliable;
+  // How the final delta travels: "write" (one-sided writes into the destination's registered image,
+  // where the reliable channel has them: RDMA RC), "send" (pages messages), or "auto": the
+  // environment's HYMIG_FINAL_DELTA (send|write) if set, else kDefaultFinalDelta. "write" falls
+  // back to "send" (the report says why) on a channel without one-sided writes or when either side
+  // cannot register its image.
+  std::string final_delta = "auto";
 };
+
+// What "auto" means (docs/protocol.md, "Final delta", has the lab figures it was chosen by).
+inline constexpr const char* kDefaultFinalDelta = "write";
 
 MigrationReport run_source(ReliableChannel& rel, const DatagramFactory& make_datagram, SourceImage& image,
                            const SourceOptions& opts);

@@ -81,6 +81,8 @@ const char* to_string(MsgType t) {
     case MsgType::device_state: return "device-state";
     case MsgType::device_state_end: return "device-state-end";
     case MsgType::device_state_loaded: return "device-state-loaded";
+    case MsgType::image_window: return "image-window";
+    case MsgType::written: return "written";
   }
   return "unknown";
 }
@@ -131,7 +133,8 @@ std::vector<std::byte> encode_notify(const Notify& n) {
                       {"bulk_endpoint", n.bulk_endpoint},
                       {"datagram_bytes", n.datagram_bytes},
                       {"verify", n.verify},
-                      {"reliable", n.reliable}};
+                      {"reliable", n.reliable},
+                      {"final_delta", n.final_delta}};
   if (!n.vm_definition.empty()) j["vm_definition"] = n.vm_definition;
   return json_body(j);
 }
@@ -153,6 +156,8 @@ Notify decode_notify(std::span<const std::byte> body) {
   // Absent in notifies of hymig before RDMA: the session stays on TCP.
   if (j.contains("reliable")) n.reliable = field<std::string>(j, m, "reliable");
   if (j.contains("vm_definition")) n.vm_definition = field<std::string>(j, m, "vm_definition");
+  // Absent before the final delta could go by RDMA WRITE: pages messages.
+  if (j.contains("final_delta")) n.final_delta = field<std::string>(j, m, "final_delta");
 
   if (n.page_size < 512 || n.page_size > (2u << 20) || (n.page_size & (n.page_size - 1)))
     bad("notify: page_size must be a power of two from 512 to 2 MiB");
@@ -170,6 +175,7 @@ Notify decode_notify(std::span<const std::byte> body) {
   if (!one_of(n.reliable, {"tcp", "rc"})) bad("notify: unknown reliable transport '" + n.reliable + "'");
   if (!n.vm_definition.empty() && n.image_kind != "vm") bad("notify: vm_definition on a '" + n.image_kind + "' image");
   if (n.vm_definition.size() > (256u << 10)) bad("notify: vm_definition longer than 256 KiB");
+  if (!one_of(n.final_delta, {"send", "write"})) bad("notify: final_delta must be send or write");
   return n;
 }
 
@@ -327,6 +333,27 @@ std::uint32_t decode_pages_header(std::span<const std::byte> body, std::uint64_t
   }
   r.expect_end();
   return round;
+}
+
+std::vector<std::byte> encode_image_window(const ImageWindow& w) {
+  std::vector<std::byte> out;
+  ByteWriter wr(out);
+  wr.put(w.address);
+  wr.put(w.key);
+  wr.put(w.bytes);
+  return out;
+}
+
+ImageWindow decode_image_window(std::span<const std::byte> body) {
+  ByteReader r(body, "image-window");
+  ImageWindow w;
+  w.address = r.get<std::uint64_t>();
+  w.key = r.get<std::uint32_t>();
+  w.bytes = r.get<std::uint64_t>();
+  r.expect_end();
+  if (w.bytes == 0) bad("image-window: an empty window");
+  if (w.address + w.bytes < w.address) bad("image-window: address + bytes wraps around");
+  return w;
 }
 
 std::vector<std::byte> encode_u64(std::uint64_t v) {

@@ -49,6 +49,8 @@ enum class MsgType : std::uint8_t {
   device_state = 18,         // S->D: a piece of the device state (a VM's), after verify
   device_state_end = 19,     // S->D: its length and digest
   device_state_loaded = 20,  // D->S: the destination applied it (its QEMU loaded it, still paused)
+  image_window = 21,         // D->S: where the source may RDMA-WRITE the final delta (before missing)
+  written = 22,              // S->D: final-delta pages written into that window (a pages header, no payload)
 };
 const char* to_string(MsgType t);
 inline std::uint8_t wire(MsgType t) { return static_cast<std::uint8_t>(t); }
@@ -80,6 +82,9 @@ struct Notify {
   std::string verify;         // "full" | "fast"
   std::string reliable = "tcp";  // "tcp": the session stays on this connection; "rc": it moves to RDMA RC
   std::string vm_definition;     // a VM image's hypervisor definition (see SourceImage::vm_definition), or ""
+  // "write": the source would send the final delta by one-sided writes into the target image
+  // (RemoteImageWriter) if the destination exposes it (image-window); "send": pages messages.
+  std::string final_delta = "send";
 };
 std::vector<std::byte> encode_notify(const Notify& n);
 Notify decode_notify(std::span<const std::byte> body);
@@ -132,6 +137,15 @@ std::vector<std::byte> encode_pages_header(std::uint32_t round, std::span<const 
 // other is NOT required (a duplicate just writes the same page twice).
 std::uint32_t decode_pages_header(std::span<const std::byte> body, std::uint64_t page_count,
                                   std::vector<std::uint64_t>& pages_out);
+
+// image-window: the target image registered for the source's one-sided writes.
+struct ImageWindow {
+  std::uint64_t address = 0;
+  std::uint32_t key = 0;
+  std::uint64_t bytes = 0;
+};
+std::vector<std::byte> encode_image_window(const ImageWindow& w);
+ImageWindow decode_image_window(std::span<const std::byte> body);
 
 std::vector<std::byte> encode_u64(std::uint64_t v);
 std::uint64_t decode_u64(std::span<const std::byte> body, const char* what);

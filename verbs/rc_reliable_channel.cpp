@@ -17,6 +17,7 @@ namespace hymig::verbs {
 namespace {
 
 constexpr std::uint64_t kCreditWrId = 1ull << 63;  // wr_id of credit WRITEs (data SENDs: the slot)
+constexpr std::uint64_t kImageWrId = 1ull << 62;   // wr_id of image WRITEs: | their running count
 constexpr unsigned kMaxCreditWrites = 4;           // credit WRITEs in flight at once
 constexpr std::size_t kMaxSpillBytes = 64u << 20;  // received bytes kept off the slots, at most
 
@@ -113,6 +114,8 @@ void RcReliableChannel::setup(const RcOptions& options) {
   recv_count_ = std::clamp(options.recv_slots, 4u, std::min(65535u, max_wr));
   send_count_ = std::clamp(options.send_slots, 2u, max_wr - kMaxCreditWrites);
   credit_batch_ = std::max(1u, recv_count_ / 4);
+  write_window_ = send_count_;  // as many WRITEs in flight as SENDs: the same packets in flight
+  write_chain_ = std::max(1u, write_window_ / 2);
 
   pd_.reset(ibv_alloc_pd(ctx));
   if (!pd_) throw_errno("cannot allocate a protection domain for the " + where);
@@ -127,7 +130,9 @@ void RcReliableChannel::setup(const RcOptions& options) {
   credit_mr_.reset(ibv_reg_mr(pd_.get(), credit_word_.get(), 64, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE));
   if (!credit_mr_) throw_errno("cannot register the credit word of the " + where + memlock);
 
-  send_cq_ = std::make_unique<CompletionQueue>(ctx, int(send_count_ + kMaxCreditWrites), false, "RC send CQ of the " + where);
+  // Room for a completion of every request the send queue can hold (a flush completes them all).
+  send_cq_ = std::make_unique<CompletionQueue>(ctx, int(send_count_ + kMaxCreditWrites + write_window_), false,
+                                               "RC send CQ of the " + where);
   recv_cq_ = std::make_unique<CompletionQueue>(ctx, int(recv_count_), true, "RC receive CQ of the " + where);
   ready_.watch(recv_cq_->fd());
   ready_.watch(events_->fd);  // a disconnect wakes poll_fd() too
@@ -137,7 +142,7 @@ void RcReliableChannel::setup(const RcOptions& options) {
   init.recv_cq = recv_cq_->get();
   init.qp_type = IBV_QPT_RC;
   init.sq_sig_all = 0;
-  init.cap.max_send_wr = send_count_ + kMaxCreditWrites;
+  init.cap.max_send_wr = send_count_ + kMaxCreditWrites + write_window_;
   init.cap.max_recv_wr = recv_count_;
   init.cap.max_send_sge = 1;
   init.cap.max_recv_sge = 1;
@@ -146,6 +151,8 @@ void RcReliableChannel::setup(const RcOptions& options) {
   qp_ = CmQp(id_.get());
 
   pend_wr_.resize(send_count_);
+  write_wr_.resize(write_chain_);
+  write_sge_.resize(write_chain_);
   pend_sge_.resize(send_count_);
   post_batch_ = std::max(1u, send_count_ / 2);
   free_send_slots_.reserve(send_count_);
@@ -190,7 +197,7 @@ RcReliableChannel::~RcReliableChannel() {
   ibv_qp_attr a{};
   a.qp_state = IBV_QPS_ERR;
   ibv_modify_qp(qp_.get(), &a, IBV_QP_STATE);
-  std::uint64_t outstanding = recv_posted_ + sends_in_flight_ + credit_writes_in_flight_;
+  std::uint64_t outstanding = recv_posted_ + sends_in_flight_ + credit_writes_in_flight_ + (writes_posted_ - writes_done_);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
   while (outstanding > 0 && std::chrono::steady_clock::now() < deadline) {
     std::size_t n = 0;
@@ -273,6 +280,9 @@ void RcReliableChannel::fail_completion(const ibv_wc& wc, const char* queue) {
                                            std::to_string(slot_bytes_) + "-byte receive slots (" + status + ")");
     case IBV_WC_REM_ACCESS_ERR:
     case IBV_WC_REM_INV_REQ_ERR:
+      if (std::strcmp(queue, "image write") == 0)
+        throw Error(ErrorKind::protocol, "RC peer " + peer_address_ + " refused our RDMA WRITE into its image (" + status +
+                                             "): the address or key it exposed does not hold the range");
       throw Error(ErrorKind::protocol, "RC peer " + peer_address_ + " refused our " + queue + " (" + status +
                                            "): bad credit address or key in its connection data?");
     default:
@@ -299,6 +309,7 @@ void RcReliableChannel::send_frame(std::uint8_t type, std::span<const std::byte>
   guarded([&] {
     throw_if_failed();
     if (!connected_) throw std::logic_error("RcReliableChannel used before the connection was established");
+    post_writes();
     const auto header = encode_rc_frame_header(RcFrameHeader{type, std::uint32_t(body.size()), payload_bytes});
     append(header.data(), header.size());
     append(body.data(), body.size());
@@ -405,6 +416,12 @@ void RcReliableChannel::reap_sends() {
     if (n > 0) ++ack_epoch_;
     for (std::size_t i = 0; i < n; ++i) {
       const ibv_wc& wc = wc_[i];
+      if (wc.wr_id & kImageWrId) {
+        // A WRITE's completion covers every WRITE posted before it (completions come in order).
+        if (wc.status != IBV_WC_SUCCESS) fail_completion(wc, "image write");
+        writes_done_ = std::max(writes_done_, wc.wr_id & ~kImageWrId);
+        continue;
+      }
       const bool credit = (wc.wr_id & kCreditWrId) != 0;
       if (wc.status != IBV_WC_SUCCESS) fail_completion(wc, credit ? "credit write" : "send");
       if (credit) {
@@ -438,6 +455,144 @@ void RcReliableChannel::wait_for_send_room() {
     if (std::chrono::steady_clock::now() >= deadline && credits() == 0)
       throw Error(ErrorKind::timeout, "RC peer " + peer_address_ + " consumed none of our messages for " +
                                           seconds(io_timeout_) + " — not reading, or the link is down?");
+    if (pause.count() == 0) {
+      std::this_thread::yield();
+      pause = std::chrono::microseconds(20);
+    } else {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::microseconds(1000));
+    }
+  }
+}
+
+// ---- one-sided writes (RemoteImageWriter) ------------------------------------------------------
+
+RemoteImage RcReliableChannel::expose_target(std::span<std::byte> image) {
+  if (image.empty()) throw Error(ErrorKind::usage, "expose_target: an empty image");
+  if (target_mr_) {
+    if (target_mr_->addr == image.data() && target_mr_->length == image.size())
+      return RemoteImage{reinterpret_cast<std::uint64_t>(image.data()), target_mr_->rkey, image.size()};
+    throw std::logic_error("RcReliableChannel::expose_target: a different image is already exposed");
+  }
+  target_mr_.reset(ibv_reg_mr(pd_.get(), image.data(), image.size(), IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE));
+  if (!target_mr_)
+    throw_errno("cannot register the " + std::to_string(image.size()) + "-byte target image for RDMA writes by " +
+                peer_address_ + " (RLIMIT_MEMLOCK too low? `ulimit -l`)");
+  return RemoteImage{reinterpret_cast<std::uint64_t>(image.data()), target_mr_->rkey, image.size()};
+}
+
+void RcReliableChannel::register_source(std::span<const std::byte> image) {
+  if (image.empty()) throw Error(ErrorKind::usage, "register_source: an empty image");
+  if (source_mr_) {
+    if (source_base_ == image.data() && source_bytes_ == image.size()) return;
+    throw std::logic_error("RcReliableChannel::register_source: a different image is already registered");
+  }
+  auto* base = const_cast<std::byte*>(image.data());
+  // Local write access makes the kernel pin the pages a private mapping really uses (without it an
+  // untouched page would pin the shared zero page, and later writes to it would go elsewhere); a
+  // read-only (file) mapping takes no write access, and its page-cache pages are the real ones.
+  source_mr_.reset(ibv_reg_mr(pd_.get(), base, image.size(), IBV_ACCESS_LOCAL_WRITE));
+  if (!source_mr_) source_mr_.reset(ibv_reg_mr(pd_.get(), base, image.size(), 0));
+  if (!source_mr_)
+    throw_errno("cannot register the " + std::to_string(image.size()) + "-byte source image for RDMA writes to " +
+                peer_address_ + " (RLIMIT_MEMLOCK too low? `ulimit -l`)");
+  source_base_ = image.data();
+  source_bytes_ = image.size();
+}
+
+void RcReliableChannel::set_remote_target(const RemoteImage& remote) {
+  if (remote.bytes < source_bytes_)
+    throw Error(ErrorKind::protocol, "RC peer " + peer_address_ + " exposed a target image of " +
+                                         std::to_string(remote.bytes) + " bytes for a " + std::to_string(source_bytes_) +
+                                         "-byte source image");
+  remote_ = remote;
+  have_remote_ = true;
+}
+
+void RcReliableChannel::write_remote(std::uint64_t offset, std::size_t bytes) {
+  if (!source_mr_ || !have_remote_)
+    throw std::logic_error("RcReliableChannel::write_remote before register_source and set_remote_target");
+  if (offset > source_bytes_ || bytes > source_bytes_ - offset)
+    throw Error(ErrorKind::usage, "write_remote: bytes " + std::to_string(offset) + "+" + std::to_string(bytes) +
+                                      " outside the " + std::to_string(source_bytes_) + "-byte source image");
+  guarded([&] {
+    throw_if_failed();
+    if (!connected_) throw std::logic_error("RcReliableChannel used before the connection was established");
+    while (bytes > 0) {
+      const std::size_t k = std::min(bytes, chunk_bytes_);
+      queue_write(offset, k);
+      offset += k;
+      bytes -= k;
+    }
+  });
+}
+
+// Adds [offset, offset + bytes) (at most one SEND's size) to the chain being filled: merged into
+// the previous WRITE when it continues it and stays within a SEND's size, else a new request.
+void RcReliableChannel::queue_write(std::uint64_t offset, std::size_t bytes) {
+  write_bytes_ += bytes;
+  const auto addr = reinterpret_cast<std::uintptr_t>(source_base_) + offset;
+  if (write_pending_ > 0) {
+    ibv_sge& last = write_sge_[write_pending_ - 1];
+    if (last.addr + last.length == addr && last.length + bytes <= chunk_bytes_) {
+      last.length += std::uint32_t(bytes);
+      return;
+    }
+  }
+  if (write_pending_ == write_chain_) post_writes();
+  wait_for_write_room();
+  ibv_sge& sge = write_sge_[write_pending_];
+  sge = ibv_sge{addr, std::uint32_t(bytes), source_mr_->lkey};
+  ibv_send_wr& wr = write_wr_[write_pending_];
+  wr = ibv_send_wr{};
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_RDMA_WRITE;
+  wr.wr.rdma.remote_addr = remote_.address + offset;
+  wr.wr.rdma.rkey = remote_.key;
+  ++write_pending_;
+}
+
+void RcReliableChannel::flush_writes() {
+  guarded([&] {
+    throw_if_failed();
+    post_writes();
+  });
+}
+
+// Posts the filled chain with one doorbell; its last request is signalled, so every posted WRITE
+// is followed by a completion that covers it.
+void RcReliableChannel::post_writes() {
+  if (write_pending_ == 0) return;
+  for (unsigned i = 0; i < write_pending_; ++i) {
+    ibv_send_wr& wr = write_wr_[i];
+    wr.wr_id = kImageWrId | (writes_posted_ + i + 1);
+    wr.send_flags = i + 1 == write_pending_ ? IBV_SEND_SIGNALED : 0;
+    wr.next = i + 1 < write_pending_ ? &write_wr_[i + 1] : nullptr;
+  }
+  note_posted();
+  ibv_send_wr* bad = nullptr;
+  if (const int rc = ibv_post_send(qp_.get(), write_wr_.data(), &bad); rc != 0)
+    throw_errno("cannot post an RDMA WRITE to RC peer " + peer_address_ + " (queue pair in error?)", rc);
+  writes_posted_ += write_pending_;
+  write_pending_ = 0;
+}
+
+// Room for one more WRITE in the window (posted and not known complete, plus the chain being
+// filled). Waits in user space like wait_for_send_room(); a peer that stops acknowledging is
+// reported by check_acks() within the io timeout.
+void RcReliableChannel::wait_for_write_room() {
+  auto room = [&] { return writes_posted_ - writes_done_ + write_pending_ < write_window_; };
+  reap_sends();
+  if (room()) return;
+  post_writes();  // what we filled must be on its way before we wait for it
+  auto pause = std::chrono::microseconds(0);
+  for (;;) {
+    reap_sends();
+    if (room()) return;
+    check_cm_events();
+    throw_if_failed();
+    check_acks();
     if (pause.count() == 0) {
       std::this_thread::yield();
       pause = std::chrono::microseconds(20);

@@ -46,6 +46,18 @@
 // retry 7, 2^14) and 0.75 (16 KiB: 128 packets in flight). Hardware does the same per-packet work
 // for either.
 //
+// One-sided writes (RemoteImageWriter: the final delta by RDMA WRITE). The destination registers
+// its target image once with this connection's PD (remote write access) and tells the source its
+// address and rkey in a message; the source registers its image once (local access) and WRITEs
+// each page from it to the same offset, gathering straight from the image: no copy, no receive
+// slot, no credit. A WRITE is at most one SEND's size (kSendPackets path-MTU packets; contiguous
+// pages are merged up to it), for the loss behaviour described above; WRITEs are posted in chains
+// of half the window, the last of each chain signalled, at most `send_slots` WRITEs in flight.
+// RC executes a queue pair's requests in order: a SEND posted after WRITEs completes at the
+// receiver only once they are placed, so the message that names the written pages (the engine's
+// `written`) tells the destination they are there. Write failures (peer gone, queue pair in
+// error, a bad rkey) are completions in error like a SEND's and break the channel the same way.
+//
 // After any failure in the middle of a message the stream is out of step: every later call throws
 // again, naming the first error (like the TCP channel).
 #pragma once
@@ -96,7 +108,7 @@ void set_rc_ack_timeout(rdma_cm_id* id);
 // True for Soft-RoCE (rdma_rxe: vendor id 0xFFFFFF).
 bool is_soft_roce(ibv_context* device);
 
-class RcReliableChannel final : public ReliableChannel {
+class RcReliableChannel final : public ReliableChannel, public RemoteImageWriter {
  public:
   static constexpr std::chrono::milliseconds kDefaultIoTimeout{10'000};
 
@@ -141,6 +153,15 @@ class RcReliableChannel final : public ReliableChannel {
   std::string local_host() const override { return local_host_; }
   std::string peer_host() const override { return peer_host_; }
   ReliableStats stats() const override { return stats_; }
+  RemoteImageWriter* remote_image_writer() override { return this; }
+
+  // RemoteImageWriter (see "One-sided writes" above).
+  RemoteImage expose_target(std::span<std::byte> image) override;
+  void register_source(std::span<const std::byte> image) override;
+  void set_remote_target(const RemoteImage& remote) override;
+  void write_remote(std::uint64_t offset, std::size_t bytes) override;
+  void flush_writes() override;
+  std::uint64_t bytes_written() const override { return write_bytes_; }
 
   // Beyond the interface.
   std::string local_address() const { return local_address_; }  // "IP:PORT"
@@ -166,9 +187,13 @@ class RcReliableChannel final : public ReliableChannel {
   void wait_for_send_room();
   std::uint64_t credits() const;
   void reap_sends();
-  bool awaiting_acks() const { return sends_in_flight_ + credit_writes_in_flight_ > 0; }
+  bool awaiting_acks() const { return sends_in_flight_ + credit_writes_in_flight_ > 0 || writes_posted_ > writes_done_; }
   void note_posted();
   void check_acks();  // Error{peer_vanished} once awaiting_acks() for the io timeout without one
+  // one-sided writes
+  void post_writes();
+  void wait_for_write_room();
+  void queue_write(std::uint64_t offset, std::size_t bytes);
 
   // receive side
   std::optional<Message> receive_frame(std::chrono::milliseconds timeout);
@@ -212,6 +237,8 @@ class RcReliableChannel final : public ReliableChannel {
   MrPtr send_mr_;
   MrPtr recv_mr_;
   MrPtr credit_mr_;
+  MrPtr source_mr_;  // register_source(): the image WRITEs gather from (memory owned by the caller)
+  MrPtr target_mr_;  // expose_target(): the image the peer WRITEs into (memory owned by the caller)
   std::unique_ptr<CompletionQueue> send_cq_;
   std::unique_ptr<CompletionQueue> recv_cq_;
   CmQp qp_;
@@ -236,6 +263,20 @@ class RcReliableChannel final : public ReliableChannel {
   std::uint64_t ack_epoch_ = 0;      // bumped by every reaped completion and the first post after none
   std::uint64_t checked_epoch_ = 0;  // the epoch check_acks() last saw, at last_ack_
   std::chrono::steady_clock::time_point last_ack_{};
+
+  // one-sided write state
+  const std::byte* source_base_ = nullptr;
+  std::size_t source_bytes_ = 0;
+  RemoteImage remote_{};
+  bool have_remote_ = false;
+  std::vector<ibv_send_wr> write_wr_;  // the chain being filled, not yet posted
+  std::vector<ibv_sge> write_sge_;
+  unsigned write_pending_ = 0;
+  unsigned write_window_ = 8;          // WRITEs in flight at most (posted, completion not seen)
+  unsigned write_chain_ = 4;           // WRITEs per chain (the last one signalled)
+  std::uint64_t writes_posted_ = 0;    // WRITE requests ever posted
+  std::uint64_t writes_done_ = 0;      // of those, known complete (up to the last signalled one seen)
+  std::uint64_t write_bytes_ = 0;
 
   // receive side state: SENDs spilled to our memory (oldest), then polled slots, then the CQ
   std::deque<std::vector<std::byte>> spill_;

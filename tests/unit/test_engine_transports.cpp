@@ -48,6 +48,7 @@ struct Pair {
   const char* name;
   Reliable reliable;
   Bulk bulk;
+  const char* final_delta = "auto";  // SourceOptions::final_delta; auto = write where RC has it
   bool rdma() const { return reliable == Reliable::rc || bulk == Bulk::ud; }
 };
 
@@ -155,6 +156,7 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
   opts.downtime_ms = 100;
   opts.max_rounds = 6;
   opts.peer_timeout = kTimeout;
+  opts.final_delta = p.final_delta;
   const MigrationReport src = run_source(*c.source_rel, c.source_dgram, image, opts);
   dest_thread.join();
 
@@ -164,6 +166,11 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
   const char* bulk_name = p.bulk == Bulk::over_reliable ? "tcp" : p.bulk == Bulk::ud ? "ud" : p.bulk == Bulk::udp ? "udp" : "fake";
   EXPECT_EQ(src.bulk_transport, bulk_name);
   EXPECT_EQ(src.reliable_transport, p.reliable == Reliable::rc ? "rc" : p.reliable == Reliable::tcp ? "tcp" : "fake");
+  // Over RC the final delta goes by RDMA WRITE into the registered target unless asked to send.
+  const bool by_write = p.reliable == Reliable::rc && std::string(p.final_delta) != "send" &&
+                        (std::string(p.final_delta) == "write" || std::string(kDefaultFinalDelta) == "write");
+  EXPECT_EQ(src.final_delta_method, by_write ? "write" : "send") << src.final_delta_note;
+  EXPECT_EQ(dest.final_delta, by_write && src.final_delta_pages > 0 ? "write" : "send");
   ASSERT_EQ(target.size(), image.memory().size());
   EXPECT_EQ(0, std::memcmp(target.data(), image.memory().data(), image.memory().size()));
 }
@@ -174,7 +181,10 @@ INSTANTIATE_TEST_SUITE_P(Pairs, EngineOverEveryTransport,
                                            Pair{"tcp_only", Reliable::tcp, Bulk::over_reliable},
                                            Pair{"ud_rc", Reliable::rc, Bulk::ud},
                                            Pair{"ud_tcp", Reliable::tcp, Bulk::ud},
-                                           Pair{"rc_only", Reliable::rc, Bulk::over_reliable}),
+                                           Pair{"rc_only", Reliable::rc, Bulk::over_reliable},
+                                           Pair{"ud_rc_send", Reliable::rc, Bulk::ud, "send"},
+                                           Pair{"rc_only_send", Reliable::rc, Bulk::over_reliable, "send"},
+                                           Pair{"ud_rc_write", Reliable::rc, Bulk::ud, "write"}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -502,5 +502,131 @@ TEST(VerbsRcChannel, AcceptTimesOut) {
   EXPECT_EQ(::poll(&pfd, 1, 0), 0);
 }
 
+// ---- one-sided writes (RemoteImageWriter) --------------------------------------------------
+
+// The final delta's path: the server exposes its target, the client registers its source once and
+// WRITEs scattered pages (single pages, a contiguous run that is merged, a range larger than one
+// WRITE, an odd-sized tail) to the same offsets; a SEND after them tells the server they are
+// there. Every byte compared, and bytes the client did not write stay untouched.
+TEST(VerbsRcChannel, WritesPagesIntoTheRegisteredRemoteImage) {
+  HYMIG_REQUIRE_ROCE_LAB();
+  RcPair p = make_pair();
+  constexpr std::size_t kPage = 4096, kPages = 512;
+  const auto source = random_bytes(kPages * kPage, 21);
+  std::vector<std::byte> target(source.size(), std::byte{0xEE});
+  RemoteImageWriter* out = p.client->remote_image_writer();
+  RemoteImageWriter* in = p.server->remote_image_writer();
+  ASSERT_NE(out, nullptr);
+  ASSERT_NE(in, nullptr);
+  const RemoteImage window = in->expose_target(target);
+  EXPECT_EQ(window.bytes, target.size());
+  out->register_source(source);
+  out->set_remote_target(window);
+
+  std::vector<bool> written(kPages, false);
+  std::uint64_t bytes = 0;
+  auto write_pages = [&](std::size_t first, std::size_t n) {
+    out->write_remote(first * kPage, n * kPage);
+    for (std::size_t i = first; i < first + n; ++i) written[i] = true;
+    bytes += n * kPage;
+  };
+  for (std::size_t i = 0; i < 200; i += 3) write_pages(i, 1);  // scattered
+  for (std::size_t i = 300; i < 340; ++i) write_pages(i, 1);   // contiguous: merged up to one SEND's size
+  write_pages(400, 37);                                        // one call, many WRITEs
+  out->write_remote(kPages * kPage - 100, 100);                // a tail that is not a page
+  bytes += 100;
+  p.client->send(7, bytes_of("written"));
+  auto m = p.server->receive(60s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->type, 7);
+  EXPECT_EQ(out->bytes_written(), bytes);
+  for (std::size_t i = 0; i < kPages; ++i) {
+    const std::size_t n = i + 1 == kPages ? kPage - 100 : kPage;  // the last page's tail is checked below
+    if (written[i]) {
+      ASSERT_EQ(0, std::memcmp(target.data() + i * kPage, source.data() + i * kPage, n)) << "page " << i;
+    } else {
+      for (std::size_t k = 0; k < n; ++k) ASSERT_EQ(target[i * kPage + k], std::byte{0xEE}) << "page " << i << " was not written";
+    }
+  }
+  EXPECT_EQ(0, std::memcmp(target.data() + target.size() - 100, source.data() + source.size() - 100, 100));
+  // The channel goes on carrying messages both ways after the writes.
+  p.server->send(8, bytes_of("ok"));
+  m = p.client->receive(60s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->type, 8);
+}
+
+TEST(VerbsRcChannel, WriteRangesAreChecked) {
+  HYMIG_REQUIRE_ROCE_LAB();
+  RcPair p = make_pair();
+  const auto source = random_bytes(64 * 1024, 22);
+  std::vector<std::byte> small(32 * 1024);
+  RemoteImageWriter* out = p.client->remote_image_writer();
+  EXPECT_THROW(out->write_remote(0, 4096), std::logic_error);  // nothing registered yet
+  out->register_source(source);
+  const RemoteImage window = p.server->remote_image_writer()->expose_target(small);
+  EXPECT_EQ(kind_of([&] { out->set_remote_target(window); }), ErrorKind::protocol);  // smaller than the source
+  std::vector<std::byte> big(64 * 1024);
+  RcPair q = make_pair();
+  RemoteImageWriter* out2 = q.client->remote_image_writer();
+  out2->register_source(source);
+  out2->set_remote_target(q.server->remote_image_writer()->expose_target(big));
+  EXPECT_EQ(kind_of([&] { out2->write_remote(60 * 1024, 8192); }), ErrorKind::usage);  // beyond the source
+}
+
+// A key the peer never handed out: the responder refuses the WRITE; the writer fails with a clear
+// error, and the channel reports it again on every later call instead of hanging.
+TEST(VerbsRcChannel, WriteWithABadKeyIsRefusedClearly) {
+  HYMIG_REQUIRE_ROCE_LAB();
+  RcPair p = make_pair();
+  p.client->set_io_timeout(10s);
+  const auto source = random_bytes(64 * 1024, 23);
+  std::vector<std::byte> target(source.size());
+  RemoteImageWriter* out = p.client->remote_image_writer();
+  RemoteImage window = p.server->remote_image_writer()->expose_target(target);
+  window.key ^= 0x5a5a00;
+  out->register_source(source);
+  out->set_remote_target(window);
+  std::string what;
+  const ErrorKind k = kind_of([&] {
+    for (int i = 0; i < 16; ++i) out->write_remote(std::size_t(i) * 4096, 4096);
+    p.client->send(1, bytes_of("done"));
+    for (int i = 0; i < 100; ++i) p.client->receive(200ms);  // completions are reaped while waiting
+  }, &what);
+  EXPECT_TRUE(k == ErrorKind::protocol || k == ErrorKind::peer_vanished) << what;
+  EXPECT_NE(what.find("RC"), std::string::npos) << what;
+  std::cout << "bad key: " << what << "\n";
+  EXPECT_THROW(p.client->send(2, bytes_of("again")), Error);
+}
+
+// The writer's queue pair in the error state mid-delta: the writes fail with a clear error (the
+// engine then resumes the source and the destination discards), never a hang.
+TEST(VerbsRcChannel, WritesOnAQueuePairInErrorFailClearly) {
+  HYMIG_REQUIRE_ROCE_LAB();
+  RcPair p = make_pair();
+  p.client->set_io_timeout(5s);
+  const auto source = random_bytes(256 * 1024, 24);
+  std::vector<std::byte> target(source.size());
+  RemoteImageWriter* out = p.client->remote_image_writer();
+  out->register_source(source);
+  out->set_remote_target(p.server->remote_image_writer()->expose_target(target));
+  for (int i = 0; i < 8; ++i) out->write_remote(std::size_t(i) * 4096, 4096);
+  out->flush_writes();
+  ibv_qp_attr a{};
+  a.qp_state = IBV_QPS_ERR;
+  ASSERT_EQ(ibv_modify_qp(static_cast<RcReliableChannel&>(*p.client).queue_pair(), &a, IBV_QP_STATE), 0);
+  std::string what;
+  const auto t0 = std::chrono::steady_clock::now();
+  const ErrorKind k = kind_of([&] {
+    for (int i = 8; i < 64; ++i) out->write_remote(std::size_t(i) * 4096, 4096);
+    out->flush_writes();
+    p.client->send(1, bytes_of("done"));
+    for (int i = 0; i < 100; ++i) p.client->receive(200ms);
+  }, &what);
+  EXPECT_TRUE(k == ErrorKind::peer_vanished || k == ErrorKind::io) << what;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << what;
+  std::cout << "queue pair in error: " << what << "\n";
+}
+
 }  // namespace
 }  // namespace hymig::verbs

@@ -1,9 +1,11 @@
 #!/bin/sh
-# verbs_unit [FILTER]: hymig's gtest suites for the verbs backends (default filter Verbs*:*/Verbs*,
+# verbs_unit [FILTER [loss5]]: hymig's gtest suites for the verbs backends (default filter Verbs*:*/Verbs*,
 # which also takes parametrised instantiations such as Rxe/VerbsUd.*) against real Soft-RoCE
 # devices. Each gtest test is one check, gtest:Suite.Name (PASS, FAIL or SKIP as gtest says), plus
 # `verbs-unit` for the binary's exit status. A build with no Verbs tests passes, saying so; a build
 # that lists Verbs tests but runs none, or skips every one of them while rxe0/rxe1 are ACTIVE, fails.
+# With loss5 the tests run with netem loss 5% delay 1ms on veth0 (rxe0 -> rxe1), for measurements
+# under loss (e.g. run-lab.sh verbs_unit --args 'VerbsThroughput.RcFinal*,loss5').
 #
 # The tests find the lab through the environment (names stable for the verbs/ tests to use):
 #   HYMIG_LAB=1
@@ -13,6 +15,7 @@
 . /lab/lib.sh
 
 filter=${1:-'Verbs*:*/Verbs*:*/EngineOverEveryTransport.*'}
+impair=${2:-}
 bin=/usr/bin/hymig_unit_tests
 if [ ! -x "$bin" ]; then
   skip verbs-unit "no hymig_unit_tests in this build (tests/hymig_unit_tests was not built)"
@@ -39,9 +42,17 @@ if [ "$listed" = 0 ]; then
 fi
 info "$listed Verbs tests listed for --gtest_filter='$filter'"
 
+case $impair in
+  "") ;;
+  loss5) netem loss 5% delay 1ms || { result verbs-unit 1 "tc qdisc add dev veth0 root netem loss 5% delay 1ms failed"; exit 0; }
+         info "netem loss 5% delay 1ms on veth0" ;;
+  *) result verbs-unit 1 "unknown impairment '$impair' (loss5)"; exit 0 ;;
+esac
 start=$(lab_uptime)
 timeout 600 "$bin" --gtest_filter="$filter" --gtest_color=no >/tmp/verbs-run 2>&1
 rc=$?
+[ -n "$impair" ] && info "netem dropped $(netem_drops) packets" && netem_off
+grep -a 'VERBS-MEASURE' /tmp/verbs-run | while IFS= read -r line; do figure verbs "${impair:-loss0}" "$line"; done
 lab_show /tmp/verbs-run "hymig_unit_tests --gtest_filter='$filter' (exit $rc, $(lab_elapsed "$start") s)"
 
 # One check per test, from gtest's per-test lines: "[       OK ] Suite.Name (12 ms)".

@@ -1,0 +1,267 @@
+// The final delta by one-sided writes (RemoteImageWriter), over the in-memory fake channels: a test
+// channel wraps the fake reliable channel and "writes" into the destination's exposed image with
+// memcpy, the way RDMA WRITE does over RC (tests/unit/test_verbs_rc.cpp and the engine suite over
+// ud_rc/rc_only test the real one in the Soft-RoCE lab). The engine must commit with the
+// destination byte-for-byte equal to the paused source, fall back to pages messages where a side
+// has no writes, and fail cleanly (source resumed, target discarded) when writes go wrong.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "transport/destination_engine.hpp"
+#include "transport/error.hpp"
+#include "transport/fake_channel.hpp"
+#include "transport/mapping.hpp"
+#include "transport/source_engine.hpp"
+#include "transport/synthetic_image.hpp"
+
+namespace hymig {
+namespace {
+
+enum class Fault { none, misdirect, fail_mid_delta };
+
+// Forwards everything to the fake channel; adds one-sided writes by memcpy (both ends live in this
+// process, so the exposed "address" is the target's pointer). Writes happen at once, before any
+// later message is enqueued: the ordering RC gives.
+class WritingChannel final : public ReliableChannel, public RemoteImageWriter {
+ public:
+  WritingChannel(std::unique_ptr<ReliableChannel> inner, Fault fault) : inner_(std::move(inner)), fault_(fault) {}
+
+  std::string transport_name() const override { return inner_->transport_name(); }
+  void set_limits(std::size_t b, std::uint64_t p) override { inner_->set_limits(b, p); }
+  void set_io_timeout(std::chrono::milliseconds t) override { inner_->set_io_timeout(t); }
+  void send(std::uint8_t type, std::span<const std::byte> body) override { inner_->send(type, body); }
+  void send_with_payload(std::uint8_t type, std::span<const std::byte> body, std::span<const ConstBuffer> payload) override {
+    inner_->send_with_payload(type, body, payload);
+  }
+  std::optional<Message> receive(std::chrono::milliseconds t) override { return inner_->receive(t); }
+  void receive_payload(std::span<const MutableBuffer> dst) override { inner_->receive_payload(dst); }
+  void discard_payload() override { inner_->discard_payload(); }
+  int poll_fd() const override { return inner_->poll_fd(); }
+  std::string local_host() const override { return inner_->local_host(); }
+  std::string peer_host() const override { return inner_->peer_host(); }
+  ReliableStats stats() const override { return inner_->stats(); }
+  RemoteImageWriter* remote_image_writer() override { return this; }
+
+  RemoteImage expose_target(std::span<std::byte> image) override {
+    ++exposed;
+    return {reinterpret_cast<std::uint64_t>(image.data()), 0x5eed, image.size()};
+  }
+  void register_source(std::span<const std::byte> image) override {
+    ++registered;
+    source_ = image;
+  }
+  void set_remote_target(const RemoteImage& r) override {
+    if (r.bytes < source_.size()) throw Error(ErrorKind::protocol, "window too small");
+    remote_ = r;
+  }
+  void write_remote(std::uint64_t offset, std::size_t bytes) override {
+    ASSERT_LE(offset + bytes, source_.size());
+    ++writes_;
+    if (fault_ == Fault::fail_mid_delta && writes_ == 3) {
+      cut_fake_reliable(*inner_);  // the link goes with the queue pair
+      throw Error(ErrorKind::peer_vanished, "test: the queue pair went to the error state mid-write");
+    }
+    // Misdirected: every page lands one page further on (wrapping), as a wrong offset would.
+    const std::uint64_t to = fault_ == Fault::misdirect ? (offset + bytes) % source_.size() : offset;
+    std::memcpy(reinterpret_cast<std::byte*>(remote_.address) + to, source_.data() + offset,
+                std::min<std::size_t>(bytes, source_.size() - to));
+    written_ += bytes;
+  }
+  void flush_writes() override {}
+  std::uint64_t bytes_written() const override { return written_; }
+
+  int exposed = 0, registered = 0;
+
+ private:
+  std::unique_ptr<ReliableChannel> inner_;
+  Fault fault_;
+  std::span<const std::byte> source_;
+  RemoteImage remote_{};
+  std::uint64_t writes_ = 0, written_ = 0;
+};
+
+struct Session {
+  MigrationReport source;
+  DestinationReport dest;
+  Mapping target;
+  bool committed = false, discarded = false;
+  std::uint64_t source_bytes_written = 0;
+  int source_registered = 0, dest_exposed = 0;
+};
+
+class KeptTarget final : public TargetImage {
+ public:
+  KeptTarget(Mapping& m, Session& r) : m_(m), r_(r) {}
+  std::span<std::byte> memory() override { return m_.span(); }
+  std::string description() const override { return "test"; }
+  void commit() override { r_.committed = true; }
+  void discard() noexcept override { r_.discarded = true; }
+
+ private:
+  Mapping& m_;
+  Session& r_;
+};
+
+// `writes_on`: which ends get the writing wrapper ("both", "source", "destination", "none").
+Session migrate(SyntheticImage& image, SourceOptions opts, const std::string& writes_on, Fault fault = Fault::none) {
+  Session run;
+  auto pair = make_fake_reliable_pair();
+  ReliableChannel* fake_src = pair.a.get();  // what cut_fake_reliable needs: the fake itself
+  std::unique_ptr<ReliableChannel> src = std::move(pair.a), dst = std::move(pair.b);
+  WritingChannel* src_w = nullptr;
+  WritingChannel* dst_w = nullptr;
+  if (writes_on == "both" || writes_on == "source") {
+    auto w = std::make_unique<WritingChannel>(std::move(src), fault);
+    src_w = w.get();
+    src = std::move(w);
+  }
+  if (writes_on == "both" || writes_on == "destination") {
+    auto w = std::make_unique<WritingChannel>(std::move(dst), Fault::none);
+    dst_w = w.get();
+    dst = std::move(w);
+  }
+  auto dg = make_fake_datagram_pair({.loss = 0.05, .seed = 3});
+  DatagramFactory src_factory = [&]() -> std::unique_ptr<DatagramChannel> { return std::move(dg.a); };
+  ReceiverDatagramFactory dst_factory = [&](const Notify&) -> std::unique_ptr<DatagramChannel> { return std::move(dg.b); };
+  TargetFactory targets = [&](const Notify& n) {
+    run.target = map_anonymous(n.image_bytes, "test target");
+    return std::make_unique<KeptTarget>(run.target, run);
+  };
+  DestinationOptions dopts;
+  dopts.peer_timeout = std::chrono::milliseconds(5000);
+  std::thread dest([&] { run.dest = run_destination(*dst, dst_factory, targets, dopts); });
+  opts.peer_timeout = std::chrono::milliseconds(5000);
+  opts.initial_rate = 200 << 20;
+  opts.downtime_ms = 50;
+  opts.max_rounds = 6;
+  run.source = run_source(*src, src_factory, image, opts);
+  if (!run.source.committed()) cut_fake_reliable(*fake_src);  // let the destination notice at once
+  dest.join();
+  if (src_w) {
+    run.source_bytes_written = src_w->bytes_written();
+    run.source_registered = src_w->registered;
+  }
+  if (dst_w) run.dest_exposed = dst_w->exposed;
+  return run;
+}
+
+SyntheticSpec spec_for(std::uint64_t seed) {
+  SyntheticSpec spec;
+  spec.size = 8 << 20;
+  spec.dirty_rate = 32 << 20;  // plenty dirty when the rounds stop: the final delta is never empty
+  spec.working_set = 2 << 20;
+  spec.seed = seed;
+  spec.zero_fraction = 0.2;
+  return spec;
+}
+
+void expect_equal(const Session& r, const SyntheticImage& image) {
+  ASSERT_EQ(r.target.size(), image.memory().size());
+  EXPECT_EQ(0, std::memcmp(r.target.data(), image.memory().data(), image.memory().size()));
+}
+
+class EngineFinalDeltaByWrite : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
+
+TEST_P(EngineFinalDeltaByWrite, DestinationEqualsPausedSourceByteForByte) {
+  const auto [bulk, verify] = GetParam();
+  SyntheticImage image(spec_for(7));
+  SourceOptions opts;
+  opts.bulk = bulk;
+  opts.verify = verify;
+  opts.final_delta = "write";
+  const Session r = migrate(image, opts, "both");
+  ASSERT_TRUE(r.source.committed()) << r.source.error << " / destination: " << r.dest.error;
+  EXPECT_TRUE(r.dest.committed);
+  EXPECT_EQ(r.source.final_delta_method, "write") << r.source.final_delta_note;
+  EXPECT_EQ(r.source_registered, 1) << "the source image is registered once, not per page";
+  EXPECT_EQ(r.dest_exposed, 1) << "the target image is exposed once";
+  ASSERT_GT(r.source.final_delta_pages, 0u);
+  EXPECT_EQ(r.dest.final_delta, "write");
+  EXPECT_EQ(r.source_bytes_written, r.source.final_delta_pages * r.source.page_size);
+  expect_equal(r, image);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, EngineFinalDeltaByWrite,
+                         ::testing::Combine(::testing::Values("udp", "tcp"), ::testing::Values("full", "fast")),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) + "_" + std::get<1>(info.param);
+                         });
+
+TEST(EngineFinalDelta, SendWhenAskedForSend) {
+  SyntheticImage image(spec_for(8));
+  SourceOptions opts;
+  opts.final_delta = "send";
+  const Session r = migrate(image, opts, "both");
+  ASSERT_TRUE(r.source.committed()) << r.source.error << " / destination: " << r.dest.error;
+  EXPECT_EQ(r.source.final_delta_method, "send");
+  EXPECT_EQ(r.dest.final_delta, "send");
+  EXPECT_EQ(r.source_bytes_written, 0u);
+  EXPECT_EQ(r.source_registered, 0);
+  EXPECT_EQ(r.dest_exposed, 0);
+  expect_equal(r, image);
+}
+
+TEST(EngineFinalDelta, EnvironmentChoosesWhenAuto) {
+  SyntheticImage image(spec_for(9));
+  SourceOptions opts;  // final_delta "auto"
+  ::setenv("HYMIG_FINAL_DELTA", "send", 1);
+  const Session r = migrate(image, opts, "both");
+  ::unsetenv("HYMIG_FINAL_DELTA");
+  ASSERT_TRUE(r.source.committed()) << r.source.error;
+  EXPECT_EQ(r.source.final_delta_method, "send");
+  expect_equal(r, image);
+
+  ::setenv("HYMIG_FINAL_DELTA", "sideways", 1);
+  SyntheticImage image2(spec_for(10));
+  const Session bad = migrate(image2, opts, "both");
+  ::unsetenv("HYMIG_FINAL_DELTA");
+  EXPECT_FALSE(bad.source.committed());
+  EXPECT_NE(bad.source.error.find("HYMIG_FINAL_DELTA"), std::string::npos) << bad.source.error;
+}
+
+// A side without one-sided writes: the final delta goes as pages messages, and the report says why.
+TEST(EngineFinalDelta, FallsBackToSendWhereASideHasNoWrites) {
+  for (const char* side : {"source", "destination", "none"}) {
+    SyntheticImage image(spec_for(11));
+    SourceOptions opts;
+    opts.final_delta = "write";
+    const Session r = migrate(image, opts, side);
+    ASSERT_TRUE(r.source.committed()) << side << ": " << r.source.error << " / destination: " << r.dest.error;
+    EXPECT_EQ(r.source.final_delta_method, "send") << side;
+    EXPECT_FALSE(r.source.final_delta_note.empty()) << side;
+    EXPECT_EQ(r.source_bytes_written, 0u) << side;
+    expect_equal(r, image);
+  }
+}
+
+// Writes that land in the wrong place: the digest catches it; nothing is committed, the source
+// runs on, the destination drops its copy.
+TEST(EngineFinalDelta, MisdirectedWritesFailVerification) {
+  SyntheticImage image(spec_for(12));
+  SourceOptions opts;
+  opts.final_delta = "write";
+  const Session r = migrate(image, opts, "both", Fault::misdirect);
+  EXPECT_FALSE(r.source.committed());
+  EXPECT_NE(r.source.error.find("digest"), std::string::npos) << r.source.error;
+  EXPECT_FALSE(r.committed);
+  EXPECT_TRUE(r.discarded);
+}
+
+// The writer fails mid-delta (the RC queue pair in error): the session fails cleanly, never hangs.
+TEST(EngineFinalDelta, WriteFailureMidDeltaFailsCleanly) {
+  SyntheticImage image(spec_for(13));
+  SourceOptions opts;
+  opts.final_delta = "write";
+  const Session r = migrate(image, opts, "both", Fault::fail_mid_delta);
+  EXPECT_FALSE(r.source.committed());
+  EXPECT_NE(r.source.error.find("mid-write"), std::string::npos) << r.source.error;
+  EXPECT_FALSE(r.committed);
+  EXPECT_TRUE(r.discarded);
+  EXPECT_FALSE(r.dest.error.empty());
+}
+
+}  // namespace
+}  // namespace hymig
