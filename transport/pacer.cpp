@@ -134,8 +134,10 @@ void RateController::on_sample(const FeedbackSample& s) {
   excess_streak_ = above ? excess_streak_ + 1 : 0;
   const bool excess_loss = excess_streak_ >= 2;
   const bool app_limited = s.send_rate < 0.7 * rate_;
-  const bool full = queue_building || excess_loss;
   queued_streak_ = queue_building ? queued_streak_ + 1 : 0;
+  // A queue counts when two samples in a row show it: one alone is as likely a receiver that was
+  // descheduled for a few ms (a shared 2-core host, a TCG guest) as a queue on the path.
+  const bool full = queued_streak_ >= 2 || excess_loss;
   long_link_ = std::max(long_link_ * kLongLinkDecay, carried);
 
   switch (phase_) {
@@ -144,7 +146,7 @@ void RateController::on_sample(const FeedbackSample& s) {
       // on one sample: under TCG or on a shared 2-core host one receiver that was descheduled for a
       // few ms reads as 5+ ms of queue with a delivered rate far below the link, and draining to
       // that one sample's rate left UD migrations in the lab crawling at a fraction of the link.
-      if (queued_streak_ >= 2 || excess_loss) {
+      if (full) {
         phase_ = Phase::drain;
         // Let the queue we built drain: below the link as the recent samples measured it (their
         // maximum), not below the one sample that showed the queue.
