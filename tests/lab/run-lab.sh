@@ -61,7 +61,9 @@ kernel=$(find "$kdir/boot" -maxdepth 1 -name 'vmlinuz-*' | sort -V | tail -n1)
 [ -f "$kernel" ] || die "no kernel image in $kdir/boot"
 say "kernel $kernel, initramfs $initrd (ready in $((SECONDS - t0)) s)"
 
-append="console=ttyS0 panic=-1 loglevel=4 lab.run=$name"
+# clocksource=tsc: the guest otherwise picks hpet, and every clock read (the engine and the RC
+# watchdog read the clock often) is an emulated MMIO access under TCG.
+append="console=ttyS0 panic=-1 loglevel=4 clocksource=tsc tsc=reliable lab.run=$name"
 [ -n "$mtu" ] && append+=" lab.mtu=$mtu"
 [ -n "$args" ] && append+=" lab.args=$args"
 [ "$shell" = 1 ] && append+=" lab.shell=1"

@@ -6,6 +6,10 @@
 # netem on veth0 installs, drops, delays and goes away.
 . /lab/lib.sh
 
+# The guest's clock source (run-lab.sh asks for tsc: hpet makes every clock read an emulated MMIO
+# access under TCG).
+info "clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>&1) (available: $(cat /sys/devices/system/clocksource/clocksource0/available_clocksource 2>&1))"
+
 # rxe0/rxe1 exist and their ports are ACTIVE.
 rdma link show >/tmp/rdma-link 2>&1
 lab_show /tmp/rdma-link "rdma link show"
