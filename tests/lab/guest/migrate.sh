@@ -13,6 +13,8 @@
 #                            stored copy compared with `cmp` (a check independent of hymig's digest)
 #   LOSS       loss0    no impairment
 #              loss5    netem loss 5% delay 1ms on veth0's egress (source -> destination)
+#   A TRANSPORT may end in /send or /write (e.g. ud+rc/send:loss5): the final delta's method
+#   (HYMIG_FINAL_DELTA for the source), checked against the report's final_delta.method.
 #
 # Each row is one check: migrate exits 0; the JSON report says committed, verified (hymig's digest of
 # the whole image matched on both sides: the destination equals the source byte for byte), a 32 MiB
@@ -76,7 +78,9 @@ need_flags() {
 port=7470
 for row in $rows; do
   tr=${row%%:*} loss=${row#*:}
-  check=migrate-$tr-$loss
+  method=""
+  case $tr in */send | */write) method=${tr##*/} tr=${tr%/*} ;; esac
+  check=migrate-$tr${method:+-$method}-$loss
   port=$((port + 1))
   need_flags "$tr"
   nf=$?
@@ -108,7 +112,7 @@ for row in $rows; do
   # shellcheck disable=SC2086
   pair "$check" "$MIGRATE_TIMEOUT" \
     "$HYMIG serve --listen $LAB_DST:$port --once --store /tmp/store --timeout 30" \
-    "$HYMIG migrate --image $image --to $LAB_DST:$port --bind $LAB_SRC $FLAGS --report json --progress off --timeout 30 >$report"
+    "${method:+HYMIG_FINAL_DELTA=$method }$HYMIG migrate --image $image --to $LAB_DST:$port --bind $LAB_SRC $FLAGS --report json --progress off --timeout 30 >$report"
   drops=$(($(netem_drops) - d0)) txb=$(($(net_count veth0 tx_bytes) - tx0)) rxe=$(($(rxe_count rxe0 sent_pkts) - r0))
   netem_off
   lab_show "$report" "$check: report"
@@ -129,6 +133,10 @@ for row in $rows; do
       (if (.total_ms // 0) <= 0 then "total_ms \(.total_ms)" else empty end)
     ] | join("; ")' "$report" 2>&1) || problems="the report is not JSON: $problems"
   [ -z "$problems" ] || why="$why $problems;"
+  if [ -n "$method" ]; then
+    got=$($JQ -r '.final_delta.method // "none"' "$report" 2>/dev/null)
+    [ "$got" = "$method" ] || why="$why final_delta.method $got, expected $method ($($JQ -r '.final_delta.note // ""' "$report" 2>/dev/null));"
+  fi
   grep -q -E "session [0-9a-f]+: committed [^ ]+ $SIZE bytes" "$PAIR_SRV_OUT" || why="$why serve logged no commit of $SIZE bytes;"
   case $tr in
     ud+rc | ud+tcp | rc) [ "$rxe" -ge $((SIZE / 4096)) ] || why="$why rxe0 sent only $rxe packets for a $SIZE-byte image: the pages did not go over RDMA;" ;;
@@ -147,7 +155,12 @@ for row in $rows; do
   result "$check" "$([ -z "$why" ] && echo 0 || echo 1)" "$why"
 
   mbs=$($JQ -r 'if (.total_ms // 0) > 0 then (.image.bytes / (.total_ms / 1000) / 1000000 * 100 | floor / 100) else "n/a" end' "$report" 2>/dev/null)
-  [ -n "$mbs" ] && [ "$PAIR_CLI_RC" = 0 ] && figure "$tr" "$loss" "$mbs"
+  [ -n "$mbs" ] && [ "$PAIR_CLI_RC" = 0 ] && figure "$tr${method:+/$method}" "$loss" "$mbs"
+  # The final delta alone: pages, milliseconds (missing report to final-end), MB/s, method.
+  fd=$($JQ -r 'if .final_delta_pages > 0 and .downtime_parts.final_delta_ms > 0 then
+      "\(.final_delta_pages) pages \(.downtime_parts.final_delta_ms * 10 | floor / 10) ms \(.final_delta_pages * .page_size / (.downtime_parts.final_delta_ms / 1000) / 1000000 * 100 | floor / 100) MB/s by \(.final_delta.method // "send")"
+    else empty end' "$report" 2>/dev/null)
+  [ -n "$fd" ] && [ "$PAIR_CLI_RC" = 0 ] && figure "final-delta:$tr${method:+/$method}" "$loss" "$fd"
   info "$check: $($JQ -c '{rounds, total_ms, downtime_ms, modified_pages, missing_pages, final_delta_pages, stop_reason, random_loss: .bulk.random_loss}' "$report" 2>/dev/null)"
 done
 counters migrate
