@@ -54,7 +54,12 @@ rc=0
   hm_fail "serve --connect without --libvirt: exit $rc: $(cat "$HM_TMP/serve_flags.out")"
 
 # A guest whose RAM is anonymous memory: hymig cannot move it.
-lv_domain_xml plain 256 "$(lv_serial_path plain)" | sed '/<memoryBacking>/,/<\/memoryBacking>/d' >"$HM_TMP/plain.xml"
+# It writes no pages of its own (hymig.dirty=0): it is migrated by libvirt's own precopy below, and
+# QEMU 7.2 under TCG loses guest writes during that in some runs (see bench/vm-side-by-side.sh),
+# which this test is not about.
+lv_domain_xml plain 256 "$(lv_serial_path plain)" | sed -e '/<memoryBacking>/,/<\/memoryBacking>/d' -e 's/hymig\.dirty=[0-9]*/hymig.dirty=0/' \
+  >"$HM_TMP/plain.xml"
+grep -q 'hymig.dirty=0' "$HM_TMP/plain.xml" || hm_fail "plain.xml: no hymig.dirty=0 on the guest's command line"
 lv_expect 1 plain
 plain_src=$LV_LAST_TAG
 lv_virsh 1 define "$HM_TMP/plain.xml" >/dev/null
