@@ -53,6 +53,8 @@ for to in 2 1; do
     hm_fail "$hop: $name is still known on the source ($(lv_domstate_reason "$from" "$name")) after --undefinesource"
   lv_assert_one_qemu "$to" "$name"
   src=$LV_MIG_SRC_TAG dst=$LV_MIG_DST_TAG
+  hm_wait_for 60 vm__tick_at_least "$dst" 1 ||
+    hm_fail "$hop: the guest printed no tick on lv$to within 60 s of arriving (domain $(lv_domstate_reason "$to" "$name"); libvirt: $LV_JOB_LINE): lost by libvirt's own migration (see above); its console: $(tail -c 1200 "$(lv_console "$to" "$name")" 2>/dev/null | tr -d '\r')"
   lv_vm vm_wait_running_after "$dst" "$(vm_first_tick "$dst")"
   lv_vm vm_check_handover "$src" "$dst"
   read -r guest_ms gap < <(vm_blackout_ms "$src" "$dst")
