@@ -15,7 +15,8 @@
 #   lv_require                 skip (77, reason printed) unless root with libvirtd, virsh,
 #                              qemu-system-x86_64, unshare, nsenter, ip (netns); then vm_require
 #                              (kernel + initramfs: VM_KERNEL, VM_INITRD)
-#   lv_start_pair              starts both daemons and the veth; sets and exports
+#   lv_start_pair              starts both daemons and the veth; sets (bash arrays, for the
+#                              sourcing script: arrays are not exported to child processes)
 #       LV_URI[N]     qemu+unix:///system?socket=$HM_TMP/lvN/run/libvirt/libvirt-sock (host-usable)
 #       LV_TCP_URI[N] qemu+tcp://LV_ADDR[N]/system (usable from inside the other namespace)
 #       LV_NS[N]      the network namespace (ip netns exec LV_NS[N] ...)
@@ -245,7 +246,6 @@ lv_start_pair() {
   done
   LV_IF[1]="hmlv$$a"
   LV_IF[2]="hmlv$$b"
-  export LV_URI LV_TCP_URI LV_NS LV_ADDR LV_IF LV_RUNDIR LV_RAMDIR LV_ROOT
   out=$(ip netns add "${LV_NS[1]}" 2>&1) || hm_skip "cannot create network namespace ${LV_NS[1]}: $out"
   LV_UP=1
   hm_on_exit lv__cleanup
