@@ -1,8 +1,14 @@
-// The text edits hymig makes on libvirt domain XML (vm/domain_xml.hpp).
+// The text edits hymig makes on libvirt domain XML (vm/domain_xml.hpp), and the checks on a
+// definition that arrives in notify (vm/libvirt_image.hpp).
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "transport/error.hpp"
+#include "transport/wire.hpp"
 #include "vm/domain_xml.hpp"
+#include "vm/libvirt_image.hpp"
 
 using namespace hymig;
 using namespace hymig::vm;
@@ -63,4 +69,31 @@ TEST(DomainXml, HymigsOwnArgumentsAreStrippedOthersKept) {
   EXPECT_EQ(kept.find("hymig-"), std::string::npos) << kept;
   EXPECT_EQ(kept.find("defer"), std::string::npos) << kept;
   EXPECT_EQ(strip_hymig_qemu_args(kDomain), kDomain);
+}
+
+// A forged or malformed definition in notify is refused before libvirt is even contacted.
+TEST(LibvirtTargetDefinition, MalformedDefinitionsAreProtocolErrors) {
+  Notify n;
+  n.image_kind = "vm";
+  n.page_size = 4096;
+  n.page_count = 16;
+  n.image_bytes = 16 * 4096;
+  const LibvirtTargetOptions opts{"qemu+unix:///system?socket=/nonexistent/hymig-test", "/nonexistent/hymig-test"};
+  const std::string good_uuid = "e97780ab-18dd-461b-856f-4c19720343ff";
+  const std::vector<std::string> defs = {
+      "not json", "{}", R"({"hypervisor":"xen"})",
+      R"({"hypervisor":"libvirt","name":"a","uuid":"not-a-uuid","xml":"<domain/>","persistent":false})",
+        R"({"hypervisor":"libvirt","name":"","uuid":")" + good_uuid + R"(","xml":"<domain/>","persistent":false})",
+        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"rm -rf","persistent":false})",
+        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"<domain/>","persistent":true})",
+        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"<domain/>","persistent":"yes"})"};
+  for (const auto& def : defs) {
+    n.vm_definition = def;
+    try {
+      open_libvirt_target(opts, n);
+      ADD_FAILURE() << "accepted: " << def;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::protocol) << def << ": " << e.what();
+    }
+  }
 }
