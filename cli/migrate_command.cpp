@@ -219,6 +219,9 @@ int run_migrate(const std::vector<std::string>& args) {
   line.clear();
   report.plan = to_json(plan);
   if (!report.committed()) std::cerr << "hymig migrate: error: " << report.error << "\n";
+  if (!report.cleanup_error.empty())
+    std::cerr << "hymig migrate: warning: committed, but the source copy could not be ended: " << report.cleanup_error
+              << " (it stays paused: end it by hand, never resume it)\n";
   print_report(report, format);
   return exit_code(report);
 }

@@ -45,6 +45,7 @@ nlohmann::json MigrationReport::to_json() const {
                          {"device_state_ms", downtime_parts.device_state_ms},
                          {"commit_ms", downtime_parts.commit_ms}};
   if (image_kind == "vm") j["device_state_bytes"] = device_state_bytes;
+  if (!cleanup_error.empty()) j["cleanup_error"] = cleanup_error;
   if (!error.empty()) j["error"] = error;
   if (!plan.is_null()) j["plan"] = plan;
   return j;
@@ -63,6 +64,7 @@ std::string MigrationReport::to_text() const {
                    downtime_parts.pause_ms, downtime_parts.final_delta_ms, downtime_parts.verify_ms,
                    downtime_parts.device_state_ms, downtime_parts.commit_ms);
   if (image_kind == "vm") s += fmt::format("device state {} bytes\n", device_state_bytes);
+  if (!cleanup_error.empty()) s += fmt::format("cleanup      FAILED: {} (the source copy is paused: end it by hand)\n", cleanup_error);
   s += fmt::format("rounds       {} ({})\n", rounds, stop_reason);
   for (const auto& r : round_stats)
     s += fmt::format("  round {:<3}  {:>9} pages  {:>8.1f} ms  rate {:>6.2f} Gbit/s  loss {:>5.1f} %  missing {}  dirty {}\n",

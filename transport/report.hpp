@@ -40,6 +40,7 @@ struct MigrationReport {
   double total_ms = 0, downtime_ms = 0;
   double setup_ms = 0;    // notify .. ready: the destination preparing (e.g. starting a VM)
   double cleanup_ms = 0;  // after the commit: ending the source's copy (not in total_ms)
+  std::string cleanup_error;  // the source's copy could not be ended (it stays paused)
   std::uint32_t rounds = 0;
   std::size_t page_size = 0;
   std::uint64_t pages_total = 0, zero_pages = 0;

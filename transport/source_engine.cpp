@@ -422,7 +422,13 @@ class SourceRun {
     // copy (a QEMU takes ~1 s to exit) is reported apart.
     report_.total_ms = seconds_since(start_) * 1000;
     const auto cleanup_start = Clock::now();
-    image_.handed_over();
+    try {
+      image_.handed_over();
+    } catch (const std::exception& e) {
+      // Committed all the same: the workload runs at the destination; the source copy is stopped
+      // (paused) but could not be ended. Said in the report, for the operator to finish.
+      report_.cleanup_error = e.what();
+    }
     report_.cleanup_ms = seconds_since(cleanup_start) * 1000;
   }
 

@@ -47,7 +47,9 @@ class LibvirtSourceControl final : public SourceGuestControl {
 
   // Through libvirt, so it knows the domain's state at every step.
   void pause(QemuVm&) override { dom_.suspend(); }
-  void cont(QemuVm&) override { dom_.resume(); }
+  void cont(QemuVm&) override {
+    if (dom_.state() != "running") dom_.resume();  // a pause that failed may have left it running
+  }
 
   // The guest runs at the destination: gone from here, its definition too (it lives there now).
   void end(QemuVm&) override {

@@ -43,6 +43,7 @@ class StatefulImage final : public SourceImage {
   }
   void handed_over() override {
     ++handed;
+    if (fail_hand_over) throw std::runtime_error("cannot destroy domain 'guest' (test)");
     inner_.handed_over();
   }
   bool has_device_state() const override { return true; }
@@ -60,6 +61,7 @@ class StatefulImage final : public SourceImage {
   SyntheticImage inner_;
   std::vector<std::byte> state_;
   std::size_t fail_after = SIZE_MAX;
+  bool fail_hand_over = false;
   int resumed = 0, handed = 0;
 };
 
@@ -140,6 +142,20 @@ TEST(DeviceState, MovesWholeAfterVerifyAndBeforeCommit) {
   EXPECT_EQ(image.handed, 1);
   EXPECT_EQ(image.resumed, 0);
   EXPECT_EQ(0, std::memcmp(log.mem.data(), image.memory().data(), image.memory().size()));
+}
+
+// The destination runs the workload once it committed: a source that cannot then be ended is a
+// committed migration whose report says so, never one the source resumes.
+TEST(DeviceState, SourceThatCannotBeEndedIsCommittedWithACleanupError) {
+  StatefulImage image(small_spec(), state_bytes(64 * 1024));
+  image.fail_hand_over = true;
+  TargetLog log;
+  const auto out = migrate(image, log);
+  ASSERT_TRUE(out.source.committed()) << out.source.error;
+  EXPECT_TRUE(log.committed);
+  EXPECT_EQ(image.resumed, 0);
+  EXPECT_NE(out.source.cleanup_error.find("cannot destroy domain"), std::string::npos) << out.source.cleanup_error;
+  EXPECT_EQ(out.source.to_json().value("cleanup_error", std::string()), out.source.cleanup_error);
 }
 
 TEST(DeviceState, LoadFailureResumesTheSource) {
