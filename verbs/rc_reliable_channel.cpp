@@ -114,7 +114,8 @@ void RcReliableChannel::setup(const RcOptions& options) {
   recv_count_ = std::clamp(options.recv_slots, 4u, std::min(65535u, max_wr));
   send_count_ = std::clamp(options.send_slots, 2u, max_wr - kMaxCreditWrites);
   credit_batch_ = std::max(1u, recv_count_ / 4);
-  write_window_ = send_count_;  // as many WRITEs in flight as SENDs: the same packets in flight
+  // By default as many WRITEs in flight as SENDs: the same packets in flight (see "Loss").
+  write_window_ = std::clamp(options.write_window ? options.write_window : send_count_, 2u, max_wr / 2);
   write_chain_ = std::max(1u, write_window_ / 2);
 
   pd_.reset(ibv_alloc_pd(ctx));

@@ -89,6 +89,7 @@ struct RcOptions {
   unsigned recv_slots = 256;         // receive slots posted (= the peer's credits): 1 MiB at MTU 1024
   unsigned send_slots = 8;           // registered send slots (SENDs in flight)
   std::size_t slot_bytes = 0;        // SEND and receive-slot size; 0: kSendPackets x the port's MTU
+  unsigned write_window = 0;         // image WRITEs in flight (RemoteImageWriter); 0: send_slots
 };
 
 // Packets per SEND when RcOptions::slot_bytes is 0 (see "Loss" above).

@@ -224,5 +224,47 @@ TEST(VerbsThroughput, RcFinalDeltaSendVersusWrite) {
             << send_mbs[1] << " MB/s, write " << write_mbs[1] << " MB/s\n";
 }
 
+// WRITEs in flight: the window the final delta's writes use (RcOptions::write_window; default the
+// send slots, 8), against 16 and 32, for the same 2048 scattered pages; median of 3 each, bytes
+// checked. Information for choosing the default (docs/protocol.md, "Final delta").
+TEST(VerbsThroughput, RcWriteWindow) {
+  HYMIG_REQUIRE_ROCE_LAB();
+  constexpr std::size_t kPage = 4096, kPages = 4096, kDelta = 2048, kBatch = 256;
+  const auto image = random_bytes(kPages * kPage, 10);
+  std::vector<std::uint64_t> delta(kPages);
+  for (std::size_t i = 0; i < kPages; ++i) delta[i] = i;
+  std::shuffle(delta.begin(), delta.end(), std::mt19937_64(11));
+  delta.resize(kDelta);
+  std::sort(delta.begin(), delta.end());
+  std::vector<std::byte> target(image.size());
+  for (unsigned window : {8u, 16u, 32u}) {
+    RcOptions opt;
+    opt.write_window = window;
+    auto listener = RcListener::open(lab_ip_b(), 0, opt);
+    auto accepted = std::async(std::launch::async, [&] { return listener->accept(60s); });
+    auto client = connect_rc(lab_ip_a(), listener->endpoint(), 60s, opt);
+    auto server = accepted.get();
+    RemoteImageWriter* out = client->remote_image_writer();
+    out->register_source(image);
+    out->set_remote_target(server->remote_image_writer()->expose_target(target));
+    std::vector<double> mbs;
+    for (int rep = 0; rep < 3; ++rep) {
+      std::fill(target.begin(), target.end(), std::byte{0});
+      const auto t0 = Clock::now();
+      for (std::size_t b = 0; b < kDelta; b += kBatch) {
+        const std::span<const std::uint64_t> batch(delta.data() + b, std::min(kBatch, kDelta - b));
+        for (auto pg : batch) out->write_remote(pg * kPage, kPage);
+        client->send(2, std::as_bytes(batch));
+      }
+      for (std::size_t b = 0; b < kDelta; b += kBatch) ASSERT_TRUE(server->receive(60s));
+      mbs.push_back(mb_per_s(kDelta * kPage, Clock::now() - t0));
+      for (auto pg : delta) ASSERT_EQ(0, std::memcmp(target.data() + pg * kPage, image.data() + pg * kPage, kPage));
+    }
+    std::sort(mbs.begin(), mbs.end());
+    std::cout << "VERBS-MEASURE rc write window " << window << ": " << mbs[0] << " / " << mbs[1] << " / " << mbs[2]
+              << " MB/s (min / median / max of 3)\n";
+  }
+}
+
 }  // namespace
 }  // namespace hymig::verbs
