@@ -56,9 +56,10 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
 
 void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round) {
   const std::byte* data = image_.data() + page * layout_.page_size;
-  const std::uint64_t h = hash_page(data, layout_.page_size);
+  const bool hole = known_zero_ && known_zero_->test(page);
+  const std::uint64_t h = hole ? zero_hash_ : hash_page(data, layout_.page_size);
   sent_hashes_[page] = h;
-  const bool zero = h == zero_hash_ && is_zero_page(data, layout_.page_size);
+  const bool zero = hole || (h == zero_hash_ && is_zero_page(data, layout_.page_size));
   result_.zero_pages += zero;
 
   if (!layout_.chunked()) {

@@ -29,6 +29,10 @@ class DatagramStreamer {
   // Sends every page in `pages` tagged with `round`, recording each page's hash in sent_hashes.
   // `rate` gives the pacing rate (bytes/s) before each batch; `between_batches` runs after each
   // batch (the caller reads reports there) and may throw to stop the round.
+  // Pages known to be zero for the next rounds (holes of the image's file; SourceImage::
+  // find_zero_pages): sent as zero entries without being read. nullptr: none known.
+  void set_known_zero(const Bitmap* pages) { known_zero_ = pages; }
+
   RoundResult send_round(std::uint32_t round, const Bitmap& pages, const std::function<double()>& rate,
                          const std::function<void()>& between_batches);
 
@@ -37,6 +41,7 @@ class DatagramStreamer {
   std::uint64_t datagrams_sent() const { return datagrams_sent_; }
 
  private:
+  const Bitmap* known_zero_ = nullptr;
   struct Slot {
     std::vector<std::byte> head;          // header + entries, encoded
     std::vector<DatagramEntry> entries;

@@ -71,7 +71,7 @@ class DestinationRun {
     // With full verification the digest rehashes the image: hashing reliable pages on arrival too
     // would be the same work twice on the receive thread.
     applier_ = std::make_unique<PageApplier>(target_->memory(), notify_.page_size, notify_.session, layout,
-                                             notify_.verify != "full");
+                                             notify_.verify != "full", target_->starts_zeroed());
     std::unique_ptr<ReliableAcceptor> acceptor;
     if (notify_.reliable != "tcp") {
       if (!opts_.make_reliable)
@@ -243,7 +243,9 @@ class DestinationRun {
     v.missing_pages = applier_->page_count() - applier_->present().count();
     if (notify_.verify == "full") {
       std::vector<std::uint64_t> hashes(applier_->page_count());
-      hash_all_pages(target_->memory(), notify_.page_size, hashes);
+      Bitmap holes(applier_->page_count());
+      target_->find_zero_pages(holes);
+      hash_all_pages(target_->memory(), notify_.page_size, hashes, holes);
       v.digest = digest_of_hashes(hashes);
     } else {
       v.digest = digest_of_hashes(applier_->page_hashes());

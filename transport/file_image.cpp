@@ -64,7 +64,8 @@ FileImage::FileImage(const std::string& path, std::optional<pid_t> pause_pid, st
 }
 
 void scan_modified_pages(std::span<const std::byte> memory, std::size_t page_size,
-                         std::span<const std::uint64_t> sent_hashes, Bitmap& out) {
+                         std::span<const std::uint64_t> sent_hashes, Bitmap& out, const Bitmap* zero) {
+  const std::uint64_t zero_hash = zero_page_hash(page_size);
   // No write log: a page is modified when its hash differs from the one last sent. Each thread
   // writes whole bitmap words, so the ranges are word-aligned; a word is 64 pages of hashing, so it
   // is worth a thread from 64 words on (4096 pages, as for page-sized items).
@@ -76,7 +77,8 @@ void scan_modified_pages(std::span<const std::byte> memory, std::size_t page_siz
       std::uint64_t bits = 0;
       const std::uint64_t end = std::min(pages, (w + 1) * 64);
       for (std::uint64_t p = w * 64; p < end; ++p)
-        if (hash_page(base + p * page_size, page_size) != sent_hashes[p]) bits |= std::uint64_t{1} << (p - w * 64);
+        if ((zero && zero->test(p) ? zero_hash : hash_page(base + p * page_size, page_size)) != sent_hashes[p])
+          bits |= std::uint64_t{1} << (p - w * 64);
       out.words()[w] |= bits;
     }
   }, 64);
@@ -133,6 +135,7 @@ class FileTarget final : public TargetImage {
     }
     map_ = Mapping(p, bytes);
   }
+  bool starts_zeroed() const override { return true; }  // created here (O_EXCL) and only reserved
   ~FileTarget() override {
     if (!committed_) discard();
   }
@@ -164,6 +167,7 @@ class MemoryTarget final : public TargetImage {
  public:
   explicit MemoryTarget(std::uint64_t bytes) : map_(map_anonymous(bytes, "the target image")) {}
   std::span<std::byte> memory() override { return map_.span(); }
+  bool starts_zeroed() const override { return true; }
   std::string description() const override { return "memory"; }
   void commit() override {}
   void discard() noexcept override { map_.reset(); }

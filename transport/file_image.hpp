@@ -39,9 +39,10 @@ class FileImage final : public SourceImage {
 };
 
 // The dirty scan of images without a write log (files, a VM's RAM file): ORs into `out` every page
-// of `memory` whose hash differs from sent_hashes[page], hashing on every core.
+// of `memory` whose hash differs from sent_hashes[page], hashing on every core. Pages set in
+// `zero` (holes of the file) count as zero pages without being read.
 void scan_modified_pages(std::span<const std::byte> memory, std::size_t page_size,
-                         std::span<const std::uint64_t> sent_hashes, Bitmap& out);
+                         std::span<const std::uint64_t> sent_hashes, Bitmap& out, const Bitmap* zero = nullptr);
 
 // Where a file image lands on the destination: DIR/.NAME.SESSION.part while it arrives, renamed to
 // DIR/NAME on commit, unlinked on discard. Space is reserved up front so a full disk is a clear

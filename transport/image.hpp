@@ -26,6 +26,12 @@ class SourceImage {
   // The whole image. Pages may change under the reader until pause().
   virtual std::span<const std::byte> memory() const = 0;
 
+  // Sets in `out` (sized to the page count) the pages that lie in holes of the backing file right
+  // now: zeros, known without reading them (reading a tmpfs hole through a shared mapping
+  // allocates it). A page may stop being a hole right after; its next hash then differs from the
+  // zero page's and it is found modified. Default: none known.
+  virtual void find_zero_pages(Bitmap& out) const {}
+
   // Starts (or restarts) tracking: after this, collect_dirty() reports pages written since.
   virtual void start_dirty_tracking() = 0;
 
@@ -58,6 +64,12 @@ class TargetImage {
   virtual ~TargetImage() = default;
   virtual std::span<std::byte> memory() = 0;
   virtual std::string description() const = 0;  // where it lives, for logs
+  // True when every byte of memory() is zero before the session writes it (a fresh file or
+  // mapping): zero pages then need no write, and a sparse file stays sparse.
+  virtual bool starts_zeroed() const { return false; }
+  // Sets in `out` (sized to the page count) the pages that lie in holes of the backing file right
+  // now: zeros, and cheaper to know than to read. Default: none known.
+  virtual void find_zero_pages(Bitmap& out) const {}
   // Make the image visible under its final name (a VM: resume it there). Throws on failure (the
   // session then aborts).
   virtual void commit() = 0;

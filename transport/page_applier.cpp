@@ -7,11 +7,12 @@
 namespace hymig {
 
 PageApplier::PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session,
-                         const DatagramLayout& layout, bool keep_hashes)
+                         const DatagramLayout& layout, bool keep_hashes, bool starts_zeroed)
     : image_(image), page_size_(page_size), page_count_(image.size() / page_size), session_(session),
       layout_(layout), zero_hash_(zero_page_hash(page_size)), present_(page_count_), round_tag_(page_count_, 0),
-      hashes_(page_count_, 0), keep_hashes_(keep_hashes) {
+      hashes_(page_count_, 0), keep_hashes_(keep_hashes), maybe_nonzero_(page_count_) {
   if (layout_.chunked()) chunk_mask_.assign(page_count_, 0);
+  if (!starts_zeroed) maybe_nonzero_.set_all();
 }
 
 std::uint64_t PageApplier::invalid() const {
@@ -66,7 +67,10 @@ DropReason PageApplier::apply_whole(const DatagramView& v, std::uint32_t tag) {
         result = DropReason::bad_hash;
         continue;
       }
-      std::memset(dst, 0, page_size_);
+      if (maybe_nonzero_.test(e.page)) {
+        std::memset(dst, 0, page_size_);
+        maybe_nonzero_.reset(e.page);
+      }
     } else {
       // Hash the received bytes before they touch the image: a corrupted page never lands.
       if (hash_page(src, page_size_) != e.hash) {
@@ -74,6 +78,7 @@ DropReason PageApplier::apply_whole(const DatagramView& v, std::uint32_t tag) {
         continue;
       }
       std::memcpy(dst, src, page_size_);
+      maybe_nonzero_.set(e.page);
     }
     hashes_[e.page] = e.hash;
     round_tag_[e.page] = tag;
@@ -96,6 +101,7 @@ DropReason PageApplier::apply_chunk(const DatagramView& v, std::uint32_t tag) {
   if (chunk_mask_[p] & bit) return DropReason::none;  // a duplicate: same round, same bytes
   std::byte* dst = image_.data() + p * page_size_ + std::size_t{v.header.chunk_index} * layout_.chunk_bytes;
   std::memcpy(dst, v.payload.data(), v.payload.size());  // the datagram check covered these bytes
+  maybe_nonzero_.set(p);
   chunk_mask_[p] |= bit;
   const std::uint64_t full = layout_.chunk_count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << layout_.chunk_count) - 1;
   if (chunk_mask_[p] != full) return DropReason::none;
@@ -121,6 +127,7 @@ void PageApplier::note_pages_written(std::span<const std::uint64_t> pages, std::
     if (keep_hashes_) hashes_[p] = hash_page(image_.data() + p * page_size_, page_size_);
     round_tag_[p] = std::max(round_tag_[p], round == kFinalRound ? kFinalRound : round + 1);
     if (!chunk_mask_.empty()) chunk_mask_[p] = ~std::uint64_t{0};
+    maybe_nonzero_.set(p);
     present_.set(p);
   }
 }

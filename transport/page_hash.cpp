@@ -65,4 +65,13 @@ void hash_all_pages(std::span<const std::byte> image, std::size_t page_size,
   });
 }
 
+void hash_all_pages(std::span<const std::byte> image, std::size_t page_size, std::span<std::uint64_t> hashes,
+                    const Bitmap& zero, unsigned threads) {
+  const std::uint64_t zero_hash = zero_page_hash(page_size);
+  parallel_for(hashes.size(), threads, [&](std::uint64_t b, std::uint64_t e) {
+    for (std::uint64_t p = b; p < e; ++p)
+      hashes[p] = zero.test(p) ? zero_hash : XXH3_64bits(image.data() + p * page_size, page_size);
+  });
+}
+
 }  // namespace hymig

@@ -266,12 +266,17 @@ class SourceRun {
       const std::uint64_t lost_before = tracker_.datagrams_lost();
       const std::uint64_t sent_before = streamer_ ? streamer_->datagrams_sent() : 0;
       if (streamer_) {
+        // Holes of the image's file go as zero entries, unread (found anew each round).
+        Bitmap holes(pages);
+        image_.find_zero_pages(holes);
+        streamer_->set_known_zero(&holes);
         auto res = streamer_->send_round(
             round, to_send, [&] { return pacer_.rate(); },
             [&] {
               live_.round_bytes_done = streamer_->bytes_sent() - bytes_before;
               poll_feedback();
             });
+        streamer_->set_known_zero(nullptr);
         rs.bytes = streamer_->bytes_sent() - bytes_before;
         if (round == 0) report_.zero_pages = res.zero_pages;
         rel_->send(wire(MsgType::round_end), encode_round_end({round, streamer_->next_seq()}));
@@ -377,7 +382,11 @@ class SourceRun {
     std::thread hasher;
     if (opts_.verify == "full") {
       full_hashes.resize(pages);
-      hasher = std::thread([&] { hash_all_pages(image_.memory(), image_.page_size(), full_hashes); });
+      hasher = std::thread([&] {
+        Bitmap holes(pages);
+        image_.find_zero_pages(holes);
+        hash_all_pages(image_.memory(), image_.page_size(), full_hashes, holes);
+      });
     }
     struct Joiner {
       std::thread& t;

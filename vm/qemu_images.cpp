@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -33,6 +34,8 @@ struct RamFile {
   Mapping map;
   dev_t dev = 0;
   ino_t ino = 0;
+  bool zeroed = false;  // emptied at open (a destination's, whose QEMU has not used it yet)
+  UniqueFd fd;          // kept for finding holes
 
   static RamFile open(const RamBackend& b, bool writable) {
     RamFile f;
@@ -48,12 +51,35 @@ struct RamFile {
     if (b.size == 0 || b.size % kPageSize || static_cast<std::uint64_t>(st.st_size) < b.size)
       throw Error(ErrorKind::usage, "the guest's RAM file " + b.mem_path + " holds " + std::to_string(st.st_size) +
                                         " bytes for a backend of " + std::to_string(b.size) + ": not QEMU's RAM file?");
+    // A destination's RAM is hymig's to fill: emptied (and made sparse), so zero pages need no
+    // write. Where the file system cannot punch holes, pages are written whatever they are.
+    if (writable)
+      f.zeroed = ::fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(b.size)) == 0;
     void* p = ::mmap(nullptr, b.size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd.get(), 0);
     if (p == MAP_FAILED) throw_errno("cannot map the guest's RAM file " + b.mem_path);
     f.map = Mapping(p, b.size);
     f.dev = st.st_dev;
     f.ino = st.st_ino;
+    f.fd = std::move(fd);
     return f;
+  }
+
+  // Sets the pages that lie wholly in holes of the file (SEEK_HOLE/SEEK_DATA); none where the
+  // file system cannot say.
+  void find_holes(Bitmap& out) const {
+    const off_t end = static_cast<off_t>(map.size());
+    off_t at = 0;
+    while (at < end) {
+      const off_t hole = ::lseek(fd.get(), at, SEEK_HOLE);
+      if (hole < 0 || hole >= end) return;
+      off_t data = ::lseek(fd.get(), hole, SEEK_DATA);
+      if (data < 0 || data > end) data = end;  // ENXIO: a hole to the end
+      for (std::uint64_t p = (static_cast<std::uint64_t>(hole) + kPageSize - 1) / kPageSize;
+           (p + 1) * kPageSize <= static_cast<std::uint64_t>(data); ++p)
+        out.set(p);
+      if (data <= at) return;  // no progress: give up rather than loop
+      at = data;
+    }
   }
 
   // Deletes the file if `path` still names the file that was mapped. Never throws.
@@ -110,8 +136,11 @@ class QemuSourceImage final : public SourceImage {
   std::uint64_t page_count() const override { return ram_.map.size() / kPageSize; }
   std::span<const std::byte> memory() const override { return {ram_.map.data(), ram_.map.size()}; }
   void start_dirty_tracking() override {}
+  void find_zero_pages(Bitmap& out) const override { ram_.find_holes(out); }
   void collect_dirty(Bitmap& out, std::span<const std::uint64_t> sent_hashes) override {
-    scan_modified_pages(memory(), kPageSize, sent_hashes, out);
+    Bitmap holes(page_count());
+    ram_.find_holes(holes);
+    scan_modified_pages(memory(), kPageSize, sent_hashes, out, &holes);
   }
 
   void pause() override { control_->pause(vm_); }
@@ -233,6 +262,8 @@ class QemuTargetImage final : public TargetImage {
  public:
 
   std::span<std::byte> memory() override { return ram_.map.span(); }
+  bool starts_zeroed() const override { return ram_.zeroed; }
+  void find_zero_pages(Bitmap& out) const override { ram_.find_holes(out); }
   std::string description() const override { return where_ + " (RAM " + ram_.path + ")"; }
 
   bool takes_device_state() const override { return true; }

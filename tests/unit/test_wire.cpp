@@ -182,6 +182,48 @@ TEST_F(WireDatagram, OlderRoundNeverOverwritesNewer) {
   EXPECT_EQ(image[kPage], std::byte{0x5a});
 }
 
+// A zero page needs no write into a target that starts zeroed, unless data landed there before
+// (a fresh VM RAM file stays sparse); into any other target it is written.
+TEST_F(WireDatagram, ZeroPagesAreWrittenOnlyOverData) {
+  auto zero_entry = [&](std::uint64_t page_index, std::uint32_t round) {
+    DatagramHeader h;
+    h.session = 77;
+    h.round = round;
+    h.payload_bytes = 0;
+    DatagramEntry e{page_index, true, zero_page_hash(kPage)};
+    std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes);
+    out.resize(encode_datagram_head(out.data(), h, std::span(&e, 1), {}));
+    return out;
+  };
+  // The marker bytes stand for "whatever the fresh target holds": never touched by a zero page.
+  std::vector<std::byte> image(kPage * 8, std::byte{0xee});
+  PageApplier zeroed(image, kPage, 77, layout, true, /*starts_zeroed=*/true);
+  Bitmap all(8);
+  all.set_all();
+  ASSERT_EQ(zeroed.apply_datagram(zero_entry(2, 0), 0), DropReason::none);
+  EXPECT_EQ(image[2 * kPage], std::byte{0xee});
+  EXPECT_TRUE(zeroed.present().test(2));
+  EXPECT_EQ(zeroed.page_hashes()[2], zero_page_hash(kPage));
+  // Data first, then the page became zero: it must be cleared.
+  ASSERT_EQ(zeroed.apply_datagram(build(77, 3, 0), 0), DropReason::none);
+  EXPECT_EQ(image[3 * kPage], std::byte{0x5a});
+  zeroed.begin_round(1, all);
+  ASSERT_EQ(zeroed.apply_datagram(zero_entry(3, 1), 0), DropReason::none);
+  for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[3 * kPage + i], std::byte{0}) << i;
+  // Pages written over the reliable channel count as data too.
+  std::fill(image.begin() + 4 * kPage, image.begin() + 5 * kPage, std::byte{0x77});
+  const std::uint64_t four[] = {4};
+  zeroed.note_pages_written(four, 1);
+  zeroed.begin_round(2, all);
+  ASSERT_EQ(zeroed.apply_datagram(zero_entry(4, 2), 0), DropReason::none);
+  EXPECT_EQ(image[4 * kPage + 9], std::byte{0});
+
+  std::vector<std::byte> other(kPage * 8, std::byte{0xee});
+  PageApplier unknown(other, kPage, 77, layout);
+  ASSERT_EQ(unknown.apply_datagram(zero_entry(2, 0), 0), DropReason::none);
+  for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(other[2 * kPage + i], std::byte{0}) << i;
+}
+
 TEST_F(WireDatagram, RandomJunkNeverCrashes) {
   std::vector<std::byte> image(kPage * 8);
   PageApplier applier(image, kPage, 77, layout);

@@ -1,0 +1,145 @@
+// Holes: a source whose file reports pages as holes (SourceImage::find_zero_pages, sent as zero
+// entries without being read, and counted as zero pages by the dirty scan and the final rehash),
+// and a target that starts zeroed (zero pages not written) and reports its holes to the verify.
+// A page reported as a hole may be written right after; the migration must still end with the
+// destination byte-for-byte equal to the paused source.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+
+#include "transport/destination_engine.hpp"
+#include "transport/fake_channel.hpp"
+#include "transport/file_image.hpp"
+#include "transport/mapping.hpp"
+#include "transport/page_hash.hpp"
+#include "transport/source_engine.hpp"
+#include "transport/synthetic_image.hpp"
+
+namespace hymig {
+namespace {
+
+bool all_zero(const std::byte* p, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (p[i] != std::byte{0}) return false;
+  return true;
+}
+
+// Pages that are all zero right now, as a sparse file's holes would be (the writers keep going).
+void zero_pages_now(std::span<const std::byte> mem, std::size_t ps, Bitmap& out, std::uint64_t* calls) {
+  ++*calls;
+  for (std::uint64_t p = 0; p < mem.size() / ps; ++p)
+    if (all_zero(mem.data() + p * ps, ps)) out.set(p);
+}
+
+// A synthetic image that finds modified pages by hashing (no write log), like a VM's RAM file.
+class HoleySource final : public SourceImage {
+ public:
+  explicit HoleySource(const SyntheticSpec& spec) : inner_(spec) {}
+  std::string kind() const override { return "synthetic"; }
+  std::string name() const override { return "holey"; }
+  std::size_t page_size() const override { return inner_.page_size(); }
+  std::uint64_t page_count() const override { return inner_.page_count(); }
+  std::span<const std::byte> memory() const override { return inner_.memory(); }
+  void find_zero_pages(Bitmap& out) const override { zero_pages_now(memory(), page_size(), out, &finds); }
+  void start_dirty_tracking() override { inner_.start_dirty_tracking(); }
+  void collect_dirty(Bitmap& out, std::span<const std::uint64_t> sent) override {
+    Bitmap holes(page_count());
+    find_zero_pages(holes);
+    scan_modified_pages(memory(), page_size(), sent, out, &holes);
+  }
+  void pause() override { inner_.pause(); }
+  void resume() override { inner_.resume(); }
+  void handed_over() override { inner_.handed_over(); }
+
+  SyntheticImage inner_;
+  mutable std::uint64_t finds = 0;
+};
+
+class SparseTarget final : public TargetImage {
+ public:
+  explicit SparseTarget(Mapping& m, std::uint64_t& finds) : m_(m), finds_(finds) {}
+  std::span<std::byte> memory() override { return m_.span(); }
+  std::string description() const override { return "test"; }
+  bool starts_zeroed() const override { return true; }
+  void find_zero_pages(Bitmap& out) const override { zero_pages_now(m_.span(), 4096, out, &finds_); }
+  void commit() override {}
+  void discard() noexcept override {}
+
+ private:
+  Mapping& m_;
+  std::uint64_t& finds_;
+};
+
+struct Run {
+  MigrationReport source;
+  DestinationReport dest;
+  Mapping target;
+  std::uint64_t target_finds = 0;
+};
+
+Run migrate(SourceImage& image, const Impairments& imp, const std::string& verify) {
+  Run out;
+  auto rel = make_fake_reliable_pair();
+  auto dg = make_fake_datagram_pair(imp);
+  DatagramFactory src_factory = [&]() -> std::unique_ptr<DatagramChannel> { return std::move(dg.a); };
+  ReceiverDatagramFactory dst_factory = [&](const Notify&) -> std::unique_ptr<DatagramChannel> { return std::move(dg.b); };
+  TargetFactory targets = [&](const Notify& n) {
+    out.target = map_anonymous(n.image_bytes, "test target");
+    return std::make_unique<SparseTarget>(out.target, out.target_finds);
+  };
+  DestinationOptions dopts;
+  dopts.peer_timeout = std::chrono::milliseconds(5000);
+  std::thread dest([&] { out.dest = run_destination(*rel.b, dst_factory, targets, dopts); });
+  SourceOptions opts;
+  opts.peer_timeout = std::chrono::milliseconds(5000);
+  opts.initial_rate = 200 << 20;
+  opts.downtime_ms = 50;
+  opts.max_rounds = 6;
+  opts.verify = verify;
+  out.source = run_source(*rel.a, src_factory, image, opts);
+  if (!out.source.committed()) cut_fake_reliable(*rel.a);
+  dest.join();
+  return out;
+}
+
+class EngineWithHoles : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EngineWithHoles, DestinationEqualsPausedSourceWhileHolesFillIn) {
+  SyntheticSpec spec;
+  spec.size = 8 << 20;
+  spec.dirty_rate = 16 << 20;  // writers turn zero pages (holes) into data during the rounds
+  spec.zero_fraction = 0.6;
+  spec.seed = 7;
+  HoleySource image(spec);
+  const auto out = migrate(image, {.loss = 0.05, .reorder = 0.1}, GetParam());
+  ASSERT_TRUE(out.source.committed()) << out.source.error << " / destination: " << out.dest.error;
+  EXPECT_GT(out.source.zero_pages, 0u);
+  EXPECT_GE(image.finds, 3u);  // each round, each dirty scan, the final rehash
+  if (GetParam() == "full") EXPECT_EQ(out.target_finds, 1u);
+  ASSERT_EQ(out.target.size(), image.memory().size());
+  EXPECT_EQ(0, std::memcmp(out.target.data(), image.memory().data(), image.memory().size()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Verify, EngineWithHoles, ::testing::Values("full", "fast"));
+
+TEST(PageHashWithHoles, HolesHashAsZeroPagesWithoutBeingRead) {
+  std::vector<std::byte> mem(4096 * 4, std::byte{1});
+  Bitmap holes(4);
+  holes.set(2);  // the caller's word: page 2 is a hole (its bytes here are deliberately not zero)
+  std::vector<std::uint64_t> h(4);
+  hash_all_pages(mem, 4096, h, holes, 1);
+  EXPECT_EQ(h[2], zero_page_hash(4096));
+  EXPECT_EQ(h[1], hash_page(mem.data() + 4096, 4096));
+  // The dirty scan: a page sent as zero and still a hole is unmodified; one that is data now is.
+  std::vector<std::uint64_t> sent = {h[0], zero_page_hash(4096), zero_page_hash(4096), h[3]};
+  Bitmap dirty(4);
+  scan_modified_pages(mem, 4096, sent, dirty, &holes);
+  EXPECT_FALSE(dirty.test(0));
+  EXPECT_TRUE(dirty.test(1));
+  EXPECT_FALSE(dirty.test(2));
+  EXPECT_FALSE(dirty.test(3));
+}
+
+}  // namespace
+}  // namespace hymig
