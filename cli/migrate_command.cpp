@@ -94,6 +94,7 @@ int run_migrate(const std::vector<std::string>& args) {
       ("bind", po::value<std::string>(), "leave from this local address (a node's fabric interface); default: the route's choice")
       ("bulk", po::value<std::string>()->default_value("auto"), "page stream transport: auto, udp, ud (RDMA unreliable datagrams) or tcp (everything over the reliable channel, the baseline)")
       ("reliable", po::value<std::string>()->default_value("auto"), "control and final-delta transport: auto, tcp or rc (RDMA reliable connection)")
+      ("final-delta", po::value<std::string>()->default_value("auto"), "how the final delta travels over rc: write (RDMA WRITE into the destination's registered image, the faster in the lab), send (page messages), or auto (write; $HYMIG_FINAL_DELTA overrides). TCP always sends")
       ("rate", po::value<std::string>()->default_value("auto"), "pace the page stream at R (256M = 256 MiB/s, 2gbit); auto adapts to the receiver's reports")
       ("downtime-ms", po::value<unsigned>()->default_value(300), "pause once the remaining pages are predicted to move within this many ms")
       ("max-rounds", po::value<unsigned>()->default_value(30), "pause after at most this many bulk rounds")
@@ -131,6 +132,9 @@ int run_migrate(const std::vector<std::string>& args) {
   const std::string format = vm["report"].as<std::string>();
   if (format != "text" && format != "json" && format != "none")
     throw Error(ErrorKind::usage, "--report must be text, json or none");
+  const std::string final_delta = vm["final-delta"].as<std::string>();
+  if (final_delta != "auto" && final_delta != "write" && final_delta != "send")
+    throw Error(ErrorKind::usage, "--final-delta must be auto, write or send");
   const std::string verify = vm["verify"].as<std::string>();
   if (verify != "full" && verify != "fast") throw Error(ErrorKind::usage, "--verify must be full or fast");
   const std::string progress = vm["progress"].as<std::string>();
@@ -205,6 +209,7 @@ int run_migrate(const std::vector<std::string>& args) {
   opts.max_rounds = vm["max-rounds"].as<unsigned>();
   opts.peer_timeout = timeout;
   opts.verify = verify;
+  opts.final_delta = final_delta;
   const bool terminal = progress == "on" || (progress == "auto" && ::isatty(STDERR_FILENO));
   ProgressLine line(progress == "json" ? ProgressLine::Mode::json
                     : terminal         ? ProgressLine::Mode::terminal

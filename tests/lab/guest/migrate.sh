@@ -14,7 +14,7 @@
 #   LOSS       loss0    no impairment
 #              loss5    netem loss 5% delay 1ms on veth0's egress (source -> destination)
 #   A TRANSPORT may end in /send or /write (e.g. ud+rc/send:loss5): the final delta's method
-#   (HYMIG_FINAL_DELTA for the source), checked against the report's final_delta.method.
+#   (migrate --final-delta), checked against the report's final_delta.method.
 #
 # Each row is one check: migrate exits 0; the JSON report says committed, verified (hymig's digest of
 # the whole image matched on both sides: the destination equals the source byte for byte), a 32 MiB
@@ -112,7 +112,7 @@ for row in $rows; do
   # shellcheck disable=SC2086
   pair "$check" "$MIGRATE_TIMEOUT" \
     "$HYMIG serve --listen $LAB_DST:$port --once --store /tmp/store --timeout 30" \
-    "${method:+HYMIG_FINAL_DELTA=$method }$HYMIG migrate --image $image --to $LAB_DST:$port --bind $LAB_SRC $FLAGS --report json --progress off --timeout 30 >$report"
+    "$HYMIG migrate --image $image --to $LAB_DST:$port --bind $LAB_SRC $FLAGS ${method:+--final-delta $method} --report json --progress off --timeout 30 >$report"
   drops=$(($(netem_drops) - d0)) txb=$(($(net_count veth0 tx_bytes) - tx0)) rxe=$(($(rxe_count rxe0 sent_pkts) - r0))
   netem_off
   lab_show "$report" "$check: report"
