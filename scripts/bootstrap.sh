@@ -17,7 +17,7 @@ PACKAGES=(
   # the rxe provider; the guest kernel is fetched by name at test time (apt-get download), never installed
   libibverbs-dev librdmacm-dev ibverbs-providers qemu-system-x86 busybox-static
   # libvirt domains (vm/: the C API and its QEMU passthrough) and the vm lane's two private libvirt daemons
-  libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
   # the lab's self-test of its RDMA devices: ibv_devinfo, ibv_ud_pingpong, ibv_rc_pingpong (copied into the guest)
   ibverbs-utils
 )
