@@ -169,7 +169,9 @@ std::unique_ptr<SourceImage> open_libvirt_source_image(const std::string& name, 
   auto dom = LibvirtDomain::find(conn, name);
   if (!dom) throw Error(ErrorKind::usage, "no domain '" + name + "' at " + conn.uri() + " (virsh -c " + conn.uri() + " list --all)");
   const std::string where = "domain '" + name + "'";
-  if (!dom->active()) throw Error(ErrorKind::usage, where + " is not running ('" + dom->state() + "'): hymig migrates a running guest");
+  if (!dom->active())
+    throw Error(ErrorKind::usage, where + " is not running ('" + dom->state() + "'): hymig migrates a running guest; start it (virsh start " +
+                                      name + "), or move a stopped domain's definition (virsh dumpxml / virsh define)");
   if (const std::string st = dom->state(); st != "running")
     throw Error(ErrorKind::usage, where + " is '" + st + "', not running" + (st == "paused" ? ": virsh resume it first" : ""));
   const std::string live = dom->xml(true);

@@ -2,8 +2,8 @@
 # vm.libvirt_refusals: domains and flags `hymig migrate --domain` refuses, each with an error that
 # names the fix and nothing touched, and --fallback native handing a domain hymig cannot move to
 # libvirt's own live migration. On libvirt_lib.sh's two daemons:
-#   - a domain that does not exist, a libvirt that does not answer, flags that do not go together:
-#     exit 2 (usage) naming the problem;
+#   - a domain that does not exist, a libvirt that does not answer, flags that do not go together,
+#     a defined domain that does not run: exit 2 (usage) naming the problem;
 #   - guest "plain" keeps its RAM in anonymous memory (no <memoryBacking> file): exit 2 naming
 #     <memoryBacking> and --fallback native; paused: exit 2 naming virsh resume; it runs on at lv1;
 #   - a domain with a device QEMU will not migrate (ivshmem): exit 2 naming it;
@@ -52,6 +52,13 @@ rc=0
 "$HYMIG" serve --connect "$u1" >"$HM_TMP/serve_flags.out" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] && grep -q -- "--connect goes with --libvirt" "$HM_TMP/serve_flags.out" ||
   hm_fail "serve --connect without --libvirt: exit $rc: $(cat "$HM_TMP/serve_flags.out")"
+
+# A defined domain that does not run.
+lv_domain_xml stopped 256 "$(lv_serial_path stopped)" >"$HM_TMP/stopped.xml"
+lv_virsh 1 define "$HM_TMP/stopped.xml" >/dev/null
+refused 2 "domain 'stopped' is not running \('shut off'\).*virsh start stopped" stopped --domain stopped --connect "$u1" --to 10.77.0.2:9
+[ "$(lv_domstate 1 stopped)" = "shut off" ] || hm_fail "stopped: the domain is '$(lv_domstate 1 stopped)' after the refusal"
+lv_virsh 1 undefine stopped >/dev/null
 
 # A guest whose RAM is anonymous memory: hymig cannot move it.
 # It writes no pages of its own (hymig.dirty=0): it is migrated by libvirt's own precopy below, and
