@@ -14,20 +14,8 @@
 set -euo pipefail
 # shellcheck disable=SC2034  # read by common.sh
 HM_TEST_NAME=vm_libvirt_refusals
-# shellcheck source=../lib/common.sh
-source "$(dirname "$0")/../lib/common.sh"
-# shellcheck source=lib.sh
-source "$(dirname "$0")/lib.sh"
-# shellcheck source=libvirt_lib.sh
-source "$(dirname "$0")/libvirt_lib.sh"
-# shellcheck source=libvirt_hymig.sh
-source "$(dirname "$0")/libvirt_hymig.sh"
-trap 'hm_fail "unexpected failure (status $?) at line $LINENO: $BASH_COMMAND"' ERR
-hm_deadline "${HYMIG_VM_DEADLINE:-560}"
-hm_tmpdir
-lv_require
-vm_watch_start
-lv_start_pair
+# shellcheck source=libvirt_test.sh
+source "$(dirname "$0")/libvirt_test.sh"
 
 # refused RC REGEX WHAT ARGS...: hymig migrate ARGS (in lv1's namespace) exits RC with an error
 # matching REGEX.
