@@ -54,12 +54,11 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
   ++used_;
 }
 
-void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round) {
+void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool known_zero) {
   const std::byte* data = image_.data() + page * layout_.page_size;
-  const bool hole = known_zero_ && known_zero_->test(page);
-  const std::uint64_t h = hole ? zero_hash_ : hash_page(data, layout_.page_size);
+  const std::uint64_t h = known_zero ? zero_hash_ : hash_page(data, layout_.page_size);
   sent_hashes_[page] = h;
-  const bool zero = hole || (h == zero_hash_ && is_zero_page(data, layout_.page_size));
+  const bool zero = known_zero || (h == zero_hash_ && is_zero_page(data, layout_.page_size));
   result_.zero_pages += zero;
 
   if (!layout_.chunked()) {
@@ -145,6 +144,7 @@ void DatagramStreamer::flush(const std::function<double()>& rate, const std::fun
 }
 
 DatagramStreamer::RoundResult DatagramStreamer::send_round(std::uint32_t round, const Bitmap& pages,
+                                                           const Bitmap& known_zero,
                                                            const std::function<double()>& rate,
                                                            const std::function<void()>& between_batches) {
   result_ = {};
@@ -164,7 +164,7 @@ DatagramStreamer::RoundResult DatagramStreamer::send_round(std::uint32_t round, 
       }
       flush(rate, between_batches);
     }
-    add_page(p, round);
+    add_page(p, round, known_zero.test(p));
   });
   if (open_whole_ >= 0) seal(slots_[open_whole_], round, 0, 1);
   if (open_zero_ >= 0) seal(slots_[open_zero_], round, 0, 1);

@@ -27,21 +27,18 @@ class DatagramStreamer {
   };
 
   // Sends every page in `pages` tagged with `round`, recording each page's hash in sent_hashes.
-  // `rate` gives the pacing rate (bytes/s) before each batch; `between_batches` runs after each
-  // batch (the caller reads reports there) and may throw to stop the round.
-  // Pages known to be zero for the next rounds (holes of the image's file; SourceImage::
-  // find_zero_pages): sent as zero entries without being read. nullptr: none known.
-  void set_known_zero(const Bitmap* pages) { known_zero_ = pages; }
-
-  RoundResult send_round(std::uint32_t round, const Bitmap& pages, const std::function<double()>& rate,
-                         const std::function<void()>& between_batches);
+  // Pages set in `known_zero` (holes of the image's file, SourceImage::find_zero_pages) go as zero
+  // entries without being read. `rate` gives the pacing rate (bytes/s) before each batch;
+  // `between_batches` runs after each batch (the caller reads reports there) and may throw to stop
+  // the round.
+  RoundResult send_round(std::uint32_t round, const Bitmap& pages, const Bitmap& known_zero,
+                         const std::function<double()>& rate, const std::function<void()>& between_batches);
 
   std::uint64_t next_seq() const { return next_seq_; }
   std::uint64_t bytes_sent() const { return bytes_sent_; }
   std::uint64_t datagrams_sent() const { return datagrams_sent_; }
 
  private:
-  const Bitmap* known_zero_ = nullptr;
   struct Slot {
     std::vector<std::byte> head;          // header + entries, encoded
     std::vector<DatagramEntry> entries;
@@ -49,7 +46,7 @@ class DatagramStreamer {
     std::size_t payload = 0;
   };
 
-  void add_page(std::uint64_t page, std::uint32_t round);
+  void add_page(std::uint64_t page, std::uint32_t round, bool known_zero);
   void seal(Slot& s, std::uint32_t round, std::uint16_t chunk_index, std::uint16_t chunk_count);
   Slot& open_slot();
   void flush(const std::function<double()>& rate, const std::function<void()>& between_batches);

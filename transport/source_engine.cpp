@@ -269,14 +269,12 @@ class SourceRun {
         // Holes of the image's file go as zero entries, unread (found anew each round).
         Bitmap holes(pages);
         image_.find_zero_pages(holes);
-        streamer_->set_known_zero(&holes);
         auto res = streamer_->send_round(
-            round, to_send, [&] { return pacer_.rate(); },
+            round, to_send, holes, [&] { return pacer_.rate(); },
             [&] {
               live_.round_bytes_done = streamer_->bytes_sent() - bytes_before;
               poll_feedback();
             });
-        streamer_->set_known_zero(nullptr);
         rs.bytes = streamer_->bytes_sent() - bytes_before;
         if (round == 0) report_.zero_pages = res.zero_pages;
         rel_->send(wire(MsgType::round_end), encode_round_end({round, streamer_->next_seq()}));

@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -28,15 +27,6 @@ constexpr milliseconds kMonitorTimeout{10000};  // the destination QEMU opening 
 const char* const kSharedMemoryFix =
     "<memoryBacking><source type='file'/><access mode='shared'/></memoryBacking> in its XML (virsh edit NAME, then "
     "restart it), or pass --fallback native to use libvirt's own migration";
-
-std::string image_name_for(const std::string& domain) {
-  std::string s = domain;
-  for (char& c : s)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
-  if (s.size() > 200) s.resize(200);
-  if (s.empty() || s[0] == '.') s = "vm-" + s;
-  return s;
-}
 
 // ---- the source --------------------------------------------------------------------------------
 
@@ -202,7 +192,7 @@ std::unique_ptr<SourceImage> open_libvirt_source_image(const std::string& name, 
                         {"persistent", persistent}};
   if (persistent) def["persistent_xml"] = strip_hymig_qemu_args(dom->xml(true, true));
   auto control = std::make_unique<LibvirtSourceControl>(*dom, def.dump(), persistent);
-  return make_qemu_source_image(std::move(vm), std::move(control), image_name_for(name));
+  return make_qemu_source_image(std::move(vm), std::move(control), vm_image_name(name, std::string()));
 }
 
 std::string migrate_domain_natively(const std::string& name, const std::string& uri, const std::string& dest_uri,

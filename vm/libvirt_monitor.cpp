@@ -44,12 +44,7 @@ nlohmann::json LibvirtMonitor::run(const std::string& command, const nlohmann::j
   } catch (const nlohmann::json::exception&) {
     throw Error(ErrorKind::protocol, "libvirt returned no JSON for " + command + ": " + reply.substr(0, 200));
   }
-  if (j.contains("error")) {
-    const auto& e = j["error"];
-    throw QmpError(command, e.value("class", std::string("?")), e.value("desc", std::string("no description")));
-  }
-  if (!j.contains("return")) throw Error(ErrorKind::protocol, "QEMU's answer to " + command + " has no return: " + reply.substr(0, 200));
-  return j["return"];
+  return qmp_return(command, j);
 }
 
 }  // namespace hymig::vm

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <iostream>
 #include <vector>
@@ -332,6 +333,19 @@ class QemuTargetImage final : public TargetImage {
 };
 
 }  // namespace
+
+std::string vm_image_name(const std::string& vm_name, const std::string& ram_path) {
+  std::string s = vm_name;
+  if (s.empty()) {
+    const auto slash = ram_path.find_last_of('/');
+    s = slash == std::string::npos ? ram_path : ram_path.substr(slash + 1);
+  }
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
+  if (s.size() > 200) s.resize(200);
+  if (s.empty() || s[0] == '.') s = "vm-" + s;
+  return s;
+}
 
 std::unique_ptr<SourceImage> make_qemu_source_image(QemuVm vm, std::unique_ptr<SourceGuestControl> control,
                                                     const std::string& label) {

@@ -17,6 +17,9 @@
 
 namespace hymig::vm {
 
+// The plain file name a guest's image goes by (its name, else its RAM file's): what notify allows.
+std::string vm_image_name(const std::string& vm_name, const std::string& ram_path);
+
 class SourceGuestControl {
  public:
   virtual ~SourceGuestControl() = default;

@@ -176,11 +176,15 @@ nlohmann::json QmpClient::run(const std::string& command, const nlohmann::json& 
     // An answer to an earlier command that timed out carries that command's id: skip it. One
     // without an id answers input QEMU could not parse, which can only be ours.
     if (auto it = m->find("id"); it != m->end() && *it != id) continue;
-    if (auto e = m->find("error"); e != m->end())
-      throw QmpError(command, e->value("class", std::string("?")), e->value("desc", std::string("?")));
-    if (auto r = m->find("return"); r != m->end()) return *r;
-    throw Error(ErrorKind::protocol, "QEMU answered " + command + " with neither return nor error: " + m->dump().substr(0, 200));
+    return qmp_return(command, *m);
   }
+}
+
+nlohmann::json qmp_return(const std::string& command, const nlohmann::json& reply) {
+  if (auto e = reply.find("error"); e != reply.end())
+    throw QmpError(command, e->value("class", std::string("?")), e->value("desc", std::string("?")));
+  if (auto r = reply.find("return"); r != reply.end()) return *r;
+  throw Error(ErrorKind::protocol, "QEMU answered " + command + " with neither return nor error: " + reply.dump().substr(0, 200));
 }
 
 std::optional<nlohmann::json> QmpClient::next_event(std::chrono::milliseconds timeout) {

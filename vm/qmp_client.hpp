@@ -33,6 +33,10 @@ class QmpError : public Error {
   std::string class_, desc_;
 };
 
+// The "return" value of QEMU's answer `reply` to `command`; QmpError for an "error" answer,
+// Error{protocol} for one with neither. (Used by every QmpEndpoint.)
+nlohmann::json qmp_return(const std::string& command, const nlohmann::json& reply);
+
 class QmpClient final : public QmpEndpoint {
  public:
   // Connects to the QMP socket at `path` (retrying until `timeout` while it is not there yet or

@@ -1,6 +1,5 @@
 #include "vm/vm_image.hpp"
 
-#include <cctype>
 #include <iostream>
 
 #include "transport/error.hpp"
@@ -13,20 +12,6 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr milliseconds kAttachTimeout{5000};
-
-// A name the destination may log the image under: a plain file name.
-std::string plain_name(const std::string& vm_name, const std::string& ram_path) {
-  std::string s = vm_name;
-  if (s.empty()) {
-    const auto slash = ram_path.find_last_of('/');
-    s = slash == std::string::npos ? ram_path : ram_path.substr(slash + 1);
-  }
-  for (char& c : s)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
-  if (s.size() > 200) s.resize(200);
-  if (s.empty() || s[0] == '.') s = "vm-" + s;
-  return s;
-}
 
 // A QEMU hymig drives alone: QMP stop/cont, and quit once the guest lives elsewhere.
 class QmpSourceControl final : public SourceGuestControl {
@@ -53,9 +38,9 @@ std::unique_ptr<SourceImage> open_vm_source_image(const std::string& spec) {
   QemuVm vm = QemuVm::attach(path, kAttachTimeout);
   std::string label;
   try {
-    label = plain_name(vm.name(), vm.ram_backend().mem_path);
+    label = vm_image_name(vm.name(), vm.ram_backend().mem_path);
   } catch (const Error&) {
-    label = plain_name(std::string(), path);  // the image's own checks say what is wrong
+    label = vm_image_name(std::string(), path);  // the image's own checks say what is wrong
   }
   return make_qemu_source_image(std::move(vm), std::make_unique<QmpSourceControl>(), label);
 }
