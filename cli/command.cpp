@@ -2,7 +2,6 @@
 
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "transport/error.hpp"
 
@@ -31,15 +30,20 @@ bool parse_options(const std::string& command, const std::string& synopsis, cons
   return true;
 }
 
-std::optional<std::string> read_secret(const po::variables_map& vm) {
-  if (!vm.count("secret-file")) return std::nullopt;
-  const auto path = vm["secret-file"].as<std::string>();
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorKind::usage, "cannot read --secret-file '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (ss.str().empty()) throw Error(ErrorKind::usage, "--secret-file '" + path + "' is empty");
-  return ss.str();
+void add_key_options(po::options_description& desc) {
+  desc.add_options()("key-file", po::value<std::string>(),
+                     "the cluster key (made by `hymig keygen FILE`, mode 0600, the same on every node); default "
+                     "$HYMIG_KEY_FILE, else /etc/hymig/cluster.key")(
+      "secret-file", po::value<std::string>(), "old name of --key-file");
+}
+
+ClusterKey load_key(const po::variables_map& vm) {
+  if (vm.count("key-file") && vm.count("secret-file"))
+    throw Error(ErrorKind::usage, "give --key-file or its old name --secret-file, not both");
+  const std::string given = vm.count("key-file")      ? vm["key-file"].as<std::string>()
+                            : vm.count("secret-file") ? vm["secret-file"].as<std::string>()
+                                                      : std::string();
+  return load_cluster_key(resolve_key_file(given));
 }
 
 }  // namespace hymig::cli

@@ -1,11 +1,13 @@
 // Shared pieces of the hymig subcommands: exit codes, option parsing with a config file, and
-// reading the shared secret.
+// loading the cluster key.
 #pragma once
 
 #include <boost/program_options.hpp>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "security/cluster_key.hpp"
 
 namespace hymig::cli {
 
@@ -23,11 +25,17 @@ namespace po = boost::program_options;
 bool parse_options(const std::string& command, const std::string& synopsis, const std::string& epilog,
                    po::options_description& desc, const std::vector<std::string>& args, po::variables_map& vm);
 
-// Reads --secret-file; std::nullopt when not given. Throws Error{usage} if unreadable or empty.
-std::optional<std::string> read_secret(const po::variables_map& vm);
+// --key-file FILE (and --secret-file, its old name) for `desc`.
+void add_key_options(po::options_description& desc);
+
+// The cluster key named by --key-file (or --secret-file, or the key-file config key), else
+// $HYMIG_KEY_FILE, else /etc/hymig/cluster.key. Throws Error{usage} naming `hymig keygen` when it
+// is missing or unusable: there is no unauthenticated mode.
+ClusterKey load_key(const po::variables_map& vm);
 
 int run_serve(const std::vector<std::string>& args);
 int run_migrate(const std::vector<std::string>& args);
 int run_probe(const std::vector<std::string>& args);
+int run_keygen(const std::vector<std::string>& args);
 
 }  // namespace hymig::cli

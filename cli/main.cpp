@@ -7,6 +7,7 @@
 
 #include "cli/command.hpp"
 #include "transport/error.hpp"
+#include "transport/wire.hpp"
 
 namespace {
 
@@ -14,12 +15,14 @@ const char* kUsage =
     "usage: hymig COMMAND [OPTIONS]\n"
     "\n"
     "Moves a memory image (a VM's RAM, or any large image) to another host: pages stream over UDP\n"
-    "in rounds, the final delta goes over TCP, both sides verify a digest, then hand over.\n"
+    "in rounds, the final delta goes over TCP, both sides verify a digest, then hand over. Every\n"
+    "session is authenticated by the cluster key (hymig keygen) and encrypted.\n"
     "\n"
     "commands:\n"
     "  serve     receive migrations (run on the destination)\n"
     "  migrate   send an image to a `hymig serve` (run on the source)\n"
     "  probe     show this host's links and the transports hymig would choose\n"
+    "  keygen    write a new cluster key (copy it to every node)\n"
     "\n"
     "`hymig COMMAND --help` describes each. Exit codes: 0 committed, 1 failed (the source runs on),\n"
     "2 usage error, 3 commit outcome unknown (the source stays paused).\n";
@@ -39,13 +42,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "--version") {
-    std::cout << "hymig 0.1.0 (protocol 1)\n";
+    std::cout << "hymig " HYMIG_VERSION " (protocol " << hymig::kProtocolVersion << ")\n";
     return 0;
   }
   try {
     if (cmd == "serve") return hymig::cli::run_serve(args);
     if (cmd == "migrate") return hymig::cli::run_migrate(args);
     if (cmd == "probe") return hymig::cli::run_probe(args);
+    if (cmd == "keygen") return hymig::cli::run_keygen(args);
     std::cerr << "hymig: unknown command '" << cmd << "'\n\n" << kUsage;
     return hymig::cli::kExitUsage;
   } catch (const hymig::Error& e) {

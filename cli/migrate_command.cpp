@@ -102,7 +102,8 @@ int run_migrate(const std::vector<std::string>& args) {
       ("verify", po::value<std::string>()->default_value("full"), "full: both sides rehash the whole paused image; fast: use the hashes taken as pages moved")
       ("report", po::value<std::string>()->default_value("text"), "report on stdout: text, json or none")
       ("progress", po::value<std::string>()->default_value("auto"), "live progress on stderr: auto (a line, on a terminal), on, off, or json (one object per line, ~5 a second)")
-      ("secret-file", po::value<std::string>(), "shared secret proving to the destination who we are");
+      ("encrypt", po::value<std::string>()->default_value("on"), "on: the page stream is encrypted and authenticated (AES-GCM); off: authenticated only, pages in clear (exists to measure what encryption costs; control messages stay encrypted)");
+  add_key_options(desc);
   po::variables_map vm;
   if (!parse_options("migrate", "(--image SPEC | --domain NAME [--connect URI]) --to HOST:PORT [options]",
                      std::string("IMAGE SPECS\n") + image_spec_help() + vm::vm_image_spec_help() +
@@ -154,7 +155,9 @@ int run_migrate(const std::vector<std::string>& args) {
     prefs.rate_bytes_per_s = parse_rate(rate, "--rate");
     if (*prefs.rate_bytes_per_s < 65536) throw Error(ErrorKind::usage, "--rate below 64 KiB/s is not useful");
   }
-  const auto secret = read_secret(vm);
+  const std::string encrypt = vm["encrypt"].as<std::string>();
+  if (encrypt != "on" && encrypt != "off") throw Error(ErrorKind::usage, "--encrypt must be on or off");
+  const ClusterKey key = load_key(vm);
   const std::string to = vm["to"].as<std::string>();
   const std::string to_host = split_host_port(to).host;  // a malformed address is a usage error before anything else happens
 
@@ -180,14 +183,16 @@ int run_migrate(const std::vector<std::string>& args) {
   failed.image_name = image->name();
   failed.page_size = image->page_size();
   failed.pages_total = image->page_count();
-  std::unique_ptr<TcpReliableChannel> rel;
+  SecureSession session;
   Plan plan;
   try {
-    rel = connect_tcp(to, timeout, vm.count("bind") ? vm["bind"].as<std::string>() : std::string());
-    rel->set_io_timeout(timeout);
-    const Capabilities local = probe_capabilities(rel->peer_host(), rel->local_host());
-    const auto peer = handshake(*rel, "source", to_json(local), secret, timeout);
-    plan = choose_plan(local, capabilities_from_json(peer.caps), prefs);
+    auto tcp = connect_tcp(to, timeout, vm.count("bind") ? vm["bind"].as<std::string>() : std::string());
+    tcp->set_io_timeout(timeout);
+    const int socket = tcp->socket_fd();
+    const Capabilities local = probe_capabilities(tcp->peer_host(), tcp->local_host());
+    session = open_secure_session(std::move(tcp), socket, Role::source, key, std::chrono::steady_clock::now() + timeout);
+    session.peer = exchange_hello(*session.channel, Role::source, to_json(local), timeout);
+    plan = choose_plan(local, capabilities_from_json(session.peer.caps), prefs);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::usage) throw;
     failed.error = e.what();
@@ -196,11 +201,14 @@ int run_migrate(const std::vector<std::string>& args) {
     return kExitFailed;
   }
 
+  ReliableChannel& rel = *session.channel;
   SourceOptions opts;
+  opts.secrets = &session.secrets;
+  opts.protection = encrypt == "on" ? DatagramProtection::aead : DatagramProtection::mac;
   opts.bulk = plan.bulk == BulkTransport::tcp ? "tcp" : "udp";
   opts.reliable = std::string(to_string(plan.reliable));
   opts.connect_reliable = [&](const std::string& endpoint) {
-    return verbs::connect_rc(rel->local_host(), endpoint, timeout);
+    return verbs::connect_rc(rel.local_host(), endpoint, timeout);
   };
   opts.datagram_bytes = plan.datagram_bytes;
   opts.initial_rate = plan.initial_rate_bytes_per_s;
@@ -217,10 +225,10 @@ int run_migrate(const std::vector<std::string>& args) {
   opts.on_progress = [&](const LiveProgress& p) { line.show(p); };
 
   DatagramFactory datagrams = [&]() -> std::unique_ptr<DatagramChannel> {
-    if (plan.bulk == BulkTransport::rdma_ud) return verbs::UdDatagramChannel::open(rel->local_host(), plan.datagram_bytes);
-    return UdpDatagramChannel::open(rel->local_host(), plan.datagram_bytes);
+    if (plan.bulk == BulkTransport::rdma_ud) return verbs::UdDatagramChannel::open(rel.local_host(), plan.datagram_bytes);
+    return UdpDatagramChannel::open(rel.local_host(), plan.datagram_bytes);
   };
-  MigrationReport report = run_source(*rel, datagrams, *image, opts);
+  MigrationReport report = run_source(rel, datagrams, *image, opts);
   line.clear();
   report.plan = to_json(plan);
   if (!report.committed()) std::cerr << "hymig migrate: error: " << report.error << "\n";

@@ -1,12 +1,19 @@
-// hymig serve: the destination daemon. Serves migrations one after another; a client that sends
-// garbage, stalls or vanishes costs at most --timeout and never the daemon.
+// hymig serve: the destination daemon. Every connection is served on its own thread: its
+// authentication (bounded by --handshake-timeout, at most --max-handshakes at once) never waits for
+// another's, and nothing about this host or its images reaches a peer before it proved the cluster
+// key. Authenticated sessions run one at a time. No connection's failure ends the daemon.
 #include <signal.h>
-#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <filesystem>
 #include <iostream>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -16,6 +23,7 @@
 #include "transport/error.hpp"
 #include "transport/file_image.hpp"
 #include "transport/handshake.hpp"
+#include "transport/units.hpp"
 #include "udp/tcp_listener.hpp"
 #include "udp/tcp_reliable_channel.hpp"
 #include "udp/udp_datagram_channel.hpp"
@@ -30,9 +38,16 @@ namespace {
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
-void log_line(const std::string& s) { std::cerr << "hymig serve: " << s << std::endl; }
+std::mutex g_log_mutex;
+void log_line(const std::string& s) {
+  const std::lock_guard lock(g_log_mutex);
+  std::cerr << "hymig serve: " << s << std::endl;
+}
 
-}  // namespace
+std::uint64_t physical_memory() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), size = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && size > 0 ? std::uint64_t(pages) * std::uint64_t(size) : 0;
+}
 
 // The RC listener a session moves to, one per session on the address the source connected to.
 class RcAcceptor final : public ReliableAcceptor {
@@ -47,23 +62,214 @@ class RcAcceptor final : public ReliableAcceptor {
   std::unique_ptr<verbs::RcListener> listener_;
 };
 
+struct ServeConfig {
+  ClusterKey key;
+  std::string store;
+  std::string vm_qmp;
+  bool libvirt = false;
+  vm::LibvirtTargetOptions lv;
+  bool once = false;
+  std::chrono::milliseconds timeout{10000};
+  std::chrono::milliseconds handshake_timeout{5000};
+  unsigned max_handshakes = 16;
+  std::uint64_t max_image_bytes = 0;
+  std::uint64_t store_reserve = 0;
+  bool allow_synthetic = false;
+  bool replace = false;
+};
+
+class Server {
+ public:
+  explicit Server(ServeConfig cfg) : cfg_(std::move(cfg)) {}
+
+  // Accepts until SIGINT/SIGTERM (or, with --once, until one authenticated session ended).
+  int run(TcpListener& listener) {
+    while (!g_stop && !once_done_) {
+      reap();
+      try {
+        auto conn = listener.accept(std::chrono::milliseconds(250));
+        if (!conn) continue;
+        if (handshakes_ >= cfg_.max_handshakes) {
+          log_line("connection from " + conn->peer_address() + " closed: " + std::to_string(cfg_.max_handshakes) +
+                   " handshakes already under way (--max-handshakes)");
+          continue;
+        }
+        ++handshakes_;
+        auto done = std::make_shared<std::atomic<bool>>(false);
+        workers_.push_back({std::thread([this, c = std::move(conn), done]() mutable {
+                              serve_connection(std::move(c));
+                              *done = true;
+                            }),
+                            done});
+      } catch (const std::exception& e) {
+        // A connection that failed between the kernel's accept and ours (reset in the backlog).
+        log_line(std::string("accept: ") + e.what());
+      }
+    }
+    for (auto& w : workers_) w.thread.join();
+    workers_.clear();
+    return once_rc_;
+  }
+
+ private:
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+
+  void reap() {
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      if (*it->done) {
+        it->thread.join();
+        it = workers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void serve_connection(std::unique_ptr<TcpReliableChannel> tcp) {
+    const std::string peer = tcp->peer_address();
+    const std::string peer_host = tcp->peer_host(), local_host = tcp->local_host();
+    const int socket = tcp->socket_fd();
+    SecureSession session;
+    std::string detail;
+    try {
+      struct Done {
+        std::atomic<unsigned>& n;
+        ~Done() { --n; }
+      } done{handshakes_};
+      session = open_secure_session(std::move(tcp), socket, Role::destination, cfg_.key,
+                                    std::chrono::steady_clock::now() + cfg_.handshake_timeout, &detail);
+    } catch (const std::exception& e) {
+      // Pre-auth: the peer learnt nothing but a failed TLS handshake; the reason stays here.
+      log_line("connection from " + peer + " rejected: " + printable(detail.empty() ? e.what() : detail));
+      return;
+    }
+    ReliableChannel& rel = *session.channel;
+    rel.set_io_timeout(cfg_.timeout);
+    DestinationReport rep;
+    try {
+      session.peer = exchange_hello(rel, Role::destination, to_json(probe_capabilities(peer_host, local_host)),
+                                    cfg_.handshake_timeout);
+      std::unique_lock lock(session_mutex_, std::defer_lock);
+      if ((cfg_.once && once_claimed_.exchange(true)) || !lock.try_lock_for(cfg_.timeout))
+        throw Error(ErrorKind::refused, "busy: this daemon is serving another migration; try again later");
+      rep = run_destination(rel, datagram_factory(local_host), target_factory(), destination_options(session, local_host));
+    } catch (const std::exception& e) {
+      rep.error = e.what();
+      send_abort_quietly(rel, e.what());
+    }
+    const std::string id = fmt::format("{:016x}", rep.session);
+    if (rep.committed)
+      log_line(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid: {} bad-mac, {} replayed; {} stale{})",
+                           id, rep.image_name, rep.image_bytes, rep.stored_at, rep.datagrams, rep.invalid_datagrams,
+                           rep.bad_mac, rep.replayed, rep.stale,
+                           rep.device_state_bytes ? fmt::format(", device state {} bytes", rep.device_state_bytes) : ""));
+    else if (rep.session)
+      log_line(fmt::format("session {}: aborted: {} ({} datagrams, {} bad-mac, {} replayed)", id, printable(rep.error),
+                           rep.datagrams, rep.bad_mac, rep.replayed));
+    else
+      log_line("session with " + peer + " refused: " + printable(rep.error));
+    if (cfg_.once && rep.session) {
+      once_rc_ = rep.committed ? kExitOk : kExitFailed;
+      once_done_ = true;
+    }
+  }
+
+  ReceiverDatagramFactory datagram_factory(const std::string& local_host) const {
+    return [local_host](const Notify& n) -> std::unique_ptr<DatagramChannel> {
+      if (n.bulk == "ud") return verbs::UdDatagramChannel::open(local_host);
+      return UdpDatagramChannel::open(local_host);
+    };
+  }
+
+  DestinationOptions destination_options(const SecureSession& session, const std::string& local_host) const {
+    DestinationOptions d;
+    d.secrets = &session.secrets;
+    d.peer_timeout = cfg_.timeout;
+    d.make_reliable = [local_host](const Notify&) -> std::unique_ptr<ReliableAcceptor> {
+      return std::make_unique<RcAcceptor>(verbs::RcListener::open(local_host));
+    };
+    return d;
+  }
+
+  // What this daemon accepts, checked on the authenticated notify before anything is reserved.
+  TargetFactory target_factory() const {
+    return [this](const Notify& n) -> std::unique_ptr<TargetImage> {
+      if (n.image_bytes > cfg_.max_image_bytes)
+        throw Error(ErrorKind::refused, "an image of " + format_bytes(double(n.image_bytes)) +
+                                            " exceeds this daemon's --max-image-bytes (" +
+                                            format_bytes(double(cfg_.max_image_bytes)) + ")");
+      if (n.image_kind == "synthetic") {
+        if (!cfg_.allow_synthetic)
+          throw Error(ErrorKind::refused, "this daemon takes no synthetic images (`hymig serve --allow-synthetic`, "
+                                          "for tests and benchmarks)");
+        return make_memory_target(n.image_bytes);
+      }
+      if (n.image_kind == "vm" && !n.vm_definition.empty()) {
+        if (!cfg_.libvirt)
+          throw Error(ErrorKind::refused, "this daemon receives no libvirt domain: start `hymig serve --libvirt [--connect URI]`");
+        return vm::open_libvirt_target(cfg_.lv, n);
+      }
+      if (n.image_kind == "vm") {
+        if (cfg_.vm_qmp.empty())
+          throw Error(ErrorKind::refused, "this daemon receives no VM: start `hymig serve --vm-qmp PATH` with the QMP socket "
+                                          "of a destination QEMU waiting in -incoming defer");
+        return vm::open_vm_target(cfg_.vm_qmp, n);
+      }
+      if (n.image_kind != "file") throw Error(ErrorKind::refused, "this daemon cannot receive '" + n.image_kind + "' images");
+      std::error_code ec;
+      std::filesystem::create_directories(cfg_.store, ec);
+      if (ec) throw Error(ErrorKind::io, "cannot create the store '" + cfg_.store + "': " + ec.message());
+      struct statvfs fs {};
+      if (::statvfs(cfg_.store.c_str(), &fs) != 0) throw_errno("cannot see the free space of the store '" + cfg_.store + "'");
+      const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
+      if (free_bytes < cfg_.store_reserve || free_bytes - cfg_.store_reserve < n.image_bytes)
+        throw Error(ErrorKind::no_space, "the store has " + format_bytes(double(free_bytes)) + " free; an image of " +
+                                             format_bytes(double(n.image_bytes)) + " would leave less than --store-reserve " +
+                                             format_bytes(double(cfg_.store_reserve)));
+      return make_file_target(cfg_.store, n.image_name, n.session, n.image_bytes, cfg_.replace);
+    };
+  }
+
+  ServeConfig cfg_;
+  std::list<Worker> workers_;
+  std::atomic<unsigned> handshakes_{0};
+  std::timed_mutex session_mutex_;
+  std::atomic<bool> once_claimed_{false};
+  std::atomic<bool> once_done_{false};
+  std::atomic<int> once_rc_{kExitOk};
+};
+
+}  // namespace
+
 int run_serve(const std::vector<std::string>& args) {
   po::options_description desc("options");
   desc.add_options()
       ("listen", po::value<std::string>()->default_value("0.0.0.0:7470"), "HOST:PORT to accept sources on (port 0: any free port)")
       ("store", po::value<std::string>()->default_value("/var/lib/hymig/images"), "directory where file images land (created if missing)")
+      ("replace", po::bool_switch(), "let an arriving file image replace one of the same name in the store (refused by default)")
+      ("store-reserve", po::value<std::string>()->default_value("1G"), "free space the store keeps: an image that would leave less is refused")
+      ("max-image-bytes", po::value<std::string>(), "largest image accepted (default: this host's RAM)")
+      ("allow-synthetic", po::bool_switch(), "accept synthetic images (held in memory, then dropped): for tests and benchmarks")
       ("vm-qmp", po::value<std::string>(), "QMP socket of the QEMU that receives a VM (started with -incoming defer); without it VM images are refused")
       ("libvirt", po::bool_switch(), "receive libvirt domains (the source ran `hymig migrate --domain`) into this host's libvirt")
       ("connect", po::value<std::string>(), "with --libvirt: this host's libvirt URI (default: libvirt's own default, e.g. qemu:///system)")
       ("vm-runtime-dir", po::value<std::string>()->default_value("/run/hymig"), "with --libvirt: directory for the QMP sockets hymig adds to incoming domains")
-      ("once", po::bool_switch(), "exit after one session: 0 if it committed, 1 otherwise")
+      ("once", po::bool_switch(), "exit after one authenticated session: 0 if it committed, 1 otherwise")
       ("timeout", po::value<double>()->default_value(10.0), "seconds a source may stay silent before its session is dropped")
-      ("secret-file", po::value<std::string>(), "shared secret: sources must prove they hold the same file");
+      ("handshake-timeout", po::value<double>()->default_value(5.0), "seconds a new connection has to authenticate, in all")
+      ("max-handshakes", po::value<unsigned>()->default_value(16), "connections authenticating at once; more are closed at once");
+  add_key_options(desc);
   po::variables_map vm;
-  if (!parse_options("serve", "[--listen HOST:PORT] [--store DIR] [--vm-qmp PATH | --libvirt [--connect URI]] [--once] [--timeout SEC] [--secret-file FILE]",
-                     "A file image arrives as STORE/.NAME.SESSION.part and is renamed to STORE/NAME only once both\n"
-                     "sides verified the digest and the source said commit; on any failure it is deleted.\n"
-                     "Synthetic images are received into memory and dropped after verification.\n"
+  if (!parse_options("serve", "[--listen HOST:PORT] [--store DIR] [--vm-qmp PATH | --libvirt [--connect URI]] [--once] [--key-file FILE]",
+                     "Only sources that prove they hold the cluster key (--key-file; `hymig keygen`) are served,\n"
+                     "and every session is encrypted. A file image arrives as STORE/.NAME.SESSION.part and is\n"
+                     "renamed to STORE/NAME (never over an existing image without --replace) only once both\n"
+                     "sides verified the digest and the source said commit; it is synced to disk before the\n"
+                     "source is told. On any failure it is deleted. Synthetic images (--allow-synthetic) are\n"
+                     "received into memory and dropped after verification.\n"
                      "\n"
                      "A VM (the source ran `hymig migrate --image qmp:...`) lands in the QEMU whose QMP socket is\n"
                      "--vm-qmp PATH. Start that QEMU before the migration, with the source's machine options,\n"
@@ -85,83 +291,40 @@ int run_serve(const std::vector<std::string>& args) {
                      desc, args, vm))
     return kExitOk;
 
-  const auto timeout = std::chrono::milliseconds(static_cast<long>(vm["timeout"].as<double>() * 1000));
-  if (timeout.count() <= 0) throw Error(ErrorKind::usage, "--timeout must be positive");
-  const auto secret = read_secret(vm);
-  const std::string store = vm["store"].as<std::string>();
-  const bool once = vm["once"].as<bool>();
-  const std::string vm_qmp = vm.count("vm-qmp") ? vm["vm-qmp"].as<std::string>() : std::string();
-  const bool libvirt = vm["libvirt"].as<bool>();
-  if (!libvirt && vm.count("connect")) throw Error(ErrorKind::usage, "--connect goes with --libvirt");
-  vm::LibvirtTargetOptions lv;
-  lv.uri = vm.count("connect") ? vm["connect"].as<std::string>() : std::string();
-  lv.runtime_dir = vm["vm-runtime-dir"].as<std::string>();
-  if (lv.runtime_dir.empty() || lv.runtime_dir[0] != '/') throw Error(ErrorKind::usage, "--vm-runtime-dir must be an absolute path");
+  ServeConfig cfg;
+  cfg.timeout = std::chrono::milliseconds(static_cast<long>(vm["timeout"].as<double>() * 1000));
+  if (cfg.timeout.count() <= 0) throw Error(ErrorKind::usage, "--timeout must be positive");
+  cfg.handshake_timeout = std::chrono::milliseconds(static_cast<long>(vm["handshake-timeout"].as<double>() * 1000));
+  if (cfg.handshake_timeout.count() <= 0) throw Error(ErrorKind::usage, "--handshake-timeout must be positive");
+  cfg.max_handshakes = vm["max-handshakes"].as<unsigned>();
+  if (cfg.max_handshakes == 0) throw Error(ErrorKind::usage, "--max-handshakes must be at least 1");
+  cfg.max_image_bytes = vm.count("max-image-bytes") ? parse_size(vm["max-image-bytes"].as<std::string>(), "--max-image-bytes")
+                                                    : physical_memory();
+  cfg.store_reserve = parse_size(vm["store-reserve"].as<std::string>(), "--store-reserve");
+  cfg.allow_synthetic = vm["allow-synthetic"].as<bool>();
+  cfg.replace = vm["replace"].as<bool>();
+  cfg.store = vm["store"].as<std::string>();
+  cfg.once = vm["once"].as<bool>();
+  cfg.vm_qmp = vm.count("vm-qmp") ? vm["vm-qmp"].as<std::string>() : std::string();
+  cfg.libvirt = vm["libvirt"].as<bool>();
+  if (!cfg.libvirt && vm.count("connect")) throw Error(ErrorKind::usage, "--connect goes with --libvirt");
+  cfg.lv.uri = vm.count("connect") ? vm["connect"].as<std::string>() : std::string();
+  cfg.lv.runtime_dir = vm["vm-runtime-dir"].as<std::string>();
+  if (cfg.lv.runtime_dir.empty() || cfg.lv.runtime_dir[0] != '/')
+    throw Error(ErrorKind::usage, "--vm-runtime-dir must be an absolute path");
+  cfg.key = load_key(vm);
 
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGINT, &sa, nullptr);
 
   TcpListener listener = TcpListener::listen(vm["listen"].as<std::string>());
-  log_line("listening on " + listener.local_address());
-
-  while (!g_stop) {
-    auto rel = listener.accept(std::chrono::milliseconds(250));
-    if (!rel) continue;
-    const std::string peer = rel->peer_host();
-    rel->set_io_timeout(timeout);
-    DestinationReport rep;
-    try {
-      handshake(*rel, "destination", to_json(probe_capabilities(peer, rel->local_host())), secret, timeout);
-      ReceiverDatagramFactory datagrams = [&](const Notify& n) -> std::unique_ptr<DatagramChannel> {
-        if (n.bulk == "ud") return verbs::UdDatagramChannel::open(rel->local_host());
-        return UdpDatagramChannel::open(rel->local_host());
-      };
-      TargetFactory targets = [&](const Notify& n) -> std::unique_ptr<TargetImage> {
-        if (n.image_kind == "synthetic") return make_memory_target(n.image_bytes);
-        if (n.image_kind == "vm" && !n.vm_definition.empty()) {
-          if (!libvirt)
-            throw Error(ErrorKind::usage, "this daemon receives no libvirt domain: start `hymig serve --libvirt [--connect URI]`");
-          return vm::open_libvirt_target(lv, n);
-        }
-        if (n.image_kind == "vm") {
-          if (vm_qmp.empty())
-            throw Error(ErrorKind::usage, "this daemon receives no VM: start `hymig serve --vm-qmp PATH` with the QMP socket "
-                                          "of a destination QEMU waiting in -incoming defer");
-          return vm::open_vm_target(vm_qmp, n);
-        }
-        if (n.image_kind != "file")
-          throw Error(ErrorKind::refused, "this daemon cannot receive '" + n.image_kind + "' images yet");
-        std::error_code ec;
-        std::filesystem::create_directories(store, ec);
-        if (ec) throw Error(ErrorKind::io, "cannot create the store '" + store + "': " + ec.message());
-        return make_file_target(store, n.image_name, n.session, n.image_bytes);
-      };
-      DestinationOptions dopts;
-      dopts.peer_timeout = timeout;
-      dopts.make_reliable = [&](const Notify&) -> std::unique_ptr<ReliableAcceptor> {
-        return std::make_unique<RcAcceptor>(verbs::RcListener::open(rel->local_host()));
-      };
-      rep = run_destination(*rel, datagrams, targets, dopts);
-    } catch (const std::exception& e) {
-      rep.error = e.what();
-      send_abort_quietly(*rel, e.what());
-    }
-    const std::string id = fmt::format("{:016x}", rep.session);
-    if (rep.committed)
-      log_line(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid, {} bad-hash, {} stale{})", id,
-                           rep.image_name, rep.image_bytes, rep.stored_at, rep.datagrams, rep.invalid_datagrams,
-                           rep.bad_hash, rep.stale,
-                           rep.device_state_bytes ? fmt::format(", device state {} bytes", rep.device_state_bytes) : ""));
-    else if (rep.session)
-      log_line(fmt::format("session {}: aborted: {}", id, rep.error));
-    else
-      log_line(fmt::format("connection from {} rejected: {}", peer, rep.error));
-    if (once) return rep.committed ? kExitOk : kExitFailed;
-  }
+  log_line("listening on " + listener.local_address() + " (cluster key " + cfg.key.id() + ")");
+  Server server(std::move(cfg));
+  const int rc = server.run(listener);
   log_line("stopped");
-  return kExitOk;
+  return rc;
 }
 
 }  // namespace hymig::cli

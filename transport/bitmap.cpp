@@ -54,4 +54,11 @@ std::uint64_t Bitmap::next_set(std::uint64_t from) const {
   }
 }
 
+bool Bitmap::is_subset_of(const Bitmap& other) const {
+  if (other.size() != size()) return false;
+  for (std::size_t w = 0; w < words_.size(); ++w)
+    if (words_[w] & ~other.words_[w]) return false;
+  return true;
+}
+
 }  // namespace hymig

@@ -17,6 +17,8 @@ class Bitmap {
 
   std::uint64_t size() const { return bits_; }
   bool test(std::uint64_t i) const { return (words_[i >> 6] >> (i & 63)) & 1u; }
+  // Every bit set here is set in `other` (of the same size).
+  bool is_subset_of(const Bitmap& other) const;
   void set(std::uint64_t i) { words_[i >> 6] |= (std::uint64_t{1} << (i & 63)); }
   void reset(std::uint64_t i) { words_[i >> 6] &= ~(std::uint64_t{1} << (i & 63)); }
   void set_all();

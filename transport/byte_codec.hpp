@@ -57,6 +57,8 @@ class ByteReader {
     std::uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
       const auto b = get<std::uint8_t>();
+      // The tenth byte holds bit 63 only: anything more would be silently cut off.
+      if (shift == 63 && b > 1) break;
       v |= std::uint64_t{b & 0x7fu} << shift;
       if (!(b & 0x80)) return v;
     }

@@ -36,7 +36,13 @@ class DatagramChannel {
   virtual std::string local_endpoint() const = 0;
 
   // Fix the peer. Datagrams from anyone else are dropped where the backend can (connected socket).
+  // The endpoint comes from the peer: numeric only, never resolved by a name service.
   virtual void connect(std::string_view peer_endpoint) = 0;
+
+  // The numeric address of the host a peer's endpoint belongs to (UDP: its IP; UD: the IP of its
+  // RoCE v2 GID), for the engine to check it is the control connection's peer. Error{protocol}
+  // when the text is malformed or not numeric.
+  virtual std::string endpoint_host(std::string_view peer_endpoint) const = 0;
 
   // Memory the sender will gather from or the receiver will scatter into (the image). RDMA backends
   // register it once; socket backends ignore it.

@@ -1,6 +1,7 @@
 #include "transport/datagram_streamer.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <thread>
 
 #include "transport/clock.hpp"
@@ -11,18 +12,20 @@ namespace hymig {
 
 DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
                                    std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
-                                   std::chrono::milliseconds stall_timeout)
+                                   std::chrono::milliseconds stall_timeout, DatagramProtection protection,
+                                   const SessionSecrets& secrets)
     : ch_(ch), layout_(layout), session_(session), image_(image), sent_hashes_(sent_hashes),
-      stall_timeout_(stall_timeout), zero_hash_(zero_page_hash(layout.page_size)) {
-  max_zero_entries_ = static_cast<std::uint16_t>(
-      std::min<std::size_t>(kMaxEntries, (layout_.datagram_bytes - kDatagramHeaderBytes) / kEntryBytes));
+      stall_timeout_(stall_timeout), zero_hash_(zero_page_hash(layout.page_size)), protection_(protection),
+      keys_(secrets, "datagram/0", Role::source, AeadCipher::Direction::seal) {
+  max_zero_entries_ = static_cast<std::uint16_t>(std::min<std::size_t>(
+      kMaxEntries, (layout_.datagram_bytes - kDatagramHeaderBytes - kDatagramTagBytes) / kEntryBytes));
   // Enough slots for ~1 MiB of datagrams, at least 8.
   const std::size_t n = std::clamp<std::size_t>((1u << 20) / layout_.datagram_bytes, 8, 1024);
   slots_.resize(n);
   for (auto& s : slots_) {
-    s.head.resize(kDatagramHeaderBytes + kMaxEntries * kEntryBytes);
+    s.buf.resize(kDatagramHeaderBytes + kMaxEntries * kEntryBytes + layout_.datagram_bytes + kDatagramTagBytes);
     s.entries.reserve(kMaxEntries);
-    s.parts.reserve(kMaxEntries + 1);
+    s.parts.reserve(kMaxEntries + 2);
   }
   out_.resize(n);
 }
@@ -38,6 +41,7 @@ DatagramStreamer::Slot& DatagramStreamer::open_slot() {
 
 void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_index, std::uint16_t chunk_count) {
   DatagramHeader h;
+  h.flags = protection_ == DatagramProtection::aead ? kDatagramEncrypted : 0;
   h.session = session_;
   h.seq = next_seq_++;
   h.send_time_ns = monotonic_ns();
@@ -45,12 +49,29 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
   h.chunk_index = chunk_index;
   h.chunk_count = chunk_count;
   h.payload_bytes = static_cast<std::uint32_t>(s.payload);
-  std::span<const std::byte> chunk;
-  if (chunk_count > 1) chunk = {s.parts[1].data, s.parts[1].size};
-  const std::size_t head_len = encode_datagram_head(s.head.data(), h, s.entries, chunk);
-  s.parts[0] = {s.head.data(), head_len};
-  out_[used_] = OutDatagram{std::span<const ConstBuffer>(s.parts), head_len + s.payload};
-  batch_bytes_ += head_len + s.payload;
+  const std::size_t head_len = encode_datagram_head(s.buf.data(), h, s.entries);
+  const std::span<const ConstBuffer> pieces = std::span<const ConstBuffer>(s.parts).subspan(1);
+  AeadCipher& c = keys_.for_seq(h.seq);
+  c.begin(h.seq, std::span<const std::byte>(s.buf.data(), head_len));
+  const std::size_t bytes = head_len + s.payload + kDatagramTagBytes;
+  if (protection_ == DatagramProtection::aead) {
+    // Encrypted from the image into the arena, right behind the head: one contiguous datagram.
+    std::byte* out = s.buf.data() + head_len;
+    for (const auto& piece : pieces) {
+      c.crypt({piece.data, piece.size}, out);
+      out += piece.size;
+    }
+    const AeadTag tag = c.finish_seal();
+    std::memcpy(out, tag.data(), tag.size());
+    s.parts.assign(1, ConstBuffer{s.buf.data(), bytes});
+  } else {
+    for (const auto& piece : pieces) c.authenticate({piece.data, piece.size});
+    s.tag = c.finish_seal();
+    s.parts[0] = {s.buf.data(), head_len};
+    s.parts.push_back({s.tag.data(), s.tag.size()});
+  }
+  out_[used_] = OutDatagram{std::span<const ConstBuffer>(s.parts), bytes};
+  batch_bytes_ += bytes;
   ++used_;
 }
 
@@ -66,7 +87,7 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool kn
     if (open_whole_ >= 0) {
       Slot& s = slots_[open_whole_];
       const std::size_t size_after = kDatagramHeaderBytes + (s.entries.size() + 1) * kEntryBytes + s.payload +
-                                     (zero ? 0 : layout_.page_size);
+                                     (zero ? 0 : layout_.page_size) + kDatagramTagBytes;
       if (s.entries.size() == kMaxEntries || size_after > layout_.datagram_bytes) {
         // slots_[open_whole_] is always slots_[used_] while open: seal moves used_ past it.
         seal(s, round, 0, 1);

@@ -1,6 +1,7 @@
 // The source's hot path: cuts the pages of a round into datagrams (header + entries in a reused
-// arena, page bytes gathered straight from the image), paces them and hands them to the channel in
-// batches. No allocation and no system call per page.
+// arena), seals each (AES-GCM: page bytes encrypted from the image straight into the arena; with
+// protection mac they are gathered from the image and only authenticated), paces them and hands
+// them to the channel in batches. No allocation and no system call per page.
 #pragma once
 
 #include <chrono>
@@ -12,6 +13,7 @@
 #include "transport/bitmap.hpp"
 #include "transport/datagram_channel.hpp"
 #include "transport/pacer.hpp"
+#include "security/epoch_keys.hpp"
 #include "transport/wire.hpp"
 
 namespace hymig {
@@ -20,7 +22,8 @@ class DatagramStreamer {
  public:
   DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
                    std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
-                   std::chrono::milliseconds stall_timeout);
+                   std::chrono::milliseconds stall_timeout, DatagramProtection protection,
+                   const SessionSecrets& secrets);
 
   struct RoundResult {
     std::uint64_t zero_pages = 0;  // bytes and datagrams: the difference of the running counters
@@ -40,10 +43,11 @@ class DatagramStreamer {
 
  private:
   struct Slot {
-    std::vector<std::byte> head;          // header + entries, encoded
+    std::vector<std::byte> buf;           // header + entries, then (aead) the sealed payload and tag
     std::vector<DatagramEntry> entries;
-    std::vector<ConstBuffer> parts;       // [0] = head, then page payloads
+    std::vector<ConstBuffer> parts;       // while filling: [0] = head, then page payloads
     std::size_t payload = 0;
+    AeadTag tag{};                        // protection mac: the datagram's last part
   };
 
   void add_page(std::uint64_t page, std::uint32_t round, bool known_zero);
@@ -59,6 +63,8 @@ class DatagramStreamer {
   std::chrono::milliseconds stall_timeout_;
   std::uint64_t zero_hash_;
   std::uint16_t max_zero_entries_;
+  DatagramProtection protection_;
+  EpochKeys keys_;
 
   std::vector<Slot> slots_;
   std::vector<OutDatagram> out_;

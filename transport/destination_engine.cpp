@@ -1,6 +1,7 @@
 #include "transport/destination_engine.hpp"
 
 #include <poll.h>
+#include <sodium.h>
 
 #include <array>
 #include <optional>
@@ -9,6 +10,7 @@
 #include "transport/clock.hpp"
 #include "transport/error.hpp"
 #include "transport/handshake.hpp"
+#include "transport/numeric_host.hpp"
 #include "transport/page_applier.hpp"
 #include "transport/page_hash.hpp"
 
@@ -17,11 +19,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// How long a new connection on the moved channel has to answer the bind challenge.
+constexpr std::chrono::milliseconds kBindTimeout{2000};
+
 class DestinationRun {
  public:
   DestinationRun(ReliableChannel& rel, const ReceiverDatagramFactory& make_datagram, const TargetFactory& make_target,
                  const DestinationOptions& opts)
-      : rel_(&rel), make_datagram_(make_datagram), make_target_(make_target), opts_(opts) {}
+      : rel_(&rel), make_datagram_(make_datagram), make_target_(make_target), opts_(opts) {
+    if (!opts_.secrets) throw std::logic_error("run_destination: DestinationOptions::secrets is required");
+  }
 
   DestinationReport run() {
     try {
@@ -39,6 +46,8 @@ class DestinationRun {
       report_.datagrams = applier_->datagrams();
       report_.invalid_datagrams = applier_->invalid();
       report_.bad_hash = applier_->dropped(DropReason::bad_hash);
+      report_.bad_mac = applier_->dropped(DropReason::bad_mac);
+      report_.replayed = applier_->dropped(DropReason::replayed);
       report_.stale = applier_->dropped(DropReason::stale_round);
     }
     return report_;
@@ -62,6 +71,10 @@ class DestinationRun {
     DatagramLayout layout{};
     if (notify_.bulk != "tcp") {
       dgram_ = make_datagram_(notify_);
+      const std::string host = dgram_->endpoint_host(notify_.bulk_endpoint);
+      if (!same_numeric_host(host, rel_->peer_host()))
+        throw Error(ErrorKind::protocol, "the source named a datagram endpoint on another host (" + printable(host, 64) +
+                                             ", the connection's peer is " + rel_->peer_host() + ")");
       dgram_->connect(notify_.bulk_endpoint);
       dgram_->register_memory(target_->memory());
       ready.bulk_endpoint = dgram_->local_endpoint();
@@ -71,7 +84,8 @@ class DestinationRun {
     // With full verification the digest rehashes the image: hashing reliable pages on arrival too
     // would be the same work twice on the receive thread.
     applier_ = std::make_unique<PageApplier>(target_->memory(), notify_.page_size, notify_.session, layout,
-                                             notify_.verify != "full", target_->starts_zeroed());
+                                             notify_.protection, *opts_.secrets, notify_.verify != "full",
+                                             target_->starts_zeroed());
     std::unique_ptr<ReliableAcceptor> acceptor;
     if (notify_.reliable != "tcp") {
       if (!opts_.make_reliable)
@@ -82,8 +96,7 @@ class DestinationRun {
     rel_->send(wire(MsgType::ready), encode_ready(ready));
     if (acceptor) {
       // From here on every message goes over the new channel; the first connection stays open, idle.
-      moved_rel_ = acceptor->accept(opts_.peer_timeout);
-      moved_rel_->set_io_timeout(opts_.peer_timeout);
+      moved_rel_ = accept_bound(*acceptor);
       moved_rel_->set_limits(std::max<std::size_t>(1 << 20, 8 + 8 * kMaxPagesPerMessage),
                              std::uint64_t{kMaxPagesPerMessage} * notify_.page_size);
       rel_ = moved_rel_.get();
@@ -91,11 +104,38 @@ class DestinationRun {
     if (notify_.final_delta == "write") expose_target();
   }
 
+  // The moved channel's listener takes whoever connects first: a connection counts only once it
+  // answered a fresh challenge sealed under the session's "rc" keys. Others are closed, and the
+  // listener waits on for the source until the deadline.
+  std::unique_ptr<ReliableChannel> accept_bound(ReliableAcceptor& acceptor) {
+    const auto deadline = Clock::now() + opts_.peer_timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) throw Error(ErrorKind::timeout, "the source did not connect its " + notify_.reliable + " channel in time");
+      auto ch = seal_channel(acceptor.accept(left), *opts_.secrets, "rc", Role::destination);
+      ch->set_io_timeout(std::min(left, kBindTimeout));
+      ch->set_limits(1024, 0);
+      try {
+        Bind challenge;
+        randombytes_buf(challenge.challenge.data(), challenge.challenge.size());
+        ch->send(wire(MsgType::bind), encode_bind(challenge));
+        const Bind answer = decode_bind(expect(*ch, MsgType::bind, std::min(left, kBindTimeout)).body);
+        if (answer.session == notify_.session && answer.challenge == challenge.challenge) {
+          ch->set_io_timeout(opts_.peer_timeout);
+          return ch;
+        }
+      } catch (const Error&) {
+        // Not the session's peer (or it gave up): this connection is closed; keep listening.
+      }
+      ++report_.foreign_connections;
+    }
+  }
+
   // The source asked to write the final delta straight into the target image: register it once with
   // the reliable channel now (outside the blackout); its window goes to the source after pause.
   // Where that cannot be done, the source gets no window and sends pages messages.
   void expose_target() {
-    RemoteImageWriter* w = rel_->remote_image_writer();
+    ImageWriter* w = rel_->image_writer();
     if (!w) {
       report_.final_delta_note = "no one-sided writes on " + rel_->transport_name();
       return;
@@ -114,8 +154,10 @@ class DestinationRun {
       const std::size_t n = dgram_->receive_batch(in, wait);
       if (n == 0) return;
       const std::uint64_t now = monotonic_ns();
+      const std::uint64_t authentic = applier_->datagrams();
       for (std::size_t i = 0; i < n; ++i) applier_->apply_datagram(in[i].bytes, now);
-      last_heard_ = Clock::now();
+      // Liveness counts authentic datagrams only: junk from anyone must not keep a session alive.
+      if (applier_->datagrams() != authentic) last_heard_ = Clock::now();
       wait = std::chrono::microseconds(0);
       if (Clock::now() - last_report_ > std::chrono::milliseconds(10)) return;  // let reports out
     }
@@ -154,6 +196,40 @@ class DestinationRun {
     applier_->note_pages_written(page_list_, in_final_ ? kFinalRound : round);
   }
 
+  // One message of the rounds; returns true on pause.
+  bool handle_round_message(const Message& m) {
+    switch (static_cast<MsgType>(m.type)) {
+      case MsgType::round_begin: {
+        Bitmap set;
+        const auto round = decode_page_set(m.body, applier_->page_count(), set);
+        applier_->begin_round(round, set);
+        return false;
+      }
+      case MsgType::pages:
+        receive_pages(m);
+        return false;
+      case MsgType::round_end: {
+        const auto re = decode_round_end(m.body);
+        // Datagrams sent before round-end may still sit in the socket: take them first, until the
+        // channel stays quiet for 2 ms (bounded at 200 ms).
+        if (dgram_) {
+          const auto until = Clock::now() + std::chrono::milliseconds(200);
+          while (Clock::now() < until && applier_->next_seq() < re.next_seq) drain_datagrams(std::chrono::microseconds(2000));
+          drain_datagrams(std::chrono::microseconds(0));
+          send_progress();
+        }
+        rel_->send(wire(MsgType::round_report), encode_page_set(re.round, missing_set()));
+        return false;
+      }
+      case MsgType::pause:
+        return true;
+      default:
+        reject_message(*rel_, m, "the source",
+                       std::string("unexpected ") + to_string(static_cast<MsgType>(m.type)) +
+                           " from the source during the rounds");
+    }
+  }
+
   void rounds() {
     last_heard_ = Clock::now();
     last_report_ = Clock::now();
@@ -161,47 +237,21 @@ class DestinationRun {
       if (dgram_) {
         pollfd fds[2] = {{rel_->poll_fd(), POLLIN, 0}, {dgram_->poll_fd(), POLLIN, 0}};
         ::poll(fds, 2, 5);
+      }
+      // Control messages first: a round's datagrams are taken only once its round-begin was read
+      // (the applier drops rounds not announced yet).
+      while (auto m = rel_->receive(std::chrono::milliseconds(dgram_ ? 0 : 100))) {
+        last_heard_ = Clock::now();
+        if (handle_round_message(*m)) return;
+        if (!dgram_) break;
+      }
+      if (dgram_) {
         drain_datagrams(std::chrono::microseconds(0));
         if (Clock::now() - last_report_ >= std::chrono::milliseconds(10)) send_progress();
       }
-      auto m = rel_->receive(std::chrono::milliseconds(dgram_ ? 0 : 100));
-      if (!m) {
-        if (Clock::now() - last_heard_ > opts_.peer_timeout)
-          throw Error(ErrorKind::timeout, "the source went silent for " + std::to_string(opts_.peer_timeout.count() / 1000) +
-                                              " s: link down or source gone");
-        continue;
-      }
-      last_heard_ = Clock::now();
-      switch (static_cast<MsgType>(m->type)) {
-        case MsgType::round_begin: {
-          Bitmap set;
-          const auto round = decode_page_set(m->body, applier_->page_count(), set);
-          applier_->begin_round(round, set);
-          break;
-        }
-        case MsgType::pages:
-          receive_pages(*m);
-          break;
-        case MsgType::round_end: {
-          const auto re = decode_round_end(m->body);
-          // Datagrams sent before round-end may still sit in the socket: take them first, until the
-          // channel stays quiet for 2 ms (bounded at 200 ms).
-          if (dgram_) {
-            const auto until = Clock::now() + std::chrono::milliseconds(200);
-            while (Clock::now() < until && applier_->next_seq() < re.next_seq) drain_datagrams(std::chrono::microseconds(2000));
-            drain_datagrams(std::chrono::microseconds(0));
-            send_progress();
-          }
-          rel_->send(wire(MsgType::round_report), encode_page_set(re.round, missing_set()));
-          break;
-        }
-        case MsgType::pause:
-          return;
-        default:
-          reject_message(*rel_, *m, "the source",
-                         std::string("unexpected ") + to_string(static_cast<MsgType>(m->type)) +
-                             " from the source during the rounds");
-      }
+      if (Clock::now() - last_heard_ > opts_.peer_timeout)
+        throw Error(ErrorKind::timeout, "the source went silent for " + std::to_string(opts_.peer_timeout.count() / 1000) +
+                                            " s: link down or source gone");
     }
   }
 
@@ -222,11 +272,17 @@ class DestinationRun {
         continue;
       }
       if (type == MsgType::written && window_) {
-        // The source wrote these pages into the exposed image before it sent this message: they
-        // are in place now (the channel delivers its writes before a later message).
-        const std::uint32_t round = decode_pages_header(m->body, applier_->page_count(), page_list_);
+        // The source wrote these pages (sealed) into the exposed image before it sent this message:
+        // they are in place now (the channel delivers its writes before a later message). Each is
+        // decrypted in place and must be authentic before it counts.
+        const std::uint32_t round = decode_written(m->body, applier_->page_count(), page_list_, tag_list_);
         if (round != kFinalRound)
           throw Error(ErrorKind::protocol, "written message for round " + std::to_string(round) + " in the final delta");
+        ImageWriter& w = *rel_->image_writer();
+        for (std::size_t i = 0; i < page_list_.size(); ++i)
+          if (!w.open_written(page_list_[i] * notify_.page_size, notify_.page_size, tag_list_[i]))
+            throw Error(ErrorKind::protocol, "a page the source wrote into the image failed authentication (page " +
+                                                 std::to_string(page_list_[i]) + ")");
         applier_->note_pages_written(page_list_, kFinalRound);
         report_.final_delta = "write";
         continue;
@@ -242,13 +298,11 @@ class DestinationRun {
     Verify v;
     v.missing_pages = applier_->page_count() - applier_->present().count();
     if (notify_.verify == "full") {
-      std::vector<std::uint64_t> hashes(applier_->page_count());
       Bitmap holes(applier_->page_count());
       target_->find_zero_pages(holes);
-      hash_all_pages(target_->memory(), notify_.page_size, hashes, holes);
-      v.digest = digest_of_hashes(hashes);
+      v.digest = keyed_digest_of_image(*opts_.secrets, target_->memory(), notify_.page_size, holes);
     } else {
-      v.digest = digest_of_hashes(applier_->page_hashes());
+      v.digest = keyed_digest_of_hashes(*opts_.secrets, applier_->page_hashes());
     }
     v.ok = v.missing_pages == 0 && v.digest == theirs;
     report_.digest = to_hex(v.digest);
@@ -330,6 +384,7 @@ class DestinationRun {
   std::unique_ptr<DatagramChannel> dgram_;
   std::unique_ptr<PageApplier> applier_;
   std::vector<std::uint64_t> page_list_;
+  std::vector<AeadTag> tag_list_;
   std::vector<MutableBuffer> dst_;
   std::optional<ImageWindow> window_;  // the target image exposed for the source's writes
   bool in_final_ = false;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "security/session_secrets.hpp"
 #include "transport/datagram_channel.hpp"
 #include "transport/image.hpp"
 #include "transport/reliable_channel.hpp"
@@ -23,6 +24,8 @@ using ReceiverDatagramFactory = std::function<std::unique_ptr<DatagramChannel>(c
 using ReliableAcceptorFactory = std::function<std::unique_ptr<ReliableAcceptor>(const Notify&)>;
 
 struct DestinationOptions {
+  // The session's keys (open_secure_session): required; `rel` is already sealed with them.
+  const SessionSecrets* secrets = nullptr;
   std::chrono::milliseconds peer_timeout{10000};
   ReliableAcceptorFactory make_reliable;  // unset: a notify asking for another transport is refused
 };
@@ -33,8 +36,9 @@ struct DestinationReport {
   std::uint64_t session = 0;
   std::string image_name, image_kind, stored_at;
   std::uint64_t image_bytes = 0;
-  std::uint64_t datagrams = 0, invalid_datagrams = 0, bad_hash = 0, stale = 0;
+  std::uint64_t datagrams = 0, invalid_datagrams = 0, bad_mac = 0, replayed = 0, bad_hash = 0, stale = 0;
   std::uint64_t device_state_bytes = 0;  // a VM's device state, loaded before the commit
+  std::uint64_t foreign_connections = 0; // connections to the moved channel's listener that were not the source
   std::string final_delta = "send";      // "write": the source wrote the final delta into the exposed image
   std::string final_delta_note;          // why the image was not exposed when the source asked
   std::string digest;

@@ -50,6 +50,7 @@ class FakeDatagram final : public DatagramChannel {
   std::string transport_name() const override { return "fake"; }
   std::size_t max_datagram() const override { return imp_.max_datagram; }
   std::string local_endpoint() const override { return "fake:" + std::to_string(id_); }
+  std::string endpoint_host(std::string_view) const override { return "127.0.0.1"; }
   void connect(std::string_view) override {}
 
   std::size_t send_batch(std::span<const OutDatagram> ds) override {
@@ -171,8 +172,8 @@ class FakeReliable final : public ReliableChannel {
   void discard_payload() override { current_.payload.clear(); }
 
   int poll_fd() const override { return in_->event.get(); }
-  std::string local_host() const override { return "fake"; }
-  std::string peer_host() const override { return "fake"; }
+  std::string local_host() const override { return "127.0.0.1"; }
+  std::string peer_host() const override { return "127.0.0.1"; }
   ReliableStats stats() const override { return stats_; }
 
   void cut() {

@@ -112,22 +112,31 @@ namespace {
 
 class FileTarget final : public TargetImage {
  public:
-  FileTarget(std::string dir, std::string name, std::uint64_t session, std::uint64_t bytes)
-      : final_path_(dir + "/" + name) {
+  FileTarget(const std::string& dir, std::string name, std::uint64_t session, std::uint64_t bytes, bool replace)
+      : name_(std::move(name)), final_path_(dir + "/" + name_), replace_(replace) {
+    // Everything happens relative to the store's directory, opened once: no path is re-resolved
+    // (a link swapped in meanwhile is not followed), and the directory can be synced.
+    dir_fd_ = UniqueFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir_fd_) throw_errno("cannot open the store '" + dir + "'");
+    struct stat st {};
+    if (!replace_ && ::fstatat(dir_fd_.get(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+      throw Error(ErrorKind::refused, "the store already holds an image '" + name_ +
+                                          "'; it is never replaced unless the destination runs `hymig serve --replace`");
     char buf[32];
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(session));
-    temp_path_ = dir + "/." + name + "." + buf + ".part";
-    UniqueFd fd(::open(temp_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd) throw_errno("cannot create '" + temp_path_ + "' in the store");
+    temp_name_ = "." + name_ + "." + buf + ".part";
+    temp_path_ = dir + "/" + temp_name_;
+    fd_ = UniqueFd(::openat(dir_fd_.get(), temp_name_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd_) throw_errno("cannot create '" + temp_path_ + "' in the store");
     created_ = true;
-    if (int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes)); err != 0) {
+    if (int err = ::posix_fallocate(fd_.get(), 0, static_cast<off_t>(bytes)); err != 0) {
       discard();
       if (err == ENOSPC)
         throw Error(ErrorKind::no_space, "the store '" + dir + "' has no room for " + std::to_string(bytes) +
                                              " bytes (ENOSPC): free space or point --store elsewhere");
       throw_errno("cannot reserve " + std::to_string(bytes) + " bytes for '" + temp_path_ + "'", err);
     }
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
     if (p == MAP_FAILED) {
       const int err = errno;
       discard();
@@ -143,21 +152,47 @@ class FileTarget final : public TargetImage {
   std::span<std::byte> memory() override { return map_.span(); }
   std::string description() const override { return final_path_; }
 
+  // Durable before the source is told: the contents, the new name, then the directory entry.
   void commit() override {
-    if (::msync(map_.data(), map_.size(), MS_ASYNC) != 0) throw_errno("cannot flush '" + temp_path_ + "'");
-    if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0)
-      throw_errno("cannot rename '" + temp_path_ + "' to '" + final_path_ + "'");
+    if (::msync(map_.data(), map_.size(), MS_SYNC) != 0) throw_errno("cannot write '" + temp_path_ + "' back");
+    if (::fsync(fd_.get()) != 0) throw_errno("cannot sync '" + temp_path_ + "'");
+    rename_into_place();
     committed_ = true;
+    if (::fsync(dir_fd_.get()) != 0) throw_errno("cannot sync the store's directory after renaming to '" + final_path_ + "'");
   }
 
   void discard() noexcept override {
     map_.reset();
-    if (created_ && !committed_) ::unlink(temp_path_.c_str());
+    if (created_ && !committed_) ::unlinkat(dir_fd_.get(), temp_name_.c_str(), 0);
     created_ = false;
   }
 
  private:
-  std::string final_path_, temp_path_;
+  void rename_into_place() {
+    if (replace_) {
+      if (::renameat(dir_fd_.get(), temp_name_.c_str(), dir_fd_.get(), name_.c_str()) != 0)
+        throw_errno("cannot rename '" + temp_path_ + "' to '" + final_path_ + "'");
+      return;
+    }
+    if (::renameat2(dir_fd_.get(), temp_name_.c_str(), dir_fd_.get(), name_.c_str(), RENAME_NOREPLACE) == 0) return;
+    int err = errno;
+    if (err == EINVAL) {
+      // A file system without RENAME_NOREPLACE: link (which never replaces), then drop the temp name.
+      if (::linkat(dir_fd_.get(), temp_name_.c_str(), dir_fd_.get(), name_.c_str(), 0) == 0) {
+        ::unlinkat(dir_fd_.get(), temp_name_.c_str(), 0);
+        return;
+      }
+      err = errno;
+    }
+    if (err == EEXIST)
+      throw Error(ErrorKind::refused, "an image '" + name_ + "' appeared in the store during the session; not replaced "
+                                      "(`hymig serve --replace` allows it)");
+    throw_errno("cannot rename '" + temp_path_ + "' to '" + final_path_ + "'", err);
+  }
+
+  std::string name_, final_path_, temp_name_, temp_path_;
+  bool replace_;
+  UniqueFd dir_fd_, fd_;
   Mapping map_;
   bool created_ = false;
   bool committed_ = false;
@@ -179,8 +214,8 @@ class MemoryTarget final : public TargetImage {
 }  // namespace
 
 std::unique_ptr<TargetImage> make_file_target(const std::string& dir, const std::string& name,
-                                              std::uint64_t session, std::uint64_t bytes) {
-  return std::make_unique<FileTarget>(dir, name, session, bytes);
+                                              std::uint64_t session, std::uint64_t bytes, bool replace) {
+  return std::make_unique<FileTarget>(dir, name, session, bytes, replace);
 }
 
 std::unique_ptr<TargetImage> make_memory_target(std::uint64_t bytes) { return std::make_unique<MemoryTarget>(bytes); }

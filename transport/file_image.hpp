@@ -46,9 +46,11 @@ void scan_modified_pages(std::span<const std::byte> memory, std::size_t page_siz
 
 // Where a file image lands on the destination: DIR/.NAME.SESSION.part while it arrives, renamed to
 // DIR/NAME on commit, unlinked on discard. Space is reserved up front so a full disk is a clear
-// error at notify time rather than a SIGBUS mid-stream.
+// error at notify time rather than a SIGBUS mid-stream. An existing DIR/NAME is refused (at
+// notify, and again atomically at the rename) unless `replace`. The commit is durable: contents
+// and directory are synced before it returns (the source lets go of its copy on the answer).
 std::unique_ptr<TargetImage> make_file_target(const std::string& dir, const std::string& name,
-                                              std::uint64_t session, std::uint64_t bytes);
+                                              std::uint64_t session, std::uint64_t bytes, bool replace = false);
 
 // An anonymous in-memory target (synthetic images): dropped after the session.
 std::unique_ptr<TargetImage> make_memory_target(std::uint64_t bytes);

@@ -1,35 +1,16 @@
 #include "transport/handshake.hpp"
 
-#include <sodium.h>
-
-#include <cstring>
-
+#include "security/tls_psk_handshake.hpp"
 #include "transport/error.hpp"
+#include "transport/sealed_channel.hpp"
 
 namespace hymig {
 namespace {
 
-using Key = std::array<unsigned char, crypto_auth_KEYBYTES>;
+// A hello with its capabilities is a few hundred bytes; nothing larger is read before it.
+constexpr std::size_t kMaxHelloBytes = 64 * 1024;
 
-Key derive_key(const std::string& secret) {
-  Key key;
-  crypto_generichash(key.data(), key.size(), reinterpret_cast<const unsigned char*>(secret.data()), secret.size(),
-                     reinterpret_cast<const unsigned char*>("hymig-key-v1"), 12);
-  return key;
-}
-
-// The MAC a side of `role` sends: over the role and both nonces in source, destination order, so a
-// recorded answer cannot be replayed to a fresh challenge nor reflected back.
-std::array<unsigned char, crypto_auth_BYTES> role_mac(const Key& key, const std::string& role,
-                                                      const std::array<std::uint8_t, 32>& source_nonce,
-                                                      const std::array<std::uint8_t, 32>& dest_nonce) {
-  std::vector<unsigned char> msg(role.begin(), role.end());
-  msg.insert(msg.end(), source_nonce.begin(), source_nonce.end());
-  msg.insert(msg.end(), dest_nonce.begin(), dest_nonce.end());
-  std::array<unsigned char, crypto_auth_BYTES> mac;
-  crypto_auth(mac.data(), msg.data(), msg.size(), key.data());
-  return mac;
-}
+const char* peer_name(Role me) { return me == Role::source ? "the destination" : "the source"; }
 
 }  // namespace
 
@@ -55,46 +36,41 @@ void send_abort_quietly(ReliableChannel& ch, const std::string& reason) noexcept
   }
 }
 
-PeerHello handshake(ReliableChannel& ch, const std::string& role, const nlohmann::json& local_caps,
-                    const std::optional<std::string>& secret, std::chrono::milliseconds timeout) {
-  if (sodium_init() < 0) throw Error(ErrorKind::io, "libsodium failed to initialise");
-  Hello mine;
-  mine.role = role;
-  mine.auth = secret.has_value();
-  mine.software = "hymig 0.1.0";
-  randombytes_buf(mine.nonce.data(), mine.nonce.size());
-  ch.send(wire(MsgType::hello), encode_hello(mine, local_caps));
+std::unique_ptr<ReliableChannel> seal_channel(std::unique_ptr<ReliableChannel> raw, const SessionSecrets& secrets,
+                                              std::string_view purpose, Role me) {
+  auto ch = std::make_unique<SealedChannel>(std::move(raw), secrets.traffic_key(purpose, me),
+                                            secrets.traffic_key(purpose, other(me)), peer_name(me));
+  // Only the source writes pages; both ends use its key.
+  ch->set_write_key(secrets.traffic_key(std::string(purpose) + " write", Role::source));
+  return ch;
+}
 
+PeerHello exchange_hello(ReliableChannel& ch, Role role, const nlohmann::json& local_caps, std::chrono::milliseconds timeout) {
+  Hello mine;
+  mine.role = to_string(role);
+  mine.software = "hymig " HYMIG_VERSION;
+  ch.set_limits(kMaxHelloBytes, 0);
+  ch.send(wire(MsgType::hello), encode_hello(mine, local_caps));
   PeerHello peer;
   const auto m = expect(ch, MsgType::hello, timeout);
   peer.hello = decode_hello(m.body, peer.caps);
-  if (peer.hello.role == role) throw Error(ErrorKind::protocol, "the peer also says it is the " + role);
+  if (peer.hello.role == mine.role) throw Error(ErrorKind::protocol, "the peer also says it is the " + mine.role);
   if (peer.hello.version != kProtocolVersion) {
     const std::string why = "protocol version mismatch: the peer speaks " + std::to_string(peer.hello.version) +
                             ", this side " + std::to_string(kProtocolVersion) + "; install the same hymig on both";
     send_abort_quietly(ch, why);
     throw Error(ErrorKind::refused, why);
   }
-
-  if (!secret && !peer.hello.auth) return peer;
-  if (!secret) throw Error(ErrorKind::refused, "the peer requires authentication: pass the shared --secret-file");
-  if (!peer.hello.auth) {
-    send_abort_quietly(ch, "this side requires authentication: pass the shared --secret-file");
-    throw Error(ErrorKind::refused, "this side has a --secret-file but the peer has none");
-  }
-  const Key key = derive_key(*secret);
-  const bool is_source = role == "source";
-  const auto& src_nonce = is_source ? mine.nonce : peer.hello.nonce;
-  const auto& dst_nonce = is_source ? peer.hello.nonce : mine.nonce;
-  const auto my_mac = role_mac(key, role, src_nonce, dst_nonce);
-  ch.send(wire(MsgType::auth), std::as_bytes(std::span(my_mac)));
-  const auto a = expect(ch, MsgType::auth, timeout);
-  const auto want = role_mac(key, peer.hello.role, src_nonce, dst_nonce);
-  if (a.body.size() != want.size() || sodium_memcmp(a.body.data(), want.data(), want.size()) != 0) {
-    send_abort_quietly(ch, "authentication failed: the secrets differ");
-    throw Error(ErrorKind::refused, "authentication failed: the peer's secret differs from ours");
-  }
   return peer;
+}
+
+SecureSession open_secure_session(std::unique_ptr<ReliableChannel> connection, int socket, Role role,
+                                  const ClusterKey& key, std::chrono::steady_clock::time_point deadline,
+                                  std::string* detail) {
+  SecureSession s;
+  s.secrets = tls_psk_handshake(socket, role, key, deadline, detail);
+  s.channel = seal_channel(std::move(connection), s.secrets, "control", role);
+  return s;
 }
 
 void reject_message(ReliableChannel& ch, const Message& m, const std::string& peer,

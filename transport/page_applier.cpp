@@ -7,17 +7,20 @@
 namespace hymig {
 
 PageApplier::PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session,
-                         const DatagramLayout& layout, bool keep_hashes, bool starts_zeroed)
-    : image_(image), page_size_(page_size), page_count_(image.size() / page_size), session_(session),
-      layout_(layout), zero_hash_(zero_page_hash(page_size)), present_(page_count_), round_tag_(page_count_, 0),
-      hashes_(page_count_, 0), keep_hashes_(keep_hashes), maybe_nonzero_(page_count_) {
+                         const DatagramLayout& layout, DatagramProtection protection, const SessionSecrets& secrets,
+                         bool keep_hashes, bool starts_zeroed)
+    : image_(image), page_size_(page_size), page_count_(image.size() / page_size), session_(session), layout_(layout),
+      protection_(protection), keys_(secrets, "datagram/0", Role::source, AeadCipher::Direction::open),
+      present_(page_count_), round_tag_(page_count_, 0), hashes_(page_count_, 0), keep_hashes_(keep_hashes),
+      maybe_nonzero_(page_count_), scratch_(layout.datagram_bytes) {
   if (layout_.chunked()) chunk_mask_.assign(page_count_, 0);
   if (!starts_zeroed) maybe_nonzero_.set_all();
 }
 
 std::uint64_t PageApplier::invalid() const {
   std::uint64_t n = 0;
-  for (auto d : drops_) n += d;
+  for (std::size_t r = 0; r < drops_.size(); ++r)
+    if (r != static_cast<std::size_t>(DropReason::stale_round)) n += drops_[r];
   return n;
 }
 
@@ -27,60 +30,105 @@ std::int64_t PageApplier::take_min_owd() {
   return v;
 }
 
+bool PageApplier::may_write_page(std::uint64_t p, std::uint32_t tag) const {
+  return !present_.test(p) && round_tag_[p] <= tag;
+}
+
+bool PageApplier::may_write_chunk(std::uint64_t p, std::uint32_t tag, std::uint64_t bit) const {
+  // Not over a received chunk of any round: an older round's partial copy may still complete.
+  return !present_.test(p) && round_tag_[p] <= tag && !(chunk_mask_[p] & bit);
+}
+
+// Decrypts (or, with protection mac, checks) the payload; true when the tag verified. Each piece is
+// opened into its page where may_write allows, else into scratch_; opened_ says where.
+bool PageApplier::open_payload(const DatagramView& v, std::uint32_t tag) {
+  AeadCipher& c = keys_.for_seq(v.header.seq);
+  c.begin(v.header.seq, v.head);
+  if (protection_ == DatagramProtection::mac) {
+    c.authenticate(v.payload);
+    std::size_t off = 0;
+    for (std::size_t i = 0; i < v.header.entry_count; ++i) {
+      if (v.header.chunk_count == 1 && v.entry_at(i).zero) continue;
+      opened_[i] = const_cast<std::byte*>(v.payload.data()) + off;  // read only, after the tag verified
+      off += v.header.chunk_count == 1 ? page_size_ : v.payload.size();
+    }
+  } else if (v.header.chunk_count > 1) {
+    const std::uint64_t p = v.entry_at(0).page;
+    std::byte* dst = image_.data() + p * page_size_ + std::size_t{v.header.chunk_index} * layout_.chunk_bytes;
+    if (may_write_chunk(p, tag, std::uint64_t{1} << v.header.chunk_index)) {
+      maybe_nonzero_.set(p);  // conservatively, before any byte lands
+    } else {
+      dst = scratch_.data();
+    }
+    c.crypt(v.payload, dst);
+    opened_[0] = dst;
+  } else {
+    std::size_t off = 0, used = 0;
+    for (std::size_t i = 0; i < v.header.entry_count; ++i) {
+      const DatagramEntry e = v.entry_at(i);
+      if (e.zero) continue;
+      std::byte* dst;
+      if (may_write_page(e.page, tag)) {
+        dst = image_.data() + e.page * page_size_;
+        maybe_nonzero_.set(e.page);
+      } else {
+        dst = scratch_.data() + used;
+        used += page_size_;
+      }
+      c.crypt(v.payload.subspan(off, page_size_), dst);
+      opened_[i] = dst;
+      off += page_size_;
+    }
+  }
+  return c.finish_open(std::span<const std::byte, kDatagramTagBytes>(v.tag, kDatagramTagBytes));
+}
+
 DropReason PageApplier::apply_datagram(std::span<const std::byte> bytes, std::uint64_t now_ns) {
   DatagramView v;
-  DropReason r = decode_datagram(bytes, session_, page_count_, layout_, v);
-  // A round the source has not announced yet can only come from a forged or corrupted datagram
-  // that passed the check: it would otherwise block later legitimate rounds from this page.
-  if (r == DropReason::none && v.header.round > announced_round_ + 1) r = DropReason::bad_shape;
-  if (r == DropReason::none) {
-    // Round tag: round + 1, so 0 means "never written".
-    const std::uint32_t tag = v.header.round + 1;
-    r = v.header.chunk_count > 1 ? apply_chunk(v, tag) : apply_whole(v, tag);
-    ++datagrams_;
-    bytes_ += bytes.size();
-    next_seq_ = std::max(next_seq_, v.header.seq + 1);
-    min_owd_ = std::min(min_owd_, static_cast<std::int64_t>(now_ns - v.header.send_time_ns));
-    // Stale or bad-hash entries inside a valid datagram are counted but the datagram counts as
-    // received: the loss estimate is about the path, not about our page bookkeeping.
-    if (r != DropReason::none) ++drops_[static_cast<std::size_t>(r)];
+  DropReason r = decode_datagram(bytes, session_, page_count_, layout_, protection_, v);
+  if (r == DropReason::none && v.header.round > announced_round_) r = DropReason::future_round;
+  if (r == DropReason::none && window_.check(v.header.seq) != ReplayWindow::Verdict::fresh) r = DropReason::replayed;
+  // A key epoch more than one past the newest authentic datagram's is no sender's: not derived.
+  if (r == DropReason::none && EpochKeys::epoch_of(v.header.seq) > EpochKeys::epoch_of(window_.highest()) + 1)
+    r = DropReason::bad_shape;
+  // Round tag: round + 1, so 0 means "never written".
+  const std::uint32_t tag = v.header.round + 1;
+  if (r == DropReason::none && !open_payload(v, tag)) r = DropReason::bad_mac;
+  if (r != DropReason::none) {
+    ++drops_[static_cast<std::size_t>(r)];
     return r;
   }
-  ++drops_[static_cast<std::size_t>(r)];
+  window_.mark(v.header.seq);
+  r = v.header.chunk_count > 1 ? apply_chunk(v, tag) : apply_whole(v, tag);
+  ++datagrams_;
+  bytes_ += bytes.size();
+  next_seq_ = std::max(next_seq_, v.header.seq + 1);
+  min_owd_ = std::min(min_owd_, static_cast<std::int64_t>(now_ns - v.header.send_time_ns));
+  // Stale or bad-hash entries inside an authentic datagram are counted but the datagram counts as
+  // received: the loss estimate is about the path, not about our page bookkeeping.
+  if (r != DropReason::none) ++drops_[static_cast<std::size_t>(r)];
   return r;
 }
 
 DropReason PageApplier::apply_whole(const DatagramView& v, std::uint32_t tag) {
   DropReason result = DropReason::none;
-  const std::byte* payload = v.payload.data();
   for (std::size_t i = 0; i < v.header.entry_count; ++i) {
     const DatagramEntry e = v.entry_at(i);
-    const std::byte* src = payload;
-    if (!e.zero) payload += page_size_;
     if (round_tag_[e.page] > tag) {
       result = DropReason::stale_round;
       continue;
     }
-    std::byte* dst = image_.data() + e.page * page_size_;
+    std::byte* page = image_.data() + e.page * page_size_;
     if (e.zero) {
-      if (e.hash != zero_hash_) {
-        result = DropReason::bad_hash;
-        continue;
-      }
       if (maybe_nonzero_.test(e.page)) {
-        std::memset(dst, 0, page_size_);
+        std::memset(page, 0, page_size_);
         maybe_nonzero_.reset(e.page);
       }
     } else {
-      // Hash the received bytes before they touch the image: a corrupted page never lands.
-      if (hash_page(src, page_size_) != e.hash) {
-        result = DropReason::bad_hash;
-        continue;
-      }
-      std::memcpy(dst, src, page_size_);
+      if (opened_[i] != page) std::memcpy(page, opened_[i], page_size_);
       maybe_nonzero_.set(e.page);
     }
-    hashes_[e.page] = e.hash;
+    if (keep_hashes_) hashes_[e.page] = e.zero ? e.hash : hash_page(page, page_size_);
     round_tag_[e.page] = tag;
     present_.set(e.page);
   }
@@ -100,17 +148,19 @@ DropReason PageApplier::apply_chunk(const DatagramView& v, std::uint32_t tag) {
   const std::uint64_t bit = std::uint64_t{1} << v.header.chunk_index;
   if (chunk_mask_[p] & bit) return DropReason::none;  // a duplicate: same round, same bytes
   std::byte* dst = image_.data() + p * page_size_ + std::size_t{v.header.chunk_index} * layout_.chunk_bytes;
-  std::memcpy(dst, v.payload.data(), v.payload.size());  // the datagram check covered these bytes
+  if (opened_[0] != dst) std::memcpy(dst, opened_[0], v.payload.size());
   maybe_nonzero_.set(p);
   chunk_mask_[p] |= bit;
   const std::uint64_t full = layout_.chunk_count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << layout_.chunk_count) - 1;
   if (chunk_mask_[p] != full) return DropReason::none;
-  const std::uint64_t h = hash_page(image_.data() + p * page_size_, page_size_);
-  if (h != e.hash) {
-    chunk_mask_[p] = 0;  // chunks of different sends of a torn page: wait for a resend
-    return DropReason::bad_hash;
+  if (keep_hashes_) {
+    const std::uint64_t h = hash_page(image_.data() + p * page_size_, page_size_);
+    if (h != e.hash) {
+      chunk_mask_[p] = 0;  // cannot happen with authentic chunks of one send; wait for a resend
+      return DropReason::bad_hash;
+    }
+    hashes_[p] = h;
   }
-  hashes_[p] = h;
   present_.set(p);
   return DropReason::none;
 }

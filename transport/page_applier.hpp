@@ -1,7 +1,13 @@
-// The destination's hot path: validates each datagram and page message and writes the pages into
-// the target image. It keeps, per page, the round it holds (an older round never overwrites a
-// newer one: reordered or duplicated datagrams are harmless), the hash of what it holds, and
-// whether the page is complete and verified ("present").
+// The destination's hot path: authenticates each datagram, decrypts its pages straight into the
+// target image and keeps the bookkeeping. Per page: the round it holds (an older round never
+// overwrites a newer one: reordered or duplicated datagrams are harmless), the hash of what it
+// holds (--verify fast only), and whether the page is complete ("present").
+//
+// Nothing a datagram says is trusted before its tag verified, and no state changes before then:
+// a page's bytes are decrypted in place only where they are disposable anyway (the page is not
+// present, and the chunk region is not part of a partly assembled copy); everything else goes
+// through a scratch buffer and is copied once authentic. A forged datagram therefore costs one
+// failed tag check and a bad-mac count, never a page.
 #pragma once
 
 #include <array>
@@ -9,6 +15,8 @@
 #include <span>
 #include <vector>
 
+#include "security/epoch_keys.hpp"
+#include "security/replay_window.hpp"
 #include "transport/bitmap.hpp"
 #include "transport/wire.hpp"
 
@@ -16,19 +24,20 @@ namespace hymig {
 
 class PageApplier {
  public:
-  // keep_hashes: record the hash of every page written over the reliable channel, for a digest
-  // taken from page_hashes(); false when the digest will rehash the whole image anyway.
+  // keep_hashes: record the hash of every page received (--verify fast: the digest is taken from
+  // page_hashes()); false when the digest will rehash the whole image anyway.
   // starts_zeroed: the image is all zeros before the session writes it (TargetImage::starts_zeroed),
   // so a zero page needs no write unless data was written there before.
-  PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session,
-              const DatagramLayout& layout, bool keep_hashes = true, bool starts_zeroed = false);
+  PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session, const DatagramLayout& layout,
+              DatagramProtection protection, const SessionSecrets& secrets, bool keep_hashes = true,
+              bool starts_zeroed = false);
 
-  // Validates and applies one datagram. Returns the reason it was dropped (none = applied).
-  // Never throws: a flood of junk costs one validation each.
+  // Validates, authenticates and applies one datagram. Returns the reason it was dropped (none =
+  // applied). Never throws: a flood of junk costs one validation (and at most one tag check) each.
   DropReason apply_datagram(std::span<const std::byte> bytes, std::uint64_t now_ns);
 
-  // Pages that arrived over the reliable channel have been written to their places in the image
-  // by the channel; record them (present, round, and the hash when kept).
+  // Pages that arrived over the reliable channel (already authenticated there) have been written
+  // to their places in the image; record them (present, round, and the hash when kept).
   void note_pages_written(std::span<const std::uint64_t> pages, std::uint32_t round);
 
   // The source starts round r resending `pages`: what the destination holds of them is stale until
@@ -41,7 +50,7 @@ class PageApplier {
   std::uint64_t page_count() const { return page_count_; }
   std::span<std::byte> page(std::uint64_t p) { return image_.subspan(p * page_size_, page_size_); }
 
-  // Counters for progress reports.
+  // Counters for progress reports: authentic datagrams only.
   std::uint64_t datagrams() const { return datagrams_; }
   std::uint64_t bytes() const { return bytes_; }
   std::uint64_t next_seq() const { return next_seq_; }
@@ -51,6 +60,10 @@ class PageApplier {
   std::int64_t take_min_owd();
 
  private:
+  // Where a payload piece is decrypted: its page (in place) or the scratch buffer.
+  bool may_write_page(std::uint64_t p, std::uint32_t tag) const;
+  bool may_write_chunk(std::uint64_t p, std::uint32_t tag, std::uint64_t bit) const;
+  bool open_payload(const DatagramView& v, std::uint32_t tag);
   DropReason apply_whole(const DatagramView& v, std::uint32_t tag);
   DropReason apply_chunk(const DatagramView& v, std::uint32_t tag);
 
@@ -59,8 +72,10 @@ class PageApplier {
   std::uint64_t page_count_;
   std::uint64_t session_;
   DatagramLayout layout_;
-  std::uint64_t zero_hash_;
+  DatagramProtection protection_;
   std::uint32_t announced_round_ = 0;
+  EpochKeys keys_;
+  ReplayWindow window_;
 
   Bitmap present_;
   std::vector<std::uint32_t> round_tag_;   // round + 1 of what the page holds; 0 = nothing yet
@@ -71,6 +86,10 @@ class PageApplier {
   // fresh VM RAM file would allocate every page of it (a 1 GiB guest is mostly zeros) and slow
   // the receiver so much that it dropped a third of round 0's datagrams.
   Bitmap maybe_nonzero_;
+
+  // The current datagram's pieces: where each was opened (the image, or scratch_).
+  std::array<std::byte*, kMaxEntries> opened_{};
+  std::vector<std::byte> scratch_;
 
   std::uint64_t datagrams_ = 0, bytes_ = 0, next_seq_ = 0;
   std::int64_t min_owd_ = INT64_MAX;

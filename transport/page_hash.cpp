@@ -1,5 +1,6 @@
 #include "transport/page_hash.hpp"
 
+#include <sodium.h>
 #include <xxhash.h>
 
 #include <bit>
@@ -8,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "transport/error.hpp"
 #include "transport/parallel.hpp"
 
 namespace hymig {
@@ -37,15 +39,63 @@ bool is_zero_page(const std::byte* page, std::size_t page_size) {
   return true;
 }
 
-Digest digest_of_hashes(std::span<const std::uint64_t> page_hashes) {
+namespace {
+
+struct DigestKeys {
+  TrafficKey page_mac;                        // AES-GMAC of each page
+  std::array<std::uint8_t, 32> combine{};    // BLAKE2b over the tags or hashes
+};
+
+DigestKeys digest_keys(const SessionSecrets& secrets) {
+  DigestKeys k;
+  k.page_mac = secrets.traffic_key("digest page-mac", Role::source);
+  secrets.derive("digest combine", k.combine);
+  return k;
+}
+
+Digest keyed_blake2b(const std::array<std::uint8_t, 32>& key, std::span<const std::byte> bytes) {
+  if (sodium_init() < 0) throw Error(ErrorKind::io, "libsodium failed to initialise");
+  Digest d;
+  crypto_generichash(d.data(), d.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), key.data(),
+                     key.size());
+  return d;
+}
+
+}  // namespace
+
+Digest keyed_digest_of_hashes(const SessionSecrets& secrets, std::span<const std::uint64_t> page_hashes) {
   // Page hashes are hashed as little-endian 64-bit words (the host order on every supported target).
   static_assert(std::endian::native == std::endian::little, "hymig assumes a little-endian host");
-  const XXH128_hash_t h = XXH3_128bits(page_hashes.data(), page_hashes.size_bytes());
-  XXH128_canonical_t canon;
-  XXH128_canonicalFromHash(&canon, h);
-  Digest d;
-  std::memcpy(d.data(), canon.digest, d.size());
-  return d;
+  return keyed_blake2b(digest_keys(secrets).combine, std::as_bytes(page_hashes));
+}
+
+Digest keyed_digest_of_image(const SessionSecrets& secrets, std::span<const std::byte> image, std::size_t page_size,
+                             const Bitmap& zero, unsigned threads) {
+  // Each page's tag is GMAC under one nonce: the tags are never shown (only the keyed BLAKE2b of
+  // all of them, in page order, which also binds each tag to its page), so the nonce needs no
+  // variation, and a hole's tag is the zero page's, computed once.
+  const DigestKeys keys = digest_keys(secrets);
+  const std::uint64_t pages = image.size() / page_size;
+  std::vector<AeadTag> tags(pages);
+  AeadTag zero_tag;
+  {
+    AeadCipher c(keys.page_mac, AeadCipher::Direction::seal);
+    const std::vector<std::byte> zeros(page_size);
+    c.begin(0, zeros);
+    zero_tag = c.finish_seal();
+  }
+  parallel_for(pages, threads, [&](std::uint64_t b, std::uint64_t e) {
+    AeadCipher c(keys.page_mac, AeadCipher::Direction::seal);
+    for (std::uint64_t p = b; p < e; ++p) {
+      if (zero.test(p)) {
+        tags[p] = zero_tag;
+        continue;
+      }
+      c.begin(0, image.subspan(p * page_size, page_size));
+      tags[p] = c.finish_seal();
+    }
+  });
+  return keyed_blake2b(keys.combine, std::as_bytes(std::span(tags)));
 }
 
 std::string to_hex(std::span<const std::uint8_t> bytes) {

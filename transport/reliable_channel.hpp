@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 
+#include "security/aead.hpp"
 #include "transport/buffer.hpp"
 
 namespace hymig {
@@ -38,31 +39,60 @@ struct RemoteImage {
   std::uint64_t bytes = 0;
 };
 
-// Optional capability of a reliable channel whose transport can write into the peer's memory
-// (RDMA RC): the final delta goes straight from the source image into the destination's target
-// image, with no receive, copy or slot on the far side. Writes travel in order with the channel's
-// messages: whatever was written before a send() is in place when the peer receives that message.
-// The peer learns which pages were written from such a message (the engine sends their list).
-class RemoteImageWriter {
+// Optional capability of a raw reliable channel whose transport can write into the peer's memory
+// (RDMA RC): bytes of a registered local region go straight into the peer's exposed region, with no
+// receive, copy or slot on the far side. Writes travel in order with the channel's messages:
+// whatever was written before a send() is in place when the peer receives that message. These
+// writes carry no protection of their own; the engine never sees them: it uses the sealed
+// ImageWriter that SealedChannel builds on top.
+class RemoteWriter {
  public:
-  virtual ~RemoteImageWriter() = default;
+  virtual ~RemoteWriter() = default;
 
-  // Destination: registers `image` once for writes by this channel's peer and returns what the
+  // Destination: registers `region` once for writes by this channel's peer and returns what the
   // peer must be told. Throws Error{io} when it cannot (e.g. RLIMIT_MEMLOCK too low).
-  virtual RemoteImage expose_target(std::span<std::byte> image) = 0;
+  virtual RemoteImage expose_target(std::span<std::byte> region) = 0;
 
-  // Source: registers `image` once as the source of writes (never per page). Throws Error{io}.
-  virtual void register_source(std::span<const std::byte> image) = 0;
-  // Source: where the writes go (the peer's expose_target()). Error{protocol} for a window that
-  // cannot hold the registered source image.
+  // Source: registers `region` once as the source of writes (never per write). Throws Error{io}.
+  virtual void register_source(std::span<const std::byte> region) = 0;
+  // Source: where the writes go (the peer's expose_target()).
   virtual void set_remote_target(const RemoteImage& remote) = 0;
 
-  // Source: copies source[offset, offset + bytes) to the same offset of the remote image. Queued
-  // and posted in batches (adjacent ranges may be merged); never waits for the peer except for
+  // Source: copies region[local_offset, +bytes) to remote[remote_offset, +bytes). Queued and posted
+  // in batches (writes contiguous on both sides may be merged); never waits for the peer except for
   // room in its bounded window. Errors (peer gone, queue pair in error) throw here, in
-  // flush_writes() or in the next call of the channel, like a failed send().
-  virtual void write_remote(std::uint64_t offset, std::size_t bytes) = 0;
+  // flush_writes() or in the next call of the channel, like a failed send(). Error{protocol} for a
+  // range outside the remote window.
+  virtual void write_remote(std::uint64_t local_offset, std::uint64_t remote_offset, std::size_t bytes) = 0;
   // Posts what is queued (send() does this too before its message).
+  virtual void flush_writes() = 0;
+  // Posts what is queued and waits until every write so far has completed (its local bytes may be
+  // reused).
+  virtual void wait_writes() = 0;
+  virtual std::uint64_t bytes_written() const = 0;
+};
+
+// The engine's one-sided image writes, sealed with the session's keys (SealedChannel over a channel
+// that has a RemoteWriter): each page goes encrypted from the source image, through a registered
+// staging buffer, straight into its place in the destination's image; its AES-GCM tag travels in
+// the `written` message that names it, and the destination decrypts the page in place and checks
+// the tag before recording it.
+class ImageWriter {
+ public:
+  virtual ~ImageWriter() = default;
+
+  // Destination: registers the target image for the peer's writes (once); what the peer must be told.
+  virtual RemoteImage expose_target(std::span<std::byte> image) = 0;
+  // Destination: the page at [offset, +bytes) was written (sealed) by the peer: decrypts it in place.
+  // False when it is not authentic (the page then holds garbage and the session must end).
+  virtual bool open_written(std::uint64_t offset, std::size_t bytes, std::span<const std::byte, kAeadTagBytes> tag) = 0;
+
+  // Source: the image pages are sealed from (once; outside the blackout, registers the staging).
+  virtual void register_source(std::span<const std::byte> image) = 0;
+  virtual void set_remote_target(const RemoteImage& remote) = 0;
+  // Source: seals image[offset, +bytes) and writes it to the same offset of the peer's image; the
+  // tag goes to the peer in the message that names the page, after this write.
+  virtual AeadTag write_sealed(std::uint64_t offset, std::size_t bytes) = 0;
   virtual void flush_writes() = 0;
   virtual std::uint64_t bytes_written() const = 0;
 };
@@ -106,9 +136,11 @@ class ReliableChannel {
 
   virtual ReliableStats stats() const = 0;
 
-  // One-sided writes into the peer's image, where the transport has them (RC); nullptr otherwise
-  // (TCP, the fake): the final delta then travels as pages messages.
-  virtual RemoteImageWriter* remote_image_writer() { return nullptr; }
+  // Raw one-sided writes, where the transport has them (RC); nullptr otherwise (TCP, the fake).
+  virtual RemoteWriter* remote_writer() { return nullptr; }
+  // Sealed one-sided writes of image pages (SealedChannel over a channel with remote_writer());
+  // nullptr otherwise: the final delta then travels as pages messages.
+  virtual ImageWriter* image_writer() { return nullptr; }
 };
 
 // The destination's half of moving a session onto another reliable transport (RDMA RC): a listener

@@ -10,6 +10,7 @@
 #include "transport/datagram_streamer.hpp"
 #include "transport/error.hpp"
 #include "transport/handshake.hpp"
+#include "transport/numeric_host.hpp"
 #include "transport/page_hash.hpp"
 #include "transport/pacer.hpp"
 #include "transport/wire.hpp"
@@ -40,7 +41,10 @@ class SourceRun {
  public:
   SourceRun(ReliableChannel& rel, const DatagramFactory& make_datagram, SourceImage& image, const SourceOptions& opts)
       : rel_(&rel), make_datagram_(make_datagram), image_(image), opts_(opts),
-        pacer_(RateConfig{opts.fixed_rate ? opts.fixed_rate : opts.initial_rate, opts.fixed_rate != 0}) {}
+        pacer_(RateConfig{opts.fixed_rate ? opts.fixed_rate : opts.initial_rate, opts.fixed_rate != 0}) {
+    peer_host_ = rel.peer_host();
+    if (!opts_.secrets) throw std::logic_error("run_source: SourceOptions::secrets is required");
+  }
 
   MigrationReport run() {
     start_ = Clock::now();
@@ -90,10 +94,11 @@ class SourceRun {
     n.verify = opts_.verify;
     n.reliable = opts_.reliable;
     n.vm_definition = image_.vm_definition();
+    n.protection = opts_.protection;
     // The final delta by one-sided writes: asked for in notify when the reliable channel the
     // session ends up on may have them (RC); used if the destination then exposes its image.
     if (wanted_final_delta(opts_.final_delta) == "write") {
-      if (opts_.reliable == "rc" || rel_->remote_image_writer()) n.final_delta = "write";
+      if (opts_.reliable == "rc" || rel_->image_writer()) n.final_delta = "write";
       else report_.final_delta_note = "no one-sided writes on " + rel_->transport_name();
     }
     if (opts_.bulk != "tcp") {
@@ -112,6 +117,11 @@ class SourceRun {
     if (asked_write_) prepare_writes();
 
     if (dgram_) {
+      // The stream goes to the host that authenticated, nowhere else.
+      const std::string host = dgram_->endpoint_host(ready.bulk_endpoint);
+      if (!same_numeric_host(host, peer_host_))
+        throw Error(ErrorKind::protocol, "the destination named a datagram endpoint on another host (" + printable(host, 64) +
+                                             ", the connection's peer is " + peer_host_ + ")");
       dgram_->connect(ready.bulk_endpoint);
       if (ready.datagram_bytes == 0 || ready.datagram_bytes > n.datagram_bytes || ready.datagram_bytes > dgram_->max_datagram())
         throw Error(ErrorKind::protocol, "the destination chose datagrams of " + std::to_string(ready.datagram_bytes) +
@@ -121,7 +131,7 @@ class SourceRun {
       dgram_->register_memory({const_cast<std::byte*>(image_.memory().data()), image_.memory().size()});
       const DatagramLayout layout = make_layout(image_.page_size(), ready.datagram_bytes);
       streamer_ = std::make_unique<DatagramStreamer>(*dgram_, layout, report_.session, image_.memory(), sent_hashes_,
-                                                     opts_.peer_timeout);
+                                                     opts_.peer_timeout, opts_.protection, *opts_.secrets);
     }
   }
 
@@ -129,9 +139,14 @@ class SourceRun {
   void move_reliable(const std::string& endpoint) {
     if (endpoint.empty() || !opts_.connect_reliable)
       throw Error(ErrorKind::protocol, "the destination gave no " + opts_.reliable + " endpoint to move the session to");
-    moved_rel_ = opts_.connect_reliable(endpoint);
+    moved_rel_ = seal_channel(opts_.connect_reliable(endpoint), *opts_.secrets, "rc", Role::source);
     moved_rel_->set_limits(std::max<std::size_t>(1 << 20, image_.page_count() / 8 + 1024), 0);
     moved_rel_->set_io_timeout(opts_.peer_timeout);
+    // The destination's challenge, sealed: it comes from the session's peer. The answer proves
+    // this connection is the session's.
+    Bind bind = decode_bind(expect(*moved_rel_, MsgType::bind, opts_.peer_timeout).body);
+    bind.session = report_.session;
+    moved_rel_->send(wire(MsgType::bind), encode_bind(bind));
     rel_ = moved_rel_.get();
     report_.reliable_transport = rel_->transport_name();
   }
@@ -139,7 +154,7 @@ class SourceRun {
   // Registers the source image once with the reliable channel, for the final delta's writes
   // (outside the blackout). Failing that, the final delta goes as pages messages.
   void prepare_writes() {
-    RemoteImageWriter* w = rel_->remote_image_writer();
+    ImageWriter* w = rel_->image_writer();
     if (!w) {
       report_.final_delta_note = "no one-sided writes on " + rel_->transport_name();
       return;
@@ -165,11 +180,24 @@ class SourceRun {
     }
   }
 
+  // Reports are cumulative: counters that go backwards, or claim more than was sent, are a
+  // destination that lies (and would steer the pacer): the session ends.
+  void check_progress(const Progress& p) {
+    if (p.datagrams < last_progress_.datagrams || p.bytes < last_progress_.bytes ||
+        p.next_seq < last_progress_.next_seq || p.invalid < last_progress_.invalid)
+      throw Error(ErrorKind::protocol, "the destination's progress counters went backwards");
+    if (!streamer_ || p.datagrams > streamer_->datagrams_sent() || p.bytes > streamer_->bytes_sent() ||
+        p.next_seq > streamer_->next_seq())
+      throw Error(ErrorKind::protocol, "the destination reports more datagrams than were sent");
+    last_progress_ = p;
+  }
+
   void handle_during_round(const Message& m) {
     last_heard_ = Clock::now();
     switch (static_cast<MsgType>(m.type)) {
       case MsgType::progress: {
         const Progress p = decode_progress(m.body);
+        check_progress(p);
         if (auto s = tracker_.on_progress(p, streamer_ ? streamer_->bytes_sent() : 0, Clock::now())) {
           pacer_.on_sample(*s);
           live_.loss = s->loss;
@@ -188,30 +216,32 @@ class SourceRun {
 
   // Sends the pages of `set` as pages messages on the reliable channel, gathering from the image.
   // record_hashes: note each page's hash in sent_hashes_ (dirty detection, the fast digest).
-  // by_write: each page goes by a one-sided write to its place in the destination's image, and a
-  // written message (a pages header, no payload) follows each batch: it travels after the batch's
-  // writes, so when the destination reads it those pages are in place.
+  // by_write: each page goes by a sealed one-sided write to its place in the destination's image,
+  // and a written message (the pages and their tags) follows each batch: it travels after the
+  // batch's writes, so when the destination reads it those pages are in place.
   void send_pages_reliable(std::uint32_t round, const Bitmap& set, bool poll_between, bool record_hashes,
                            bool by_write = false) {
     std::vector<std::uint64_t> batch;
     std::vector<ConstBuffer> parts;
+    std::vector<AeadTag> tags;
     batch.reserve(kMaxPagesPerMessage);
     parts.reserve(kMaxPagesPerMessage);
     const std::size_t ps = image_.page_size();
     const std::byte* base = image_.memory().data();
     auto flush = [&] {
       if (batch.empty()) return;
-      if (by_write) rel_->send(wire(MsgType::written), encode_pages_header(round, batch));
+      if (by_write) rel_->send(wire(MsgType::written), encode_written(round, batch, tags));
       else rel_->send_with_payload(wire(MsgType::pages), encode_pages_header(round, batch), parts);
       live_.round_bytes_done += batch.size() * ps;
       batch.clear();
       parts.clear();
+      tags.clear();
       if (poll_between) poll_feedback();
     };
     set.for_each_set([&](std::uint64_t p) {
       if (record_hashes) sent_hashes_[p] = hash_page(base + p * ps, ps);
       batch.push_back(p);
-      if (by_write) writer_->write_remote(p * ps, ps);
+      if (by_write) tags.push_back(writer_->write_sealed(p * ps, ps));
       else parts.push_back({base + p * ps, ps});
       if (batch.size() == kMaxPagesPerMessage) flush();
     });
@@ -231,6 +261,7 @@ class SourceRun {
       const auto r = decode_page_set(m->body, image_.page_count(), missing);
       if (r != round)
         throw Error(ErrorKind::protocol, "round report for round " + std::to_string(r) + ", expected " + std::to_string(round));
+      last_missing_ = missing;
       return missing;
     }
     throw Error(ErrorKind::timeout, "no report for round " + std::to_string(round) + " from the destination within " +
@@ -311,11 +342,13 @@ class SourceRun {
       }
       if (report_.rounds >= opts_.max_rounds) {
         report_.stop_reason = "max-rounds";
+        check_missing_fits();
         break;
       }
       if (round > 0 && next_count * 100 >= prev_count * 95) {
         if (++stalls >= 2) {
           report_.stop_reason = "not-converging";
+          check_missing_fits();
           break;
         }
       } else {
@@ -324,6 +357,20 @@ class SourceRun {
       prev_count = next_count;
       to_send = std::move(next);
     }
+  }
+
+  // The rounds ended without converging. Pages the guest keeps modifying are precopy's usual
+  // trouble and still go in the final delta; but the pages the destination reports missing (a
+  // path that loses everything, or a destination that claims so) would make the blackout whatever
+  // it says: when they alone could not move within the downtime target even at the stream's own
+  // rate, give up before pausing.
+  void check_missing_fits() {
+    if (!dgram_) return;
+    const double est_s = last_missing_.count() * static_cast<double>(image_.page_size()) / std::max(pacer_.rate(), 1.0);
+    if (est_s * 1000 > opts_.downtime_ms)
+      throw Error(ErrorKind::protocol, "the destination still reports " + std::to_string(last_missing_.count()) +
+                                           " pages missing after " + std::to_string(report_.rounds) +
+                                           " rounds: too many for the downtime target; not pausing");
   }
 
   // For live progress: what the rounds so far moved (a handful of rounds, summed when one starts).
@@ -355,6 +402,9 @@ class SourceRun {
       const Message m = expect_missing_or_window();
       if (static_cast<MsgType>(m.type) == MsgType::missing) {
         decode_page_set(m.body, pages, missing);
+        // No datagram was sent since the last report: nothing it had can be missing now.
+        if (dgram_ && !missing.is_subset_of(last_missing_))
+          throw Error(ErrorKind::protocol, "the destination reports pages missing that it had already received");
         break;
       }
       window = decode_image_window(m.body);
@@ -376,14 +426,13 @@ class SourceRun {
     report_.final_delta_pages = final_set.count();
 
     // The image is frozen now: with full verification, rehash all of it while the delta streams.
-    std::vector<std::uint64_t> full_hashes;
+    Digest full_digest{};
     std::thread hasher;
     if (opts_.verify == "full") {
-      full_hashes.resize(pages);
       hasher = std::thread([&] {
         Bitmap holes(pages);
         image_.find_zero_pages(holes);
-        hash_all_pages(image_.memory(), image_.page_size(), full_hashes, holes);
+        full_digest = keyed_digest_of_image(*opts_.secrets, image_.memory(), image_.page_size(), holes);
       });
     }
     struct Joiner {
@@ -402,8 +451,7 @@ class SourceRun {
     report_.downtime_parts.final_delta_ms = split();
     if (hasher.joinable()) hasher.join();
 
-    const Digest mine = digest_of_hashes(opts_.verify == "full" ? std::span<const std::uint64_t>(full_hashes)
-                                                                : std::span<const std::uint64_t>(sent_hashes_));
+    const Digest mine = opts_.verify == "full" ? full_digest : keyed_digest_of_hashes(*opts_.secrets, sent_hashes_);
     report_.digest = to_hex(mine);
     rel_->send(wire(MsgType::digest), encode_digest(mine));
     const Verify v = decode_verify(expect(*rel_, MsgType::verify, opts_.peer_timeout).body);
@@ -503,9 +551,11 @@ class SourceRun {
   }
 
   ReliableChannel* rel_;  // the connection the session started on, or the RC channel it moved to
+  Progress last_progress_{};
+  Bitmap last_missing_;   // the destination's last round report
   std::unique_ptr<ReliableChannel> moved_rel_;
   bool asked_write_ = false;              // notify asked for the final delta by write
-  RemoteImageWriter* writer_ = nullptr;  // rel_'s, with the source image registered: final delta by write
+  ImageWriter* writer_ = nullptr;  // rel_'s, with the source image registered: final delta by write
   const DatagramFactory& make_datagram_;
   SourceImage& image_;
   SourceOptions opts_;
@@ -524,6 +574,7 @@ class SourceRun {
   Clock::time_point pause_time_{};
   bool paused_ = false;
   bool commit_sent_ = false;
+  std::string peer_host_;  // the authenticated connection's peer: datagrams go there only
 };
 
 }  // namespace

@@ -9,10 +9,12 @@
 #include <memory>
 #include <string>
 
+#include "security/session_secrets.hpp"
 #include "transport/datagram_channel.hpp"
 #include "transport/image.hpp"
 #include "transport/reliable_channel.hpp"
 #include "transport/report.hpp"
+#include "transport/wire.hpp"
 
 namespace hymig {
 
@@ -29,6 +31,11 @@ struct LiveProgress {
 };
 
 struct SourceOptions {
+  // The session's keys (open_secure_session): datagrams, a moved channel and the digest use them.
+  // Required; `rel` is already sealed with them.
+  const SessionSecrets* secrets = nullptr;
+  // aead: datagrams encrypted and authenticated; mac: authenticated only (--encrypt off).
+  DatagramProtection protection = DatagramProtection::aead;
   std::string bulk = "udp";               // "udp" (datagram channel from the factory) | "tcp"
   std::size_t datagram_bytes = 65507;     // upper bound; the channels may lower it
   std::uint64_t initial_rate = 100ull << 20;
@@ -39,7 +46,8 @@ struct SourceOptions {
   std::string verify = "full";            // "full": both sides rehash the whole image at the end
   std::function<void(const LiveProgress&)> on_progress;  // ~5 times a second
   // "rc": after notify/ready the session moves from the connection it started on to the channel
-  // connect_reliable returns for the destination's ready.reliable_endpoint.
+  // connect_reliable returns for the destination's ready.reliable_endpoint (a raw channel: the
+  // engine seals it with the session's "rc" keys and answers the destination's bind challenge).
   std::string reliable = "tcp";
   std::function<std::unique_ptr<ReliableChannel>(const std::string& endpoint)> connect_reliable;
   // How the final delta travels: "write" (one-sided writes into the destination's registered image,

@@ -22,8 +22,16 @@ std::vector<std::byte> json_body(const nlohmann::json& j) {
 }
 
 nlohmann::json parse_json(std::span<const std::byte> body, const char* what) {
+  // The depth is checked as the parser meets each opening bracket, so a hostile nesting is refused
+  // before anything deep is built (copying or destroying such a value recurses).
+  const auto limit_depth = [what](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    if ((event == nlohmann::json::parse_event_t::object_start || event == nlohmann::json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth)
+      bad(std::string(what) + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    return true;
+  };
   auto j = nlohmann::json::parse(reinterpret_cast<const char*>(body.data()),
-                                 reinterpret_cast<const char*>(body.data() + body.size()), nullptr, false);
+                                 reinterpret_cast<const char*>(body.data() + body.size()), limit_depth, false);
   if (j.is_discarded() || !j.is_object()) bad(std::string(what) + ": body is not a JSON object");
   return j;
 }
@@ -48,8 +56,7 @@ T field(const nlohmann::json& j, const char* msg, const char* name) {
 
 std::string check_text(const std::string& s, const char* msg, const char* name, std::size_t max) {
   if (s.size() > max) bad(std::string(msg) + ": field '" + name + "' longer than " + std::to_string(max));
-  for (unsigned char c : s)
-    if (c < 0x20 || c == 0x7f) bad(std::string(msg) + ": field '" + name + "' has a control character");
+  if (!is_printable_text(s)) bad(std::string(msg) + ": field '" + name + "' has a control, bidi or invalid UTF-8 character");
   return s;
 }
 
@@ -59,10 +66,64 @@ bool one_of(const std::string& v, std::initializer_list<const char*> allowed) {
 
 }  // namespace
 
+bool is_safe_image_name(std::string_view s) {
+  if (s.empty() || s.size() > kMaxImageNameBytes || s[0] == '.') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+           c == '+';
+  });
+}
+
+bool is_printable_text(std::string_view s) {
+  // UTF-8 decoded by hand (RFC 3629: no overlongs, no surrogates, <= U+10FFFF); refused besides:
+  // C0 and C1 controls, DEL, and the bidirectional formatting characters that reorder a log line
+  // (U+061C, U+200E/F, U+202A-U+202E, U+2066-U+2069).
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::uint32_t cp;
+    std::size_t len;
+    if (c < 0x80) {
+      cp = c, len = 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      cp = c & 0x1F, len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      cp = c & 0x0F, len = 3;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      cp = c & 0x07, len = 4;
+    } else {
+      return false;
+    }
+    if (i + len > s.size()) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) return false;
+    if (cp == 0x061C || cp == 0x200E || cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+std::string printable(std::string_view s, std::size_t max) {
+  if (s.size() <= max && is_printable_text(s)) return std::string(s);
+  std::string out;
+  for (char ch : s.substr(0, max)) {
+    const auto c = static_cast<unsigned char>(ch);
+    out += (c >= 0x20 && c < 0x7F) ? ch : '?';
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
 const char* to_string(MsgType t) {
   switch (t) {
     case MsgType::hello: return "hello";
-    case MsgType::auth: return "auth";
     case MsgType::notify: return "notify";
     case MsgType::ready: return "ready";
     case MsgType::abort: return "abort";
@@ -83,6 +144,7 @@ const char* to_string(MsgType t) {
     case MsgType::device_state_loaded: return "device-state-loaded";
     case MsgType::image_window: return "image-window";
     case MsgType::written: return "written";
+    case MsgType::bind: return "bind";
   }
   return "unknown";
 }
@@ -90,8 +152,7 @@ const char* to_string(MsgType t) {
 // ---- handshake ---------------------------------------------------------------------------------
 
 std::vector<std::byte> encode_hello(const Hello& h, const nlohmann::json& caps) {
-  return json_body({{"version", h.version}, {"role", h.role}, {"nonce", to_hex(h.nonce)}, {"auth", h.auth},
-                    {"software", h.software}, {"caps", caps}});
+  return json_body({{"version", h.version}, {"role", h.role}, {"software", h.software}, {"caps", caps}});
 }
 
 Hello decode_hello(std::span<const std::byte> body, nlohmann::json& caps_out) {
@@ -102,19 +163,6 @@ Hello decode_hello(std::span<const std::byte> body, nlohmann::json& caps_out) {
   if (h.version == 0) bad("hello: version 0 is invalid");
   h.role = field<std::string>(j, m, "role");
   if (!one_of(h.role, {"source", "destination"})) bad("hello: role must be source or destination");
-  const auto nonce = field<std::string>(j, m, "nonce");
-  if (nonce.size() != 64) bad("hello: nonce must be 64 hex digits");
-  for (std::size_t i = 0; i < 32; ++i) {
-    unsigned v = 0;
-    for (int k = 0; k < 2; ++k) {
-      const char c = nonce[2 * i + k];
-      const int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-      if (d < 0) bad("hello: nonce must be lowercase hex");
-      v = v * 16 + static_cast<unsigned>(d);
-    }
-    h.nonce[i] = static_cast<std::uint8_t>(v);
-  }
-  h.auth = field<bool>(j, m, "auth");
   h.software = check_text(field<std::string>(j, m, "software"), m, "software", 128);
   auto caps = j.find("caps");
   if (caps == j.end() || !caps->is_object()) bad("hello: field 'caps' must be an object");
@@ -134,7 +182,8 @@ std::vector<std::byte> encode_notify(const Notify& n) {
                       {"datagram_bytes", n.datagram_bytes},
                       {"verify", n.verify},
                       {"reliable", n.reliable},
-                      {"final_delta", n.final_delta}};
+                      {"final_delta", n.final_delta},
+                      {"datagram_protection", n.protection == DatagramProtection::aead ? "aead" : "mac"}};
   if (!n.vm_definition.empty()) j["vm_definition"] = n.vm_definition;
   return json_body(j);
 }
@@ -158,6 +207,9 @@ Notify decode_notify(std::span<const std::byte> body) {
   if (j.contains("vm_definition")) n.vm_definition = field<std::string>(j, m, "vm_definition");
   // Absent before the final delta could go by RDMA WRITE: pages messages.
   if (j.contains("final_delta")) n.final_delta = field<std::string>(j, m, "final_delta");
+  const auto protection = field<std::string>(j, m, "datagram_protection");
+  if (!one_of(protection, {"aead", "mac"})) bad("notify: datagram_protection must be aead or mac");
+  n.protection = protection == "aead" ? DatagramProtection::aead : DatagramProtection::mac;
 
   if (n.page_size < 512 || n.page_size > (2u << 20) || (n.page_size & (n.page_size - 1)))
     bad("notify: page_size must be a power of two from 512 to 2 MiB");
@@ -165,8 +217,9 @@ Notify decode_notify(std::span<const std::byte> body) {
   if (n.image_bytes / n.page_size != n.page_count || n.image_bytes % n.page_size)
     bad("notify: image_bytes is not page_count * page_size");
   if (!one_of(n.image_kind, {"synthetic", "file", "vm"})) bad("notify: unknown image_kind '" + n.image_kind + "'");
-  if (n.image_name.empty() || n.image_name.find('/') != std::string::npos || n.image_name[0] == '.')
-    bad("notify: image_name must be a plain file name");
+  if (!is_safe_image_name(n.image_name))
+    bad("notify: image_name must be 1.." + std::to_string(kMaxImageNameBytes) +
+        " of A-Z a-z 0-9 . _ - +, not starting with '.'");
   if (!one_of(n.bulk, {"udp", "tcp", "ud", "fake"})) bad("notify: unknown bulk transport '" + n.bulk + "'");
   if (n.bulk != "tcp" && n.bulk_endpoint.empty()) bad("notify: bulk_endpoint missing for datagram transport");
   if (n.bulk != "tcp" && (n.datagram_bytes < 256 || n.datagram_bytes > 65535))
@@ -335,6 +388,28 @@ std::uint32_t decode_pages_header(std::span<const std::byte> body, std::uint64_t
   return round;
 }
 
+std::vector<std::byte> encode_written(std::uint32_t round, std::span<const std::uint64_t> pages,
+                                      std::span<const AeadTag> tags) {
+  std::vector<std::byte> out = encode_pages_header(round, pages);
+  for (const auto& t : tags) out.insert(out.end(), t.begin(), t.end());
+  return out;
+}
+
+std::uint32_t decode_written(std::span<const std::byte> body, std::uint64_t page_count, std::vector<std::uint64_t>& pages_out,
+                             std::vector<AeadTag>& tags_out) {
+  // The count sits after the round, as in a pages header; the header is validated in full below.
+  if (body.size() < 8) bad("written: truncated");
+  std::uint32_t n = 0;
+  std::memcpy(&n, body.data() + 4, 4);
+  if (n == 0 || n > kMaxPagesPerMessage) bad("written: count " + std::to_string(n) + " outside 1.." + std::to_string(kMaxPagesPerMessage));
+  const std::size_t pages_len = 8 + std::size_t{n} * 8;
+  if (body.size() != pages_len + std::size_t{n} * kAeadTagBytes) bad("written: " + std::to_string(body.size()) + " bytes for " + std::to_string(n) + " pages and tags");
+  const std::uint32_t round = decode_pages_header(body.first(pages_len), page_count, pages_out);
+  tags_out.resize(n);
+  for (std::uint32_t i = 0; i < n; ++i) std::memcpy(tags_out[i].data(), body.data() + pages_len + i * kAeadTagBytes, kAeadTagBytes);
+  return round;
+}
+
 std::vector<std::byte> encode_image_window(const ImageWindow& w) {
   std::vector<std::byte> out;
   ByteWriter wr(out);
@@ -354,6 +429,23 @@ ImageWindow decode_image_window(std::span<const std::byte> body) {
   if (w.bytes == 0) bad("image-window: an empty window");
   if (w.address + w.bytes < w.address) bad("image-window: address + bytes wraps around");
   return w;
+}
+
+std::vector<std::byte> encode_bind(const Bind& b) {
+  std::vector<std::byte> out;
+  ByteWriter w(out);
+  w.put(b.session);
+  w.put_bytes(std::as_bytes(std::span(b.challenge)));
+  return out;
+}
+
+Bind decode_bind(std::span<const std::byte> body) {
+  ByteReader r(body, "bind");
+  Bind b;
+  b.session = r.get<std::uint64_t>();
+  std::memcpy(b.challenge.data(), r.get_bytes(b.challenge.size()).data(), b.challenge.size());
+  r.expect_end();
+  return b;
 }
 
 std::vector<std::byte> encode_u64(std::uint64_t v) {
@@ -450,7 +542,8 @@ DatagramLayout make_layout(std::size_t page_size, std::size_t datagram_bytes) {
   DatagramLayout l;
   l.page_size = page_size;
   l.datagram_bytes = datagram_bytes;
-  const std::size_t room = datagram_bytes > kDatagramHeaderBytes ? datagram_bytes - kDatagramHeaderBytes : 0;
+  const std::size_t overhead = kDatagramHeaderBytes + kDatagramTagBytes;
+  const std::size_t room = datagram_bytes > overhead ? datagram_bytes - overhead : 0;
   if (room >= kEntryBytes + page_size) {
     l.pages_per_datagram = static_cast<std::uint16_t>(std::min<std::size_t>(kMaxEntries, room / (kEntryBytes + page_size)));
     l.chunk_count = 1;
@@ -475,7 +568,7 @@ namespace {
 // Field offsets in the 48-byte datagram header.
 constexpr std::size_t kOffMagic = 0, kOffVersion = 4, kOffFlags = 5, kOffEntries = 6, kOffSession = 8,
                       kOffSeq = 16, kOffTime = 24, kOffRound = 32, kOffChunkIndex = 36, kOffChunkCount = 38,
-                      kOffPayload = 40, kOffCheck = 44;
+                      kOffPayload = 40, kOffLane = 44;
 
 template <typename T>
 void store(std::byte* p, std::size_t off, T v) {
@@ -487,22 +580,12 @@ T load(const std::byte* p, std::size_t off) {
   std::memcpy(&v, p + off, sizeof v);
   return v;
 }
-
-std::uint32_t datagram_check(const std::byte* head, std::size_t head_len, std::span<const std::byte> chunk_payload) {
-  // Chained hashes over the header without its check field, the entries, and (chunked mode) the
-  // payload: the same result on both sides without copying the header to zero the field.
-  std::uint64_t h = XXH3_64bits(head, kOffCheck);
-  h = XXH3_64bits_withSeed(head + kDatagramHeaderBytes, head_len - kDatagramHeaderBytes, h);
-  if (!chunk_payload.empty()) h = XXH3_64bits_withSeed(chunk_payload.data(), chunk_payload.size(), h);
-  return static_cast<std::uint32_t>(h);
-}
 }  // namespace
 
-std::size_t encode_datagram_head(std::byte* out, const DatagramHeader& h, std::span<const DatagramEntry> entries,
-                                 std::span<const std::byte> chunk_payload) {
+std::size_t encode_datagram_head(std::byte* out, const DatagramHeader& h, std::span<const DatagramEntry> entries) {
   store<std::uint32_t>(out, kOffMagic, kDatagramMagic);
   store<std::uint8_t>(out, kOffVersion, static_cast<std::uint8_t>(kProtocolVersion));
-  store<std::uint8_t>(out, kOffFlags, 0);
+  store<std::uint8_t>(out, kOffFlags, h.flags);
   store<std::uint16_t>(out, kOffEntries, static_cast<std::uint16_t>(entries.size()));
   store(out, kOffSession, h.session);
   store(out, kOffSeq, h.seq);
@@ -511,13 +594,13 @@ std::size_t encode_datagram_head(std::byte* out, const DatagramHeader& h, std::s
   store(out, kOffChunkIndex, h.chunk_index);
   store(out, kOffChunkCount, h.chunk_count);
   store(out, kOffPayload, h.payload_bytes);
+  store(out, kOffLane, h.lane);
   std::size_t off = kDatagramHeaderBytes;
   for (const auto& e : entries) {
     store<std::uint64_t>(out, off, e.page | (e.zero ? kZeroPageFlag : 0));
     store<std::uint64_t>(out, off + 8, e.hash);
     off += kEntryBytes;
   }
-  store<std::uint32_t>(out, kOffCheck, datagram_check(out, off, chunk_payload));
   return off;
 }
 
@@ -533,10 +616,12 @@ const char* to_string(DropReason r) {
     case DropReason::too_short: return "too-short";
     case DropReason::bad_magic: return "bad-magic";
     case DropReason::bad_version: return "bad-version";
-    case DropReason::bad_check: return "bad-check";
     case DropReason::wrong_session: return "wrong-session";
     case DropReason::bad_shape: return "bad-shape";
     case DropReason::out_of_range: return "out-of-range";
+    case DropReason::future_round: return "future-round";
+    case DropReason::replayed: return "replayed";
+    case DropReason::bad_mac: return "bad-mac";
     case DropReason::stale_round: return "stale-round";
     case DropReason::bad_hash: return "bad-hash";
     case DropReason::count_: break;
@@ -545,12 +630,13 @@ const char* to_string(DropReason r) {
 }
 
 DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, std::uint64_t page_count,
-                           const DatagramLayout& layout, DatagramView& out) {
+                           const DatagramLayout& layout, DatagramProtection protection, DatagramView& out) {
   const std::byte* p = bytes.data();
-  if (bytes.size() < kDatagramHeaderBytes) return DropReason::too_short;
+  if (bytes.size() < kDatagramHeaderBytes + kDatagramTagBytes) return DropReason::too_short;
   if (load<std::uint32_t>(p, kOffMagic) != kDatagramMagic) return DropReason::bad_magic;
   if (load<std::uint8_t>(p, kOffVersion) != kProtocolVersion) return DropReason::bad_version;
   auto& h = out.header;
+  h.flags = load<std::uint8_t>(p, kOffFlags);
   h.entry_count = load<std::uint16_t>(p, kOffEntries);
   h.session = load<std::uint64_t>(p, kOffSession);
   h.seq = load<std::uint64_t>(p, kOffSeq);
@@ -559,21 +645,21 @@ DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t sessi
   h.chunk_index = load<std::uint16_t>(p, kOffChunkIndex);
   h.chunk_count = load<std::uint16_t>(p, kOffChunkCount);
   h.payload_bytes = load<std::uint32_t>(p, kOffPayload);
+  h.lane = load<std::uint32_t>(p, kOffLane);
 
-  // Shape first (cheap, and needed to know what the check covers).
-  if (load<std::uint8_t>(p, kOffFlags) != 0) return DropReason::bad_shape;
+  const std::uint8_t want_flags = protection == DatagramProtection::aead ? kDatagramEncrypted : 0;
+  if (h.flags != want_flags || h.lane != 0) return DropReason::bad_shape;
   if (h.entry_count == 0 || h.entry_count > kMaxEntries) return DropReason::bad_shape;
   const std::size_t head_len = kDatagramHeaderBytes + std::size_t{h.entry_count} * kEntryBytes;
-  if (bytes.size() < head_len || bytes.size() - head_len != h.payload_bytes) return DropReason::bad_shape;
-  out.entries = p + kDatagramHeaderBytes;
-  out.payload = bytes.subspan(head_len);
-
-  const bool chunked = h.chunk_count != 1;
-  if (load<std::uint32_t>(p, kOffCheck) != datagram_check(p, head_len, chunked ? out.payload : std::span<const std::byte>{}))
-    return DropReason::bad_check;
+  if (bytes.size() < head_len + kDatagramTagBytes || bytes.size() - head_len - kDatagramTagBytes != h.payload_bytes)
+    return DropReason::bad_shape;
   if (h.session != session) return DropReason::wrong_session;
+  out.head = bytes.first(head_len);
+  out.entries = p + kDatagramHeaderBytes;
+  out.payload = bytes.subspan(head_len, h.payload_bytes);
+  out.tag = p + bytes.size() - kDatagramTagBytes;
 
-  if (chunked) {
+  if (h.chunk_count != 1) {
     // A chunk of one non-zero page, cut exactly as the layout says.
     if (!layout.chunked() || h.chunk_count != layout.chunk_count || h.chunk_index >= h.chunk_count ||
         h.entry_count != 1 || h.payload_bytes != layout.chunk_len(h.chunk_index))

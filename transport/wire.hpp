@@ -1,14 +1,18 @@
-// The hymig wire protocol, version 1 (docs/protocol.md is the prose version of this file).
+// The hymig wire protocol, version 2 (docs/protocol.md is the prose version of this file,
+// docs/security.md the reasoning behind its protection).
 //
-// Reliable channel: messages of a type byte and a body; the backend frames them. Handshake bodies
-// (hello, notify, ready) are JSON because they carry extensible capability sets and are sent once;
+// Reliable channel: messages of a type byte and a body; the backend frames them, and after the
+// handshake every message is sealed (transport/sealed_channel.hpp). Handshake bodies (hello,
+// notify, ready) are JSON because they carry extensible capability sets and are sent once;
 // everything else is a fixed little-endian layout. Every decoder validates every field and throws
 // Error{protocol} naming the field.
 //
 // Datagram channel: one datagram = 48-byte header + entry_count entries (page index, page hash) +
-// payload. Whole-page datagrams carry several pages; on paths whose MTU is below a page, a page is
-// cut into chunk_count chunks, one per datagram. Decoding a datagram never throws (a flood of junk
-// must be cheap to drop): it returns a DropReason.
+// payload + 16-byte AES-GCM tag; header and entries are the associated data, the payload is
+// encrypted (or, with --encrypt off, authenticated only). Whole-page datagrams carry several
+// pages; on paths whose MTU is below a page, a page is cut into chunk_count chunks, one per
+// datagram. Decoding a datagram never throws (a flood of junk must be cheap to drop): it returns a
+// DropReason. Authentication is the receiver's (transport/page_applier.hpp), before any state.
 #pragma once
 
 #include <array>
@@ -17,20 +21,22 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "security/aead.hpp"
 #include "transport/bitmap.hpp"
 #include "transport/page_hash.hpp"
 
 namespace hymig {
 
-inline constexpr std::uint32_t kProtocolVersion = 1;
+inline constexpr std::uint32_t kProtocolVersion = 2;
 
 enum class MsgType : std::uint8_t {
   hello = 1,
-  auth = 2,
+  // 2 was auth (the HMAC challenge of version 1); the TLS handshake replaced it.
   notify = 3,
   ready = 4,
   abort = 5,
@@ -50,24 +56,40 @@ enum class MsgType : std::uint8_t {
   device_state_end = 19,     // S->D: its length and digest
   device_state_loaded = 20,  // D->S: the destination applied it (its QEMU loaded it, still paused)
   image_window = 21,         // D->S: where the source may RDMA-WRITE the final delta (before missing)
-  written = 22,              // S->D: final-delta pages written into that window (a pages header, no payload)
+  written = 22,              // S->D: final-delta pages written (sealed) into that window, with their tags
+  bind = 23,                 // both, first on a moved (RC) channel: D->S a fresh challenge, S->D it echoed
 };
 const char* to_string(MsgType t);
 inline std::uint8_t wire(MsgType t) { return static_cast<std::uint8_t>(t); }
 
 // ---- handshake (JSON bodies) -------------------------------------------------------------------
 
+// Sent inside the sealed channel, after both sides proved the cluster key.
 struct Hello {
   std::uint32_t version = kProtocolVersion;
-  std::string role;                       // "source" | "destination"
-  std::array<std::uint8_t, 32> nonce{};   // for the HMAC challenge
-  bool auth = false;                      // this side holds a shared secret
-  std::string software;                   // "hymig 0.1.0"
+  std::string role;      // "source" | "destination"
+  std::string software;  // "hymig 0.2.0"
 };
 std::vector<std::byte> encode_hello(const Hello& h, const nlohmann::json& caps);
 Hello decode_hello(std::span<const std::byte> body, nlohmann::json& caps_out);
 
-inline constexpr std::size_t kMacBytes = 32;  // HMAC-SHA-512/256 (libsodium crypto_auth)
+// Image names travel in notify and become file names in the store (as .NAME.SESSION.part first):
+// letters, digits and . _ - +, not starting with '.', short enough for NAME_MAX with the suffix.
+inline constexpr std::size_t kMaxImageNameBytes = 200;
+bool is_safe_image_name(std::string_view name);
+
+// Text from a peer (abort reasons, names) must be printable: no C0/C1 controls, no bidirectional
+// formatting characters, valid UTF-8. printable() makes any text safe to log (at most `max` bytes).
+bool is_printable_text(std::string_view s);
+std::string printable(std::string_view s, std::size_t max = 512);
+
+// JSON bodies nest at most this deep (a capability set needs 3); deeper input is refused while
+// it is parsed, before any structure is built.
+inline constexpr int kMaxJsonDepth = 8;
+
+// How datagrams are protected (notify's datagram_protection): "aead" encrypts and authenticates,
+// "mac" authenticates only (--encrypt off: to measure what encryption costs).
+enum class DatagramProtection : std::uint8_t { aead = 1, mac = 0 };
 
 struct Notify {
   std::uint64_t session = 0;
@@ -83,8 +105,9 @@ struct Notify {
   std::string reliable = "tcp";  // "tcp": the session stays on this connection; "rc": it moves to RDMA RC
   std::string vm_definition;     // a VM image's hypervisor definition (see SourceImage::vm_definition), or ""
   // "write": the source would send the final delta by one-sided writes into the target image
-  // (RemoteImageWriter) if the destination exposes it (image-window); "send": pages messages.
+  // (ImageWriter) if the destination exposes it (image-window); "send": pages messages.
   std::string final_delta = "send";
+  DatagramProtection protection = DatagramProtection::aead;
 };
 std::vector<std::byte> encode_notify(const Notify& n);
 Notify decode_notify(std::span<const std::byte> body);
@@ -147,6 +170,25 @@ struct ImageWindow {
 std::vector<std::byte> encode_image_window(const ImageWindow& w);
 ImageWindow decode_image_window(std::span<const std::byte> body);
 
+// bind: proves a new (RDMA RC) connection belongs to the session. The destination sends a random
+// challenge sealed under the session's "rc" keys; the source answers with the session id and the
+// challenge. Only a holder of the session's keys can do either, and a recorded answer does not
+// fit a fresh challenge.
+struct Bind {
+  std::uint64_t session = 0;
+  std::array<std::uint8_t, 32> challenge{};
+};
+std::vector<std::byte> encode_bind(const Bind& b);
+Bind decode_bind(std::span<const std::byte> body);
+
+// written: the final-delta pages the source wrote (sealed) into the image window, and each one's
+// AES-GCM tag: u32 round (final), u32 count (1..kMaxPagesPerMessage), count x u64 page index,
+// count x 16-byte tag.
+std::vector<std::byte> encode_written(std::uint32_t round, std::span<const std::uint64_t> pages,
+                                      std::span<const AeadTag> tags);
+std::uint32_t decode_written(std::span<const std::byte> body, std::uint64_t page_count, std::vector<std::uint64_t>& pages_out,
+                             std::vector<AeadTag>& tags_out);
+
 std::vector<std::byte> encode_u64(std::uint64_t v);
 std::uint64_t decode_u64(std::span<const std::byte> body, const char* what);
 
@@ -193,19 +235,23 @@ class StreamDigest {
 inline constexpr std::uint32_t kDatagramMagic = 0x444D5948;  // "HYMD"
 inline constexpr std::size_t kDatagramHeaderBytes = 48;
 inline constexpr std::size_t kEntryBytes = 16;
+inline constexpr std::size_t kDatagramTagBytes = 16;  // AES-GCM tag at the end of every datagram
 inline constexpr std::uint16_t kMaxEntries = 64;
 inline constexpr std::uint16_t kMaxChunks = 64;
 inline constexpr std::uint64_t kZeroPageFlag = std::uint64_t{1} << 63;
+inline constexpr std::uint8_t kDatagramEncrypted = 1;  // header flag: the payload is encrypted
 
 struct DatagramHeader {
+  std::uint8_t flags = 0;         // kDatagramEncrypted or 0
   std::uint16_t entry_count = 0;
   std::uint64_t session = 0;
-  std::uint64_t seq = 0;
+  std::uint64_t seq = 0;          // the record number of the AEAD nonce: once per (lane, key)
   std::uint64_t send_time_ns = 0;
   std::uint32_t round = 0;
   std::uint16_t chunk_index = 0;
   std::uint16_t chunk_count = 1;  // 1 = whole pages
-  std::uint32_t payload_bytes = 0;
+  std::uint32_t payload_bytes = 0;  // without the tag
+  std::uint32_t lane = 0;
 };
 
 struct DatagramEntry {
@@ -214,7 +260,7 @@ struct DatagramEntry {
   std::uint64_t hash = 0;
 };
 
-// How pages are cut for a given datagram size.
+// How pages are cut for a given datagram size (tag included).
 struct DatagramLayout {
   std::size_t page_size = 0;
   std::size_t datagram_bytes = 0;
@@ -231,36 +277,39 @@ struct DatagramLayout {
 // Throws Error{usage} when no layout fits (datagram too small for even one chunk).
 DatagramLayout make_layout(std::size_t page_size, std::size_t datagram_bytes);
 
-// Writes header + entries into `out` (at least kDatagramHeaderBytes + entries*kEntryBytes) and the
-// check field. For chunked datagrams the check also covers `chunk_payload`; for whole pages the
-// per-page hashes cover the payload. Returns the bytes written. No allocation.
-std::size_t encode_datagram_head(std::byte* out, const DatagramHeader& h, std::span<const DatagramEntry> entries,
-                                 std::span<const std::byte> chunk_payload);
+// Writes header + entries into `out` (at least kDatagramHeaderBytes + entries*kEntryBytes): the
+// datagram's associated data. Returns the bytes written. No allocation.
+std::size_t encode_datagram_head(std::byte* out, const DatagramHeader& h, std::span<const DatagramEntry> entries);
 
 enum class DropReason : std::uint8_t {
   none = 0,
   too_short,
   bad_magic,
   bad_version,
-  bad_check,
   wrong_session,
-  bad_shape,      // entry count, chunk fields or payload length inconsistent
+  bad_shape,      // entry count, chunk fields, flags or payload length inconsistent
   out_of_range,   // page index >= page_count
+  future_round,   // a round the source has not announced yet
+  replayed,       // a sequence number already taken, or older than the replay window
+  bad_mac,        // forged, tampered with, or not of this session: failed authentication
   stale_round,    // older than what the page already holds (counted by the receiver)
-  bad_hash,       // payload does not hash to the announced page hash (counted by the receiver)
+  bad_hash,       // --verify fast: a page assembled from chunks does not hash as announced
   count_
 };
 const char* to_string(DropReason r);
 
 struct DatagramView {
   DatagramHeader header;
+  std::span<const std::byte> head;     // header + entries: the associated data
   const std::byte* entries = nullptr;  // header.entry_count raw entries; read with entry_at()
-  std::span<const std::byte> payload;
+  std::span<const std::byte> payload;  // encrypted (or clear, with protection mac) page bytes
+  const std::byte* tag = nullptr;      // kDatagramTagBytes at the datagram's end
   DatagramEntry entry_at(std::size_t i) const;
 };
 
-// Validates magic, version, check, session, shape (against `layout`) and page ranges.
+// Validates magic, version, flags against `protection`, session, shape (against `layout`) and page
+// ranges: everything that can be checked before authentication, none of which is trusted yet.
 DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, std::uint64_t page_count,
-                           const DatagramLayout& layout, DatagramView& out);
+                           const DatagramLayout& layout, DatagramProtection protection, DatagramView& out);
 
 }  // namespace hymig

@@ -1,6 +1,4 @@
 #include "udp/socket_address.hpp"
-
-#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 
@@ -49,11 +47,11 @@ SocketAddress unmap_v4(const SocketAddress& address) {
 }
 
 std::vector<SocketAddress> resolve(const std::string& host, const std::string& port, int socktype,
-                                   bool passive, std::string_view shown) {
+                                   bool passive, std::string_view shown, int extra_flags = 0) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = socktype;
-  hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+  hints.ai_flags = AI_NUMERICSERV | extra_flags | (passive ? AI_PASSIVE : 0);
   addrinfo* raw = nullptr;
   const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &raw);
   if (rc != 0) {
@@ -99,6 +97,15 @@ HostPort split_host_port(std::string_view text) {
 std::vector<SocketAddress> resolve_host_port(std::string_view host_port, int socktype, bool passive) {
   const HostPort parts = split_host_port(host_port);
   return resolve(parts.host, parts.port, socktype, passive, host_port);
+}
+
+std::vector<SocketAddress> resolve_numeric_host_port(std::string_view host_port, int socktype) {
+  try {
+    const HostPort parts = split_host_port(host_port);
+    return resolve(parts.host, parts.port, socktype, false, host_port, AI_NUMERICHOST);
+  } catch (const Error& e) {
+    throw Error(ErrorKind::protocol, std::string("the peer's endpoint is not a numeric HOST:PORT: ") + e.what());
+  }
 }
 
 std::vector<SocketAddress> resolve_host(std::string_view host, std::uint16_t port, int socktype, bool passive) {

@@ -34,6 +34,10 @@ HostPort split_host_port(std::string_view text);
 // Error{usage} for malformed text or an unknown host, Error{io} for a temporary resolver failure.
 std::vector<SocketAddress> resolve_host_port(std::string_view host_port, int socktype, bool passive);
 
+// For text from a peer: a numeric address only (no name service is asked). Throws Error{protocol}
+// naming the text when it is not "NUMERIC-HOST:PORT".
+std::vector<SocketAddress> resolve_numeric_host_port(std::string_view host_port, int socktype);
+
 // Same, with the host alone (bracketed or not) and an explicit port.
 std::vector<SocketAddress> resolve_host(std::string_view host, std::uint16_t port, int socktype,
                                         bool passive);

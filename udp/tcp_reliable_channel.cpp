@@ -39,6 +39,13 @@ std::string seconds(std::chrono::milliseconds t) {
 
 }  // namespace
 
+std::chrono::steady_clock::time_point TcpReliableChannel::frame_deadline(std::uint64_t bytes) const {
+  // The io timeout, plus time for the bytes at a floor rate: a large frame on a slow or lossy link
+  // may take longer than a small one, a dribbling peer still cannot stretch one without end.
+  constexpr std::uint64_t kFloorBytesPerSecond = 64 * 1024;
+  return std::chrono::steady_clock::now() + io_timeout_ + std::chrono::milliseconds(bytes * 1000 / kFloorBytesPerSecond);
+}
+
 std::unique_ptr<TcpReliableChannel> TcpReliableChannel::adopt(UniqueFd connected) {
   return std::unique_ptr<TcpReliableChannel>(new TcpReliableChannel(std::move(connected)));
 }
@@ -122,6 +129,7 @@ void TcpReliableChannel::send_frame(std::uint8_t type, std::span<const std::byte
     for (std::size_t i = 0; i < payload.size(); ++i)
       iov_[2 + i] = iovec{const_cast<std::byte*>(payload[i].data), payload[i].size};
     const std::uint64_t total = header.size() + body.size() + payload_bytes;
+    deadline_ = frame_deadline(total);
     write_all(iov_.data(), count, total);
     stats_.bytes_sent += total;
     ++stats_.messages_sent;
@@ -142,8 +150,9 @@ void TcpReliableChannel::write_all(iovec* iov, std::size_t count, std::uint64_t 
     const int err = errno;
     if (n < 0 && err == EINTR) continue;
     if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
-      if (!wait_fd(fd_.get(), POLLOUT, io_timeout_))
-        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " accepted no data for " + seconds(io_timeout_) +
+      const auto left = deadline_ - std::chrono::steady_clock::now();
+      if (left <= left.zero() || !wait_fd(fd_.get(), POLLOUT, left))
+        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " did not take a message within " + seconds(io_timeout_) +
                                             " — link down or peer stuck?");
       continue;
     }
@@ -173,9 +182,10 @@ void TcpReliableChannel::read_all(iovec* iov, std::size_t count, std::uint64_t t
     const int err = errno;
     if (err == EINTR) continue;
     if (err == EAGAIN || err == EWOULDBLOCK) {
-      if (!wait_fd(fd_.get(), POLLIN, io_timeout_))
-        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " sent nothing for " + seconds(io_timeout_) +
-                                            " in the middle of a " + what + " — link down or peer stuck?");
+      const auto left = deadline_ - std::chrono::steady_clock::now();
+      if (left <= left.zero() || !wait_fd(fd_.get(), POLLIN, left))
+        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " did not finish a " + what + " within " +
+                                            seconds(io_timeout_) + " — link down or peer stuck?");
       continue;
     }
     if (err == ECONNRESET)
@@ -208,6 +218,7 @@ std::optional<Message> TcpReliableChannel::receive_frame(std::chrono::millisecon
     if (n > 0) {
       got = std::size_t(n);
       stats_.bytes_received += got;
+      deadline_ = frame_deadline(kFrameHeaderBytes);
       break;
     }
     if (n == 0) throw Error(ErrorKind::peer_vanished, "peer " + peer_address_ + " closed the connection");
@@ -231,6 +242,7 @@ std::optional<Message> TcpReliableChannel::receive_frame(std::chrono::millisecon
   } catch (const Error& e) {
     throw Error(e.kind(), std::string(e.what()) + " (from " + peer_address_ + ")");
   }
+  deadline_ += frame_deadline(header.body_len) - frame_deadline(0);
   if (body_.size() < header.body_len) body_.resize(header.body_len);  // <= limits_.max_body, checked above
   read_exact(body_.data(), header.body_len, "frame body");
 
@@ -249,6 +261,7 @@ void TcpReliableChannel::receive_payload(std::span<const MutableBuffer> dst) {
   guarded([&] {
     if (iov_.size() < dst.size()) iov_.resize(dst.size());
     for (std::size_t i = 0; i < dst.size(); ++i) iov_[i] = iovec{dst[i].data, dst[i].size};
+    deadline_ = frame_deadline(total);
     read_all(iov_.data(), dst.size(), total, "payload");
     payload_pending_ = 0;
   });
@@ -258,6 +271,7 @@ void TcpReliableChannel::discard_payload() {
   if (payload_pending_ == 0) return;
   guarded([&] {
     if (discard_.empty()) discard_.resize(64 * 1024);
+    deadline_ = frame_deadline(payload_pending_);
     while (payload_pending_ > 0) {
       const std::size_t n = std::size_t(std::min<std::uint64_t>(payload_pending_, discard_.size()));
       read_exact(discard_.data(), n, "payload");

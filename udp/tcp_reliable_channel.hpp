@@ -3,7 +3,9 @@
 // body into a small buffer of its own and the payload straight into the caller's buffers (readv).
 //
 // A frame that fails half-way (timeout, malformed header, peer gone) leaves the byte stream out of
-// step, so after any such error every later call throws again, naming the first error.
+// step, so after any such error every later call throws again, naming the first error. Each frame
+// (and each payload) must complete by a deadline set at its start (the io timeout, plus time for its
+// bytes at 64 KiB/s), however the bytes trickle.
 #pragma once
 
 #include <sys/uio.h>
@@ -53,6 +55,8 @@ class TcpReliableChannel final : public ReliableChannel {
   void discard_payload() override;
 
   int poll_fd() const override { return fd_.get(); }
+  // The socket, for the TLS handshake that authenticates the connection before any frame.
+  int socket_fd() const { return fd_.get(); }
   std::string local_host() const override { return local_host_; }
   std::string peer_host() const override { return peer_host_; }
   ReliableStats stats() const override { return stats_; }
@@ -71,6 +75,7 @@ class TcpReliableChannel final : public ReliableChannel {
   std::optional<Message> receive_frame(std::chrono::milliseconds timeout);
 
   void ensure_usable() const;
+  std::chrono::steady_clock::time_point frame_deadline(std::uint64_t bytes) const;
   template <typename F>
   auto guarded(F&& f) -> decltype(f());
 
@@ -78,6 +83,9 @@ class TcpReliableChannel final : public ReliableChannel {
   std::string local_host_, peer_host_, local_address_, peer_address_;
   FrameLimits limits_;
   std::chrono::milliseconds io_timeout_ = kDefaultIoTimeout;
+  // A frame once begun (sent, or its first byte received) and a payload once begun must finish by
+  // a deadline (frame_deadline): a peer that dribbles a byte at a time gains nothing.
+  std::chrono::steady_clock::time_point deadline_{};
 
   std::vector<iovec> iov_;             // gather/scatter list, grows to the largest payload list seen
   std::vector<std::byte> body_;        // grows up to limits_.max_body, never beyond

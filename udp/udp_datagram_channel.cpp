@@ -58,8 +58,12 @@ std::unique_ptr<UdpDatagramChannel> UdpDatagramChannel::open(const std::string& 
   return ch;
 }
 
+std::string UdpDatagramChannel::endpoint_host(std::string_view peer_endpoint) const {
+  return numeric_host(resolve_numeric_host_port(peer_endpoint, SOCK_DGRAM).front());
+}
+
 void UdpDatagramChannel::connect(std::string_view peer_endpoint) {
-  const std::vector<SocketAddress> candidates = resolve_host_port(peer_endpoint, SOCK_DGRAM, false);
+  const std::vector<SocketAddress> candidates = resolve_numeric_host_port(peer_endpoint, SOCK_DGRAM);
   const auto same_family = std::find_if(candidates.begin(), candidates.end(),
                                         [&](const SocketAddress& a) { return a.family() == family_; });
   if (same_family == candidates.end())

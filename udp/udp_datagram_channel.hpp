@@ -41,6 +41,7 @@ class UdpDatagramChannel final : public DatagramChannel {
   // Takes "HOST:PORT" from the peer's local_endpoint(); connect()s the socket, so the kernel drops
   // datagrams from anyone else from then on. May be called again to change peers.
   void connect(std::string_view peer_endpoint) override;
+  std::string endpoint_host(std::string_view peer_endpoint) const override;
 
   // Throws std::logic_error before connect(); Error{peer_vanished} once the peer's port is closed
   // (ICMP port unreachable); Error{io} for other failures.

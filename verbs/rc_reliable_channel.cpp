@@ -466,7 +466,7 @@ void RcReliableChannel::wait_for_send_room() {
   }
 }
 
-// ---- one-sided writes (RemoteImageWriter) ------------------------------------------------------
+// ---- one-sided writes (RemoteWriter) ----------------------------------------------------------
 
 RemoteImage RcReliableChannel::expose_target(std::span<std::byte> image) {
   if (image.empty()) throw Error(ErrorKind::usage, "expose_target: an empty image");
@@ -502,40 +502,43 @@ void RcReliableChannel::register_source(std::span<const std::byte> image) {
 }
 
 void RcReliableChannel::set_remote_target(const RemoteImage& remote) {
-  if (remote.bytes < source_bytes_)
-    throw Error(ErrorKind::protocol, "RC peer " + peer_address_ + " exposed a target image of " +
-                                         std::to_string(remote.bytes) + " bytes for a " + std::to_string(source_bytes_) +
-                                         "-byte source image");
   remote_ = remote;
   have_remote_ = true;
 }
 
-void RcReliableChannel::write_remote(std::uint64_t offset, std::size_t bytes) {
+void RcReliableChannel::write_remote(std::uint64_t local_offset, std::uint64_t remote_offset, std::size_t bytes) {
   if (!source_mr_ || !have_remote_)
     throw std::logic_error("RcReliableChannel::write_remote before register_source and set_remote_target");
-  if (offset > source_bytes_ || bytes > source_bytes_ - offset)
-    throw Error(ErrorKind::usage, "write_remote: bytes " + std::to_string(offset) + "+" + std::to_string(bytes) +
-                                      " outside the " + std::to_string(source_bytes_) + "-byte source image");
+  if (local_offset > source_bytes_ || bytes > source_bytes_ - local_offset)
+    throw Error(ErrorKind::usage, "write_remote: bytes " + std::to_string(local_offset) + "+" + std::to_string(bytes) +
+                                      " outside the " + std::to_string(source_bytes_) + "-byte source region");
+  if (remote_offset > remote_.bytes || bytes > remote_.bytes - remote_offset)
+    throw Error(ErrorKind::protocol, "write_remote: bytes " + std::to_string(remote_offset) + "+" + std::to_string(bytes) +
+                                         " outside the " + std::to_string(remote_.bytes) + "-byte window RC peer " +
+                                         peer_address_ + " exposed");
   guarded([&] {
     throw_if_failed();
     if (!connected_) throw std::logic_error("RcReliableChannel used before the connection was established");
     while (bytes > 0) {
       const std::size_t k = std::min(bytes, chunk_bytes_);
-      queue_write(offset, k);
-      offset += k;
+      queue_write(local_offset, remote_offset, k);
+      local_offset += k;
+      remote_offset += k;
       bytes -= k;
     }
   });
 }
 
-// Adds [offset, offset + bytes) (at most one SEND's size) to the chain being filled: merged into
-// the previous WRITE when it continues it and stays within a SEND's size, else a new request.
-void RcReliableChannel::queue_write(std::uint64_t offset, std::size_t bytes) {
+// Adds a range (at most one SEND's size) to the chain being filled: merged into the previous WRITE
+// when it continues it on both sides and stays within a SEND's size, else a new request.
+void RcReliableChannel::queue_write(std::uint64_t local_offset, std::uint64_t remote_offset, std::size_t bytes) {
   write_bytes_ += bytes;
-  const auto addr = reinterpret_cast<std::uintptr_t>(source_base_) + offset;
+  const auto addr = reinterpret_cast<std::uintptr_t>(source_base_) + local_offset;
   if (write_pending_ > 0) {
     ibv_sge& last = write_sge_[write_pending_ - 1];
-    if (last.addr + last.length == addr && last.length + bytes <= chunk_bytes_) {
+    ibv_send_wr& last_wr = write_wr_[write_pending_ - 1];
+    if (last.addr + last.length == addr && last_wr.wr.rdma.remote_addr + last.length == remote_.address + remote_offset &&
+        last.length + bytes <= chunk_bytes_) {
       last.length += std::uint32_t(bytes);
       return;
     }
@@ -549,7 +552,7 @@ void RcReliableChannel::queue_write(std::uint64_t offset, std::size_t bytes) {
   wr.sg_list = &sge;
   wr.num_sge = 1;
   wr.opcode = IBV_WR_RDMA_WRITE;
-  wr.wr.rdma.remote_addr = remote_.address + offset;
+  wr.wr.rdma.remote_addr = remote_.address + remote_offset;
   wr.wr.rdma.rkey = remote_.key;
   ++write_pending_;
 }
@@ -558,6 +561,28 @@ void RcReliableChannel::flush_writes() {
   guarded([&] {
     throw_if_failed();
     post_writes();
+  });
+}
+
+void RcReliableChannel::wait_writes() {
+  guarded([&] {
+    throw_if_failed();
+    post_writes();
+    auto pause = std::chrono::microseconds(0);
+    for (;;) {
+      reap_sends();
+      if (writes_done_ == writes_posted_) return;
+      check_cm_events();
+      throw_if_failed();
+      check_acks();
+      if (pause.count() == 0) {
+        std::this_thread::yield();
+        pause = std::chrono::microseconds(20);
+      } else {
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, std::chrono::microseconds(1000));
+      }
+    }
   });
 }
 

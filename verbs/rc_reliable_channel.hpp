@@ -46,11 +46,11 @@
 // retry 7, 2^14) and 0.75 (16 KiB: 128 packets in flight). Hardware does the same per-packet work
 // for either.
 //
-// One-sided writes (RemoteImageWriter: the final delta by RDMA WRITE). The destination registers
-// its target image once with this connection's PD (remote write access) and tells the source its
-// address and rkey in a message; the source registers its image once (local access) and WRITEs
-// each page from it to the same offset, gathering straight from the image: no copy, no receive
-// slot, no credit. A WRITE is at most one SEND's size (kSendPackets path-MTU packets; contiguous
+// One-sided writes (RemoteWriter: the final delta by RDMA WRITE, sealed by the layer above). The
+// destination registers its target image once with this connection's PD (remote write access) and
+// tells the source its address and rkey in a message; the source registers its region once (local
+// access: the sealed layer's staging buffer) and WRITEs from it to the given offset of the peer's
+// image: no receive slot, no credit. A WRITE is at most one SEND's size (kSendPackets path-MTU packets; contiguous
 // pages are merged up to it), for the loss behaviour described above; WRITEs are posted in chains
 // of half the window, the last of each chain signalled, at most `send_slots` WRITEs in flight.
 // RC executes a queue pair's requests in order: a SEND posted after WRITEs completes at the
@@ -89,7 +89,7 @@ struct RcOptions {
   unsigned recv_slots = 256;         // receive slots posted (= the peer's credits): 1 MiB at MTU 1024
   unsigned send_slots = 8;           // registered send slots (SENDs in flight)
   std::size_t slot_bytes = 0;        // SEND and receive-slot size; 0: kSendPackets x the port's MTU
-  unsigned write_window = 0;         // image WRITEs in flight (RemoteImageWriter); 0: send_slots
+  unsigned write_window = 0;         // image WRITEs in flight (RemoteWriter); 0: send_slots
 };
 
 // Packets per SEND when RcOptions::slot_bytes is 0 (see "Loss" above).
@@ -109,7 +109,7 @@ void set_rc_ack_timeout(rdma_cm_id* id);
 // True for Soft-RoCE (rdma_rxe: vendor id 0xFFFFFF).
 bool is_soft_roce(ibv_context* device);
 
-class RcReliableChannel final : public ReliableChannel, public RemoteImageWriter {
+class RcReliableChannel final : public ReliableChannel, public RemoteWriter {
  public:
   static constexpr std::chrono::milliseconds kDefaultIoTimeout{10'000};
 
@@ -154,14 +154,15 @@ class RcReliableChannel final : public ReliableChannel, public RemoteImageWriter
   std::string local_host() const override { return local_host_; }
   std::string peer_host() const override { return peer_host_; }
   ReliableStats stats() const override { return stats_; }
-  RemoteImageWriter* remote_image_writer() override { return this; }
+  RemoteWriter* remote_writer() override { return this; }
 
-  // RemoteImageWriter (see "One-sided writes" above).
-  RemoteImage expose_target(std::span<std::byte> image) override;
-  void register_source(std::span<const std::byte> image) override;
+  // RemoteWriter (see "One-sided writes" above).
+  RemoteImage expose_target(std::span<std::byte> region) override;
+  void register_source(std::span<const std::byte> region) override;
   void set_remote_target(const RemoteImage& remote) override;
-  void write_remote(std::uint64_t offset, std::size_t bytes) override;
+  void write_remote(std::uint64_t local_offset, std::uint64_t remote_offset, std::size_t bytes) override;
   void flush_writes() override;
+  void wait_writes() override;
   std::uint64_t bytes_written() const override { return write_bytes_; }
 
   // Beyond the interface.
@@ -194,7 +195,7 @@ class RcReliableChannel final : public ReliableChannel, public RemoteImageWriter
   // one-sided writes
   void post_writes();
   void wait_for_write_room();
-  void queue_write(std::uint64_t offset, std::size_t bytes);
+  void queue_write(std::uint64_t local_offset, std::uint64_t remote_offset, std::size_t bytes);
 
   // receive side
   std::optional<Message> receive_frame(std::chrono::milliseconds timeout);

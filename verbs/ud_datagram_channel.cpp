@@ -178,6 +178,10 @@ UdDatagramChannel::~UdDatagramChannel() {
   }
 }
 
+std::string UdDatagramChannel::endpoint_host(std::string_view peer_endpoint) const {
+  return gid_to_text(parse_ud_endpoint(peer_endpoint).gid);
+}
+
 void UdDatagramChannel::connect(std::string_view peer_endpoint) {
   const UdEndpoint peer = parse_ud_endpoint(peer_endpoint);
   ibv_ah_attr ah{};

@@ -73,6 +73,8 @@ class UdDatagramChannel final : public DatagramChannel {
   // GRH with the peer's GID, our GID index, hop limit 64). From then on datagrams from any other
   // source QPN or address are dropped (UdStats::foreign_dropped). May be called again.
   void connect(std::string_view peer_endpoint) override;
+  // The GID as IPv6 text (an IPv4 RoCE v2 GID is IPv4-mapped).
+  std::string endpoint_host(std::string_view peer_endpoint) const override;
 
   // Records the region; it is registered (once, whole) the first time a send gathers from it, so a
   // receiver that never sends from its image never pins it. If registration fails (e.g. the

@@ -2,10 +2,9 @@
 // the 65507 B loopback/GSO maximum) and a page cut into chunks (1472 B for a 1500 B MTU, 1024 B
 // for a RoCE MTU of 1024). Bytes are each datagram's payload.
 //
-// Whole-page datagrams gather their payload straight from the image and their check covers only
-// header and entries (the per-page hashes cover the pages), so encode/decode cost there does not
-// grow with the payload; hashing those pages is measured in bm_hash. Chunked datagrams hash their
-// chunk for the check, so there the codec does touch every payload byte.
+// encode/decode are the header codec alone (no payload byte is touched); seal/open add what the
+// wire protocol does to every byte: AES-128-GCM from the image into the send arena, and from the
+// received datagram into the page (bm_aead measures the cipher on its own).
 #include <benchmark/benchmark.h>
 
 #include <cstring>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "bench/micro/buffers.hpp"
+#include "security/epoch_keys.hpp"
 #include "transport/page_hash.hpp"
 #include "transport/wire.hpp"
 
@@ -36,9 +36,22 @@ std::string describe(const DatagramLayout& l) {
 struct Planned {
   DatagramHeader header;
   std::vector<DatagramEntry> entries;
-  std::span<const std::byte> chunk;  // chunked mode: the chunk (covered by the check)
+  std::span<const std::byte> payload_bytes;  // contiguous in the image: pages in order, or a chunk
   std::size_t payload = 0;
 };
+
+DatagramHeader header_of(std::uint16_t entries, std::uint64_t seq, std::uint16_t chunk_index, std::uint16_t chunk_count,
+                         std::size_t payload) {
+  DatagramHeader h;
+  h.flags = kDatagramEncrypted;
+  h.entry_count = entries;
+  h.session = kSession;
+  h.seq = seq;
+  h.chunk_index = chunk_index;
+  h.chunk_count = chunk_count;
+  h.payload_bytes = static_cast<std::uint32_t>(payload);
+  return h;
+}
 
 // The datagrams that carry pages [0, kWindowPages) in this layout, in sending order.
 std::vector<Planned> plan(const DatagramLayout& l) {
@@ -51,8 +64,8 @@ std::vector<Planned> plan(const DatagramLayout& l) {
       for (std::uint64_t p = first; p < first + l.pages_per_datagram; ++p)
         d.entries.push_back({p, false, hash_page(image + p * kPage, kPage)});
       d.payload = std::size_t{l.pages_per_datagram} * kPage;
-      d.header = {static_cast<std::uint16_t>(d.entries.size()), kSession, seq++, 0, 0, 0, 1,
-                  static_cast<std::uint32_t>(d.payload)};
+      d.payload_bytes = {image + first * kPage, d.payload};
+      d.header = header_of(static_cast<std::uint16_t>(d.entries.size()), seq++, 0, 1, d.payload);
       out.push_back(std::move(d));
     }
     return out;
@@ -63,8 +76,8 @@ std::vector<Planned> plan(const DatagramLayout& l) {
       Planned d;
       d.entries.push_back({p, false, h});
       d.payload = l.chunk_len(c);
-      d.chunk = {image + p * kPage + std::size_t{c} * l.chunk_bytes, d.payload};
-      d.header = {1, kSession, seq++, 0, 0, c, l.chunk_count, static_cast<std::uint32_t>(d.payload)};
+      d.payload_bytes = {image + p * kPage + std::size_t{c} * l.chunk_bytes, d.payload};
+      d.header = header_of(1, seq++, c, l.chunk_count, d.payload);
       out.push_back(std::move(d));
     }
   }
@@ -79,7 +92,7 @@ void BM_datagram_encode(benchmark::State& state) {
   for (auto _ : state) {
     Planned& d = planned[i];
     d.header.send_time_ns += 1;  // the sender stamps every datagram; keep the header changing
-    benchmark::DoNotOptimize(encode_datagram_head(head.data(), d.header, d.entries, d.chunk));
+    benchmark::DoNotOptimize(encode_datagram_head(head.data(), d.header, d.entries));
     benchmark::ClobberMemory();
     payload += d.payload;
     if (++i == planned.size()) i = 0;
@@ -89,31 +102,83 @@ void BM_datagram_encode(benchmark::State& state) {
   state.SetLabel(describe(layout));
 }
 
+// Received datagrams as the receive ring hands them out: head, entries, sealed payload, tag.
+std::vector<std::vector<std::byte>> sealed_datagrams(const DatagramLayout& layout, const SessionSecrets& secrets) {
+  EpochKeys keys(secrets, "datagram/0", Role::source, AeadCipher::Direction::seal);
+  std::vector<std::vector<std::byte>> out;
+  for (const Planned& d : plan(layout)) {
+    std::vector<std::byte> bytes(kDatagramHeaderBytes + d.entries.size() * kEntryBytes + d.payload + kDatagramTagBytes);
+    const std::size_t head = encode_datagram_head(bytes.data(), d.header, d.entries);
+    const AeadTag tag =
+        aead_seal(keys.for_seq(d.header.seq), d.header.seq, std::span(bytes).first(head), d.payload_bytes, bytes.data() + head);
+    std::memcpy(bytes.data() + head + d.payload, tag.data(), tag.size());
+    out.push_back(std::move(bytes));
+  }
+  return out;
+}
+
 void BM_datagram_decode(benchmark::State& state) {
   const DatagramLayout layout = make_layout(kPage, static_cast<std::size_t>(state.range(0)));
-  // Received datagrams are contiguous (head, entries, payload), as the receive ring hands them out.
-  std::vector<std::vector<std::byte>> datagrams;
-  for (const Planned& d : plan(layout)) {
-    std::vector<std::byte> bytes(kDatagramHeaderBytes + d.entries.size() * kEntryBytes + d.payload);
-    const std::size_t head = encode_datagram_head(bytes.data(), d.header, d.entries, d.chunk);
-    if (layout.chunked()) {
-      std::memcpy(bytes.data() + head, d.chunk.data(), d.chunk.size());
-    } else {
-      for (std::size_t k = 0; k < d.entries.size(); ++k)
-        std::memcpy(bytes.data() + head + k * kPage, region().data() + d.entries[k].page * kPage, kPage);
-    }
-    datagrams.push_back(std::move(bytes));
-  }
+  const auto datagrams = sealed_datagrams(layout, SessionSecrets::random_for_testing());
   DatagramView view;
   for (const auto& d : datagrams)
-    if (decode_datagram(d, kSession, page_count(), layout, view) != DropReason::none) {
+    if (decode_datagram(d, kSession, page_count(), layout, DatagramProtection::aead, view) != DropReason::none) {
       state.SkipWithError("a datagram the encoder made does not decode");
       return;
     }
   std::size_t i = 0, payload = 0;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(decode_datagram(datagrams[i], kSession, page_count(), layout, view));
+    benchmark::DoNotOptimize(decode_datagram(datagrams[i], kSession, page_count(), layout, DatagramProtection::aead, view));
     benchmark::DoNotOptimize(view);
+    payload += view.payload.size();
+    if (++i == datagrams.size()) i = 0;
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(payload));
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+  state.SetLabel(describe(layout));
+}
+
+// What the sender does per datagram: head, then the payload encrypted from the image into the arena.
+void BM_datagram_seal(benchmark::State& state) {
+  const DatagramLayout layout = make_layout(kPage, static_cast<std::size_t>(state.range(0)));
+  std::vector<Planned> planned = plan(layout);
+  EpochKeys keys(SessionSecrets::random_for_testing(), "datagram/0", Role::source, AeadCipher::Direction::seal);
+  std::vector<std::byte> arena(kDatagramHeaderBytes + kMaxEntries * kEntryBytes + layout.datagram_bytes + kDatagramTagBytes);
+  std::size_t i = 0, payload = 0;
+  std::uint64_t seq = 0;
+  for (auto _ : state) {
+    Planned& d = planned[i];
+    d.header.seq = seq++;
+    const std::size_t head = encode_datagram_head(arena.data(), d.header, d.entries);
+    const AeadTag tag = aead_seal(keys.for_seq(d.header.seq), d.header.seq, std::span(arena).first(head), d.payload_bytes,
+                                  arena.data() + head);
+    std::memcpy(arena.data() + head + d.payload, tag.data(), tag.size());
+    benchmark::ClobberMemory();
+    payload += d.payload;
+    if (++i == planned.size()) i = 0;
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(payload));
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+  state.SetLabel(describe(layout));
+}
+
+// What the receiver does per datagram: decode, then the payload authenticated and decrypted into
+// its place (a page-sized landing area here).
+void BM_datagram_open(benchmark::State& state) {
+  const DatagramLayout layout = make_layout(kPage, static_cast<std::size_t>(state.range(0)));
+  const SessionSecrets secrets = SessionSecrets::random_for_testing();
+  const auto datagrams = sealed_datagrams(layout, secrets);
+  EpochKeys keys(secrets, "datagram/0", Role::source, AeadCipher::Direction::open);
+  std::vector<std::byte> landing(layout.datagram_bytes);
+  DatagramView view;
+  std::size_t i = 0, payload = 0;
+  for (auto _ : state) {
+    if (decode_datagram(datagrams[i], kSession, page_count(), layout, DatagramProtection::aead, view) != DropReason::none ||
+        !aead_open(keys.for_seq(view.header.seq), view.header.seq, view.head, view.payload, landing.data(),
+                   std::span<const std::byte, kDatagramTagBytes>(view.tag, kDatagramTagBytes))) {
+      state.SkipWithError("a sealed datagram did not open");
+      return;
+    }
     payload += view.payload.size();
     if (++i == datagrams.size()) i = 0;
   }
@@ -126,6 +191,8 @@ void BM_datagram_decode(benchmark::State& state) {
 // 8972: jumbo MTU 9000 (2 whole pages); 65507: the UDP maximum, used on loopback (15 whole pages).
 BENCHMARK(BM_datagram_encode)->ArgName("datagram_bytes")->Arg(1024)->Arg(1472)->Arg(8972)->Arg(65507);
 BENCHMARK(BM_datagram_decode)->ArgName("datagram_bytes")->Arg(1024)->Arg(1472)->Arg(8972)->Arg(65507);
+BENCHMARK(BM_datagram_seal)->ArgName("datagram_bytes")->Arg(1024)->Arg(1472)->Arg(8972)->Arg(65507);
+BENCHMARK(BM_datagram_open)->ArgName("datagram_bytes")->Arg(1024)->Arg(1472)->Arg(8972)->Arg(65507);
 
 }  // namespace
 }  // namespace hymig::micro

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "tests/unit/engine_harness.hpp"
 #include "transport/destination_engine.hpp"
 #include "transport/error.hpp"
 #include "transport/fake_channel.hpp"
@@ -100,25 +101,14 @@ struct Run {
 };
 
 Run migrate(SourceImage& image, TargetLog& log) {
-  Run out;
-  auto rel = make_fake_reliable_pair();
-  auto dg = make_fake_datagram_pair({});
-  DatagramFactory src_factory = [&]() -> std::unique_ptr<DatagramChannel> { return std::move(dg.a); };
-  ReceiverDatagramFactory dst_factory = [&](const Notify&) -> std::unique_ptr<DatagramChannel> { return std::move(dg.b); };
   TargetFactory targets = [&](const Notify& n) {
     log.mem = map_anonymous(n.image_bytes, "test target");
     return std::make_unique<StatefulTarget>(log);
   };
-  DestinationOptions dopts;
-  dopts.peer_timeout = std::chrono::milliseconds(5000);
-  std::thread dest([&] { out.dest = run_destination(*rel.b, dst_factory, targets, dopts); });
   SourceOptions opts;
-  opts.peer_timeout = std::chrono::milliseconds(5000);
   opts.max_rounds = 3;
-  out.source = run_source(*rel.a, src_factory, image, opts);
-  if (!out.source.committed()) cut_fake_reliable(*rel.a);
-  dest.join();
-  return out;
+  harness::EngineRun r = harness::run_engines(harness::fake_channels(), image, targets, opts);
+  return Run{std::move(r.source), std::move(r.dest)};
 }
 
 SyntheticSpec small_spec() {

@@ -1,31 +1,29 @@
-// The final delta by one-sided writes (RemoteImageWriter), over the in-memory fake channels: a test
-// channel wraps the fake reliable channel and "writes" into the destination's exposed image with
-// memcpy, the way RDMA WRITE does over RC (tests/unit/test_verbs_rc.cpp and the engine suite over
-// ud_rc/rc_only test the real one in the Soft-RoCE lab). The engine must commit with the
-// destination byte-for-byte equal to the paused source, fall back to pages messages where a side
-// has no writes, and fail cleanly (source resumed, target discarded) when writes go wrong.
+// The final delta by one-sided writes, over the in-memory fake channels: a test channel wraps the
+// fake reliable channel and "writes" into the destination's exposed image with memcpy, the way
+// RDMA WRITE does over RC (tests/unit/test_verbs_rc.cpp and the engine suite over ud_rc/rc_only
+// test the real one in the Soft-RoCE lab); the session's sealed channel builds its sealed page
+// writes on it, as it does on RC. The engine must commit with the destination byte-for-byte equal
+// to the paused source, fall back to pages messages where a side has no writes, and fail cleanly
+// (source resumed, target discarded) when writes go wrong or are tampered with.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <thread>
 
-#include "transport/destination_engine.hpp"
+#include "tests/unit/engine_harness.hpp"
 #include "transport/error.hpp"
-#include "transport/fake_channel.hpp"
-#include "transport/mapping.hpp"
-#include "transport/source_engine.hpp"
 #include "transport/synthetic_image.hpp"
 
 namespace hymig {
 namespace {
 
-enum class Fault { none, misdirect, fail_mid_delta };
+enum class Fault { none, misdirect, fail_mid_delta, tamper };
 
 // Forwards everything to the fake channel; adds one-sided writes by memcpy (both ends live in this
 // process, so the exposed "address" is the target's pointer). Writes happen at once, before any
 // later message is enqueued: the ordering RC gives.
-class WritingChannel final : public ReliableChannel, public RemoteImageWriter {
+class WritingChannel final : public ReliableChannel, public RemoteWriter {
  public:
   WritingChannel(std::unique_ptr<ReliableChannel> inner, Fault fault) : inner_(std::move(inner)), fault_(fault) {}
 
@@ -43,7 +41,7 @@ class WritingChannel final : public ReliableChannel, public RemoteImageWriter {
   std::string local_host() const override { return inner_->local_host(); }
   std::string peer_host() const override { return inner_->peer_host(); }
   ReliableStats stats() const override { return inner_->stats(); }
-  RemoteImageWriter* remote_image_writer() override { return this; }
+  RemoteWriter* remote_writer() override { return this; }
 
   RemoteImage expose_target(std::span<std::byte> image) override {
     ++exposed;
@@ -53,24 +51,25 @@ class WritingChannel final : public ReliableChannel, public RemoteImageWriter {
     ++registered;
     source_ = image;
   }
-  void set_remote_target(const RemoteImage& r) override {
-    if (r.bytes < source_.size()) throw Error(ErrorKind::protocol, "window too small");
-    remote_ = r;
-  }
-  void write_remote(std::uint64_t offset, std::size_t bytes) override {
-    ASSERT_LE(offset + bytes, source_.size());
+  void set_remote_target(const RemoteImage& r) override { remote_ = r; }
+  void write_remote(std::uint64_t local, std::uint64_t remote, std::size_t bytes) override {
+    ASSERT_LE(local + bytes, source_.size());
+    ASSERT_LE(remote + bytes, remote_.bytes);
     ++writes_;
     if (fault_ == Fault::fail_mid_delta && writes_ == 3) {
       cut_fake_reliable(*inner_);  // the link goes with the queue pair
       throw Error(ErrorKind::peer_vanished, "test: the queue pair went to the error state mid-write");
     }
     // Misdirected: every page lands one page further on (wrapping), as a wrong offset would.
-    const std::uint64_t to = fault_ == Fault::misdirect ? (offset + bytes) % source_.size() : offset;
-    std::memcpy(reinterpret_cast<std::byte*>(remote_.address) + to, source_.data() + offset,
-                std::min<std::size_t>(bytes, source_.size() - to));
+    const std::uint64_t to = fault_ == Fault::misdirect ? (remote + bytes) % remote_.bytes : remote;
+    auto* dst = reinterpret_cast<std::byte*>(remote_.address) + to;
+    std::memcpy(dst, source_.data() + local, std::min<std::size_t>(bytes, remote_.bytes - to));
+    // Tampered: one bit of every third write flipped on the way, as an attacker on the fabric would.
+    if (fault_ == Fault::tamper && writes_ % 3 == 0) dst[bytes / 2] ^= std::byte{1};
     written_ += bytes;
   }
   void flush_writes() override {}
+  void wait_writes() override {}
   std::uint64_t bytes_written() const override { return written_; }
 
   int exposed = 0, registered = 0;
@@ -86,60 +85,33 @@ class WritingChannel final : public ReliableChannel, public RemoteImageWriter {
 struct Session {
   MigrationReport source;
   DestinationReport dest;
-  Mapping target;
-  bool committed = false, discarded = false;
+  harness::TargetRecord target;
   std::uint64_t source_bytes_written = 0;
   int source_registered = 0, dest_exposed = 0;
-};
-
-class KeptTarget final : public TargetImage {
- public:
-  KeptTarget(Mapping& m, Session& r) : m_(m), r_(r) {}
-  std::span<std::byte> memory() override { return m_.span(); }
-  std::string description() const override { return "test"; }
-  void commit() override { r_.committed = true; }
-  void discard() noexcept override { r_.discarded = true; }
-
- private:
-  Mapping& m_;
-  Session& r_;
 };
 
 // `writes_on`: which ends get the writing wrapper ("both", "source", "destination", "none").
 Session migrate(SyntheticImage& image, SourceOptions opts, const std::string& writes_on, Fault fault = Fault::none) {
   Session run;
-  auto pair = make_fake_reliable_pair();
-  ReliableChannel* fake_src = pair.a.get();  // what cut_fake_reliable needs: the fake itself
-  std::unique_ptr<ReliableChannel> src = std::move(pair.a), dst = std::move(pair.b);
+  harness::EngineChannels c = harness::fake_channels({.loss = 0.05, .seed = 3});
   WritingChannel* src_w = nullptr;
   WritingChannel* dst_w = nullptr;
   if (writes_on == "both" || writes_on == "source") {
-    auto w = std::make_unique<WritingChannel>(std::move(src), fault);
+    auto w = std::make_unique<WritingChannel>(std::move(c.source_rel), fault);
     src_w = w.get();
-    src = std::move(w);
+    c.source_rel = std::move(w);
   }
   if (writes_on == "both" || writes_on == "destination") {
-    auto w = std::make_unique<WritingChannel>(std::move(dst), Fault::none);
+    auto w = std::make_unique<WritingChannel>(std::move(c.dest_rel), Fault::none);
     dst_w = w.get();
-    dst = std::move(w);
+    c.dest_rel = std::move(w);
   }
-  auto dg = make_fake_datagram_pair({.loss = 0.05, .seed = 3});
-  DatagramFactory src_factory = [&]() -> std::unique_ptr<DatagramChannel> { return std::move(dg.a); };
-  ReceiverDatagramFactory dst_factory = [&](const Notify&) -> std::unique_ptr<DatagramChannel> { return std::move(dg.b); };
-  TargetFactory targets = [&](const Notify& n) {
-    run.target = map_anonymous(n.image_bytes, "test target");
-    return std::make_unique<KeptTarget>(run.target, run);
-  };
-  DestinationOptions dopts;
-  dopts.peer_timeout = std::chrono::milliseconds(5000);
-  std::thread dest([&] { run.dest = run_destination(*dst, dst_factory, targets, dopts); });
-  opts.peer_timeout = std::chrono::milliseconds(5000);
   opts.initial_rate = 200 << 20;
   opts.downtime_ms = 50;
   opts.max_rounds = 6;
-  run.source = run_source(*src, src_factory, image, opts);
-  if (!run.source.committed()) cut_fake_reliable(*fake_src);  // let the destination notice at once
-  dest.join();
+  harness::EngineRun r = harness::run_engines(std::move(c), image, harness::kept_targets(run.target), opts);
+  run.source = std::move(r.source);
+  run.dest = std::move(r.dest);
   if (src_w) {
     run.source_bytes_written = src_w->bytes_written();
     run.source_registered = src_w->registered;
@@ -159,8 +131,8 @@ SyntheticSpec spec_for(std::uint64_t seed) {
 }
 
 void expect_equal(const Session& r, const SyntheticImage& image) {
-  ASSERT_EQ(r.target.size(), image.memory().size());
-  EXPECT_EQ(0, std::memcmp(r.target.data(), image.memory().data(), image.memory().size()));
+  ASSERT_EQ(r.target.memory.size(), image.memory().size());
+  EXPECT_EQ(0, std::memcmp(r.target.memory.data(), image.memory().data(), image.memory().size()));
 }
 
 class EngineFinalDeltaByWrite : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
@@ -237,17 +209,24 @@ TEST(EngineFinalDelta, FallsBackToSendWhereASideHasNoWrites) {
   }
 }
 
-// Writes that land in the wrong place: the digest catches it; nothing is committed, the source
-// runs on, the destination drops its copy.
-TEST(EngineFinalDelta, MisdirectedWritesFailVerification) {
-  SyntheticImage image(spec_for(12));
-  SourceOptions opts;
-  opts.final_delta = "write";
-  const Session r = migrate(image, opts, "both", Fault::misdirect);
-  EXPECT_FALSE(r.source.committed());
-  EXPECT_NE(r.source.error.find("digest"), std::string::npos) << r.source.error;
-  EXPECT_FALSE(r.committed);
-  EXPECT_TRUE(r.discarded);
+// Writes that land in the wrong place, or are changed on the way: the page's tag does not open
+// where the destination looks; nothing is committed, the source runs on, the destination drops
+// its copy.
+TEST(EngineFinalDelta, MisdirectedOrTamperedWritesFailAuthentication) {
+  for (const Fault f : {Fault::misdirect, Fault::tamper}) {
+    SyntheticImage image(spec_for(12));
+    SourceOptions opts;
+    opts.final_delta = "write";
+    const Session r = migrate(image, opts, "both", f);
+    EXPECT_FALSE(r.source.committed());
+    EXPECT_NE(r.dest.error.find("failed authentication"), std::string::npos) << r.dest.error;
+    EXPECT_FALSE(r.target.committed);
+    EXPECT_TRUE(r.target.discarded);
+    // The source runs on: its writers keep dirtying pages after the failure.
+    const auto before = image.writes_done();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_GT(image.writes_done(), before);
+  }
 }
 
 // The writer fails mid-delta (the RC queue pair in error): the session fails cleanly, never hangs.
@@ -258,8 +237,8 @@ TEST(EngineFinalDelta, WriteFailureMidDeltaFailsCleanly) {
   const Session r = migrate(image, opts, "both", Fault::fail_mid_delta);
   EXPECT_FALSE(r.source.committed());
   EXPECT_NE(r.source.error.find("mid-write"), std::string::npos) << r.source.error;
-  EXPECT_FALSE(r.committed);
-  EXPECT_TRUE(r.discarded);
+  EXPECT_FALSE(r.target.committed);
+  EXPECT_TRUE(r.target.discarded);
   EXPECT_FALSE(r.dest.error.empty());
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <thread>
 
+#include "tests/unit/engine_harness.hpp"
 #include "transport/destination_engine.hpp"
 #include "transport/fake_channel.hpp"
 #include "transport/file_image.hpp"
@@ -56,50 +57,37 @@ class HoleySource final : public SourceImage {
   mutable std::uint64_t finds = 0;
 };
 
-class SparseTarget final : public TargetImage {
+class SparseTarget final : public harness::KeptTarget {
  public:
-  explicit SparseTarget(Mapping& m, std::uint64_t& finds) : m_(m), finds_(finds) {}
-  std::span<std::byte> memory() override { return m_.span(); }
-  std::string description() const override { return "test"; }
+  SparseTarget(harness::TargetRecord& r, std::uint64_t& finds) : KeptTarget(r), finds_(finds) {}
   bool starts_zeroed() const override { return true; }
-  void find_zero_pages(Bitmap& out) const override { zero_pages_now(m_.span(), 4096, out, &finds_); }
-  void commit() override {}
-  void discard() noexcept override {}
+  void find_zero_pages(Bitmap& out) const override { zero_pages_now(r_.memory.span(), 4096, out, &finds_); }
 
  private:
-  Mapping& m_;
   std::uint64_t& finds_;
 };
 
 struct Run {
   MigrationReport source;
   DestinationReport dest;
-  Mapping target;
+  harness::TargetRecord target;
   std::uint64_t target_finds = 0;
 };
 
 Run migrate(SourceImage& image, const Impairments& imp, const std::string& verify) {
   Run out;
-  auto rel = make_fake_reliable_pair();
-  auto dg = make_fake_datagram_pair(imp);
-  DatagramFactory src_factory = [&]() -> std::unique_ptr<DatagramChannel> { return std::move(dg.a); };
-  ReceiverDatagramFactory dst_factory = [&](const Notify&) -> std::unique_ptr<DatagramChannel> { return std::move(dg.b); };
   TargetFactory targets = [&](const Notify& n) {
-    out.target = map_anonymous(n.image_bytes, "test target");
+    out.target.memory = map_anonymous(n.image_bytes, "test target");
     return std::make_unique<SparseTarget>(out.target, out.target_finds);
   };
-  DestinationOptions dopts;
-  dopts.peer_timeout = std::chrono::milliseconds(5000);
-  std::thread dest([&] { out.dest = run_destination(*rel.b, dst_factory, targets, dopts); });
   SourceOptions opts;
-  opts.peer_timeout = std::chrono::milliseconds(5000);
   opts.initial_rate = 200 << 20;
   opts.downtime_ms = 50;
   opts.max_rounds = 6;
   opts.verify = verify;
-  out.source = run_source(*rel.a, src_factory, image, opts);
-  if (!out.source.committed()) cut_fake_reliable(*rel.a);
-  dest.join();
+  harness::EngineRun r = harness::run_engines(harness::fake_channels(imp), image, targets, opts);
+  out.source = std::move(r.source);
+  out.dest = std::move(r.dest);
   return out;
 }
 
@@ -117,8 +105,8 @@ TEST_P(EngineWithHoles, DestinationEqualsPausedSourceWhileHolesFillIn) {
   EXPECT_GT(out.source.zero_pages, 0u);
   EXPECT_GE(image.finds, 3u);  // each round, each dirty scan, the final rehash
   if (GetParam() == "full") EXPECT_EQ(out.target_finds, 1u);
-  ASSERT_EQ(out.target.size(), image.memory().size());
-  EXPECT_EQ(0, std::memcmp(out.target.data(), image.memory().data(), image.memory().size()));
+  ASSERT_EQ(out.target.memory.size(), image.memory().size());
+  EXPECT_EQ(0, std::memcmp(out.target.memory.data(), image.memory().data(), image.memory().size()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Verify, EngineWithHoles, ::testing::Values("full", "fast"));

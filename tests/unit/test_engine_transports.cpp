@@ -10,10 +10,7 @@
 #include <future>
 #include <thread>
 
-#include "transport/destination_engine.hpp"
-#include "transport/fake_channel.hpp"
-#include "transport/mapping.hpp"
-#include "transport/source_engine.hpp"
+#include "tests/unit/engine_harness.hpp"
 #include "transport/synthetic_image.hpp"
 #include "udp/tcp_connect.hpp"
 #include "udp/tcp_listener.hpp"
@@ -33,13 +30,6 @@ std::string env_or(const char* name, const char* fallback) {
   return v && *v ? v : fallback;
 }
 
-// Both ends of one session's channels, made the way the CLI makes them.
-struct Channels {
-  std::unique_ptr<ReliableChannel> source_rel, dest_rel;
-  DatagramFactory source_dgram;
-  ReceiverDatagramFactory dest_dgram;
-  std::string bulk = "udp";  // SourceOptions::bulk
-};
 
 enum class Reliable { fake, tcp, rc };
 enum class Bulk { fake, udp, ud, over_reliable };
@@ -63,13 +53,16 @@ Ends ends_for(const Pair& p) {
   return {env_or("HYMIG_LAB_IP_A", "10.9.0.1"), env_or("HYMIG_LAB_IP_B", "10.9.0.2")};
 }
 
-Channels make_channels(const Pair& p, const Ends& e) {
-  Channels c;
+// Both ends of one session's channels, made the way the CLI makes them.
+harness::EngineChannels make_channels(const Pair& p, const Ends& e) {
+  harness::EngineChannels c;
   switch (p.reliable) {
     case Reliable::fake: {
       auto rel = make_fake_reliable_pair();
       c.source_rel = std::move(rel.a);
       c.dest_rel = std::move(rel.b);
+      c.raw_source = c.source_rel.get();
+      c.cut = [raw = c.raw_source] { cut_fake_reliable(*raw); };
       break;
     }
     case Reliable::tcp: {
@@ -105,23 +98,10 @@ Channels make_channels(const Pair& p, const Ends& e) {
       };
       break;
     case Bulk::over_reliable:
-      c.bulk = "tcp";
       break;
   }
   return c;
 }
-
-class KeptTarget final : public TargetImage {
- public:
-  explicit KeptTarget(Mapping& m) : m_(m) {}
-  std::span<std::byte> memory() override { return m_.span(); }
-  std::string description() const override { return "test"; }
-  void commit() override {}
-  void discard() noexcept override {}
-
- private:
-  Mapping& m_;
-};
 
 class EngineOverEveryTransport : public ::testing::TestWithParam<Pair> {};
 
@@ -132,7 +112,7 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
     GTEST_SKIP() << "no active RoCE ports for " << e.a << " and " << e.b
                  << " (needs rdma_rxe: runs in the Soft-RoCE lab, ctest -L lab)";
 
-  Channels c = make_channels(p, e);
+  harness::EngineChannels c = make_channels(p, e);
   SyntheticSpec spec;
   spec.size = 8 << 20;
   spec.dirty_rate = 4 << 20;
@@ -141,24 +121,17 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
   spec.zero_fraction = 0.2;
   SyntheticImage image(spec);
 
-  Mapping target;
-  TargetFactory targets = [&](const Notify& n) {
-    target = map_anonymous(n.image_bytes, "test target");
-    return std::make_unique<KeptTarget>(target);
-  };
-  DestinationReport dest;
-  DestinationOptions dopts;
-  dopts.peer_timeout = kTimeout;
-  std::thread dest_thread([&] { dest = run_destination(*c.dest_rel, c.dest_dgram, targets, dopts); });
+  harness::TargetRecord target;
   SourceOptions opts;
-  opts.bulk = c.bulk;
+  opts.bulk = p.bulk == Bulk::over_reliable ? "tcp" : "udp";
   opts.initial_rate = 16 << 20;
   opts.downtime_ms = 100;
   opts.max_rounds = 6;
   opts.peer_timeout = kTimeout;
   opts.final_delta = p.final_delta;
-  const MigrationReport src = run_source(*c.source_rel, c.source_dgram, image, opts);
-  dest_thread.join();
+  harness::EngineRun run = harness::run_engines(std::move(c), image, harness::kept_targets(target), opts);
+  const MigrationReport& src = run.source;
+  const DestinationReport& dest = run.dest;
 
   ASSERT_TRUE(src.committed()) << src.error << " / destination: " << dest.error;
   EXPECT_TRUE(src.verified);
@@ -171,8 +144,8 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
                         (std::string(p.final_delta) == "write" || std::string(kDefaultFinalDelta) == "write");
   EXPECT_EQ(src.final_delta_method, by_write ? "write" : "send") << src.final_delta_note;
   EXPECT_EQ(dest.final_delta, by_write && src.final_delta_pages > 0 ? "write" : "send");
-  ASSERT_EQ(target.size(), image.memory().size());
-  EXPECT_EQ(0, std::memcmp(target.data(), image.memory().data(), image.memory().size()));
+  ASSERT_EQ(target.memory.size(), image.memory().size());
+  EXPECT_EQ(0, std::memcmp(target.memory.data(), image.memory().data(), image.memory().size()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Pairs, EngineOverEveryTransport,

@@ -502,20 +502,21 @@ TEST(VerbsRcChannel, AcceptTimesOut) {
   EXPECT_EQ(::poll(&pfd, 1, 0), 0);
 }
 
-// ---- one-sided writes (RemoteImageWriter) --------------------------------------------------
+// ---- one-sided writes (RemoteWriter) --------------------------------------------------
 
 // The final delta's path: the server exposes its target, the client registers its source once and
 // WRITEs scattered pages (single pages, a contiguous run that is merged, a range larger than one
-// WRITE, an odd-sized tail) to the same offsets; a SEND after them tells the server they are
-// there. Every byte compared, and bytes the client did not write stay untouched.
+// WRITE, an odd-sized tail) to the same offsets, and a few from other local offsets (as the sealed
+// layer does from its staging buffer); a SEND after them tells the server they are there. Every
+// byte compared, and bytes the client did not write stay untouched.
 TEST(VerbsRcChannel, WritesPagesIntoTheRegisteredRemoteImage) {
   HYMIG_REQUIRE_ROCE_LAB();
   RcPair p = make_pair();
   constexpr std::size_t kPage = 4096, kPages = 512;
   const auto source = random_bytes(kPages * kPage, 21);
   std::vector<std::byte> target(source.size(), std::byte{0xEE});
-  RemoteImageWriter* out = p.client->remote_image_writer();
-  RemoteImageWriter* in = p.server->remote_image_writer();
+  RemoteWriter* out = p.client->remote_writer();
+  RemoteWriter* in = p.server->remote_writer();
   ASSERT_NE(out, nullptr);
   ASSERT_NE(in, nullptr);
   const RemoteImage window = in->expose_target(target);
@@ -526,15 +527,19 @@ TEST(VerbsRcChannel, WritesPagesIntoTheRegisteredRemoteImage) {
   std::vector<bool> written(kPages, false);
   std::uint64_t bytes = 0;
   auto write_pages = [&](std::size_t first, std::size_t n) {
-    out->write_remote(first * kPage, n * kPage);
+    out->write_remote(first * kPage, first * kPage, n * kPage);
     for (std::size_t i = first; i < first + n; ++i) written[i] = true;
     bytes += n * kPage;
   };
   for (std::size_t i = 0; i < 200; i += 3) write_pages(i, 1);  // scattered
   for (std::size_t i = 300; i < 340; ++i) write_pages(i, 1);   // contiguous: merged up to one SEND's size
   write_pages(400, 37);                                        // one call, many WRITEs
-  out->write_remote(kPages * kPage - 100, 100);                // a tail that is not a page
+  out->write_remote(kPages * kPage - 100, kPages * kPage - 100, 100);                // a tail that is not a page
   bytes += 100;
+  // From elsewhere in the source: pages 450..459 get the bytes of pages 0..9.
+  for (std::size_t i = 0; i < 10; ++i) out->write_remote(i * kPage, (450 + i) * kPage, kPage);
+  bytes += 10 * kPage;
+  out->wait_writes();
   p.client->send(7, bytes_of("written"));
   auto m = p.server->receive(60s);
   ASSERT_TRUE(m);
@@ -542,7 +547,9 @@ TEST(VerbsRcChannel, WritesPagesIntoTheRegisteredRemoteImage) {
   EXPECT_EQ(out->bytes_written(), bytes);
   for (std::size_t i = 0; i < kPages; ++i) {
     const std::size_t n = i + 1 == kPages ? kPage - 100 : kPage;  // the last page's tail is checked below
-    if (written[i]) {
+    if (i >= 450 && i < 460) {
+      ASSERT_EQ(0, std::memcmp(target.data() + i * kPage, source.data() + (i - 450) * kPage, n)) << "page " << i;
+    } else if (written[i]) {
       ASSERT_EQ(0, std::memcmp(target.data() + i * kPage, source.data() + i * kPage, n)) << "page " << i;
     } else {
       for (std::size_t k = 0; k < n; ++k) ASSERT_EQ(target[i * kPage + k], std::byte{0xEE}) << "page " << i << " was not written";
@@ -561,17 +568,12 @@ TEST(VerbsRcChannel, WriteRangesAreChecked) {
   RcPair p = make_pair();
   const auto source = random_bytes(64 * 1024, 22);
   std::vector<std::byte> small(32 * 1024);
-  RemoteImageWriter* out = p.client->remote_image_writer();
-  EXPECT_THROW(out->write_remote(0, 4096), std::logic_error);  // nothing registered yet
+  RemoteWriter* out = p.client->remote_writer();
+  EXPECT_THROW(out->write_remote(0, 0, 4096), std::logic_error);  // nothing registered yet
   out->register_source(source);
-  const RemoteImage window = p.server->remote_image_writer()->expose_target(small);
-  EXPECT_EQ(kind_of([&] { out->set_remote_target(window); }), ErrorKind::protocol);  // smaller than the source
-  std::vector<std::byte> big(64 * 1024);
-  RcPair q = make_pair();
-  RemoteImageWriter* out2 = q.client->remote_image_writer();
-  out2->register_source(source);
-  out2->set_remote_target(q.server->remote_image_writer()->expose_target(big));
-  EXPECT_EQ(kind_of([&] { out2->write_remote(60 * 1024, 8192); }), ErrorKind::usage);  // beyond the source
+  out->set_remote_target(p.server->remote_writer()->expose_target(small));
+  EXPECT_EQ(kind_of([&] { out->write_remote(0, 30 * 1024, 4096); }), ErrorKind::protocol);  // beyond the window
+  EXPECT_EQ(kind_of([&] { out->write_remote(60 * 1024, 0, 8192); }), ErrorKind::usage);     // beyond the source
 }
 
 // A key the peer never handed out: the responder refuses the WRITE; the writer fails with a clear
@@ -582,14 +584,14 @@ TEST(VerbsRcChannel, WriteWithABadKeyIsRefusedClearly) {
   p.client->set_io_timeout(10s);
   const auto source = random_bytes(64 * 1024, 23);
   std::vector<std::byte> target(source.size());
-  RemoteImageWriter* out = p.client->remote_image_writer();
-  RemoteImage window = p.server->remote_image_writer()->expose_target(target);
+  RemoteWriter* out = p.client->remote_writer();
+  RemoteImage window = p.server->remote_writer()->expose_target(target);
   window.key ^= 0x5a5a00;
   out->register_source(source);
   out->set_remote_target(window);
   std::string what;
   const ErrorKind k = kind_of([&] {
-    for (int i = 0; i < 16; ++i) out->write_remote(std::size_t(i) * 4096, 4096);
+    for (int i = 0; i < 16; ++i) out->write_remote(std::size_t(i) * 4096, std::size_t(i) * 4096, 4096);
     p.client->send(1, bytes_of("done"));
     for (int i = 0; i < 100; ++i) p.client->receive(200ms);  // completions are reaped while waiting
   }, &what);
@@ -607,10 +609,10 @@ TEST(VerbsRcChannel, WritesOnAQueuePairInErrorFailClearly) {
   p.client->set_io_timeout(5s);
   const auto source = random_bytes(256 * 1024, 24);
   std::vector<std::byte> target(source.size());
-  RemoteImageWriter* out = p.client->remote_image_writer();
+  RemoteWriter* out = p.client->remote_writer();
   out->register_source(source);
-  out->set_remote_target(p.server->remote_image_writer()->expose_target(target));
-  for (int i = 0; i < 8; ++i) out->write_remote(std::size_t(i) * 4096, 4096);
+  out->set_remote_target(p.server->remote_writer()->expose_target(target));
+  for (int i = 0; i < 8; ++i) out->write_remote(std::size_t(i) * 4096, std::size_t(i) * 4096, 4096);
   out->flush_writes();
   ibv_qp_attr a{};
   a.qp_state = IBV_QPS_ERR;
@@ -618,7 +620,7 @@ TEST(VerbsRcChannel, WritesOnAQueuePairInErrorFailClearly) {
   std::string what;
   const auto t0 = std::chrono::steady_clock::now();
   const ErrorKind k = kind_of([&] {
-    for (int i = 8; i < 64; ++i) out->write_remote(std::size_t(i) * 4096, 4096);
+    for (int i = 8; i < 64; ++i) out->write_remote(std::size_t(i) * 4096, std::size_t(i) * 4096, 4096);
     out->flush_writes();
     p.client->send(1, bytes_of("done"));
     for (int i = 0; i < 100; ++i) p.client->receive(200ms);

@@ -161,11 +161,11 @@ TEST(VerbsThroughput, RcFinalDeltaSendVersusWrite) {
   std::vector<std::byte> expected(image.size());
   for (auto pg : delta) std::memcpy(expected.data() + pg * kPage, image.data() + pg * kPage, kPage);
 
-  RemoteImageWriter* out = client->remote_image_writer();
+  RemoteWriter* out = client->remote_writer();
   ASSERT_NE(out, nullptr);
   out->register_source(image);
   std::vector<std::byte> target(image.size());
-  const RemoteImage window = server->remote_image_writer()->expose_target(target);  // once, reused
+  const RemoteImage window = server->remote_writer()->expose_target(target);  // once, reused
   out->set_remote_target(window);
 
   auto run = [&](bool by_write) {
@@ -177,7 +177,7 @@ TEST(VerbsThroughput, RcFinalDeltaSendVersusWrite) {
         const std::span<const std::uint64_t> batch(delta.data() + b, std::min(kBatch, kDelta - b));
         const auto header = std::as_bytes(batch);
         if (by_write) {
-          for (auto pg : batch) out->write_remote(pg * kPage, kPage);
+          for (auto pg : batch) out->write_remote(pg * kPage, pg * kPage, kPage);
           client->send(2, header);
         } else {
           parts.clear();
@@ -244,16 +244,16 @@ TEST(VerbsThroughput, RcWriteWindow) {
     auto accepted = std::async(std::launch::async, [&] { return listener->accept(60s); });
     auto client = connect_rc(lab_ip_a(), listener->endpoint(), 60s, opt);
     auto server = accepted.get();
-    RemoteImageWriter* out = client->remote_image_writer();
+    RemoteWriter* out = client->remote_writer();
     out->register_source(image);
-    out->set_remote_target(server->remote_image_writer()->expose_target(target));
+    out->set_remote_target(server->remote_writer()->expose_target(target));
     std::vector<double> mbs;
     for (int rep = 0; rep < 3; ++rep) {
       std::fill(target.begin(), target.end(), std::byte{0});
       const auto t0 = Clock::now();
       for (std::size_t b = 0; b < kDelta; b += kBatch) {
         const std::span<const std::uint64_t> batch(delta.data() + b, std::min(kBatch, kDelta - b));
-        for (auto pg : batch) out->write_remote(pg * kPage, kPage);
+        for (auto pg : batch) out->write_remote(pg * kPage, pg * kPage, kPage);
         client->send(2, std::as_bytes(batch));
       }
       for (std::size_t b = 0; b < kDelta; b += kBatch) ASSERT_TRUE(server->receive(60s));

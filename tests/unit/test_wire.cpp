@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "security/epoch_keys.hpp"
 #include "transport/error.hpp"
 #include "transport/page_applier.hpp"
 #include "transport/page_hash.hpp"
@@ -24,6 +25,7 @@ Notify sample_notify() {
   n.bulk_endpoint = "127.0.0.1:4000";
   n.datagram_bytes = 65507;
   n.verify = "full";
+  n.protection = DatagramProtection::aead;
   return n;
 }
 
@@ -66,6 +68,11 @@ TEST(WireHandshake, NotifyRejectsBadFields) {
   bad([](auto& j) { j["image_bytes"] = 12345; });
   bad([](auto& j) { j["image_name"] = "../etc/passwd"; });
   bad([](auto& j) { j["image_name"] = ".hidden"; });
+  bad([](auto& j) { j["image_name"] = std::string(kMaxImageNameBytes + 1, 'a'); });
+  bad([](auto& j) { j["image_name"] = "a b"; });
+  bad([](auto& j) { j["image_name"] = "caf\u00e9"; });
+  bad([](auto& j) { j["datagram_protection"] = "none"; });
+  bad([](auto& j) { j.erase("datagram_protection"); });
   bad([](auto& j) { j["image_kind"] = "disk"; });
   bad([](auto& j) { j["bulk"] = "carrier-pigeon"; });
   bad([](auto& j) { j["session"] = -1; });
@@ -111,24 +118,54 @@ TEST(WireControl, PageSetOutOfRangeIsRejected) {
   EXPECT_EQ(decode_pages_header(encode_pages_header(1, std::span(idx).first(1)), 100, pages), 1u);
 }
 
-class WireDatagram : public ::testing::Test {
- protected:
+// Makes datagrams as the streamer does, sealed with its own session's keys.
+struct DatagramMaker {
   static constexpr std::size_t kPage = 4096;
   std::vector<std::byte> page = std::vector<std::byte>(kPage, std::byte{0x5a});
   DatagramLayout layout = make_layout(kPage, 65507);
+  SessionSecrets secrets = SessionSecrets::random_for_testing();
+  EpochKeys sealer{secrets, "datagram/0", Role::source, AeadCipher::Direction::seal};
+  std::uint64_t next_seq = 0;
 
-  std::vector<std::byte> build(std::uint64_t session, std::uint64_t page_index, std::uint32_t round = 0) {
+  PageApplier applier_for(std::vector<std::byte>& image, bool keep_hashes = true, bool starts_zeroed = false) {
+    return PageApplier(image, kPage, 77, layout, DatagramProtection::aead, secrets, keep_hashes, starts_zeroed);
+  }
+
+  // A sealed datagram of `entries` (their pages' bytes from `page`), as the streamer makes it.
+  std::vector<std::byte> seal(std::uint64_t session, std::vector<DatagramEntry> entries, std::uint32_t round,
+                              std::uint64_t seq) {
     DatagramHeader h;
+    h.flags = kDatagramEncrypted;
     h.session = session;
     h.round = round;
-    h.payload_bytes = kPage;
-    DatagramEntry e{page_index, false, hash_page(page.data(), kPage)};
-    std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes + kPage);
-    const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1), {});
-    std::memcpy(out.data() + head, page.data(), kPage);
+    h.seq = seq;
+    std::size_t payload = 0;
+    for (const auto& e : entries) payload += e.zero ? 0 : kPage;
+    h.payload_bytes = static_cast<std::uint32_t>(payload);
+    std::vector<std::byte> out(kDatagramHeaderBytes + entries.size() * kEntryBytes + payload + kDatagramTagBytes);
+    const auto head = encode_datagram_head(out.data(), h, entries);
+    AeadCipher& c = sealer.for_seq(seq);
+    c.begin(seq, std::span(out).first(head));
+    std::size_t at = head;
+    for (const auto& e : entries) {
+      if (e.zero) continue;
+      c.crypt(page, out.data() + at);
+      at += kPage;
+    }
+    const AeadTag tag = c.finish_seal();
+    std::memcpy(out.data() + at, tag.data(), tag.size());
     return out;
   }
+
+  std::vector<std::byte> build(std::uint64_t session, std::uint64_t page_index, std::uint32_t round = 0) {
+    return seal(session, {{page_index, false, hash_page(page.data(), kPage)}}, round, next_seq++);
+  }
+  std::vector<std::byte> zero_entry(std::uint64_t page_index, std::uint32_t round) {
+    return seal(77, {{page_index, true, zero_page_hash(kPage)}}, round, next_seq++);
+  }
 };
+
+class WireDatagram : public ::testing::Test, public DatagramMaker {};
 
 TEST_F(WireDatagram, LayoutFitsPagesOrChunks) {
   EXPECT_EQ(make_layout(4096, 65507).pages_per_datagram, 15);
@@ -136,44 +173,147 @@ TEST_F(WireDatagram, LayoutFitsPagesOrChunks) {
   EXPECT_TRUE(l.chunked());
   EXPECT_EQ(l.chunk_count, 3);
   EXPECT_EQ(std::size_t{l.chunk_len(0)} * 2 + l.chunk_len(2), 4096u);
-  EXPECT_LE(kDatagramHeaderBytes + kEntryBytes + l.chunk_bytes, 1472u);
+  EXPECT_LE(kDatagramHeaderBytes + kEntryBytes + l.chunk_bytes + kDatagramTagBytes, 1472u);
   EXPECT_EQ(make_layout(4096, 1024).chunk_count, 5);
   EXPECT_THROW(make_layout(4096, 100), Error);
 }
 
 TEST_F(WireDatagram, EveryMutationIsDroppedAndNeverLands) {
   std::vector<std::byte> image(kPage * 8);
-  PageApplier applier(image, kPage, 77, layout);
+  PageApplier applier = applier_for(image);
   const auto good = build(77, 3);
-  // Flip every single byte of the header and entry: each must be rejected.
-  for (std::size_t i = 0; i < kDatagramHeaderBytes + kEntryBytes; ++i) {
+  // Flip every single byte, header, entry, payload and tag: each must be rejected.
+  for (std::size_t i = 0; i < good.size(); i += (i < 128 || i + 32 > good.size()) ? 1 : 97) {
     auto bad = good;
     bad[i] ^= std::byte{0x40};
     EXPECT_NE(applier.apply_datagram(bad, 0), DropReason::none) << "byte " << i;
   }
-  // A flipped payload byte fails the page hash.
+  // A flipped payload or tag byte fails authentication.
   auto bad = good;
   bad[kDatagramHeaderBytes + kEntryBytes + 100] ^= std::byte{1};
-  EXPECT_EQ(applier.apply_datagram(bad, 0), DropReason::bad_hash);
+  EXPECT_EQ(applier.apply_datagram(bad, 0), DropReason::bad_mac);
+  bad = good;
+  bad.back() ^= std::byte{1};
+  EXPECT_EQ(applier.apply_datagram(bad, 0), DropReason::bad_mac);
   // Truncations.
   for (std::size_t len : {std::size_t{0}, std::size_t{10}, kDatagramHeaderBytes, good.size() - 1})
     EXPECT_NE(applier.apply_datagram(std::span(good).first(len), 0), DropReason::none);
   // Wrong session, out-of-range page, unannounced round.
   EXPECT_EQ(applier.apply_datagram(build(78, 3), 0), DropReason::wrong_session);
   EXPECT_EQ(applier.apply_datagram(build(77, 8), 0), DropReason::out_of_range);
-  EXPECT_NE(applier.apply_datagram(build(77, 3, 900), 0), DropReason::none);
-  // Nothing landed.
-  for (auto b : image) ASSERT_EQ(b, std::byte{0});
+  EXPECT_EQ(applier.apply_datagram(build(77, 3, 1), 0), DropReason::future_round);
+  // Nothing landed: no page is present, and no page but the one aimed at (not present: its bytes
+  // are disposable until an authentic copy arrives) was touched.
   EXPECT_EQ(applier.present().count(), 0u);
-  // The good one does.
+  for (std::size_t i = 0; i < image.size(); ++i)
+    if (i / kPage != 3) ASSERT_EQ(image[i], std::byte{0}) << i;
+  // The good one does, once: again it is a replay.
   EXPECT_EQ(applier.apply_datagram(good, 0), DropReason::none);
   EXPECT_EQ(image[3 * kPage], std::byte{0x5a});
   EXPECT_TRUE(applier.present().test(3));
+  EXPECT_EQ(applier.apply_datagram(good, 0), DropReason::replayed);
+  EXPECT_EQ(applier.datagrams(), 1u);
+}
+
+// A datagram sealed under another session's keys (the right session id, a valid shape) is forged.
+TEST_F(WireDatagram, AnotherSessionsKeysAreForged) {
+  std::vector<std::byte> image(kPage * 8);
+  PageApplier applier = applier_for(image);
+  DatagramMaker other;
+  other.page.assign(kPage, std::byte{0x66});
+  EXPECT_EQ(applier.apply_datagram(other.build(77, 2), 0), DropReason::bad_mac);
+  EXPECT_EQ(applier.dropped(DropReason::bad_mac), 1u);
+  EXPECT_EQ(applier.datagrams(), 0u);
+  // The page it aimed at was not present, so its bytes were disposable; it is still missing, and
+  // the authentic copy (the same sequence number: a forgery takes nothing from the window) lands.
+  EXPECT_FALSE(applier.present().test(2));
+  next_seq = 0;
+  EXPECT_EQ(applier.apply_datagram(build(77, 2), 0), DropReason::none);
+  EXPECT_TRUE(applier.present().test(2));
+  for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
+}
+
+// Forged datagrams must not touch a page that holds an authentic copy, nor a page being assembled
+// from chunks: decrypting in place is only for bytes that are disposable anyway.
+TEST_F(WireDatagram, ForgeriesNeverOverwriteAuthenticBytes) {
+  {
+    std::vector<std::byte> image(kPage * 8);
+    PageApplier applier = applier_for(image);
+    ASSERT_EQ(applier.apply_datagram(build(77, 1), 0), DropReason::none);
+    Bitmap none(8);
+    applier.begin_round(1, none);  // round 1 resends nothing: page 1's copy is current
+    DatagramMaker forger;
+    forger.page.assign(kPage, std::byte{0x66});
+    forger.next_seq = 100;  // fresh numbers: the window lets them through to the tag check
+    for (std::uint32_t round : {0u, 1u})
+      EXPECT_EQ(applier.apply_datagram(forger.build(77, 1, round), 0), DropReason::bad_mac);
+    for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[kPage + i], std::byte{0x5a}) << i;
+    EXPECT_TRUE(applier.present().test(1));
+  }
+  {
+    // Chunked: chunk 0 of page 2 arrived; a forged chunk 0 of a newer round must not clobber it.
+    const DatagramLayout chunked = make_layout(kPage, 1472);
+    std::vector<std::byte> image(kPage * 8);
+    PageApplier applier(image, kPage, 77, chunked, DatagramProtection::aead, secrets, false, true);
+    auto chunk = [&](EpochKeys& keys, std::uint16_t index, std::uint32_t round, std::uint64_t seq, std::byte fill) {
+      DatagramHeader h;
+      h.flags = kDatagramEncrypted;
+      h.session = 77;
+      h.round = round;
+      h.seq = seq;
+      h.chunk_index = index;
+      h.chunk_count = chunked.chunk_count;
+      h.payload_bytes = chunked.chunk_len(index);
+      const DatagramEntry e{2, false, 0};
+      std::vector<std::byte> bytes(h.payload_bytes, fill);
+      std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes + h.payload_bytes + kDatagramTagBytes);
+      const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1));
+      const AeadTag tag = aead_seal(keys.for_seq(seq), seq, std::span(out).first(head), bytes, out.data() + head);
+      std::memcpy(out.data() + head + h.payload_bytes, tag.data(), tag.size());
+      return out;
+    };
+    ASSERT_EQ(applier.apply_datagram(chunk(sealer, 0, 0, 0, std::byte{0x5a}), 0), DropReason::none);
+    Bitmap two(8);
+    two.set(2);
+    applier.begin_round(1, two);
+    EpochKeys forged(SessionSecrets::random_for_testing(), "datagram/0", Role::source, AeadCipher::Direction::seal);
+    EXPECT_EQ(applier.apply_datagram(chunk(forged, 0, 1, 5, std::byte{0x66}), 0), DropReason::bad_mac);
+    for (std::size_t i = 0; i < chunked.chunk_len(0); ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
+    // The authentic rest of round 0's copy completes it.
+    ASSERT_EQ(applier.apply_datagram(chunk(sealer, 1, 0, 1, std::byte{0x5a}), 0), DropReason::none);
+    ASSERT_EQ(applier.apply_datagram(chunk(sealer, 2, 0, 2, std::byte{0x5a}), 0), DropReason::none);
+    EXPECT_TRUE(applier.present().test(2));
+    for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
+  }
+}
+
+// With protection mac (--encrypt off) pages travel in clear but are still authenticated.
+TEST_F(WireDatagram, MacOnlyAuthenticatesClearPages) {
+  std::vector<std::byte> image(kPage * 8);
+  PageApplier applier(image, kPage, 77, layout, DatagramProtection::mac, secrets);
+  DatagramHeader h;
+  h.session = 77;
+  h.payload_bytes = kPage;
+  const DatagramEntry e{4, false, hash_page(page.data(), kPage)};
+  std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes + kPage + kDatagramTagBytes);
+  const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1));
+  std::memcpy(out.data() + head, page.data(), kPage);
+  AeadCipher& c = sealer.for_seq(0);
+  c.begin(0, std::span(out).first(head));
+  c.authenticate(page);
+  const AeadTag tag = c.finish_seal();
+  std::memcpy(out.data() + head + kPage, tag.data(), tag.size());
+  auto bad = out;
+  bad[head + 7] ^= std::byte{1};
+  EXPECT_EQ(applier.apply_datagram(bad, 0), DropReason::bad_mac);
+  EXPECT_EQ(applier.apply_datagram(build(77, 4), 0), DropReason::bad_shape);  // encrypted, not what notify said
+  EXPECT_EQ(applier.apply_datagram(out, 0), DropReason::none);
+  EXPECT_EQ(image[4 * kPage + 7], std::byte{0x5a});
 }
 
 TEST_F(WireDatagram, OlderRoundNeverOverwritesNewer) {
   std::vector<std::byte> image(kPage * 8);
-  PageApplier applier(image, kPage, 77, layout);
+  PageApplier applier = applier_for(image);
   Bitmap none(8);
   applier.begin_round(2, none);
   ASSERT_EQ(applier.apply_datagram(build(77, 1, 2), 0), DropReason::none);
@@ -185,19 +325,9 @@ TEST_F(WireDatagram, OlderRoundNeverOverwritesNewer) {
 // A zero page needs no write into a target that starts zeroed, unless data landed there before
 // (a fresh VM RAM file stays sparse); into any other target it is written.
 TEST_F(WireDatagram, ZeroPagesAreWrittenOnlyOverData) {
-  auto zero_entry = [&](std::uint64_t page_index, std::uint32_t round) {
-    DatagramHeader h;
-    h.session = 77;
-    h.round = round;
-    h.payload_bytes = 0;
-    DatagramEntry e{page_index, true, zero_page_hash(kPage)};
-    std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes);
-    out.resize(encode_datagram_head(out.data(), h, std::span(&e, 1), {}));
-    return out;
-  };
   // The marker bytes stand for "whatever the fresh target holds": never touched by a zero page.
   std::vector<std::byte> image(kPage * 8, std::byte{0xee});
-  PageApplier zeroed(image, kPage, 77, layout, true, /*starts_zeroed=*/true);
+  PageApplier zeroed = applier_for(image, true, /*starts_zeroed=*/true);
   Bitmap all(8);
   all.set_all();
   ASSERT_EQ(zeroed.apply_datagram(zero_entry(2, 0), 0), DropReason::none);
@@ -219,20 +349,23 @@ TEST_F(WireDatagram, ZeroPagesAreWrittenOnlyOverData) {
   EXPECT_EQ(image[4 * kPage + 9], std::byte{0});
 
   std::vector<std::byte> other(kPage * 8, std::byte{0xee});
-  PageApplier unknown(other, kPage, 77, layout);
+  PageApplier unknown = applier_for(other);
   ASSERT_EQ(unknown.apply_datagram(zero_entry(2, 0), 0), DropReason::none);
   for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(other[2 * kPage + i], std::byte{0}) << i;
 }
 
 TEST_F(WireDatagram, RandomJunkNeverCrashes) {
   std::vector<std::byte> image(kPage * 8);
-  PageApplier applier(image, kPage, 77, layout);
+  PageApplier applier = applier_for(image);
   std::mt19937_64 rng(1);
   std::vector<std::byte> junk;
   for (int i = 0; i < 20000; ++i) {
     junk.resize(rng() % 2000);
     for (auto& b : junk) b = std::byte(rng());
-    if (junk.size() >= 4 && i % 2) std::memcpy(junk.data(), &kDatagramMagic, 4);
+    if (junk.size() >= 8 && i % 2) {
+      std::memcpy(junk.data(), &kDatagramMagic, 4);
+      junk[4] = std::byte(kProtocolVersion);
+    }
     EXPECT_NE(applier.apply_datagram(junk, 0), DropReason::none);
   }
   EXPECT_EQ(applier.present().count(), 0u);
@@ -258,11 +391,13 @@ TEST(Bitmap, SetCountDrainComplement) {
   EXPECT_EQ(all.count(), 130u);
 }
 
-TEST(PageHash, DigestDependsOnEveryPage) {
+TEST(PageHash, DigestDependsOnEveryPageAndTheKey) {
+  const SessionSecrets s = SessionSecrets::random_for_testing();
   std::vector<std::uint64_t> h(100, 1);
-  const auto a = digest_of_hashes(h);
+  const auto a = keyed_digest_of_hashes(s, h);
+  EXPECT_NE(a, keyed_digest_of_hashes(SessionSecrets::random_for_testing(), h));
   h[99] = 2;
-  EXPECT_NE(a, digest_of_hashes(h));
+  EXPECT_NE(a, keyed_digest_of_hashes(s, h));
   std::vector<std::byte> zero(4096);
   EXPECT_EQ(hash_page(zero.data(), 4096), zero_page_hash(4096));
   EXPECT_TRUE(is_zero_page(zero.data(), 4096));
