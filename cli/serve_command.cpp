@@ -320,7 +320,8 @@ int run_serve(const std::vector<std::string>& args) {
   ::sigaction(SIGINT, &sa, nullptr);
 
   TcpListener listener = TcpListener::listen(vm["listen"].as<std::string>());
-  log_line("listening on " + listener.local_address() + " (cluster key " + cfg.key.id() + ")");
+  log_line("cluster key " + cfg.key.id());
+  log_line("listening on " + listener.local_address());
   Server server(std::move(cfg));
   const int rc = server.run(listener);
   log_line("stopped");

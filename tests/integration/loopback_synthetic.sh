@@ -15,7 +15,7 @@ hm_tmpdir
 mkdir -p "$HM_TMP/store"
 size=$((256 << 20))
 
-hm_start_serve "$HM_TMP/serve.log" --listen 127.0.0.1:0 --once --store "$HM_TMP/store" --timeout 10
+hm_start_serve "$HM_TMP/serve.log" --listen 127.0.0.1:0 --once --store "$HM_TMP/store" --timeout 10 --allow-synthetic
 out=$HM_TMP/report.json err=$HM_TMP/migrate.err
 hm_migrate_run 150 "$out" "$err" --image "synthetic:size=256M,dirty-rate=64M,working-set=64M,seed=7" \
   --to "$HM_SERVE_ADDR" --bind 127.0.0.1 --report json --timeout 10

@@ -3,7 +3,8 @@
 # what the helpers need and installs one EXIT trap that runs every registered cleanup.
 #
 #   hm_require_tools             skip (77) unless $HYMIG and $HYMIG_TEST_WRITER are executables and jq exists
-#   hm_tmpdir                    makes (once) a scratch dir under /dev/shm, removed on exit: $HM_TMP
+#   hm_tmpdir                    makes (once) a scratch dir under /dev/shm, removed on exit: $HM_TMP;
+#                                with $HYMIG set, also a throwaway cluster key there ($HYMIG_KEY_FILE)
 #   hm_on_exit CMD...            registers a cleanup command (run in reverse order on exit)
 #   hm_track_pid PID             a process to kill (by PID, SIGKILL) on exit if still alive
 #   hm_start_serve LOG ARGS...   starts `hymig serve ARGS` (stderr to LOG), waits for its listening line:
@@ -95,6 +96,12 @@ hm_tmpdir() {
     local base=/dev/shm
     [ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
     HM_TMP=$(mktemp -d "$base/hymig-it-$HM_TEST_NAME.XXXXXX") || hm_fail "mktemp -d in $base"
+    # Every hymig session is authenticated: the test's processes share a key of their own, found
+    # through $HYMIG_KEY_FILE (serve and migrate read it when no --key-file is given).
+    if [ -n "${HYMIG:-}" ] && [ -x "$HYMIG" ] && [ -z "${HM_KEEP_KEY_FILE:-}" ]; then
+      "$HYMIG" keygen "$HM_TMP/cluster.key" 2>/dev/null || hm_fail "hymig keygen $HM_TMP/cluster.key failed"
+      export HYMIG_KEY_FILE=$HM_TMP/cluster.key
+    fi
   fi
 }
 
