@@ -150,10 +150,11 @@ void TcpReliableChannel::write_all(iovec* iov, std::size_t count, std::uint64_t 
     const int err = errno;
     if (n < 0 && err == EINTR) continue;
     if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
-      const auto left = deadline_ - std::chrono::steady_clock::now();
+      // A stall ends it after the io timeout; a trickle, at the frame's deadline.
+      const auto left = std::min<std::chrono::steady_clock::duration>(io_timeout_, deadline_ - std::chrono::steady_clock::now());
       if (left <= left.zero() || !wait_fd(fd_.get(), POLLOUT, left))
-        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " did not take a message within " + seconds(io_timeout_) +
-                                            " — link down or peer stuck?");
+        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " took no data for " + seconds(io_timeout_) +
+                                            " or not the whole message in time — link down or peer stuck?");
       continue;
     }
     if (err == EPIPE || err == ECONNRESET)
@@ -182,10 +183,10 @@ void TcpReliableChannel::read_all(iovec* iov, std::size_t count, std::uint64_t t
     const int err = errno;
     if (err == EINTR) continue;
     if (err == EAGAIN || err == EWOULDBLOCK) {
-      const auto left = deadline_ - std::chrono::steady_clock::now();
+      const auto left = std::min<std::chrono::steady_clock::duration>(io_timeout_, deadline_ - std::chrono::steady_clock::now());
       if (left <= left.zero() || !wait_fd(fd_.get(), POLLIN, left))
-        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " did not finish a " + what + " within " +
-                                            seconds(io_timeout_) + " — link down or peer stuck?");
+        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " sent nothing for " + seconds(io_timeout_) +
+                                            ", or not the whole " + what + " in time — link down or peer stuck?");
       continue;
     }
     if (err == ECONNRESET)

@@ -3,9 +3,9 @@
 // body into a small buffer of its own and the payload straight into the caller's buffers (readv).
 //
 // A frame that fails half-way (timeout, malformed header, peer gone) leaves the byte stream out of
-// step, so after any such error every later call throws again, naming the first error. Each frame
-// (and each payload) must complete by a deadline set at its start (the io timeout, plus time for its
-// bytes at 64 KiB/s), however the bytes trickle.
+// step, so after any such error every later call throws again, naming the first error. A stall of
+// the io timeout fails a frame, and each frame (and each payload) must also complete by a deadline
+// set at its start (the io timeout, plus time for its bytes at 64 KiB/s), however the bytes trickle.
 #pragma once
 
 #include <sys/uio.h>

@@ -3,7 +3,8 @@
 # ways) in the middle of a migration whose source is a writer process (pause-pid).
 # Phase mid_round: cut during a bulk round (--rate 20M, 256 MiB image).
 # Phase paused:    cut while the source is paused (writer in state T) and the final delta streams:
-#                  tbf 50mbit, --max-rounds 1 and a writer dirtying every page make that phase
+#                  tbf 50mbit, --max-rounds 1 (with a downtime target that lets it pause whatever
+#                  is missing) and a writer dirtying every page make that phase
 #                  last seconds.
 # Asserts per phase: migrate exits 1 within 60 s (--timeout 3) with an error line and a report
 # saying committed false; the writer is alive and running again (not stopped: hymig SIGCONTed it);
@@ -57,7 +58,7 @@ hm_start_writer "$img" 8000
 netlab_rate 50mbit
 aborts=$(hm_count_lines "$log" 'aborted')
 hm_migrate_bg "$HM_TMP/paused.json" "$HM_TMP/paused.err" --image "file:$img,pause-pid=$HM_WRITER_PID" \
-  --to "$HM_SERVE_ADDR" --bulk udp --max-rounds 1 --timeout 3 --report json
+  --to "$HM_SERVE_ADDR" --bulk udp --max-rounds 1 --downtime-ms 600000 --timeout 3 --report json
 hm_wait_writer_paused 120 ||
   hm_fail "paused: hymig never paused the writer within 120 s; migrate stderr: $(tail -c 2000 "$HM_TMP/paused.err")"
 hm_stopped "$HM_WRITER_PID" ||

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fault_receiver_killed_paused: `hymig serve` is killed with SIGKILL while the source is paused (its
 # writer process in state T) and the final delta streams. The pause is made to last seconds by a
-# veth between two namespaces shaped to 50mbit (tc tbf), --max-rounds 1 and a writer dirtying
+# veth between two namespaces shaped to 50mbit (tc tbf), --max-rounds 1 (and --downtime-ms large
+# enough to pause whatever is missing) and a writer dirtying
 # every page. Asserts: migrate exits 1 within 60 s (--timeout 3) with an error line and a report
 # saying committed false; the writer, stopped at the kill, is alive and running again afterwards
 # (hymig SIGCONTed it, did not SIGKILL it); nothing exists under the final name on the destination.
@@ -21,7 +22,7 @@ img=$HM_TMP/src/image.bin
 hm_start_writer "$img" 8000
 netlab_rate 50mbit
 hm_migrate_bg "$HM_TMP/report.json" "$HM_TMP/migrate.err" --image "file:$img,pause-pid=$HM_WRITER_PID" \
-  --to "$HM_SERVE_ADDR" --bulk udp --max-rounds 1 --timeout 3 --report json
+  --to "$HM_SERVE_ADDR" --bulk udp --max-rounds 1 --downtime-ms 600000 --timeout 3 --report json
 hm_wait_writer_paused 120 ||
   hm_fail "hymig never paused the writer within 120 s; migrate stderr: $(tail -c 2000 "$HM_TMP/migrate.err")"
 [ "$(hm_proc_state "$HM_WRITER_PID")" = T ] ||
