@@ -1,14 +1,16 @@
 # shellcheck shell=bash
 # Two libvirt daemons on one machine, for the vm lane's libvirt tests and bench/vm-side-by-side.sh.
 # Source after tests/lib/common.sh and tests/vm/lib.sh (and after hm_tmpdir: everything lives in
-# $HM_TMP, which is in /dev/shm). Needs root. No systemd: each daemon is `libvirtd -d --listen`.
+# $HM_TMP, which is in /dev/shm). Needs root. No systemd: each daemon is `libvirtd --listen`, in the
+# foreground as a background job (its own error, if it cannot start, is in the test's failure).
 #
 # Each daemon N (1, 2) is a "host": a named network namespace LV_NS[N] (hmlvN-<pid>) holding a
 # keeper process (our child) that owns a private mount + UTS namespace in which /etc/libvirt,
 # /run, /var/lib, /var/log, /var/cache, /etc/passwd and /etc/group are bind mounts of
 # $HM_TMP/lvN/{etc,run,varlib,varlog,varcache,passwd,group}. libvirtd is started into the keeper's
-# namespaces (nsenter), so it can be killed and started again while the namespaces stay. The bind
-# mounts exist only inside those namespaces: nothing is mounted on the host, nothing to unmount.
+# namespaces and root (nsenter --root: also inside a chroot), so it can be killed and started again
+# while the namespaces stay. The bind mounts exist only inside those namespaces: nothing is mounted
+# on the host, nothing to unmount.
 # The two namespaces are joined by a veth pair LV_ADDR[1]/24 <-> LV_ADDR[2]/24 (10.77.0.0/24; the
 # namespaces are private, so other runs using the same addresses do not collide).
 #
@@ -28,7 +30,10 @@
 #     The cleanup (exit trap) kills by PID every process of both namespaces (keeper, libvirtd, the
 #     QEMUs libvirt started: only this run's processes can be in them), then deletes the
 #     namespaces (the veth goes with them).
-#   lv_start_daemon N          (re)starts libvirtd N in its namespaces (lv_start_pair calls it)
+#   lv_start_daemon N          (re)starts libvirtd N in its namespaces (lv_start_pair calls it);
+#                              fails with libvirtd's exit status and the tail of what it wrote
+#                              (LV_ROOT[N]/libvirtd.out, its stdout + stderr, and its log) if it
+#                              ends or does not answer within 30 s
 #   lv_kill_daemon N           SIGKILL of libvirtd N only: its QEMUs run on
 #   lv_daemon_pid N            libvirtd N's PID (empty if it does not run)
 #   lv_virsh N ARGS...         virsh -c LV_URI[N] ARGS (from the host's namespace)
@@ -184,6 +189,7 @@ lv__keeper() {
     mount --bind "$b/varcache" /var/cache
     hostname "$2"
     ip link set lo up
+    cd /
     : >"$b/keeper.ready"
     exec sleep infinity' lv-keeper "$b" "${LV_NS[$n]}" </dev/null >"$b/keeper.log" 2>&1 &
   LV_KEEPER[$n]=$!
@@ -208,16 +214,54 @@ lv__ours() {
 
 lv__daemon_answers() { virsh -q -c "${LV_URI[$1]}" uri >/dev/null 2>&1; }
 
+# lv__since FILE OFFSET: the last 2000 bytes FILE gained after OFFSET (what this start wrote).
+lv__since() {
+  [ -f "$1" ] || { echo "(no $1)"; return 0; }
+  tail -c +"$(($2 + 1))" "$1" | tail -c 2000
+}
+
+# lv__start_report N OUT_OFF LOG_OFF: libvirtd N's own words since it was started: its stdout and
+# stderr (libvirtd.out: what it prints before its configuration is read and whatever a daemon that
+# does not use the lane's configuration logs, libvirt's default output being stderr) and the log
+# file the lane's configuration names (varlog/libvirt/libvirtd.log).
+lv__start_report() {
+  local b=${LV_ROOT[$1]}
+  printf '\n--- %s:\n%s\n--- %s:\n%s' "$b/libvirtd.out" "$(lv__since "$b/libvirtd.out" "$2")" \
+    "$b/varlog/libvirt/libvirtd.log" "$(lv__since "$b/varlog/libvirt/libvirtd.log" "$3")"
+}
+
+lv__size() { if [ -f "$1" ]; then stat -c %s "$1"; else echo 0; fi; }
+
+# libvirtd runs in the foreground (no -d) as a background job in its own session (setsid, as -d
+# would do), its stdout and stderr appended to $b/libvirtd.out: a daemon that ends before it answers
+# fails the test with its exit status and its own error (libvirtd -d reports only "Unable to
+# initialize network sockets" and the like, the cause being in a log that may be elsewhere). Once it
+# answers the job is disowned: it is not waited for, the cleanup kills it by namespace.
+# nsenter --root --wd: the daemon gets the keeper's root and working directory ("/"). Entering a
+# mount namespace resets a process's root to the namespace's root, so without --root a test run
+# inside a chroot would start the libvirtd (and read the /etc/libvirt, /run, ...) of the
+# filesystem the chroot lives in, not the chroot's.
 lv_start_daemon() {
-  local n=$1 b=${LV_ROOT[$1]} old
+  local n=$1 b=${LV_ROOT[$1]} old pid rc out_off log_off start=$SECONDS
   old=$(lv_daemon_pid "$n")
   [ -z "$old" ] || hm_fail "lv$n: libvirtd already runs (pid $old)"
   rm -f "$b/run/libvirtd.pid"
-  nsenter --target "${LV_KEEPER[$n]}" --net --mount --uts \
-    libvirtd -d --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirtd.pid >>"$b/libvirtd.out" 2>&1 ||
-    hm_fail "lv$n: libvirtd -d failed: $(tail -c 2000 "$b/libvirtd.out"; tail -c 2000 "$b/varlog/libvirt/libvirtd.log" 2>/dev/null)"
-  hm_wait_for 30 lv__daemon_answers "$n" ||
-    hm_fail "lv$n: libvirtd does not answer on ${LV_URI[$n]} after 30 s: $(tail -c 2000 "$b/varlog/libvirt/libvirtd.log" 2>/dev/null)"
+  out_off=$(lv__size "$b/libvirtd.out")
+  log_off=$(lv__size "$b/varlog/libvirt/libvirtd.log")
+  setsid -w nsenter --target "${LV_KEEPER[$n]}" --net --mount --uts --root --wd \
+    libvirtd --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirtd.pid </dev/null >>"$b/libvirtd.out" 2>&1 &
+  pid=$!
+  until lv__daemon_answers "$n"; do
+    if ! hm_alive "$pid"; then
+      rc=0
+      wait "$pid" || rc=$?
+      hm_fail "lv$n: libvirtd exited with status $rc before it answered on ${LV_URI[$n]}:$(lv__start_report "$n" "$out_off" "$log_off")"
+    fi
+    ((SECONDS - start < 30)) ||
+      hm_fail "lv$n: libvirtd does not answer on ${LV_URI[$n]} after 30 s:$(lv__start_report "$n" "$out_off" "$log_off")"
+    hm_sleep 0.1
+  done
+  disown "$pid"
   hm_log "lv$n: libvirtd pid $(lv_daemon_pid "$n") in ${LV_NS[$n]} (${LV_ADDR[$n]}), ${LV_URI[$n]}"
 }
 
