@@ -2,11 +2,15 @@
 // authentication (bounded by --handshake-timeout, at most --max-handshakes at once) never waits for
 // another's, and nothing about this host or its images reaches a peer before it proved the cluster
 // key. Authenticated sessions run one at a time. No connection's failure ends the daemon.
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <ctime>
 #include <cerrno>
 #include <filesystem>
 #include <iostream>
@@ -40,13 +44,35 @@ void on_signal(int) { g_stop = true; }
 
 std::mutex g_log_mutex;
 void log_line(const std::string& s) {
+  const auto now = std::chrono::system_clock::now();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  ::localtime_r(&t, &tm);
+  char stamp[32];
+  std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, int(ms));
   const std::lock_guard lock(g_log_mutex);
-  std::cerr << "hymig serve: " << s << std::endl;
+  std::cerr << "hymig serve: " << s << " [" << stamp << "]" << std::endl;
 }
 
 std::uint64_t physical_memory() {
   const long pages = ::sysconf(_SC_PHYS_PAGES), size = ::sysconf(_SC_PAGESIZE);
   return pages > 0 && size > 0 ? std::uint64_t(pages) * std::uint64_t(size) : 0;
+}
+
+// After an abort: stop sending, and read (discarding) what the source still sends for a moment
+// before the socket closes, so the close is not a reset that would destroy the abort unread in
+// the source's buffer: the source then reports the destination's reason, not "connection reset".
+void linger_for_the_abort(int socket) {
+  ::shutdown(socket, SHUT_WR);
+  char sink[65536];
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (std::chrono::steady_clock::now() < until) {
+    pollfd p{socket, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = ::recv(socket, sink, sizeof sink, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
+  }
 }
 
 // The RC listener a session moves to, one per session on the address the source connected to.
@@ -162,15 +188,17 @@ class Server {
     }
     const std::string id = fmt::format("{:016x}", rep.session);
     if (rep.committed)
-      log_line(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid: {} bad-mac, {} replayed; {} stale{})",
+      log_line(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid: {} bad-mac, {} replayed, "
+                           "{} future-round; {} stale{})",
                            id, rep.image_name, rep.image_bytes, rep.stored_at, rep.datagrams, rep.invalid_datagrams,
-                           rep.bad_mac, rep.replayed, rep.stale,
+                           rep.bad_mac, rep.replayed, rep.future_round, rep.stale,
                            rep.device_state_bytes ? fmt::format(", device state {} bytes", rep.device_state_bytes) : ""));
     else if (rep.session)
       log_line(fmt::format("session {}: aborted: {} ({} datagrams, {} bad-mac, {} replayed)", id, printable(rep.error),
                            rep.datagrams, rep.bad_mac, rep.replayed));
     else
       log_line("session with " + peer + " refused: " + printable(rep.error));
+    if (!rep.committed) linger_for_the_abort(socket);
     if (cfg_.once && rep.session) {
       once_rc_ = rep.committed ? kExitOk : kExitFailed;
       once_done_ = true;
@@ -257,6 +285,28 @@ int run_serve(const std::vector<std::string>& args) {
       ("libvirt", po::bool_switch(), "receive libvirt domains (the source ran `hymig migrate --domain`) into this host's libvirt")
       ("connect", po::value<std::string>(), "with --libvirt: this host's libvirt URI (default: libvirt's own default, e.g. qemu:///system)")
       ("vm-runtime-dir", po::value<std::string>()->default_value("/run/hymig"), "with --libvirt: directory for the QMP sockets hymig adds to incoming domains")
+      ("allow-path", po::value<std::vector<std::string>>()->composing()->value_name("DIR"),
+       "with --libvirt: a host directory (or single file or device) whose files an incoming domain may use: disks, filesystems, "
+       "serial/console/channel files and sockets, kernel, initrd, firmware and NVRAM, ... (repeatable; none by default; "
+       "typically /var/lib/libvirt/images). Any incoming domain may use any file there")
+      ("allow-pool", po::value<std::vector<std::string>>()->composing()->value_name("NAME"),
+       "with --libvirt: a libvirt storage pool whose volumes an incoming domain may use (repeatable; none by default)")
+      ("allow-emulator", po::value<std::vector<std::string>>()->composing()->value_name("PATH"),
+       "with --libvirt: an emulator an incoming domain may name besides this libvirt's defaults (from its capabilities), "
+       "e.g. /usr/libexec/qemu-kvm for domains from RHEL hosts (repeatable)")
+      ("allow-hostdev", po::bool_switch(),
+       "with --libvirt: let an incoming domain take host devices (<hostdev>, <redirdev>, host NVMe, TPM, input devices, "
+       "smartcard readers); refused by default")
+      ("allow-qemu-args", po::bool_switch(),
+       "with --libvirt: let an incoming domain carry qemu: namespace elements (<qemu:commandline> arguments, "
+       "<qemu:override>, ...), which run QEMU as the peer says; refused by default")
+      ("allow-network-disks", po::bool_switch(),
+       "with --libvirt: let an incoming domain use network disks (<disk type='network'>: NBD, iSCSI, RBD, ... at a server "
+       "the peer names, with any libvirt secret it names); refused by default")
+      ("memory-backing-dir", po::value<std::vector<std::string>>()->composing()->value_name("DIR"),
+       "with --libvirt: where this libvirt keeps its domains' RAM files (qemu.conf memory_backing_dir; add its hugetlbfs "
+       "mount for domains on huge pages); an incoming domain's RAM file is used only if it is a regular file below one "
+       "(repeatable; default /var/lib/libvirt/qemu/ram)")
       ("once", po::bool_switch(), "exit after one authenticated session: 0 if it committed, 1 otherwise")
       ("timeout", po::value<double>()->default_value(10.0), "seconds a source may stay silent before its session is dropped")
       ("handshake-timeout", po::value<double>()->default_value(5.0), "seconds a new connection has to authenticate, in all")
@@ -287,7 +337,15 @@ int run_serve(const std::vector<std::string>& args) {
                      "migration (-incoming defer, plus a QMP socket for hymig in --vm-runtime-dir; the copy is marked\n"
                      "tainted by libvirt for that), fills its RAM file, loads the device state, defines it persistent\n"
                      "if it was at the source and resumes it. A session that fails destroys the copy; a domain that\n"
-                     "already runs here, or another domain of that name, is refused.\n",
+                     "already runs here, or another domain of that name, is refused.\n"
+                     "\n"
+                     "An incoming domain may not run programs or use host devices or files on this host unless\n"
+                     "allowed: its XML is refused, naming the element and the option, when it has qemu: elements\n"
+                     "(--allow-qemu-args), an emulator other than this libvirt's default (--allow-emulator PATH),\n"
+                     "host devices (--allow-hostdev), network disks (--allow-network-disks), or a disk, filesystem,\n"
+                     "chardev file, kernel, firmware or other host path outside --allow-path DIR or a volume\n"
+                     "outside --allow-pool NAME. Interface scripts, a virtiofsd binary and static security labels\n"
+                     "are always refused. Each option is also a config key (allow-path = /var/lib/libvirt/images).\n",
                      desc, args, vm))
     return kExitOk;
 
@@ -312,6 +370,20 @@ int run_serve(const std::vector<std::string>& args) {
   cfg.lv.runtime_dir = vm["vm-runtime-dir"].as<std::string>();
   if (cfg.lv.runtime_dir.empty() || cfg.lv.runtime_dir[0] != '/')
     throw Error(ErrorKind::usage, "--vm-runtime-dir must be an absolute path");
+  const auto strings = [&vm](const char* key) {
+    return vm.count(key) ? vm[key].as<std::vector<std::string>>() : std::vector<std::string>();
+  };
+  cfg.lv.policy.allowed_paths = strings("allow-path");
+  cfg.lv.policy.allowed_pools = strings("allow-pool");
+  cfg.lv.policy.allowed_emulators = strings("allow-emulator");
+  cfg.lv.policy.allow_hostdev = vm["allow-hostdev"].as<bool>();
+  cfg.lv.policy.allow_qemu_args = vm["allow-qemu-args"].as<bool>();
+  cfg.lv.policy.allow_network_disks = vm["allow-network-disks"].as<bool>();
+  vm::validate_domain_policy(cfg.lv.policy);
+  if (vm.count("memory-backing-dir")) cfg.lv.memory_backing_dirs = strings("memory-backing-dir");
+  for (const auto& d : cfg.lv.memory_backing_dirs)
+    if (!vm::normalize_absolute_path(d))
+      throw Error(ErrorKind::usage, "--memory-backing-dir '" + d + "': give an absolute path without '..'");
   cfg.key = load_key(vm);
 
   struct sigaction sa {};

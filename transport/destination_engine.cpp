@@ -38,9 +38,9 @@ class DestinationRun {
     } catch (const std::exception& e) {
       report_.error = e.what();
       if (target_) target_->discard();
-      // An abort from the source needs no answer; anything else is told to the source.
-      const auto* err = dynamic_cast<const Error*>(&e);
-      if (!err || err->kind() != ErrorKind::refused) send_abort_quietly(*rel_, report_.error);
+      // An abort from the source needs no answer; anything else (a refusal of ours included) is
+      // told to the source.
+      if (!dynamic_cast<const PeerAborted*>(&e)) send_abort_quietly(*rel_, report_.error);
     }
     if (applier_) {
       report_.datagrams = applier_->datagrams();
@@ -48,6 +48,7 @@ class DestinationRun {
       report_.bad_hash = applier_->dropped(DropReason::bad_hash);
       report_.bad_mac = applier_->dropped(DropReason::bad_mac);
       report_.replayed = applier_->dropped(DropReason::replayed);
+      report_.future_round = applier_->dropped(DropReason::future_round);
       report_.stale = applier_->dropped(DropReason::stale_round);
     }
     return report_;

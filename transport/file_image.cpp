@@ -16,6 +16,7 @@
 #include "transport/page_hash.hpp"
 #include "transport/parallel.hpp"
 #include "transport/unique_fd.hpp"
+#include "transport/wire.hpp"
 
 namespace hymig {
 namespace {
@@ -44,8 +45,9 @@ FileImage::FileImage(const std::string& path, std::optional<pid_t> pause_pid, st
     : pause_pid_(pause_pid), page_size_(page_size) {
   const auto slash = path.find_last_of('/');
   name_ = slash == std::string::npos ? path : path.substr(slash + 1);
-  if (name_.empty() || name_[0] == '.')
-    throw Error(ErrorKind::usage, "file image '" + path + "': the file name must not be empty or start with '.'");
+  if (!is_safe_image_name(name_))
+    throw Error(ErrorKind::usage, "file image '" + path + "': its name becomes the destination's file name, so it must be 1.." +
+                                      std::to_string(kMaxImageNameBytes) + " of A-Z a-z 0-9 . _ - +, not starting with '.'");
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd && errno == ENOENT) throw Error(ErrorKind::usage, "image file '" + path + "' does not exist");
   if (!fd) throw_errno("cannot open image file '" + path + "'");

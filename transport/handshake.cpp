@@ -76,7 +76,7 @@ SecureSession open_secure_session(std::unique_ptr<ReliableChannel> connection, i
 void reject_message(ReliableChannel& ch, const Message& m, const std::string& peer,
                     const std::string& protocol_error) {
   if (static_cast<MsgType>(m.type) == MsgType::abort)
-    throw Error(ErrorKind::refused, peer + " aborted: " + decode_abort(m.body));
+    throw PeerAborted(peer + " aborted: " + decode_abort(m.body));
   if (m.payload_bytes) ch.discard_payload();
   throw Error(ErrorKind::protocol, protocol_error);
 }

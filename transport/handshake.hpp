@@ -15,6 +15,7 @@
 
 #include "security/cluster_key.hpp"
 #include "security/session_secrets.hpp"
+#include "transport/error.hpp"
 #include "transport/reliable_channel.hpp"
 #include "transport/wire.hpp"
 
@@ -47,6 +48,12 @@ std::unique_ptr<ReliableChannel> seal_channel(std::unique_ptr<ReliableChannel> r
 // protocol version, Error{protocol} for a malformed hello (nested too deep, too large, wrong role).
 PeerHello exchange_hello(ReliableChannel& ch, Role role, const nlohmann::json& local_caps, std::chrono::milliseconds timeout);
 
+// The peer ended the session with an abort (its reason in what()): nothing to answer.
+class PeerAborted : public Error {
+ public:
+  explicit PeerAborted(const std::string& what) : Error(ErrorKind::refused, what) {}
+};
+
 // Waits for a message of type `want`. An abort from the peer becomes Error{refused} with its
 // reason; silence past `timeout` Error{timeout}; any other type Error{protocol}. Progress reports
 // arriving meanwhile are skipped.
@@ -55,7 +62,7 @@ Message expect(ReliableChannel& ch, MsgType want, std::chrono::milliseconds time
 // Sends an abort with `reason`, ignoring any failure (the link may be what failed).
 void send_abort_quietly(ReliableChannel& ch, const std::string& reason) noexcept;
 
-// A message the caller has no use for at this point: an abort becomes Error{refused} ("<peer>
+// A message the caller has no use for at this point: an abort becomes PeerAborted ("<peer>
 // aborted: <reason>"); anything else has its payload discarded and becomes Error{protocol} with
 // `protocol_error`.
 [[noreturn]] void reject_message(ReliableChannel& ch, const Message& m, const std::string& peer,

@@ -19,15 +19,15 @@ SealedChannel::SealedChannel(std::unique_ptr<ReliableChannel> raw, const Traffic
       open_(receive_key, AeadCipher::Direction::open), peer_(std::move(peer)) {}
 
 template <typename F>
-auto SealedChannel::guarded(F&& f) -> decltype(f()) {
-  if (broken_) throw Error(broken_->kind(), "the channel to " + peer_ + " is unusable after an earlier error: " + broken_->what());
+auto SealedChannel::guarded(std::optional<Error>& latch, F&& f) -> decltype(f()) {
+  if (latch) throw Error(latch->kind(), "the channel to " + peer_ + " is unusable after an earlier error: " + latch->what());
   try {
     return f();
   } catch (const Error& e) {
-    broken_ = e;
+    latch = e;
     throw;
   } catch (const std::exception& e) {
-    broken_ = Error(ErrorKind::io, e.what());
+    latch = Error(ErrorKind::io, e.what());
     throw;
   }
 }
@@ -40,7 +40,7 @@ void SealedChannel::send(std::uint8_t type, std::span<const std::byte> body) { s
 
 void SealedChannel::send_with_payload(std::uint8_t type, std::span<const std::byte> body,
                                       std::span<const ConstBuffer> payload) {
-  guarded([&] {
+  guarded(send_broken_, [&] {
     std::uint64_t payload_bytes = 0;
     for (const auto& p : payload) payload_bytes += p.size;
     const std::uint64_t n = sent_++;
@@ -71,7 +71,7 @@ void SealedChannel::send_with_payload(std::uint8_t type, std::span<const std::by
 }
 
 std::optional<Message> SealedChannel::receive(std::chrono::milliseconds timeout) {
-  return guarded([&]() -> std::optional<Message> {
+  return guarded(receive_broken_, [&]() -> std::optional<Message> {
     auto m = raw_->receive(timeout);
     if (!m) return std::nullopt;
     const std::uint64_t n = received_++;
@@ -99,7 +99,7 @@ void SealedChannel::receive_payload(std::span<const MutableBuffer> dst) {
     throw std::logic_error("SealedChannel::receive_payload: buffers hold " + std::to_string(total) +
                            " bytes but the pending payload is " + std::to_string(payload_pending_));
   if (total == 0) return;
-  guarded([&] {
+  guarded(receive_broken_, [&] {
     in_parts_.assign(dst.begin(), dst.end());
     in_parts_.push_back({in_tag_.data(), in_tag_.size()});
     raw_->receive_payload(in_parts_);
@@ -113,7 +113,7 @@ void SealedChannel::receive_payload(std::span<const MutableBuffer> dst) {
 }
 
 void SealedChannel::discard_payload() {
-  guarded([&] {
+  guarded(receive_broken_, [&] {
     payload_pending_ = 0;
     raw_->discard_payload();
   });
@@ -163,7 +163,7 @@ void SealedChannel::set_remote_target(const RemoteImage& remote) {
 }
 
 AeadTag SealedChannel::write_sealed(std::uint64_t offset, std::size_t bytes) {
-  return guarded([&] {
+  return guarded(send_broken_, [&] {
     if (!write_cipher_ || offset > source_.size() || bytes > source_.size() - offset || bytes > kStagingHalf)
       throw std::logic_error("SealedChannel::write_sealed: not registered, or outside the source image");
     RemoteWriter& raw = *raw_->remote_writer();
@@ -184,7 +184,7 @@ AeadTag SealedChannel::write_sealed(std::uint64_t offset, std::size_t bytes) {
 }
 
 void SealedChannel::flush_writes() {
-  guarded([&] { raw_->remote_writer()->flush_writes(); });
+  guarded(send_broken_, [&] { raw_->remote_writer()->flush_writes(); });
 }
 
 }  // namespace hymig

@@ -8,8 +8,10 @@
 // dropped, reordered or moved from another session or channel fails to open. The type travels
 // encrypted. A message is handed out only once its body opened; its payload is decrypted in place
 // in the caller's buffers (the image's pages) and the call fails if its tag does not verify: the
-// engine records pages as received only after that returns. Any failure breaks the channel for
-// good (every later call throws, naming the first error); the engine then ends the session.
+// engine records pages as received only after that returns. A failure breaks the channel for good
+// in its direction (every later receive, or send, throws naming the first error): after a message
+// that did not authenticate, the engine can still send its abort (the raw channel latches its own
+// failures for both directions).
 //
 // Over a raw channel with one-sided writes (RDMA RC), it is also the engine's ImageWriter: a page
 // is sealed (its own record of the "write" keys, numbered by the order of writes, associated data
@@ -67,7 +69,7 @@ class SealedChannel final : public ReliableChannel, public ImageWriter {
 
  private:
   template <typename F>
-  auto guarded(F&& f) -> decltype(f());
+  auto guarded(std::optional<Error>& latch, F&& f) -> decltype(f());
 
   std::unique_ptr<ReliableChannel> raw_;
   AeadCipher seal_;
@@ -81,7 +83,7 @@ class SealedChannel final : public ReliableChannel, public ImageWriter {
   std::vector<std::byte> in_body_;     // opened body of the last message
   std::vector<MutableBuffer> in_parts_;
   AeadTag in_tag_{};
-  std::optional<Error> broken_;
+  std::optional<Error> send_broken_, receive_broken_;
 
   // Sealed image writes: keys, record numbers, the images, and the staging buffer's two halves
   // (a half is reused only once every write from it completed).

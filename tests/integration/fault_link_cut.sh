@@ -28,7 +28,7 @@ check_outcome() { # check_outcome PHASE ABORTS_BEFORE
   hm_assert_json "$HM_TMP/$phase.json" '.committed == false and (.error | type) == "string"' "$phase report"
   hm_assert_writer_resumed "$HM_WRITER_PID"
   [ -e "$store/$phase.bin" ] && hm_fail "$phase: $phase.bin exists under its final name after a failed migration"
-  hm_wait_for 30 test "$(hm_count_lines "$log" 'session [0-9a-f]+: aborted: ')" -gt "$aborts_before" ||
+  hm_wait_lines 30 "$log" 'session [0-9a-f]+: aborted: ' "$aborts_before" ||
     hm_fail "$phase: serve did not log the session as aborted within 30 s: $(cat "$log")"
   hm_wait_for 10 test -z "$(hm_store_files "$store")" ||
     hm_fail "$phase: the store still holds '$(hm_store_files "$store" | tr '\n' ' ')' after the abort"

@@ -11,6 +11,7 @@
 #                                sets HM_SERVE_PID, HM_SERVE_ADDR (HOST:PORT), HM_SERVE_PORT
 #   hm_wait_pid PID SEC          waits at most SEC seconds for a child to end; sets HM_RC (124 on timeout)
 #   hm_wait_for SEC CMD...       polls CMD until it succeeds; fails after SEC seconds
+#   hm_wait_lines SEC F PAT N    waits until file F has more than N lines matching PAT
 #   hm_proc_state PID            prints the state letter of PID from /proc (nothing if gone)
 #   hm_assert_json FILE FILTER   asserts that jq FILTER on FILE is true
 #   hm_deadline SEC              ends the test (with cleanup) after SEC seconds
@@ -187,6 +188,11 @@ hm_start_serve() {
 
 # hm_count_lines FILE REGEX: number of lines of FILE matching the extended REGEX.
 hm_count_lines() { grep -c -E "$2" "$1" 2>/dev/null || true; }
+
+# hm_wait_lines SEC FILE PATTERN N: waits until FILE has more than N lines matching PATTERN (the
+# count is taken anew at every poll).
+hm_wait_lines() { hm_wait_for "$1" hm__more_lines "$2" "$3" "$4"; }
+hm__more_lines() { [ "$(hm_count_lines "$1" "$2")" -gt "$3" ]; }
 
 # hm_assert_json FILE FILTER [WHAT]: FILTER must evaluate to true on the JSON object in FILE.
 hm_assert_json() {

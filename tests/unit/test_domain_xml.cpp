@@ -1,5 +1,6 @@
-// The text edits hymig makes on libvirt domain XML (vm/domain_xml.hpp), and the checks on a
-// definition that arrives in notify (vm/libvirt_image.hpp).
+// The edits hymig makes on libvirt domain XML (vm/domain_xml.hpp, libxml2: the output is libxml2's
+// serialization, attributes in double quotes), and the checks on a definition that arrives in
+// notify (vm/libvirt_image.hpp).
 #include <gtest/gtest.h>
 
 #include <string>
@@ -42,15 +43,23 @@ TEST(DomainXml, SharedFileMemoryIsRecognised) {
 
 TEST(DomainXml, ArgumentsAreAddedWithTheNamespaceAndEscaped) {
   const std::string x = add_qemu_args(kDomain, {"-incoming", "defer", "-qmp", "unix:/run/hymig/a&b.qmp,server=on"});
-  EXPECT_NE(x.find("<domain xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0' type='qemu'>"), std::string::npos) << x;
-  EXPECT_NE(x.find("<qemu:arg value='-incoming'/>\n    <qemu:arg value='defer'/>"), std::string::npos) << x;
+  EXPECT_NE(x.find("<domain xmlns:qemu=\"http://libvirt.org/schemas/domain/qemu/1.0\" type=\"qemu\">"), std::string::npos) << x;
+  EXPECT_NE(x.find("<qemu:arg value=\"-incoming\"/>\n    <qemu:arg value=\"defer\"/>"), std::string::npos) << x;
   EXPECT_NE(x.find("a&amp;b.qmp"), std::string::npos) << x;
   EXPECT_LT(x.find("</qemu:commandline>"), x.find("</domain>"));
   // An existing commandline gets the arguments appended, the namespace is not declared twice.
   const std::string twice = add_qemu_args(x, {"-S"});
   EXPECT_EQ(twice.find("xmlns:qemu=", twice.find("xmlns:qemu=") + 1), std::string::npos);
-  EXPECT_LT(twice.find("defer"), twice.find("<qemu:arg value='-S'/>"));
+  EXPECT_LT(twice.find("defer"), twice.find("<qemu:arg value=\"-S\"/>"));
+  EXPECT_EQ(twice.find("<qemu:commandline>", twice.find("<qemu:commandline>") + 1), std::string::npos) << twice;
   EXPECT_THROW(add_qemu_args("<nothing/>", {"-S"}), Error);
+  // Whatever the value holds, it stays one attribute value (no markup gets in).
+  const std::string hostile = add_qemu_args(kDomain, {"'/><qemu:arg value='-evil"});
+  EXPECT_EQ(hostile.find("<qemu:arg value='-evil"), std::string::npos) << hostile;
+  EXPECT_NE(hostile.find("value=\"'/&gt;&lt;qemu:arg value='-evil\""), std::string::npos) << hostile;
+  // The rest of the document is left as it was: the result is the same domain plus the arguments.
+  EXPECT_TRUE(has_shared_file_memory(x));
+  EXPECT_EQ(strip_hymig_qemu_args(add_qemu_args(x, {})).find("<memballoon model=\"none\"/>"), strip_hymig_qemu_args(x).find("<memballoon model=\"none\"/>"));
 }
 
 TEST(DomainXml, HymigsOwnArgumentsAreStrippedOthersKept) {
@@ -59,16 +68,45 @@ TEST(DomainXml, HymigsOwnArgumentsAreStrippedOthersKept) {
   const std::string clean = strip_hymig_qemu_args(ours);
   EXPECT_EQ(clean.find("qemu:commandline"), std::string::npos) << clean;
   EXPECT_EQ(clean.find("-incoming"), std::string::npos);
-  EXPECT_NE(clean.find("<memballoon model='none'/>"), std::string::npos);
+  EXPECT_NE(clean.find("<memballoon model=\"none\"/>"), std::string::npos);
+  EXPECT_NE(clean.find("</devices>\n</domain>"), std::string::npos) << clean;  // no indentation left behind
   // The user's own arguments stay, and so does a -qmp of theirs.
   const std::string mixed = add_qemu_args(kDomain, {"-device", "pvpanic", "-qmp", "unix:/run/theirs.qmp,server=on", "-incoming",
                                                     "defer", "-qmp", sock});
   const std::string kept = strip_hymig_qemu_args(mixed);
-  EXPECT_NE(kept.find("<qemu:arg value='pvpanic'/>"), std::string::npos) << kept;
+  EXPECT_NE(kept.find("<qemu:arg value=\"pvpanic\"/>"), std::string::npos) << kept;
   EXPECT_NE(kept.find("/run/theirs.qmp"), std::string::npos) << kept;
   EXPECT_EQ(kept.find("hymig-"), std::string::npos) << kept;
   EXPECT_EQ(kept.find("defer"), std::string::npos) << kept;
   EXPECT_EQ(strip_hymig_qemu_args(kDomain), kDomain);
+}
+
+// Malformed XML is a protocol error from every function; a DOCTYPE (and so any entity) is refused.
+TEST(DomainXml, MalformedXmlAndDoctypesAreProtocolErrors) {
+  const std::vector<std::string> bad = {
+      "", "not xml", "<domain>", "<domain><name>a</domain>", "<domain a='1' a='2'/>", "<domain>&undeclared;</domain>",
+      "<!DOCTYPE domain><domain/>",
+      "<!DOCTYPE domain [<!ENTITY x 'y'>]><domain>&x;</domain>",
+      "<!DOCTYPE domain SYSTEM 'http://127.0.0.1:9/evil.dtd'><domain/>",
+      "<?xml version='1.0'?>\n<!DOCTYPE domain [<!ENTITY % p SYSTEM 'file:///etc/passwd'> %p;]><domain/>",
+      std::string("<domain>") + std::string(kMaxDomainXmlBytes, ' ') + "</domain>"};
+  for (const auto& x : bad) {
+    for (int f = 0; f < 3; ++f) {
+      try {
+        if (f == 0) has_shared_file_memory(x);
+        if (f == 1) add_qemu_args(x, {"-S"});
+        if (f == 2) strip_hymig_qemu_args(x);
+        ADD_FAILURE() << "accepted (function " << f << "): " << x.substr(0, 200);
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::protocol) << x.substr(0, 200) << ": " << e.what();
+      }
+    }
+  }
+  try {
+    add_qemu_args("<!DOCTYPE domain [<!ENTITY x 'y'>]><domain>&x;</domain>", {});
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("DOCTYPE"), std::string::npos) << e.what();
+  }
 }
 
 // A forged or malformed definition in notify is refused before libvirt is even contacted.
@@ -86,7 +124,20 @@ TEST(LibvirtTargetDefinition, MalformedDefinitionsAreProtocolErrors) {
         R"({"hypervisor":"libvirt","name":"","uuid":")" + good_uuid + R"(","xml":"<domain/>","persistent":false})",
         R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"rm -rf","persistent":false})",
         R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"<domain/>","persistent":true})",
-        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"<domain/>","persistent":"yes"})"};
+        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"<domain/>","persistent":"yes"})",
+        // Well-formed, but not the domain the definition names (libvirt would start or define another).
+        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"<domain/>","persistent":false})",
+        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"<domain><name>b</name><uuid>)" + good_uuid +
+            R"(</uuid></domain>","persistent":false})",
+        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid +
+            R"(","xml":"<domain><name>a</name><uuid>00000000-18dd-461b-856f-4c19720343ff</uuid></domain>","persistent":false})",
+        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"<domain><name>a</name><uuid>)" + good_uuid +
+            R"(</uuid></domain>","persistent":true,"persistent_xml":"<domain><name>other</name><uuid>)" + good_uuid + R"(</uuid></domain>"})",
+        // Not a domain, or not XML libxml2 accepts.
+        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"<network><name>a</name></network>","persistent":false})",
+        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid +
+            R"(","xml":"<!DOCTYPE d [<!ENTITY n 'a'>]><domain><name>&n;</name></domain>","persistent":false})",
+        R"({"hypervisor":"libvirt","name":"a","uuid":")" + good_uuid + R"(","xml":"<domain><name>a</name>","persistent":false})"};
   for (const auto& def : defs) {
     n.vm_definition = def;
     try {
