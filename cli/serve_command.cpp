@@ -52,7 +52,7 @@ void log_line(const std::string& s) {
   char stamp[32];
   std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, int(ms));
   const std::lock_guard lock(g_log_mutex);
-  std::cerr << "hymig serve: " << s << " [" << stamp << "]" << std::endl;
+  std::cerr << "hymig serve: [" << stamp << "] " << s << std::endl;
 }
 
 std::uint64_t physical_memory() {

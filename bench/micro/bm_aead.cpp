@@ -48,8 +48,9 @@ BENCHMARK(BM_aead_seal)->ArgName("bytes")->Arg(4096)->Arg(8192)->Arg(61440);
 
 void BM_aead_open_in_place(benchmark::State& state) {
   const auto bytes = static_cast<std::size_t>(state.range(0));
-  AeadCipher sealer(test_key(), AeadCipher::Direction::seal);
-  AeadCipher opener(test_key(), AeadCipher::Direction::open);
+  const TrafficKey key = test_key();
+  AeadCipher sealer(key, AeadCipher::Direction::seal);
+  AeadCipher opener(key, AeadCipher::Direction::open);
   // One sealed record, opened again and again (each open rewrites it: re-seal it untimed).
   std::vector<std::byte> clear(bytes, std::byte{7}), record(bytes);
   std::uint64_t ok = 0;

@@ -79,7 +79,8 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
       ("title", po::value<std::string>(), "a name for this run in the report (e.g. 'loopback', 'veth 10 Gbit')")
       ("no-plots", po::bool_switch(), "skip gnuplot (CSV, JSON and the report are still written)")
       ("hymig", po::value<std::string>(), "path of the hymig binary (default: beside hymig-bench, the build tree, PATH)")
-      ("hymig-args", po::value<std::string>(), "extra arguments for every `hymig migrate`, space-separated");
+      ("hymig-args", po::value<std::string>(), "extra arguments for every `hymig migrate`, space-separated")
+      ("key-file", po::value<std::string>(), "the cluster key hymig's sessions use (default $HYMIG_KEY_FILE; else rank 0 makes a throwaway key and hands it to every rank)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -147,6 +148,7 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
   if (vm.count("title")) o.title = vm["title"].as<std::string>();
   if (vm.count("hymig")) o.hymig_path = vm["hymig"].as<std::string>();
   if (vm.count("hymig-args")) o.extra_hymig_args = vm["hymig-args"].as<std::string>();
+  if (vm.count("key-file")) o.key_file = vm["key-file"].as<std::string>();
   o.plots = !vm["no-plots"].as<bool>();
 
   // Loss and rate rules change a host's network: only where the benchmark was told that is fine.

@@ -1,10 +1,12 @@
 // hymig-bench: the MPI-launched benchmark suite. Ranks pair up (0<->1, 2<->3, ...); every pair
 // runs the matrix (size x dirty rate x loss x transport x repetition) at the same time; rank 0
 // gathers the runs and writes CSV, JSON, plots and a Markdown report. See --help.
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -25,11 +27,42 @@
 #include "bench/suite/shared_link.hpp"
 #include "bench/suite/summary.hpp"
 #include "policy/link_probe.hpp"
+#include "security/cluster_key.hpp"
 #include "transport/error.hpp"
 #include "udp/socket_address.hpp"
 
 namespace hymig::bench {
 namespace {
+
+// hymig's sessions are authenticated: every rank's hymig uses one cluster key. --key-file (or
+// $HYMIG_KEY_FILE) names a key every rank can read; without either, rank 0 makes a throwaway key and
+// hands its text to every rank, which writes it (0600) into its own work directory.
+std::string cluster_key_for_every_rank(const MpiWorld& world, const std::string& option, const std::string& work) {
+  const char* env = std::getenv(kKeyFileEnv);
+  if (!option.empty()) return option;
+  if (env && *env) return env;
+  std::string text;
+  if (world.rank() == 0) {
+    const std::string made = work + "/cluster.key.0";
+    std::filesystem::remove(made);
+    write_new_cluster_key(made);
+    std::ifstream in(made);
+    std::getline(in, text);
+  }
+  text = world.broadcast(text);
+  const std::string path = work + "/cluster.key";
+  std::filesystem::remove(path);
+  {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) throw Error(ErrorKind::io, "cannot write " + path);
+    const std::string line = text + "\n";
+    const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    ::close(fd);
+    if (!ok) throw Error(ErrorKind::io, "cannot write " + path);
+  }
+  return path;
+}
+
 
 // The first IPv4 address of an interface that is administratively up and not loopback, in this
 // thread's namespace. Not probe_links(): its `up` also wants a carrier, which a veth made a moment
@@ -136,6 +169,7 @@ int run(MpiWorld& world, int argc, char** argv) {
   std::filesystem::create_directories(work, ec);
   agree(world, ec ? "cannot create " + work + ": " + ec.message() : "");
   const Tools tools = find_tools(o.hymig_path);
+  const std::string key_file = cluster_key_for_every_rank(world, o.key_file, work);
 
   const Roles roles = shaping_roles(world, o);
   LinkShaper shaper;
@@ -187,6 +221,7 @@ int run(MpiWorld& world, int argc, char** argv) {
   base.timeout = std::chrono::seconds(o.run_timeout_seconds);
   base.peer_cap_seconds = o.peer_cap_seconds;
   base.extra_hymig_args = o.extra_hymig_args;
+  base.key_file = key_file;
 
   std::vector<std::unique_ptr<Peer>> peers;
   for (const auto& t : o.transports) peers.push_back(make_peer(t, tools));

@@ -30,6 +30,7 @@ struct RunSpec {
   bool series = false;           // record (time, bytes) samples (the shared-link scenario)
   double duration_seconds = 0;   // iperf3: run for this long instead of moving cell.size
   std::string extra_hymig_args;  // space-separated, appended to `hymig migrate`
+  std::string key_file;          // the cluster key both hymig commands use (--key-file)
 };
 
 class Peer {

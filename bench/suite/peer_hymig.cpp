@@ -39,7 +39,8 @@ class HymigPeer final : public Peer {
     const std::string base = spec.work_dir + "/" + name_ + "-serve";
     serve_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{*tools_.hymig, "serve", "--listen", spec.bind_host + ":0", "--once", "--timeout",
-                                 fmt::format("{}", timeout_seconds(spec)), "--store", spec.work_dir + "/store"},
+                                 fmt::format("{}", timeout_seconds(spec)), "--store", spec.work_dir + "/store",
+                                 "--allow-synthetic", "--key-file", spec.key_file},
         base + ".out", base + ".err");
     auto ep = wait_for_line(*serve_, serve_->err_file(), "listening on ", std::chrono::seconds(20));
     if (!ep) throw Error(ErrorKind::io, "hymig serve did not start: " + last_plain_line(read_file(serve_->err_file())));
@@ -53,7 +54,7 @@ class HymigPeer final : public Peer {
     if (c.dirty_rate) image += fmt::format(",dirty-rate={},working-set={}", c.dirty_rate, std::max<std::uint64_t>(c.size / 4, 4096));
     std::vector<std::string> argv{*tools_.hymig, "migrate", "--image", image, "--to", endpoint, "--report", "json",
                                   "--progress", spec.series ? "json" : "off", "--timeout",
-                                  fmt::format("{}", timeout_seconds(spec))};
+                                  fmt::format("{}", timeout_seconds(spec)), "--key-file", spec.key_file};
     if (bulk_ != "udp") {
       argv.push_back("--bulk");
       argv.push_back(bulk_);

@@ -158,7 +158,7 @@ hm_wait_for() {
 }
 
 # hm_start_serve LOG ARGS...: starts `$HYMIG serve ARGS` in the background, stderr to LOG (stdout to
-# LOG.out), and waits at most HM_SERVE_START_SEC (20) seconds for "hymig serve: listening on H:P".
+# LOG.out), and waits at most HM_SERVE_START_SEC (20) seconds for "hymig serve: [TIME] listening on H:P".
 # A prefix command (e.g. `ip netns exec NS`) may be given in the array HM_SERVE_PREFIX.
 hm_start_serve() {
   local log=$1
@@ -169,7 +169,7 @@ hm_start_serve() {
   hm_track_pid "$HM_SERVE_PID"
   local start=$SECONDS line=""
   while :; do
-    line=$(grep -m1 -E '^hymig serve: listening on [^ ]+:[0-9]+' "$log" || true)
+    line=$(grep -m1 -o -E 'listening on [^ ]+:[0-9]+' "$log" || true)
     [ -n "$line" ] && break
     if ! hm_alive "$HM_SERVE_PID"; then
       hm_wait_pid "$HM_SERVE_PID" 1
@@ -179,8 +179,7 @@ hm_start_serve() {
       hm_fail "hymig serve $* did not print 'listening on' within ${HM_SERVE_START_SEC:-20} s; its stderr: $(cat "$log")"
     hm_sleep 0.05
   done
-  HM_SERVE_ADDR=${line#hymig serve: listening on }
-  HM_SERVE_ADDR=${HM_SERVE_ADDR%% *}
+  HM_SERVE_ADDR=${line#listening on }
   HM_SERVE_PORT=${HM_SERVE_ADDR##*:}
   [ "$HM_SERVE_PORT" -gt 0 ] 2>/dev/null || hm_fail "serve printed a bad address: '$line'"
   hm_log "serve pid $HM_SERVE_PID listening on $HM_SERVE_ADDR"

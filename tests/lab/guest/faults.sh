@@ -37,7 +37,7 @@ for tr in $transports; do
   # --- the destination dies ---
   check=dest-killed-$tr port=$((port + 1))
   rm -rf /tmp/store && mkdir -p /tmp/store
-  $HYMIG serve --listen "$LAB_DST:$port" --once --store /tmp/store --timeout 30 >/tmp/$check.srv 2>&1 &
+  $HYMIG serve --listen "$LAB_DST:$port" --once --allow-synthetic --store /tmp/store --timeout 30 >/tmp/$check.srv 2>&1 &
   srv=$!
   lab_wait_for 20 grep -q 'listening on' /tmp/$check.srv
   r0=$(rxe_count rxe0 sent_pkts)
@@ -69,7 +69,7 @@ for tr in $transports; do
   # --- the source dies ---
   check=source-killed-$tr port=$((port + 1))
   rm -rf /tmp/store && mkdir -p /tmp/store
-  $HYMIG serve --listen "$LAB_DST:$port" --once --store /tmp/store --timeout 5 >/tmp/$check.srv 2>&1 &
+  $HYMIG serve --listen "$LAB_DST:$port" --once --allow-synthetic --store /tmp/store --timeout 5 >/tmp/$check.srv 2>&1 &
   srv=$!
   lab_wait_for 20 grep -q 'listening on' /tmp/$check.srv
   r0=$(rxe_count rxe0 sent_pkts)

@@ -31,6 +31,10 @@ LAB_DST=10.9.0.2   # veth1, rxe1: where `hymig serve` runs
 LAB_RESULTS=/run/lab/results
 HYMIG=/usr/bin/hymig
 JQ=/usr/bin/jq
+# Both sides of the lab are this guest: one throwaway cluster key for all its sessions.
+HYMIG_KEY_FILE=/run/lab/cluster.key
+export HYMIG_KEY_FILE
+[ -f "$HYMIG_KEY_FILE" ] || { mkdir -p /run/lab && "$HYMIG" keygen "$HYMIG_KEY_FILE" 2>/dev/null; }
 
 ip() { /usr/sbin/ip "$@"; }
 tc() { /usr/sbin/tc "$@"; }

@@ -111,7 +111,7 @@ for row in $rows; do
   PAIR_READY='listening on'
   # shellcheck disable=SC2086
   pair "$check" "$MIGRATE_TIMEOUT" \
-    "$HYMIG serve --listen $LAB_DST:$port --once --store /tmp/store --timeout 30" \
+    "$HYMIG serve --listen $LAB_DST:$port --once --allow-synthetic --store /tmp/store --timeout 30" \
     "$HYMIG migrate --image $image --to $LAB_DST:$port --bind $LAB_SRC $FLAGS ${method:+--final-delta $method} --report json --progress off --timeout 30 >$report"
   drops=$(($(netem_drops) - d0)) txb=$(($(net_count veth0 tx_bytes) - tx0)) rxe=$(($(rxe_count rxe0 sent_pkts) - r0))
   netem_off
