@@ -52,10 +52,13 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
   const std::size_t head_len = encode_datagram_head(s.buf.data(), h, s.entries);
   const std::span<const ConstBuffer> pieces = std::span<const ConstBuffer>(s.parts).subspan(1);
   AeadCipher& c = keys_.for_seq(h.seq);
-  c.begin(h.seq, std::span<const std::byte>(s.buf.data(), head_len));
+  c.begin(h.seq, std::span<const std::byte>(s.buf.data(), kDatagramHeaderBytes));
+  const std::span<std::byte> entries(s.buf.data() + kDatagramHeaderBytes, head_len - kDatagramHeaderBytes);
   const std::size_t bytes = head_len + s.payload + kDatagramTagBytes;
   if (protection_ == DatagramProtection::aead) {
-    // Encrypted from the image into the arena, right behind the head: one contiguous datagram.
+    // The entries encrypted in place, the pages from the image into the arena right behind them:
+    // one contiguous datagram.
+    c.crypt(entries, entries.data());
     std::byte* out = s.buf.data() + head_len;
     for (const auto& piece : pieces) {
       c.crypt({piece.data, piece.size}, out);
@@ -65,6 +68,7 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
     std::memcpy(out, tag.data(), tag.size());
     s.parts.assign(1, ConstBuffer{s.buf.data(), bytes});
   } else {
+    c.authenticate(entries);
     for (const auto& piece : pieces) c.authenticate({piece.data, piece.size});
     s.tag = c.finish_seal();
     s.parts[0] = {s.buf.data(), head_len};

@@ -39,12 +39,33 @@ bool PageApplier::may_write_chunk(std::uint64_t p, std::uint32_t tag, std::uint6
   return !present_.test(p) && round_tag_[p] <= tag && !(chunk_mask_[p] & bit);
 }
 
-// Decrypts (or, with protection mac, checks) the payload; true when the tag verified. Each piece is
-// opened into its page where may_write allows, else into scratch_; opened_ says where.
-bool PageApplier::open_payload(const DatagramView& v, std::uint32_t tag) {
+// Opens the entries (decrypted, or taken as they are with protection mac), then decrypts (or
+// checks) the payload; the datagram's drop reason: none when the tag verified and the entries make
+// sense. Each payload piece is opened into its page where may_write allows, else into scratch_;
+// opened_ says where. Entries that make no sense (out of range, a wrong count) cannot say where
+// anything goes: the payload is then opened into scratch_ only, and the tag decides whether the
+// datagram was forged (bad-mac) or a sender's mistake.
+DropReason PageApplier::open_datagram(DatagramView& v, std::uint32_t tag) {
   AeadCipher& c = keys_.for_seq(v.header.seq);
   c.begin(v.header.seq, v.head);
-  if (protection_ == DatagramProtection::mac) {
+  const bool clear = protection_ == DatagramProtection::mac;
+  if (clear) {
+    c.authenticate(v.sealed_entries);
+    v.entries = v.sealed_entries.data();
+  } else {
+    c.crypt(v.sealed_entries, entries_.data());
+    v.entries = entries_.data();
+  }
+  const DropReason shape = check_datagram_entries(v, page_count_, layout_);
+  const auto verified = [&] {
+    return c.finish_open(std::span<const std::byte, kDatagramTagBytes>(v.tag, kDatagramTagBytes));
+  };
+  if (shape != DropReason::none) {
+    if (clear) c.authenticate(v.payload);
+    else c.crypt(v.payload, scratch_.data());
+    return verified() ? shape : DropReason::bad_mac;
+  }
+  if (clear) {
     c.authenticate(v.payload);
     std::size_t off = 0;
     for (std::size_t i = 0; i < v.header.entry_count; ++i) {
@@ -80,12 +101,12 @@ bool PageApplier::open_payload(const DatagramView& v, std::uint32_t tag) {
       off += page_size_;
     }
   }
-  return c.finish_open(std::span<const std::byte, kDatagramTagBytes>(v.tag, kDatagramTagBytes));
+  return verified() ? DropReason::none : DropReason::bad_mac;
 }
 
 DropReason PageApplier::apply_datagram(std::span<const std::byte> bytes, std::uint64_t now_ns) {
   DatagramView v;
-  DropReason r = decode_datagram(bytes, session_, page_count_, layout_, protection_, v);
+  DropReason r = decode_datagram(bytes, session_, layout_, protection_, v);
   if (r == DropReason::none && v.header.round > announced_round_) r = DropReason::future_round;
   if (r == DropReason::none && window_.check(v.header.seq) != ReplayWindow::Verdict::fresh) r = DropReason::replayed;
   // A key epoch more than one past the newest authentic datagram's is no sender's: not derived.
@@ -93,7 +114,7 @@ DropReason PageApplier::apply_datagram(std::span<const std::byte> bytes, std::ui
     r = DropReason::bad_shape;
   // Round tag: round + 1, so 0 means "never written".
   const std::uint32_t tag = v.header.round + 1;
-  if (r == DropReason::none && !open_payload(v, tag)) r = DropReason::bad_mac;
+  if (r == DropReason::none) r = open_datagram(v, tag);
   if (r != DropReason::none) {
     ++drops_[static_cast<std::size_t>(r)];
     return r;

@@ -3,7 +3,8 @@
 // overwrites a newer one: reordered or duplicated datagrams are harmless), the hash of what it
 // holds (--verify fast only), and whether the page is complete ("present").
 //
-// Nothing a datagram says is trusted before its tag verified, and no state changes before then:
+// Nothing a datagram says is trusted before its tag verified, and no state changes before then
+// (its entries, which say where its pages go, travel encrypted and are opened first):
 // a page's bytes are decrypted in place only where they are disposable anyway (the page is not
 // present, and the chunk region is not part of a partly assembled copy); everything else goes
 // through a scratch buffer and is copied once authentic. A forged datagram therefore costs one
@@ -63,7 +64,7 @@ class PageApplier {
   // Where a payload piece is decrypted: its page (in place) or the scratch buffer.
   bool may_write_page(std::uint64_t p, std::uint32_t tag) const;
   bool may_write_chunk(std::uint64_t p, std::uint32_t tag, std::uint64_t bit) const;
-  bool open_payload(const DatagramView& v, std::uint32_t tag);
+  DropReason open_datagram(DatagramView& v, std::uint32_t tag);
   DropReason apply_whole(const DatagramView& v, std::uint32_t tag);
   DropReason apply_chunk(const DatagramView& v, std::uint32_t tag);
 
@@ -89,6 +90,7 @@ class PageApplier {
 
   // The current datagram's pieces: where each was opened (the image, or scratch_).
   std::array<std::byte*, kMaxEntries> opened_{};
+  std::array<std::byte, kMaxEntries * kEntryBytes> entries_{};  // the current datagram's, decrypted
   std::vector<std::byte> scratch_;
 
   std::uint64_t datagrams_ = 0, bytes_ = 0, next_seq_ = 0;

@@ -629,8 +629,8 @@ const char* to_string(DropReason r) {
   return "unknown";
 }
 
-DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, std::uint64_t page_count,
-                           const DatagramLayout& layout, DatagramProtection protection, DatagramView& out) {
+DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, const DatagramLayout& layout,
+                           DatagramProtection protection, DatagramView& out) {
   const std::byte* p = bytes.data();
   if (bytes.size() < kDatagramHeaderBytes + kDatagramTagBytes) return DropReason::too_short;
   if (load<std::uint32_t>(p, kOffMagic) != kDatagramMagic) return DropReason::bad_magic;
@@ -654,30 +654,38 @@ DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t sessi
   if (bytes.size() < head_len + kDatagramTagBytes || bytes.size() - head_len - kDatagramTagBytes != h.payload_bytes)
     return DropReason::bad_shape;
   if (h.session != session) return DropReason::wrong_session;
-  out.head = bytes.first(head_len);
-  out.entries = p + kDatagramHeaderBytes;
+  out.head = bytes.first(kDatagramHeaderBytes);
+  out.sealed_entries = bytes.subspan(kDatagramHeaderBytes, head_len - kDatagramHeaderBytes);
+  out.entries = nullptr;
   out.payload = bytes.subspan(head_len, h.payload_bytes);
   out.tag = p + bytes.size() - kDatagramTagBytes;
 
   if (h.chunk_count != 1) {
-    // A chunk of one non-zero page, cut exactly as the layout says.
+    // A chunk of one page, cut exactly as the layout says.
     if (!layout.chunked() || h.chunk_count != layout.chunk_count || h.chunk_index >= h.chunk_count ||
         h.entry_count != 1 || h.payload_bytes != layout.chunk_len(h.chunk_index))
       return DropReason::bad_shape;
-    const auto e = out.entry_at(0);
-    if (e.zero) return DropReason::bad_shape;
-    if (e.page >= page_count) return DropReason::out_of_range;
     return DropReason::none;
   }
-  if (h.chunk_index != 0) return DropReason::bad_shape;
+  if (h.chunk_index != 0 || h.payload_bytes % layout.page_size != 0 ||
+      h.payload_bytes / layout.page_size > h.entry_count)
+    return DropReason::bad_shape;
+  return DropReason::none;
+}
+
+DropReason check_datagram_entries(const DatagramView& v, std::uint64_t page_count, const DatagramLayout& layout) {
+  if (v.header.chunk_count != 1) {
+    const auto e = v.entry_at(0);
+    if (e.zero) return DropReason::bad_shape;
+    return e.page < page_count ? DropReason::none : DropReason::out_of_range;
+  }
   std::size_t nonzero = 0;
-  for (std::size_t i = 0; i < h.entry_count; ++i) {
-    const auto e = out.entry_at(i);
+  for (std::size_t i = 0; i < v.header.entry_count; ++i) {
+    const auto e = v.entry_at(i);
     if (e.page >= page_count) return DropReason::out_of_range;
     nonzero += !e.zero;
   }
-  if (std::size_t{h.payload_bytes} != nonzero * layout.page_size) return DropReason::bad_shape;
-  return DropReason::none;
+  return std::size_t{v.header.payload_bytes} == nonzero * layout.page_size ? DropReason::none : DropReason::bad_shape;
 }
 
 }  // namespace hymig

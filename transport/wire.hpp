@@ -8,8 +8,9 @@
 // Error{protocol} naming the field.
 //
 // Datagram channel: one datagram = 48-byte header + entry_count entries (page index, page hash) +
-// payload + 16-byte AES-GCM tag; header and entries are the associated data, the payload is
-// encrypted (or, with --encrypt off, authenticated only). Whole-page datagrams carry several
+// payload + 16-byte AES-GCM tag; the header is the associated data, entries and payload are
+// encrypted (or, with --encrypt off, authenticated only): an observer learns neither which pages
+// move nor their hashes. Whole-page datagrams carry several
 // pages; on paths whose MTU is below a page, a page is cut into chunk_count chunks, one per
 // datagram. Decoding a datagram never throws (a flood of junk must be cheap to drop): it returns a
 // DropReason. Authentication is the receiver's (transport/page_applier.hpp), before any state.
@@ -277,8 +278,9 @@ struct DatagramLayout {
 // Throws Error{usage} when no layout fits (datagram too small for even one chunk).
 DatagramLayout make_layout(std::size_t page_size, std::size_t datagram_bytes);
 
-// Writes header + entries into `out` (at least kDatagramHeaderBytes + entries*kEntryBytes): the
-// datagram's associated data. Returns the bytes written. No allocation.
+// Writes header + entries (in clear) into `out` (at least kDatagramHeaderBytes +
+// entries*kEntryBytes); the sealer then encrypts the entries in place. Returns the bytes written.
+// No allocation.
 std::size_t encode_datagram_head(std::byte* out, const DatagramHeader& h, std::span<const DatagramEntry> entries);
 
 enum class DropReason : std::uint8_t {
@@ -300,16 +302,19 @@ const char* to_string(DropReason r);
 
 struct DatagramView {
   DatagramHeader header;
-  std::span<const std::byte> head;     // header + entries: the associated data
-  const std::byte* entries = nullptr;  // header.entry_count raw entries; read with entry_at()
-  std::span<const std::byte> payload;  // encrypted (or clear, with protection mac) page bytes
-  const std::byte* tag = nullptr;      // kDatagramTagBytes at the datagram's end
+  std::span<const std::byte> head;            // the 48-byte header: the associated data
+  std::span<const std::byte> sealed_entries;  // the entries as they travel (encrypted, or clear with mac)
+  const std::byte* entries = nullptr;         // the entries in clear (set by whoever opened them); entry_at()
+  std::span<const std::byte> payload;         // encrypted (or clear, with protection mac) page bytes
+  const std::byte* tag = nullptr;             // kDatagramTagBytes at the datagram's end
   DatagramEntry entry_at(std::size_t i) const;
 };
 
-// Validates magic, version, flags against `protection`, session, shape (against `layout`) and page
-// ranges: everything that can be checked before authentication, none of which is trusted yet.
-DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, std::uint64_t page_count,
-                           const DatagramLayout& layout, DatagramProtection protection, DatagramView& out);
+// Validates magic, version, flags against `protection`, session and the header's shape (against
+// `layout`): everything the header says, before anything is decrypted or trusted.
+DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, const DatagramLayout& layout,
+                           DatagramProtection protection, DatagramView& out);
+// Then, with out.entries in clear: page ranges, zero flags, and the payload's length against them.
+DropReason check_datagram_entries(const DatagramView& v, std::uint64_t page_count, const DatagramLayout& layout);
 
 }  // namespace hymig

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
+#include <array>
 #include <random>
 
 #include "security/epoch_keys.hpp"
@@ -145,7 +147,8 @@ struct DatagramMaker {
     std::vector<std::byte> out(kDatagramHeaderBytes + entries.size() * kEntryBytes + payload + kDatagramTagBytes);
     const auto head = encode_datagram_head(out.data(), h, entries);
     AeadCipher& c = sealer.for_seq(seq);
-    c.begin(seq, std::span(out).first(head));
+    c.begin(seq, std::span(out).first(kDatagramHeaderBytes));
+    c.crypt(std::span(out).subspan(kDatagramHeaderBytes, head - kDatagramHeaderBytes), out.data() + kDatagramHeaderBytes);
     std::size_t at = head;
     for (const auto& e : entries) {
       if (e.zero) continue;
@@ -215,6 +218,26 @@ TEST_F(WireDatagram, EveryMutationIsDroppedAndNeverLands) {
   EXPECT_EQ(applier.datagrams(), 1u);
 }
 
+// With encryption on, nothing but the header says anything: not which page, not its hash.
+TEST_F(WireDatagram, EntriesAndPagesTravelEncrypted) {
+  const DatagramEntry e{6, false, hash_page(page.data(), kPage)};
+  const auto d = seal(77, {e}, 0, 0);
+  std::array<std::byte, kEntryBytes> clear;
+  std::memcpy(clear.data(), &e.page, 8);
+  std::memcpy(clear.data() + 8, &e.hash, 8);
+  EXPECT_NE(0, std::memcmp(d.data() + kDatagramHeaderBytes, clear.data(), clear.size()));
+  const auto at = std::search(d.begin(), d.end(), page.begin(), page.begin() + 64);
+  EXPECT_EQ(at, d.end()) << "page bytes in clear";
+  // An authentic datagram whose entries make no sense (a sender's bug) is told from a forged one.
+  std::vector<std::byte> image(kPage * 8);
+  PageApplier applier = applier_for(image);
+  EXPECT_EQ(applier.apply_datagram(seal(77, {{9, false, 0}}, 0, 1), 0), DropReason::out_of_range);
+  auto forged = seal(77, {{9, false, 0}}, 0, 2);
+  forged[kDatagramHeaderBytes + 3] ^= std::byte{1};
+  EXPECT_EQ(applier.apply_datagram(forged, 0), DropReason::bad_mac);
+  EXPECT_EQ(applier.present().count(), 0u);
+}
+
 // A datagram sealed under another session's keys (the right session id, a valid shape) is forged.
 TEST_F(WireDatagram, AnotherSessionsKeysAreForged) {
   std::vector<std::byte> image(kPage * 8);
@@ -268,7 +291,11 @@ TEST_F(WireDatagram, ForgeriesNeverOverwriteAuthenticBytes) {
       std::vector<std::byte> bytes(h.payload_bytes, fill);
       std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes + h.payload_bytes + kDatagramTagBytes);
       const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1));
-      const AeadTag tag = aead_seal(keys.for_seq(seq), seq, std::span(out).first(head), bytes, out.data() + head);
+      AeadCipher& c = keys.for_seq(seq);
+      c.begin(seq, std::span(out).first(kDatagramHeaderBytes));
+      c.crypt(std::span(out).subspan(kDatagramHeaderBytes, kEntryBytes), out.data() + kDatagramHeaderBytes);
+      c.crypt(bytes, out.data() + head);
+      const AeadTag tag = c.finish_seal();
       std::memcpy(out.data() + head + h.payload_bytes, tag.data(), tag.size());
       return out;
     };
@@ -299,7 +326,8 @@ TEST_F(WireDatagram, MacOnlyAuthenticatesClearPages) {
   const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1));
   std::memcpy(out.data() + head, page.data(), kPage);
   AeadCipher& c = sealer.for_seq(0);
-  c.begin(0, std::span(out).first(head));
+  c.begin(0, std::span(out).first(kDatagramHeaderBytes));
+  c.authenticate(std::span(out).subspan(kDatagramHeaderBytes, kEntryBytes));
   c.authenticate(page);
   const AeadTag tag = c.finish_seal();
   std::memcpy(out.data() + head + kPage, tag.data(), tag.size());
