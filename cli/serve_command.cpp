@@ -17,6 +17,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -99,7 +100,7 @@ struct ServeConfig {
   std::chrono::milliseconds handshake_timeout{5000};
   unsigned max_handshakes = 16;
   std::uint64_t max_image_bytes = 0;
-  std::uint64_t store_reserve = 0;
+  std::optional<std::uint64_t> store_reserve;  // unset: 5 % of the store's file system, at most 1 GiB
   bool allow_synthetic = false;
   bool replace = false;
 };
@@ -253,10 +254,12 @@ class Server {
       struct statvfs fs {};
       if (::statvfs(cfg_.store.c_str(), &fs) != 0) throw_errno("cannot see the free space of the store '" + cfg_.store + "'");
       const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
-      if (free_bytes < cfg_.store_reserve || free_bytes - cfg_.store_reserve < n.image_bytes)
+      const std::uint64_t reserve =
+          cfg_.store_reserve.value_or(std::min<std::uint64_t>(1ull << 30, std::uint64_t(fs.f_blocks) * fs.f_frsize / 20));
+      if (free_bytes < reserve || free_bytes - reserve < n.image_bytes)
         throw Error(ErrorKind::no_space, "the store has " + format_bytes(double(free_bytes)) + " free; an image of " +
                                              format_bytes(double(n.image_bytes)) + " would leave less than --store-reserve " +
-                                             format_bytes(double(cfg_.store_reserve)));
+                                             format_bytes(double(reserve)));
       return make_file_target(cfg_.store, n.image_name, n.session, n.image_bytes, cfg_.replace);
     };
   }
@@ -278,7 +281,7 @@ int run_serve(const std::vector<std::string>& args) {
       ("listen", po::value<std::string>()->default_value("0.0.0.0:7470"), "HOST:PORT to accept sources on (port 0: any free port)")
       ("store", po::value<std::string>()->default_value("/var/lib/hymig/images"), "directory where file images land (created if missing)")
       ("replace", po::bool_switch(), "let an arriving file image replace one of the same name in the store (refused by default)")
-      ("store-reserve", po::value<std::string>()->default_value("1G"), "free space the store keeps: an image that would leave less is refused")
+      ("store-reserve", po::value<std::string>(), "free space the store keeps: an image that would leave less is refused (default: 5 % of the store's file system, at most 1G)")
       ("max-image-bytes", po::value<std::string>(), "largest image accepted (default: this host's RAM)")
       ("allow-synthetic", po::bool_switch(), "accept synthetic images (held in memory, then dropped): for tests and benchmarks")
       ("vm-qmp", po::value<std::string>(), "QMP socket of the QEMU that receives a VM (started with -incoming defer); without it VM images are refused")
@@ -306,7 +309,8 @@ int run_serve(const std::vector<std::string>& args) {
       ("memory-backing-dir", po::value<std::vector<std::string>>()->composing()->value_name("DIR"),
        "with --libvirt: where this libvirt keeps its domains' RAM files (qemu.conf memory_backing_dir; add its hugetlbfs "
        "mount for domains on huge pages); an incoming domain's RAM file is used only if it is a regular file below one "
-       "(repeatable; default /var/lib/libvirt/qemu/ram)")
+       "(repeatable; default /var/lib/libvirt/qemu/ram). A --vm-qmp QEMU's RAM file must be a regular file below /dev/shm "
+       "or /dev/hugepages")
       ("once", po::bool_switch(), "exit after one authenticated session: 0 if it committed, 1 otherwise")
       ("timeout", po::value<double>()->default_value(10.0), "seconds a source may stay silent before its session is dropped")
       ("handshake-timeout", po::value<double>()->default_value(5.0), "seconds a new connection has to authenticate, in all")
@@ -358,7 +362,7 @@ int run_serve(const std::vector<std::string>& args) {
   if (cfg.max_handshakes == 0) throw Error(ErrorKind::usage, "--max-handshakes must be at least 1");
   cfg.max_image_bytes = vm.count("max-image-bytes") ? parse_size(vm["max-image-bytes"].as<std::string>(), "--max-image-bytes")
                                                     : physical_memory();
-  cfg.store_reserve = parse_size(vm["store-reserve"].as<std::string>(), "--store-reserve");
+  if (vm.count("store-reserve")) cfg.store_reserve = parse_size(vm["store-reserve"].as<std::string>(), "--store-reserve");
   cfg.allow_synthetic = vm["allow-synthetic"].as<bool>();
   cfg.replace = vm["replace"].as<bool>();
   cfg.store = vm["store"].as<std::string>();
