@@ -259,6 +259,25 @@ TEST(TcpChannel, StalledFrameTimesOut) {
   expect_error([&] { raw.server->receive(1s); }, ErrorKind::timeout, "sent nothing for 100 ms");
 }
 
+// A peer that trickles a frame a byte at a time, each gap shorter than the io timeout, gains
+// nothing: the frame must finish by its deadline (the io timeout plus 64 KiB/s of its length).
+TEST(TcpChannel, DribbledFrameFailsAtItsDeadline) {
+  RawClient raw;
+  raw.server->set_io_timeout(300ms);
+  const auto header = encode_frame_header(FrameHeader{1, 100, 0});
+  std::thread dribbler([&] {
+    for (std::size_t i = 0; i < header.size(); ++i) {
+      if (::send(raw.fd.get(), header.data() + i, 1, MSG_NOSIGNAL) != 1) return;
+      std::this_thread::sleep_for(100ms);  // 16 bytes would take 1.6 s
+    }
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_error([&] { raw.server->receive(2s); }, ErrorKind::timeout, "in time");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 900ms);
+  ::shutdown(raw.fd.get(), SHUT_RDWR);
+  dribbler.join();
+}
+
 TEST(TcpChannel, StalledReceiverTimesOutTheSender) {
   auto c = connect_pair();
   c.client->set_io_timeout(200ms);
