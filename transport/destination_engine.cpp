@@ -257,19 +257,35 @@ class DestinationRun {
   }
 
   void final_phase() {
-    // Stop taking datagrams: from here on only the reliable channel writes the image.
+    // The source is paused. Datagrams still count: under loss the final delta comes as datagram
+    // rounds first (each newer than the last bulk round), then the reliable channel's pages.
     in_final_ = true;
     if (dgram_) drain_datagrams(std::chrono::microseconds(0));
-    dgram_.reset();
     if (window_) rel_->send(wire(MsgType::image_window), encode_image_window(*window_));
     rel_->send(wire(MsgType::missing), encode_page_set(0, missing_set()));
+    last_heard_ = Clock::now();
     while (true) {
-      const auto m = rel_->receive(opts_.peer_timeout);
-      if (!m) throw Error(ErrorKind::timeout, "the final delta stalled: nothing from the source for " +
-                                                  std::to_string(opts_.peer_timeout.count() / 1000) + " s");
+      if (dgram_) {
+        pollfd fds[2] = {{rel_->poll_fd(), POLLIN, 0}, {dgram_->poll_fd(), POLLIN, 0}};
+        ::poll(fds, 2, 5);
+        drain_datagrams(std::chrono::microseconds(0));
+        if (Clock::now() - last_report_ >= std::chrono::milliseconds(10)) send_progress();
+      }
+      const auto m = rel_->receive(dgram_ ? std::chrono::milliseconds(0) : opts_.peer_timeout);
+      if (!m) {
+        if (Clock::now() - last_heard_ > opts_.peer_timeout)
+          throw Error(ErrorKind::timeout, "the final delta stalled: nothing from the source for " +
+                                              std::to_string(opts_.peer_timeout.count() / 1000) + " s");
+        continue;
+      }
+      last_heard_ = Clock::now();
       const auto type = static_cast<MsgType>(m->type);
       if (type == MsgType::pages) {
         receive_pages(*m);
+        continue;
+      }
+      if (dgram_ && (type == MsgType::round_begin || type == MsgType::round_end)) {
+        handle_round_message(*m);
         continue;
       }
       if (type == MsgType::written && window_) {

@@ -29,8 +29,13 @@ nlohmann::json MigrationReport::to_json() const {
       {"missing_pages", missing_pages},
       {"modified_pages", modified_pages},
       {"final_delta_pages", final_delta_pages},
-      {"final_delta", final_delta_note.empty() ? nlohmann::json{{"method", final_delta_method}}
-                                               : nlohmann::json{{"method", final_delta_method}, {"note", final_delta_note}}},
+      {"final_delta", [&] {
+         nlohmann::json f = {{"method", final_delta_method},
+                             {"datagram_rounds", final_datagram_rounds},
+                             {"datagram_pages", final_datagram_pages}};
+         if (!final_delta_note.empty()) f["note"] = final_delta_note;
+         return f;
+       }()},
       {"throughput_gbps", total_ms > 0 ? image_bytes * 8 / (total_ms / 1000) / 1e9 : 0.0},
       {"bulk", {{"transport", bulk_transport}, {"bytes", bulk_bytes}, {"datagrams", bulk_datagrams},
                 {"datagram_bytes", datagram_bytes}, {"final_rate_gbps", final_rate * 8 / 1e9},
@@ -69,8 +74,12 @@ std::string MigrationReport::to_text() const {
   for (const auto& r : round_stats)
     s += fmt::format("  round {:<3}  {:>9} pages  {:>8.1f} ms  rate {:>6.2f} Gbit/s  loss {:>5.1f} %  missing {}  dirty {}\n",
                      r.round, r.pages, r.seconds * 1000, r.rate * 8 / 1e9, r.loss * 100, r.missing_after, r.dirty_after);
-  s += fmt::format("final delta  {} pages = {} missing ∪ {} modified, by {}{}\n", final_delta_pages, missing_pages,
-                   modified_pages, final_delta_method, final_delta_note.empty() ? "" : " (" + final_delta_note + ")");
+  s += fmt::format("final delta  {} pages = {} missing ∪ {} modified, {}by {}{}\n", final_delta_pages, missing_pages,
+                   modified_pages,
+                   final_datagram_rounds ? fmt::format("{} datagram round(s) ({} pages), the rest ", final_datagram_rounds,
+                                                       final_datagram_pages)
+                                         : "",
+                   final_delta_method, final_delta_note.empty() ? "" : " (" + final_delta_note + ")");
   s += fmt::format("verified     {}  digest {}\n", verified ? "yes" : "no", digest);
   s += fmt::format("bytes        bulk {} in {} datagrams, reliable {}\n", bulk_bytes, bulk_datagrams, reliable_bytes);
   return s;

@@ -45,6 +45,10 @@ struct MigrationReport {
   std::size_t page_size = 0;
   std::uint64_t pages_total = 0, zero_pages = 0;
   std::uint64_t missing_pages = 0, modified_pages = 0, final_delta_pages = 0;
+  // Of the final delta: datagram rounds while paused (under loss), and the pages they carried
+  // (a page resent in a second round counts twice); the rest went over the reliable channel.
+  std::uint32_t final_datagram_rounds = 0;
+  std::uint64_t final_datagram_pages = 0;
   std::string bulk_transport, reliable_transport;
   std::uint64_t bulk_bytes = 0, bulk_datagrams = 0, reliable_bytes = 0;
   std::size_t datagram_bytes = 0;

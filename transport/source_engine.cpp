@@ -33,6 +33,13 @@ std::string wanted_final_delta(const std::string& option) {
   return v;
 }
 
+// The final delta by datagrams (docs/protocol.md, "Final delta"): used from this much datagram loss
+// and this many pages, for at most this many rounds, until at most this many pages remain.
+constexpr double kFinalDatagramLoss = 0.005;
+constexpr std::uint64_t kFinalDatagramMinPages = 64;
+constexpr int kFinalDatagramRounds = 4;
+constexpr std::uint64_t kFinalRepairPages = 32;
+
 // Whole-image rehash speed assumed when predicting the blackout (both sides hash in parallel).
 constexpr double kVerifyBytesPerSecond = 8e9;
 constexpr std::chrono::milliseconds kReadyTimeout{30000};
@@ -445,6 +452,9 @@ class SourceRun {
     live_.round_bytes = report_.final_delta_pages * image_.page_size();
     live_.round_bytes_done = 0;
     live_.bytes_before_round = bytes_of_finished_rounds();
+    // Under loss the reliable channel crawls (loss-driven: TCP and RC collapse): the delta goes
+    // as datagram rounds first, and the reliable channel repairs only what is still missing.
+    if (use_datagrams_for_final(final_set)) final_set = final_datagram_rounds(std::move(final_set));
     // With full verification the digest comes from the rehash running meanwhile: no page hashes.
     send_pages_reliable(kFinalRound, final_set, false, opts_.verify != "full", by_write);
     rel_->send(wire(MsgType::final_end), encode_u64(report_.final_delta_pages));
@@ -485,6 +495,34 @@ class SourceRun {
       report_.cleanup_error = e.what();
     }
     report_.cleanup_ms = seconds_since(cleanup_start) * 1000;
+  }
+
+  // The final delta by datagrams: when the path loses datagrams (the reliable channel would crawl)
+  // and the delta is worth a round. SourceOptions::final_datagrams forces it on or off.
+  bool use_datagrams_for_final(const Bitmap& set) const {
+    if (!dgram_ || set.count() == 0) return false;
+    if (opts_.final_datagrams != FinalDatagrams::automatic) return opts_.final_datagrams == FinalDatagrams::always;
+    const double loss = std::max(pacer_.random_loss(), report_.round_stats.empty() ? 0.0 : report_.round_stats.back().loss);
+    return loss >= kFinalDatagramLoss && set.count() >= kFinalDatagramMinPages;
+  }
+
+  // Paused: the set goes as datagram rounds (the destination takes them as it takes bulk rounds,
+  // each newer than the last), until what it still lacks is a few pages or the rounds run out;
+  // returns that rest, for the reliable channel.
+  Bitmap final_datagram_rounds(Bitmap set) {
+    const std::uint64_t pages = image_.page_count();
+    Bitmap holes(pages);
+    image_.find_zero_pages(holes);  // frozen: found once
+    for (int k = 0; k < kFinalDatagramRounds && set.count() > kFinalRepairPages; ++k) {
+      const std::uint32_t round = report_.rounds + report_.final_datagram_rounds;
+      report_.final_datagram_pages += set.count();
+      ++report_.final_datagram_rounds;
+      rel_->send(wire(MsgType::round_begin), encode_page_set(round, set));
+      streamer_->send_round(round, set, holes, [&] { return pacer_.rate(); }, [&] { poll_feedback(); });
+      rel_->send(wire(MsgType::round_end), encode_round_end({round, streamer_->next_seq()}));
+      set = await_round_report(round);
+    }
+    return set;
   }
 
   // After pause: missing, preceded by image-window when the destination exposed its image for the

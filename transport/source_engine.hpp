@@ -30,6 +30,8 @@ struct LiveProgress {
   std::uint64_t bytes_before_round = 0;  // page bytes moved by the rounds before this one
 };
 
+enum class FinalDatagrams { automatic, always, never };
+
 struct SourceOptions {
   // The session's keys (open_secure_session): datagrams, a moved channel and the digest use them.
   // Required; `rel` is already sealed with them.
@@ -56,6 +58,9 @@ struct SourceOptions {
   // back to "send" (the report says why) on a channel without one-sided writes or when either side
   // cannot register its image.
   std::string final_delta = "auto";
+  // The final delta as datagram rounds before the reliable channel: automatic (under loss),
+  // always, never (tests).
+  FinalDatagrams final_datagrams = FinalDatagrams::automatic;
 };
 
 // What "auto" means (docs/protocol.md, "Final delta", has the lab figures it was chosen by).
