@@ -93,6 +93,7 @@ struct ServeConfig {
   ClusterKey key;
   std::string store;
   std::string vm_qmp;
+  vm::RamFileRule vm_qmp_ram = vm::plain_qemu_ram_rule();  // where the --vm-qmp QEMU's RAM file may be
   bool libvirt = false;
   vm::LibvirtTargetOptions lv;
   bool once = false;
@@ -245,7 +246,7 @@ class Server {
         if (cfg_.vm_qmp.empty())
           throw Error(ErrorKind::refused, "this daemon receives no VM: start `hymig serve --vm-qmp PATH` with the QMP socket "
                                           "of a destination QEMU waiting in -incoming defer");
-        return vm::open_vm_target(cfg_.vm_qmp, n);
+        return vm::open_vm_target(cfg_.vm_qmp, n, cfg_.vm_qmp_ram);
       }
       if (n.image_kind != "file") throw Error(ErrorKind::refused, "this daemon cannot receive '" + n.image_kind + "' images");
       std::error_code ec;
@@ -309,8 +310,8 @@ int run_serve(const std::vector<std::string>& args) {
       ("memory-backing-dir", po::value<std::vector<std::string>>()->composing()->value_name("DIR"),
        "with --libvirt: where this libvirt keeps its domains' RAM files (qemu.conf memory_backing_dir; add its hugetlbfs "
        "mount for domains on huge pages); an incoming domain's RAM file is used only if it is a regular file below one "
-       "(repeatable; default /var/lib/libvirt/qemu/ram). A --vm-qmp QEMU's RAM file must be a regular file below /dev/shm "
-       "or /dev/hugepages")
+       "(repeatable; default /var/lib/libvirt/qemu/ram). With --vm-qmp: where that QEMU's RAM file may be (default "
+       "/dev/shm and /dev/hugepages)")
       ("once", po::bool_switch(), "exit after one authenticated session: 0 if it committed, 1 otherwise")
       ("timeout", po::value<double>()->default_value(10.0), "seconds a source may stay silent before its session is dropped")
       ("handshake-timeout", po::value<double>()->default_value(5.0), "seconds a new connection has to authenticate, in all")
@@ -384,7 +385,10 @@ int run_serve(const std::vector<std::string>& args) {
   cfg.lv.policy.allow_qemu_args = vm["allow-qemu-args"].as<bool>();
   cfg.lv.policy.allow_network_disks = vm["allow-network-disks"].as<bool>();
   vm::validate_domain_policy(cfg.lv.policy);
-  if (vm.count("memory-backing-dir")) cfg.lv.memory_backing_dirs = strings("memory-backing-dir");
+  if (vm.count("memory-backing-dir")) {
+    cfg.lv.memory_backing_dirs = strings("memory-backing-dir");
+    cfg.vm_qmp_ram.dirs = cfg.lv.memory_backing_dirs;
+  }
   for (const auto& d : cfg.lv.memory_backing_dirs)
     if (!vm::normalize_absolute_path(d))
       throw Error(ErrorKind::usage, "--memory-backing-dir '" + d + "': give an absolute path without '..'");

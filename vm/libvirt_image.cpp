@@ -1,9 +1,13 @@
 #include "vm/libvirt_image.hpp"
 
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -11,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "vm/domain_policy.hpp"
 #include "vm/domain_xml.hpp"
 #include "vm/libvirt_domain.hpp"
 #include "vm/libvirt_monitor.hpp"
@@ -116,7 +121,51 @@ class LibvirtTargetControl final : public TargetGuestControl {
 
 struct Definition {
   std::string name, uuid, xml, persistent_xml;  // persistent_xml: "" for a transient domain
+  std::optional<XmlDocument> doc, persistent_doc;  // both parsed (libxml2), as libvirt will read them
 };
+
+// A UUID as libvirt compares them: its hex digits, in lower case.
+std::string uuid_digits(const std::string& u) {
+  std::string out;
+  for (char c : u)
+    if (c != '-') out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// `xml` parsed, and naming the domain the definition names: a copy started or defined from it is
+// the domain checked against this host's (by UUID and name) and nothing else.
+XmlDocument parse_definition_xml(const std::string& xml, const Definition& d, const std::string& what) {
+  XmlDocument doc = parse_domain_xml(xml, "notify: vm_definition's " + what);
+  const DomainIdentity id = domain_identity(doc);
+  if (id.name != d.name)
+    throw Error(ErrorKind::protocol, "notify: vm_definition's " + what + " defines domain '" + id.name + "', not '" + d.name + "'");
+  if (uuid_digits(id.uuid) != uuid_digits(d.uuid))
+    throw Error(ErrorKind::protocol, "notify: vm_definition's " + what + " has UUID '" + id.uuid + "', not " + d.uuid);
+  return doc;
+}
+
+// The emulators this host's libvirt uses by default (its capabilities), always allowed.
+std::vector<std::string> libvirt_emulators(const LibvirtConnection& conn) {
+  char* caps = virConnectGetCapabilities(conn.get());
+  if (!caps) {
+    const char* m = virGetLastErrorMessage();
+    throw Error(ErrorKind::io, std::string("cannot read libvirt's capabilities at ") + conn.uri() + ": " + (m ? m : "unknown error"));
+  }
+  const std::string text(caps);
+  free(caps);
+  return libvirt_default_emulators(text);
+}
+
+// The definition's XMLs against what this host allows; a refusal of the persistent one says so.
+void check_definition_policy(const Definition& d, const DomainPolicy& policy, const std::vector<std::string>& emulators) {
+  check_domain_policy(*d.doc, policy, emulators);
+  if (!d.persistent_doc) return;
+  try {
+    check_domain_policy(*d.persistent_doc, policy, emulators);
+  } catch (const Error& e) {
+    throw Error(e.kind(), std::string("in its persistent definition: ") + e.what());
+  }
+}
 
 Definition parse_definition(const std::string& text) {
   Definition d;
@@ -133,7 +182,8 @@ Definition parse_definition(const std::string& text) {
   static const std::regex uuid_re("[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}");
   if (!std::regex_match(d.uuid, uuid_re)) throw Error(ErrorKind::protocol, "notify: vm_definition's uuid is not a UUID");
   if (d.name.empty() || d.name.size() > 200) throw Error(ErrorKind::protocol, "notify: vm_definition's name is empty or too long");
-  if (d.xml.find("<domain") == std::string::npos) throw Error(ErrorKind::protocol, "notify: vm_definition's xml is no domain");
+  d.doc = parse_definition_xml(d.xml, d, "xml");
+  if (!d.persistent_xml.empty()) d.persistent_doc = parse_definition_xml(d.persistent_xml, d, "persistent_xml");
   return d;
 }
 
@@ -206,6 +256,8 @@ std::string migrate_domain_natively(const std::string& name, const std::string& 
 std::unique_ptr<TargetImage> open_libvirt_target(const LibvirtTargetOptions& opts, const Notify& n) {
   const Definition d = parse_definition(n.vm_definition);
   const LibvirtConnection conn = LibvirtConnection::open(opts.uri);
+  // What the peer asks of this host, checked before libvirt is asked to start or define anything.
+  check_definition_policy(d, opts.policy, libvirt_emulators(conn));
   std::string prior_xml;
   if (auto same = LibvirtDomain::find_uuid(conn, d.uuid)) {
     if (same->active())
@@ -229,7 +281,10 @@ std::unique_ptr<TargetImage> open_libvirt_target(const LibvirtTargetOptions& opt
   StartedDomainGuard guard{&dom, socket};
   QemuVm vm = QemuVm::attach(socket, kMonitorTimeout);
   auto control = std::make_unique<LibvirtTargetControl>(conn, dom, d.persistent_xml, prior_xml, socket);
-  auto image = make_qemu_target_image(std::move(vm), n, std::move(control));
+  const RamFileRule ram{opts.memory_backing_dirs,
+                        "hymig serve --memory-backing-dir DIR names libvirt's memory_backing_dir (qemu.conf), and any "
+                        "hugetlbfs mount its domains' huge pages live in"};
+  auto image = make_qemu_target_image(std::move(vm), n, std::move(control), ram);
   guard.dom = nullptr;  // the image owns the copy now
   return image;
 }

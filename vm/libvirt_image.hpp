@@ -12,10 +12,12 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "transport/error.hpp"
 #include "transport/image.hpp"
 #include "transport/wire.hpp"
+#include "vm/domain_policy.hpp"
 
 namespace hymig::vm {
 
@@ -33,13 +35,25 @@ std::unique_ptr<SourceImage> open_libvirt_source_image(const std::string& name, 
 std::string migrate_domain_natively(const std::string& name, const std::string& uri, const std::string& dest_uri,
                                     const std::string& migrate_uri);
 
-// Where a destination's libvirt domains are started.
+// libvirt's memory_backing_dir by default (qemu.conf): where the RAM files of its domains live.
+inline constexpr const char* kLibvirtMemoryBackingDir = "/var/lib/libvirt/qemu/ram";
+
+// Where a destination's libvirt domains are started, and what they may ask of this host.
 struct LibvirtTargetOptions {
   std::string uri;          // libvirt at the destination ("" = default)
   std::string runtime_dir;  // where hymig's QMP sockets of incoming domains go
+  // What an incoming definition may use (vm/domain_policy.hpp); this libvirt's default emulators
+  // are allowed besides.
+  DomainPolicy policy = {};
+  // The directories a copy's RAM file may be in (libvirt's memory_backing_dir, and its hugetlbfs
+  // mounts for domains on huge pages): hymig fills only a regular file below one of them.
+  std::vector<std::string> memory_backing_dirs = {kLibvirtMemoryBackingDir};
 };
 
-// The destination of a domain whose definition came in notify (vm_definition).
+// The destination of a domain whose definition came in notify (vm_definition). The definition
+// (both its XML and its persistent XML) is parsed with libxml2 and must name the domain it says
+// (Error{protocol} otherwise), then is checked against opts.policy (Error{refused} naming what is
+// not allowed and the option that would allow it) before libvirt is asked to start anything.
 std::unique_ptr<TargetImage> open_libvirt_target(const LibvirtTargetOptions& opts, const Notify& n);
 
 }  // namespace hymig::vm

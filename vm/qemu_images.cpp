@@ -17,6 +17,7 @@
 #include "transport/mapping.hpp"
 #include "transport/file_image.hpp"
 #include "transport/unique_fd.hpp"
+#include "vm/domain_policy.hpp"
 
 namespace hymig::vm {
 namespace {
@@ -28,6 +29,62 @@ constexpr std::size_t kPageSize = 4096;
 constexpr milliseconds kAttachTimeout{5000};
 constexpr milliseconds kDeviceStateTimeout{30000};  // QEMU producing or loading ~0.3 MB
 
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s.empty() ? "(none)" : s;
+}
+
+}  // namespace
+
+UniqueFd open_target_ram_file(const RamFileRule& rule, const std::string& path, UniqueFd& dir, std::string& leaf) {
+  const auto refusal = [&](const std::string& why) {
+    return Error(ErrorKind::refused, "the guest's RAM file " + path + " " + why + ": hymig fills only a regular file below " +
+                                         join(rule.dirs) + (rule.fix.empty() ? "" : " (" + rule.fix + ")"));
+  };
+  const auto norm = normalize_absolute_path(path);
+  if (!norm) throw refusal("is not an absolute path without '..'");
+  std::string base;
+  for (const auto& d : rule.dirs)
+    if (const auto dn = normalize_absolute_path(d); dn && *dn != *norm && path_is_within(*norm, *dn)) {
+      base = *dn;
+      break;
+    }
+  if (base.empty()) throw refusal("is not below the memory-backing directory");
+  std::vector<std::string> below;
+  for (std::size_t i = base == "/" ? 1 : base.size() + 1; i < norm->size();) {
+    const std::size_t j = std::min(norm->find('/', i), norm->size());
+    below.push_back(norm->substr(i, j - i));
+    i = j + 1;
+  }
+  // The directory is the operator's (a link there is theirs); nothing below it is followed.
+  UniqueFd at(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!at) throw_errno("cannot open the memory-backing directory " + base);
+  for (std::size_t i = 0; i + 1 < below.size(); ++i) {
+    UniqueFd next(::openat(at.get(), below[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next && (errno == ELOOP || errno == ENOTDIR)) throw refusal("lies behind '" + below[i] + "', a symbolic link or no directory");
+    if (!next) throw_errno("cannot open the directory of the guest's RAM file " + path);
+    at = std::move(next);
+  }
+  const std::string& name = below.back();
+  struct stat before{};
+  if (::fstatat(at.get(), name.c_str(), &before, AT_SYMLINK_NOFOLLOW) != 0) throw_errno("cannot stat the guest's RAM file " + path);
+  if (S_ISLNK(before.st_mode)) throw refusal("is a symbolic link");
+  if (!S_ISREG(before.st_mode)) throw refusal("is not a regular file");
+  UniqueFd fd(::openat(at.get(), name.c_str(), O_RDWR | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC));
+  if (!fd && errno == ELOOP) throw refusal("is a symbolic link");
+  if (!fd) throw_errno("cannot open the guest's RAM file " + path);
+  struct stat after{};
+  if (::fstat(fd.get(), &after) != 0) throw_errno("cannot stat the guest's RAM file " + path);
+  if (!S_ISREG(after.st_mode) || after.st_dev != before.st_dev || after.st_ino != before.st_ino)
+    throw refusal("was replaced while it was opened");
+  dir = std::move(at);
+  leaf = name;
+  return fd;
+}
+
+namespace {
+
 // A guest's RAM file, mapped whole; remembers which file it was so it is only ever deleted if the
 // path still names it.
 struct RamFile {
@@ -37,11 +94,16 @@ struct RamFile {
   ino_t ino = 0;
   bool zeroed = false;  // emptied at open (a destination's, whose QEMU has not used it yet)
   UniqueFd fd;          // kept for finding holes
+  UniqueFd dir;         // a destination's: the directory it is in, and its name there
+  std::string leaf;
 
-  static RamFile open(const RamBackend& b, bool writable) {
+  // A source's RAM file read-only (`rule` null), or a destination's read-write under `rule`.
+  static RamFile open(const RamBackend& b, const RamFileRule* rule) {
     RamFile f;
     f.path = b.mem_path;
-    UniqueFd fd(::open(b.mem_path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+    const bool writable = rule != nullptr;
+    UniqueFd fd = writable ? open_target_ram_file(*rule, b.mem_path, f.dir, f.leaf)
+                           : UniqueFd(::open(b.mem_path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) throw_errno("cannot open the guest's RAM file " + b.mem_path);
     struct stat st{};
     if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat the guest's RAM file " + b.mem_path);
@@ -87,7 +149,12 @@ struct RamFile {
   void unlink() noexcept {
     map.reset();
     struct stat st{};
-    if (!path.empty() && ::stat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) ::unlink(path.c_str());
+    if (dir) {
+      if (::fstatat(dir.get(), leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == dev && st.st_ino == ino)
+        ::unlinkat(dir.get(), leaf.c_str(), 0);
+    } else if (!path.empty() && ::stat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
+      ::unlink(path.c_str());
+    }
     path.clear();
   }
 };
@@ -127,7 +194,7 @@ class QemuSourceImage final : public SourceImage {
       throw Error(ErrorKind::usage, "QEMU refuses to migrate the guest of " + where + ": " + all +
                                         " (remove what blocks it, or migrate the guest another way)");
     }
-    ram_ = RamFile::open(vm_.ram_backend(), false);
+    ram_ = RamFile::open(vm_.ram_backend(), nullptr);
     name_ = label;
   }
 
@@ -221,8 +288,8 @@ class QemuSourceImage final : public SourceImage {
 
 class QemuTargetImage final : public TargetImage {
  public:
-  QemuTargetImage(QemuVm vm, const Notify& n, std::unique_ptr<TargetGuestControl> control)
-      : vm_(std::move(vm)), control_(std::move(control)), where_(vm_.where()) {
+  QemuTargetImage(QemuVm vm, const Notify& n, std::unique_ptr<TargetGuestControl> control, const RamFileRule& ram)
+      : vm_(std::move(vm)), control_(std::move(control)), where_(vm_.where()), ram_rule_(ram) {
     try {
       check_and_listen(n);
     } catch (...) {
@@ -250,7 +317,7 @@ class QemuTargetImage final : public TargetImage {
       throw Error(ErrorKind::usage, "the destination, " + where + ", has " + std::to_string(b.size) +
                                         " bytes of RAM, the source's guest " + std::to_string(n.image_bytes) +
                                         ": start it with the same -m and memory-backend size");
-    ram_ = RamFile::open(b, true);
+    ram_ = RamFile::open(b, &ram_rule_);
     // Checked and mapped: this QEMU is the session's now. Anything failing from here on destroys it
     // (a QEMU that failed a check above is someone else's and is left alone).
     adopted_ = true;
@@ -327,6 +394,7 @@ class QemuTargetImage final : public TargetImage {
   QemuVm vm_;
   std::unique_ptr<TargetGuestControl> control_;
   std::string where_;
+  RamFileRule ram_rule_;
   RamFile ram_;
   UniqueFd stream_;
   bool adopted_ = false, committed_ = false, discarded_ = false;
@@ -352,8 +420,13 @@ std::unique_ptr<SourceImage> make_qemu_source_image(QemuVm vm, std::unique_ptr<S
   return std::make_unique<QemuSourceImage>(std::move(vm), std::move(control), label);
 }
 
-std::unique_ptr<TargetImage> make_qemu_target_image(QemuVm vm, const Notify& n, std::unique_ptr<TargetGuestControl> control) {
-  return std::make_unique<QemuTargetImage>(std::move(vm), n, std::move(control));
+RamFileRule plain_qemu_ram_rule() {
+  return {{"/dev/shm", "/dev/hugepages"}, "give the destination QEMU's memory-backend-file a mem-path there"};
+}
+
+std::unique_ptr<TargetImage> make_qemu_target_image(QemuVm vm, const Notify& n, std::unique_ptr<TargetGuestControl> control,
+                                                    const RamFileRule& ram) {
+  return std::make_unique<QemuTargetImage>(std::move(vm), n, std::move(control), ram);
 }
 
 }  // namespace hymig::vm

@@ -10,8 +10,10 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "transport/image.hpp"
+#include "transport/unique_fd.hpp"
 #include "transport/wire.hpp"
 #include "vm/qemu_vm.hpp"
 
@@ -50,9 +52,30 @@ class TargetGuestControl {
 std::unique_ptr<SourceImage> make_qemu_source_image(QemuVm vm, std::unique_ptr<SourceGuestControl> control,
                                                     const std::string& label);
 
+// Where a destination's RAM file may be. hymig empties and fills it, so it must be a regular file
+// below one of `dirs`, reached through no symbolic link below that directory (the last component
+// opened with O_NOFOLLOW, the ones between with O_NOFOLLOW|O_DIRECTORY, the file checked with
+// fstat on the descriptor it then maps). `fix` ends the refusal's message (Error{refused}).
+struct RamFileRule {
+  std::vector<std::string> dirs;
+  std::string fix;
+};
+
+// Opens a destination's RAM file `path` read-write under `rule`: Error{refused} (naming rule.dirs
+// and rule.fix) when it is not a regular file below one of them, or is reached through a symbolic
+// link below it. `dir` and `leaf` receive its directory and its name there (to delete that very
+// file later).
+UniqueFd open_target_ram_file(const RamFileRule& rule, const std::string& path, UniqueFd& dir, std::string& leaf);
+
+// The rule for a plain QEMU (`serve --vm-qmp`): its RAM file in /dev/shm (or /dev/hugepages), where
+// a shared memory-backend-file lives.
+RamFileRule plain_qemu_ram_rule();
+
 // The target of a migration into `vm` (checked: waiting in -incoming defer, RAM of the notified
-// size in a shared file). Once the checks passed the QEMU is the session's: `control->destroy` runs
-// on any later failure. A QEMU that fails a check is left as it was (the caller decides).
-std::unique_ptr<TargetImage> make_qemu_target_image(QemuVm vm, const Notify& n, std::unique_ptr<TargetGuestControl> control);
+// size in a shared file that `ram` allows). Once the checks passed the QEMU is the session's:
+// `control->destroy` runs on any later failure. A QEMU that fails a check is left as it was (the
+// caller decides).
+std::unique_ptr<TargetImage> make_qemu_target_image(QemuVm vm, const Notify& n, std::unique_ptr<TargetGuestControl> control,
+                                                    const RamFileRule& ram = plain_qemu_ram_rule());
 
 }  // namespace hymig::vm

@@ -56,8 +56,8 @@ const char* vm_image_spec_help() {
          "      on failure the guest runs on here\n";
 }
 
-std::unique_ptr<TargetImage> open_vm_target(const std::string& qmp_path, const Notify& n) {
-  return make_qemu_target_image(QemuVm::attach(qmp_path, kAttachTimeout), n, std::make_unique<QmpTargetControl>());
+std::unique_ptr<TargetImage> open_vm_target(const std::string& qmp_path, const Notify& n, const RamFileRule& ram) {
+  return make_qemu_target_image(QemuVm::attach(qmp_path, kAttachTimeout), n, std::make_unique<QmpTargetControl>(), ram);
 }
 
 }  // namespace hymig::vm

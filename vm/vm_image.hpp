@@ -9,6 +9,8 @@
 // and the destination QEMU loads them from the other end before it is resumed.
 #pragma once
 
+#include "vm/qemu_images.hpp"
+
 #include <chrono>
 #include <memory>
 #include <string>
@@ -29,6 +31,8 @@ const char* vm_image_spec_help();
 // The destination of a "vm" image: the QEMU serving QMP at qmp_path, started with -incoming defer
 // and a shared RAM file of the notified size. It is adopted once those checks pass: from then on
 // a failed session kills it and deletes its RAM file, and commit() resumes it.
-std::unique_ptr<TargetImage> open_vm_target(const std::string& qmp_path, const Notify& n);
+// `ram`: where its RAM file may be (plain_qemu_ram_rule(): /dev/shm, /dev/hugepages).
+std::unique_ptr<TargetImage> open_vm_target(const std::string& qmp_path, const Notify& n,
+                                            const RamFileRule& ram = plain_qemu_ram_rule());
 
 }  // namespace hymig::vm

@@ -30,7 +30,7 @@ check_outcome() { # check_outcome PHASE ABORTS_BEFORE
   [ -e "$store/$phase.bin" ] && hm_fail "$phase: $phase.bin exists under its final name after a failed migration"
   hm_wait_lines 30 "$log" 'session [0-9a-f]+: aborted: ' "$aborts_before" ||
     hm_fail "$phase: serve did not log the session as aborted within 30 s: $(cat "$log")"
-  hm_wait_for 10 test -z "$(hm_store_files "$store")" ||
+  hm_wait_for 10 hm_store_empty "$store" ||
     hm_fail "$phase: the store still holds '$(hm_store_files "$store" | tr '\n' ' ')' after the abort"
   hm_alive "$serve_pid" || hm_fail "$phase: serve died: $(cat "$log")"
   grep -q committed "$log" && hm_fail "$phase: serve logged a commit: $(cat "$log")"

@@ -27,7 +27,7 @@ hm_log "serve: $(grep -m1 -E 'session [0-9a-f]+: aborted' "$log")"
 grep -q 'committed' "$log" && hm_fail "serve logged a commit for a source that was killed: $(cat "$log")"
 hm_alive "$serve_pid" || hm_fail "serve died after the source was killed: $(cat "$log")"
 # The abort line may precede the unlink by a moment: bounded wait for an empty store.
-hm_wait_for 10 test -z "$(hm_store_files "$store")" ||
+hm_wait_for 10 hm_store_empty "$store" ||
   hm_fail "after the aborted session the store still holds: $(hm_store_files "$store" | tr '\n' ' ')"
 
 # The daemon serves the next migration.

@@ -305,6 +305,8 @@ hm_assert_failed_cleanly() {
 
 # hm_store_files DIR: lists every file under DIR (hidden ones too).
 hm_store_files() { find "$1" -mindepth 1 -printf '%P\n' 2>/dev/null | sort; }
+# hm_store_empty DIR: true when DIR holds nothing (for hm_wait_for: looked at anew at every poll).
+hm_store_empty() { [ -z "$(hm_store_files "$1")" ]; }
 
 # hm_wait_mid_transfer STORE PID [SEC_AFTER]: waits (at most 30 s) until the destination's partial
 # file STORE/.*.part exists, i.e. pages are flowing, then SEC_AFTER (default 1) more seconds;

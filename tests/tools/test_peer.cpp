@@ -28,6 +28,12 @@
 //       hello and a notify body over the daemon's limit; or a valid hello and a notify announcing a
 //       2^40-page image. Prints the daemon's answer (an abort, a closed connection).
 //
+//   notify-domain --to HOST:PORT --key-file FILE --xml FILE [--name N --uuid U] [--xml-name N]
+//       Authenticates as a source and announces a libvirt domain whose definition is FILE (as
+//       `hymig migrate --domain` would send it, transient), to a `serve --libvirt`. Prints the
+//       daemon's answer (it must refuse what its policy does not allow, before libvirt starts
+//       anything).
+//
 //   fake-destination --listen HOST:PORT --key-file FILE --bulk-endpoint HOST:PORT
 //       Plays a destination that holds the key and names another host's datagram endpoint in
 //       ready. Prints what the source did (it must end the session).
@@ -45,9 +51,11 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -274,11 +282,11 @@ SecureSession authenticated(const Args& a, Role role, std::unique_ptr<TcpReliabl
   return open_secure_session(std::move(tcp), fd, role, key, Clock::now() + 5s);
 }
 
-void report_answer(ReliableChannel& ch) {
+void report_answer(ReliableChannel& ch, std::chrono::seconds wait = 5s) {
   try {
-    auto m = ch.receive(5s);
+    auto m = ch.receive(wait);
     if (!m) {
-      std::cout << "answer: none within 5 s" << std::endl;
+      std::cout << "answer: none within " << wait.count() << " s" << std::endl;
     } else if (static_cast<MsgType>(m->type) == MsgType::abort) {
       std::cout << "answer: abort: " << printable(decode_abort(m->body)) << std::endl;
     } else {
@@ -322,6 +330,34 @@ int hostile_source(const Args& a, const std::string& mode) {
     s.channel->send(wire(MsgType::notify), encode_notify(n));
   }
   report_answer(*s.channel);
+  return 0;
+}
+
+int notify_domain(const Args& a) {
+  SecureSession s = authenticated(a, Role::source, connect_tcp(a.get("to"), 5s));
+  s.peer = exchange_hello(*s.channel, Role::source, nlohmann::json::object(), 5s);
+  std::ifstream in(a.get("xml"));
+  std::stringstream xml;
+  xml << in.rdbuf();
+  const nlohmann::json def = {{"hypervisor", "libvirt"},
+                              {"name", a.get_or("name", "hostile")},
+                              {"uuid", a.get_or("uuid", "6d1d2a3e-0c44-4b52-9a1e-5f3b1c2d4e5f")},
+                              {"xml", xml.str()},
+                              {"persistent", false}};
+  Notify n;
+  n.session = 7;
+  n.page_size = 4096;
+  n.page_count = 65536;  // 256 MiB, the lane's guests' size
+  n.image_bytes = n.page_count * n.page_size;
+  n.image_kind = "vm";
+  n.image_name = "hostile";
+  n.bulk = "tcp";
+  n.verify = "full";
+  n.vm_definition = def.dump();
+  s.channel->set_limits(1 << 20, 0);
+  s.channel->send(wire(MsgType::notify), encode_notify(n));
+  // A libvirt probing its QEMU's capabilities for the first time takes seconds under TCG.
+  report_answer(*s.channel, 90s);
   return 0;
 }
 
@@ -369,6 +405,7 @@ int main(int argc, char** argv) {
     if (mode == "dribble") return dribble(a);
     if (mode == "deep-hello" || mode == "oversized-notify" || mode == "huge-notify") return hostile_source(a, mode);
     if (mode == "fake-destination") return fake_destination(a);
+    if (mode == "notify-domain") return notify_domain(a);
     usage("unknown mode " + mode);
   } catch (const std::exception& e) {
     std::cerr << "hymig-test-peer " << mode << ": " << e.what() << "\n";

@@ -59,7 +59,7 @@ TEST(DomainXml, ArgumentsAreAddedWithTheNamespaceAndEscaped) {
   EXPECT_NE(hostile.find("value=\"'/&gt;&lt;qemu:arg value='-evil\""), std::string::npos) << hostile;
   // The rest of the document is left as it was: the result is the same domain plus the arguments.
   EXPECT_TRUE(has_shared_file_memory(x));
-  EXPECT_EQ(strip_hymig_qemu_args(add_qemu_args(x, {})).find("<memballoon model=\"none\"/>"), strip_hymig_qemu_args(x).find("<memballoon model=\"none\"/>"));
+  EXPECT_EQ(add_qemu_args(x, {}), x);
 }
 
 TEST(DomainXml, HymigsOwnArgumentsAreStrippedOthersKept) {
@@ -104,6 +104,7 @@ TEST(DomainXml, MalformedXmlAndDoctypesAreProtocolErrors) {
   }
   try {
     add_qemu_args("<!DOCTYPE domain [<!ENTITY x 'y'>]><domain>&x;</domain>", {});
+    ADD_FAILURE() << "a DOCTYPE was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("DOCTYPE"), std::string::npos) << e.what();
   }

@@ -2,7 +2,12 @@
 # hymig between the two libvirt daemons of libvirt_lib.sh. Source after it.
 #
 #   lvh_serve TO LOG [ARGS]     `hymig serve --once --libvirt` for daemon TO, in LV_NS[TO], on
-#                               LV_ADDR[TO] (any free port); HM_SERVE_PID, HM_SERVE_ADDR
+#                               LV_ADDR[TO] (any free port); HM_SERVE_PID, HM_SERVE_ADDR. Allows
+#                               what the lane's domain uses (lvh_policy_args) and names daemon
+#                               TO's memory_backing_dir (LV_RAMDIR[TO]) as the RAM files' directory
+#   lvh_policy_args             the serve options that allow the lane's domain (lv_domain_xml):
+#                               its kernel's and initramfs's directories and the consoles'
+#                               /var/log/hymig (paths as the daemons see them)
 #   lvh_migrate FROM TO NAME WHAT [ARGS]
 #                               serve on TO, then `hymig migrate --domain NAME` from FROM (in
 #                               LV_NS[FROM]); asserts exit 0 and a committed, verified report with
@@ -15,13 +20,20 @@
 #   lvh_ignore_shared N NAME    "true"/"false": the x-ignore-shared capability of NAME's QEMU on N
 #   lvh_report_line JSON        hymig's main figures from a report, one line
 
+lvh_policy_args() {
+  printf '%s\n' --allow-path "$(dirname "$VM_KERNEL")" --allow-path "$(dirname "$VM_INITRD")" \
+    --allow-path "$(dirname "$(lv_serial_path x)")"
+}
+
 lvh_serve() {
-  local to=$1 log=$2
+  local to=$1 log=$2 policy
   shift 2
   lv_expect "$to" "$name"
+  mapfile -t policy < <(lvh_policy_args)
   HM_SERVE_PREFIX=(ip netns exec "${LV_NS[$to]}")
   hm_start_serve "$log" --listen "${LV_ADDR[$to]}:0" --once --libvirt --connect "${LV_URI[$to]}" \
-    --vm-runtime-dir "${LV_RUNDIR[$to]}" --store "$HM_TMP/store$to" "$@"
+    --vm-runtime-dir "${LV_RUNDIR[$to]}" --store "$HM_TMP/store$to" \
+    --memory-backing-dir "${LV_RAMDIR[$to]}" "${policy[@]}" "$@"
   HM_SERVE_PREFIX=()
 }
 

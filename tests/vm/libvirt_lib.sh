@@ -539,7 +539,9 @@ lv_serve() {
   # shellcheck disable=SC2034  # read by hm_start_serve (bash scoping is dynamic)
   local -a HM_SERVE_PREFIX=(ip netns exec "${LV_NS[$n]}")
   hm_start_serve "$log" --listen "${LV_ADDR[$n]}:0" --once --libvirt --connect "${LV_URI[$n]}" \
-    --vm-runtime-dir "${LV_RUNDIR[$n]}" --store "$HM_TMP/lv$n-store" "$@"
+    --vm-runtime-dir "${LV_RUNDIR[$n]}" --store "$HM_TMP/lv$n-store" \
+    --memory-backing-dir "${LV_RAMDIR[$n]}" --allow-path "$(dirname "$VM_KERNEL")" \
+    --allow-path "$(dirname "$VM_INITRD")" --allow-path "$(dirname "$(lv_serial_path x)")" "$@"
 }
 
 lv_hymig_migrate() {
