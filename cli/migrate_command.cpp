@@ -1,7 +1,10 @@
 // hymig migrate: the source. Connects, agrees on transports, runs the engine, prints the report.
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include "cli/command.hpp"
 #include "cli/progress_line.hpp"
@@ -95,6 +98,7 @@ int run_migrate(const std::vector<std::string>& args) {
       ("bulk", po::value<std::string>()->default_value("auto"), "page stream transport: auto, udp, ud (RDMA unreliable datagrams) or tcp (everything over the reliable channel, the baseline)")
       ("reliable", po::value<std::string>()->default_value("auto"), "control and final-delta transport: auto, tcp or rc (RDMA reliable connection)")
       ("final-delta", po::value<std::string>()->default_value("auto"), "how the final delta travels over rc: write (RDMA WRITE into the destination's registered image, the faster in the lab), send (page messages), or auto (write; $HYMIG_FINAL_DELTA overrides). TCP always sends")
+      ("lanes", po::value<std::string>()->default_value("auto"), "datagram lanes: N parallel channels, each with its own thread on both sides and its share of the pages (1-16); auto: half this host's cores, at most 4")
       ("rate", po::value<std::string>()->default_value("auto"), "pace the page stream at R (256M = 256 MiB/s, 2gbit); auto adapts to the receiver's reports")
       ("downtime-ms", po::value<unsigned>()->default_value(300), "pause once the remaining pages are predicted to move within this many ms")
       ("max-rounds", po::value<unsigned>()->default_value(30), "pause after at most this many bulk rounds")
@@ -155,6 +159,14 @@ int run_migrate(const std::vector<std::string>& args) {
     prefs.rate_bytes_per_s = parse_rate(rate, "--rate");
     if (*prefs.rate_bytes_per_s < 65536) throw Error(ErrorKind::usage, "--rate below 64 KiB/s is not useful");
   }
+  std::uint32_t lanes = std::clamp(std::thread::hardware_concurrency() / 2, 1u, 4u);
+  if (const std::string l = vm["lanes"].as<std::string>(); l != "auto") {
+    char* end = nullptr;
+    const unsigned long v = std::strtoul(l.c_str(), &end, 10);
+    if (l.empty() || *end || v < 1 || v > kMaxLanes)
+      throw Error(ErrorKind::usage, "--lanes must be auto or 1.." + std::to_string(kMaxLanes));
+    lanes = static_cast<std::uint32_t>(v);
+  }
   const std::string encrypt = vm["encrypt"].as<std::string>();
   if (encrypt != "on" && encrypt != "off") throw Error(ErrorKind::usage, "--encrypt must be on or off");
   const ClusterKey key = load_key(vm);
@@ -205,6 +217,7 @@ int run_migrate(const std::vector<std::string>& args) {
   SourceOptions opts;
   opts.secrets = &session.secrets;
   opts.protection = encrypt == "on" ? DatagramProtection::aead : DatagramProtection::mac;
+  opts.lanes = lanes;
   opts.bulk = plan.bulk == BulkTransport::tcp ? "tcp" : "udp";
   opts.reliable = std::string(to_string(plan.reliable));
   opts.connect_reliable = [&](const std::string& endpoint) {

@@ -57,6 +57,10 @@ class DatagramChannel {
   // The views stay valid until the next receive_batch() call.
   virtual std::size_t receive_batch(std::span<InDatagram> out, std::chrono::microseconds timeout) = 0;
 
+  // Bytes waiting to be received (kernel buffers, as the kernel accounts them; 0 where unknown): a
+  // backlog here means this receiver is slower than what arrives, not that the path is full.
+  virtual std::uint64_t receive_backlog_bytes() const { return 0; }
+
   // A descriptor that becomes readable when receive_batch() has something (for poll()).
   virtual int poll_fd() const = 0;
 

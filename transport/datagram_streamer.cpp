@@ -13,10 +13,10 @@ namespace hymig {
 DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
                                    std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
                                    std::chrono::milliseconds stall_timeout, DatagramProtection protection,
-                                   const SessionSecrets& secrets)
+                                   const SessionSecrets& secrets, std::uint32_t lane)
     : ch_(ch), layout_(layout), session_(session), image_(image), sent_hashes_(sent_hashes),
       stall_timeout_(stall_timeout), zero_hash_(zero_page_hash(layout.page_size)), protection_(protection),
-      keys_(secrets, "datagram/0", Role::source, AeadCipher::Direction::seal) {
+      keys_(secrets, "datagram/" + std::to_string(lane), Role::source, AeadCipher::Direction::seal), lane_(lane) {
   max_zero_entries_ = static_cast<std::uint16_t>(std::min<std::size_t>(
       kMaxEntries, (layout_.datagram_bytes - kDatagramHeaderBytes - kDatagramTagBytes) / kEntryBytes));
   // Enough slots for ~1 MiB of datagrams, at least 8.
@@ -43,7 +43,8 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
   DatagramHeader h;
   h.flags = protection_ == DatagramProtection::aead ? kDatagramEncrypted : 0;
   h.session = session_;
-  h.seq = next_seq_++;
+  h.lane = lane_;
+  h.seq = next_seq_.fetch_add(1, std::memory_order_relaxed);
   h.send_time_ns = monotonic_ns();
   h.round = round;
   h.chunk_index = chunk_index;
@@ -75,6 +76,7 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
     s.parts.push_back({s.tag.data(), s.tag.size()});
   }
   out_[used_] = OutDatagram{std::span<const ConstBuffer>(s.parts), bytes};
+  bytes_sealed_.fetch_add(bytes, std::memory_order_relaxed);
   batch_bytes_ += bytes;
   ++used_;
 }
@@ -158,8 +160,10 @@ void DatagramStreamer::flush(const std::function<double()>& rate, const std::fun
       continue;
     }
     stalled_since = std::chrono::steady_clock::now();
-    for (std::size_t i = 0; i < n; ++i) bytes_sent_ += pending[i].bytes;
-    datagrams_sent_ += n;
+    std::uint64_t bytes = 0;
+    for (std::size_t i = 0; i < n; ++i) bytes += pending[i].bytes;
+    bytes_sent_.fetch_add(bytes, std::memory_order_relaxed);
+    datagrams_sent_.fetch_add(n, std::memory_order_relaxed);
     pending = pending.subspan(n);
   }
   used_ = 0;

@@ -4,6 +4,7 @@
 // them to the channel in batches. No allocation and no system call per page.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -20,10 +21,11 @@ namespace hymig {
 
 class DatagramStreamer {
  public:
+  // `lane`: which lane this streamer feeds (its keys, its sequence numbers, the header's lane).
   DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
                    std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
                    std::chrono::milliseconds stall_timeout, DatagramProtection protection,
-                   const SessionSecrets& secrets);
+                   const SessionSecrets& secrets, std::uint32_t lane = 0);
 
   struct RoundResult {
     std::uint64_t zero_pages = 0;  // bytes and datagrams: the difference of the running counters
@@ -37,9 +39,12 @@ class DatagramStreamer {
   RoundResult send_round(std::uint32_t round, const Bitmap& pages, const Bitmap& known_zero,
                          const std::function<double()>& rate, const std::function<void()>& between_batches);
 
-  std::uint64_t next_seq() const { return next_seq_; }
-  std::uint64_t bytes_sent() const { return bytes_sent_; }
-  std::uint64_t datagrams_sent() const { return datagrams_sent_; }
+  // Safe to read from another thread while a round is sent. next_seq() and bytes_sealed() count
+  // datagrams made (each is sent before the next batch is made): what the receiver can have seen.
+  std::uint64_t next_seq() const { return next_seq_.load(std::memory_order_relaxed); }
+  std::uint64_t bytes_sealed() const { return bytes_sealed_.load(std::memory_order_relaxed); }
+  std::uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
+  std::uint64_t datagrams_sent() const { return datagrams_sent_.load(std::memory_order_relaxed); }
 
  private:
   struct Slot {
@@ -75,7 +80,8 @@ class DatagramStreamer {
   int open_zero_ = -1;           // slot collecting zero pages (chunked mode), or -1
 
   TokenBucket bucket_;
-  std::uint64_t next_seq_ = 0, bytes_sent_ = 0, datagrams_sent_ = 0;
+  std::uint32_t lane_;
+  std::atomic<std::uint64_t> next_seq_{0}, bytes_sealed_{0}, bytes_sent_{0}, datagrams_sent_{0};
   RoundResult result_;
 };
 

@@ -4,7 +4,12 @@
 #include <sodium.h>
 
 #include <array>
+#include <atomic>
+#include <exception>
+#include <mutex>
 #include <optional>
+#include <shared_mutex>
+#include <thread>
 #include <vector>
 
 #include "transport/clock.hpp"
@@ -30,6 +35,11 @@ class DestinationRun {
     if (!opts_.secrets) throw std::logic_error("run_destination: DestinationOptions::secrets is required");
   }
 
+  ~DestinationRun() {
+    stop_lanes();
+    if (tagger_.joinable()) tagger_.join();
+  }
+
   DestinationReport run() {
     try {
       prepare();
@@ -37,6 +47,8 @@ class DestinationRun {
       final_phase();
     } catch (const std::exception& e) {
       report_.error = e.what();
+      stop_lanes();  // before the target goes: lanes write into it, the tagger reads it
+      if (tagger_.joinable()) tagger_.join();
       if (target_) target_->discard();
       // An abort from the source needs no answer; anything else (a refusal of ours included) is
       // told to the source.
@@ -71,22 +83,28 @@ class DestinationRun {
     Ready ready;
     DatagramLayout layout{};
     if (notify_.bulk != "tcp") {
-      dgram_ = make_datagram_(notify_);
-      const std::string host = dgram_->endpoint_host(notify_.bulk_endpoint);
-      if (!same_numeric_host(host, rel_->peer_host()))
-        throw Error(ErrorKind::protocol, "the source named a datagram endpoint on another host (" + printable(host, 64) +
-                                             ", the connection's peer is " + rel_->peer_host() + ")");
-      dgram_->connect(notify_.bulk_endpoint);
-      dgram_->register_memory(target_->memory());
-      ready.bulk_endpoint = dgram_->local_endpoint();
-      ready.datagram_bytes = static_cast<std::uint32_t>(std::min<std::size_t>(notify_.datagram_bytes, dgram_->max_datagram()));
+      std::size_t datagram_bytes = notify_.datagram_bytes;
+      for (std::uint32_t l = 0; l < notify_.lanes; ++l) {
+        auto ch = make_datagram_(notify_);
+        const std::string& endpoint = notify_.bulk_endpoints[l];
+        const std::string host = ch->endpoint_host(endpoint);
+        if (!same_numeric_host(host, rel_->peer_host()))
+          throw Error(ErrorKind::protocol, "the source named a datagram endpoint on another host (" + printable(host, 64) +
+                                               ", the connection's peer is " + rel_->peer_host() + ")");
+        ch->connect(endpoint);
+        ch->register_memory(target_->memory());
+        ready.bulk_endpoints.push_back(ch->local_endpoint());
+        datagram_bytes = std::min(datagram_bytes, ch->max_datagram());
+        lanes_.push_back(std::move(ch));
+      }
+      ready.datagram_bytes = static_cast<std::uint32_t>(datagram_bytes);
       layout = make_layout(notify_.page_size, ready.datagram_bytes);
     }
     // With full verification the digest rehashes the image: hashing reliable pages on arrival too
     // would be the same work twice on the receive thread.
     applier_ = std::make_unique<PageApplier>(target_->memory(), notify_.page_size, notify_.session, layout,
-                                             notify_.protection, *opts_.secrets, notify_.verify != "full",
-                                             target_->starts_zeroed());
+                                             notify_.protection, *opts_.secrets, notify_.lanes,
+                                             notify_.verify != "full", target_->starts_zeroed());
     std::unique_ptr<ReliableAcceptor> acceptor;
     if (notify_.reliable != "tcp") {
       if (!opts_.make_reliable)
@@ -103,6 +121,7 @@ class DestinationRun {
       rel_ = moved_rel_.get();
     }
     if (notify_.final_delta == "write") expose_target();
+    start_lanes();
   }
 
   // The moved channel's listener takes whoever connects first: a connection counts only once it
@@ -149,19 +168,53 @@ class DestinationRun {
     }
   }
 
-  void drain_datagrams(std::chrono::microseconds wait) {
+  // ---- lanes: one thread per datagram channel ------------------------------------------------
+
+  // Each lane thread takes its channel's datagrams and applies them (holding the state lock shared:
+  // lanes own disjoint pages); the control thread takes it exclusively for everything else that
+  // touches the bookkeeping or the image.
+  void start_lanes() {
+    for (std::uint32_t l = 0; l < lanes_.size(); ++l) lane_threads_.emplace_back([this, l] { lane_loop(l); });
+  }
+
+  void stop_lanes() noexcept {
+    stop_lanes_.store(true);
+    for (auto& t : lane_threads_)
+      if (t.joinable()) t.join();
+    lane_threads_.clear();
+  }
+
+  void lane_loop(std::uint32_t l) noexcept {
     std::array<InDatagram, 64> in;
-    while (true) {
-      const std::size_t n = dgram_->receive_batch(in, wait);
-      if (n == 0) return;
-      const std::uint64_t now = monotonic_ns();
-      const std::uint64_t authentic = applier_->datagrams();
-      for (std::size_t i = 0; i < n; ++i) applier_->apply_datagram(in[i].bytes, now);
-      // Liveness counts authentic datagrams only: junk from anyone must not keep a session alive.
-      if (applier_->datagrams() != authentic) last_heard_ = Clock::now();
-      wait = std::chrono::microseconds(0);
-      if (Clock::now() - last_report_ > std::chrono::milliseconds(10)) return;  // let reports out
+    try {
+      while (!stop_lanes_.load(std::memory_order_relaxed)) {
+        const std::size_t n = lanes_[l]->receive_batch(in, std::chrono::milliseconds(5));
+        if (n == 0) continue;
+        const std::uint64_t now = monotonic_ns();
+        const std::uint64_t authentic = applier_->datagrams();
+        {
+          const std::shared_lock lock(state_);
+          for (std::size_t i = 0; i < n; ++i) applier_->apply_datagram(l, in[i].bytes, now);
+        }
+        // Liveness counts authentic datagrams only: junk from anyone must not keep a session alive.
+        if (applier_->datagrams() != authentic) heard();
+      }
+    } catch (...) {
+      const std::lock_guard lock(lane_error_mutex_);
+      if (!lane_error_) lane_error_ = std::current_exception();
     }
+  }
+
+  // A lane's channel failed (the source's port gone, a device error): the session fails with it.
+  void check_lanes() {
+    const std::lock_guard lock(lane_error_mutex_);
+    if (lane_error_) std::rethrow_exception(lane_error_);
+  }
+
+  void heard() { last_heard_ns_.store(monotonic_ns(), std::memory_order_relaxed); }
+  bool silent_too_long() const {
+    const std::uint64_t quiet = monotonic_ns() - last_heard_ns_.load(std::memory_order_relaxed);
+    return quiet > static_cast<std::uint64_t>(std::chrono::nanoseconds(opts_.peer_timeout).count());
   }
 
   void send_progress() {
@@ -172,8 +225,18 @@ class DestinationRun {
     p.next_seq = applier_->next_seq();
     p.min_owd_ns = applier_->take_min_owd();
     p.invalid = applier_->invalid();
+    for (const auto& ch : lanes_) p.backlog_bytes += ch->receive_backlog_bytes();
     rel_->send(wire(MsgType::progress), encode_progress(p));
     last_report_ = Clock::now();
+  }
+
+  // Between control messages: reports every 10 ms while datagrams flow, liveness, the lanes' health.
+  void tick() {
+    if (!lanes_.empty() && Clock::now() - last_report_ >= std::chrono::milliseconds(10)) send_progress();
+    check_lanes();
+    if (silent_too_long())
+      throw Error(ErrorKind::timeout, "the source went silent for " + std::to_string(opts_.peer_timeout.count() / 1000) +
+                                          " s: link down or source gone");
   }
 
   Bitmap missing_set() const {
@@ -182,7 +245,8 @@ class DestinationRun {
     return m;
   }
 
-  // Reads a pages message's payload straight into the target image.
+  // Reads a pages message's payload straight into the target image (the lanes held: none writes
+  // into a page the payload is landing in).
   void receive_pages(const Message& m) {
     const std::uint32_t round = decode_pages_header(m.body, applier_->page_count(), page_list_);
     if (m.payload_bytes != page_list_.size() * std::uint64_t{notify_.page_size})
@@ -193,6 +257,7 @@ class DestinationRun {
       auto s = applier_->page(p);
       dst_.push_back({s.data(), s.size()});
     }
+    const std::unique_lock lock(state_);
     rel_->receive_payload(dst_);
     applier_->note_pages_written(page_list_, in_final_ ? kFinalRound : round);
   }
@@ -203,6 +268,7 @@ class DestinationRun {
       case MsgType::round_begin: {
         Bitmap set;
         const auto round = decode_page_set(m.body, applier_->page_count(), set);
+        const std::unique_lock lock(state_);
         applier_->begin_round(round, set);
         return false;
       }
@@ -211,15 +277,22 @@ class DestinationRun {
         return false;
       case MsgType::round_end: {
         const auto re = decode_round_end(m.body);
-        // Datagrams sent before round-end may still sit in the socket: take them first, until the
-        // channel stays quiet for 2 ms (bounded at 200 ms).
-        if (dgram_) {
+        // Datagrams sent before round-end may still be on their way to the lanes: wait until the
+        // lanes have seen the round's last sequence numbers, at most 200 ms.
+        if (!lanes_.empty()) {
           const auto until = Clock::now() + std::chrono::milliseconds(200);
-          while (Clock::now() < until && applier_->next_seq() < re.next_seq) drain_datagrams(std::chrono::microseconds(2000));
-          drain_datagrams(std::chrono::microseconds(0));
+          while (Clock::now() < until && applier_->next_seq() < re.next_seq) {
+            check_lanes();
+            std::this_thread::sleep_for(std::chrono::microseconds(500));
+          }
           send_progress();
         }
-        rel_->send(wire(MsgType::round_report), encode_page_set(re.round, missing_set()));
+        Bitmap missing;
+        {
+          const std::unique_lock lock(state_);
+          missing = missing_set();
+        }
+        rel_->send(wire(MsgType::round_report), encode_page_set(re.round, missing));
         return false;
       }
       case MsgType::pause:
@@ -232,60 +305,59 @@ class DestinationRun {
   }
 
   void rounds() {
-    last_heard_ = Clock::now();
+    heard();
     last_report_ = Clock::now();
     while (true) {
-      if (dgram_) {
-        pollfd fds[2] = {{rel_->poll_fd(), POLLIN, 0}, {dgram_->poll_fd(), POLLIN, 0}};
-        ::poll(fds, 2, 5);
-      }
-      // Control messages first: a round's datagrams are taken only once its round-begin was read
-      // (the applier drops rounds not announced yet).
-      while (auto m = rel_->receive(std::chrono::milliseconds(dgram_ ? 0 : 100))) {
-        last_heard_ = Clock::now();
+      if (auto m = rel_->receive(std::chrono::milliseconds(lanes_.empty() ? 100 : 5))) {
+        heard();
         if (handle_round_message(*m)) return;
-        if (!dgram_) break;
       }
-      if (dgram_) {
-        drain_datagrams(std::chrono::microseconds(0));
-        if (Clock::now() - last_report_ >= std::chrono::milliseconds(10)) send_progress();
-      }
-      if (Clock::now() - last_heard_ > opts_.peer_timeout)
-        throw Error(ErrorKind::timeout, "the source went silent for " + std::to_string(opts_.peer_timeout.count() / 1000) +
-                                            " s: link down or source gone");
+      tick();
     }
   }
 
   void final_phase() {
-    // The source is paused. Datagrams still count: under loss the final delta comes as datagram
-    // rounds first (each newer than the last bulk round), then the reliable channel's pages.
+    // The source is paused: datagrams of the rounds so far are stale from now on (the final delta
+    // supersedes them), so none may land while the reliable channel or RDMA writes fill pages.
+    // Under loss the final delta comes as datagram rounds first (each newer than the last bulk
+    // round), ended by datagrams-done before the reliable channel repairs the rest.
     in_final_ = true;
-    if (dgram_) drain_datagrams(std::chrono::microseconds(0));
+    {
+      const std::unique_lock lock(state_);
+      cut_off_round_ = applier_->announced_round() + 1;
+      applier_->cut_off_rounds(cut_off_round_);
+    }
+    start_tagging();
     if (window_) rel_->send(wire(MsgType::image_window), encode_image_window(*window_));
-    rel_->send(wire(MsgType::missing), encode_page_set(0, missing_set()));
-    last_heard_ = Clock::now();
+    Bitmap missing;
+    {
+      const std::unique_lock lock(state_);
+      missing = missing_set();
+    }
+    rel_->send(wire(MsgType::missing), encode_page_set(0, missing));
+    heard();
     while (true) {
-      if (dgram_) {
-        pollfd fds[2] = {{rel_->poll_fd(), POLLIN, 0}, {dgram_->poll_fd(), POLLIN, 0}};
-        ::poll(fds, 2, 5);
-        drain_datagrams(std::chrono::microseconds(0));
-        if (Clock::now() - last_report_ >= std::chrono::milliseconds(10)) send_progress();
-      }
-      const auto m = rel_->receive(dgram_ ? std::chrono::milliseconds(0) : opts_.peer_timeout);
+      const auto m = rel_->receive(std::chrono::milliseconds(lanes_.empty() ? 100 : 5));
       if (!m) {
-        if (Clock::now() - last_heard_ > opts_.peer_timeout)
-          throw Error(ErrorKind::timeout, "the final delta stalled: nothing from the source for " +
-                                              std::to_string(opts_.peer_timeout.count() / 1000) + " s");
+        tick();
         continue;
       }
-      last_heard_ = Clock::now();
+      heard();
       const auto type = static_cast<MsgType>(m->type);
       if (type == MsgType::pages) {
         receive_pages(*m);
         continue;
       }
-      if (dgram_ && (type == MsgType::round_begin || type == MsgType::round_end)) {
+      if (!lanes_.empty() && (type == MsgType::round_begin || type == MsgType::round_end)) {
         handle_round_message(*m);
+        continue;
+      }
+      if (!lanes_.empty() && type == MsgType::datagrams_done) {
+        {
+          const std::unique_lock lock(state_);
+          applier_->cut_off_rounds(kFinalRound);
+        }
+        rel_->send(wire(MsgType::datagrams_done), {});
         continue;
       }
       if (type == MsgType::written && window_) {
@@ -296,6 +368,7 @@ class DestinationRun {
         if (round != kFinalRound)
           throw Error(ErrorKind::protocol, "written message for round " + std::to_string(round) + " in the final delta");
         ImageWriter& w = *rel_->image_writer();
+        const std::unique_lock lock(state_);
         for (std::size_t i = 0; i < page_list_.size(); ++i)
           if (!w.open_written(page_list_[i] * notify_.page_size, notify_.page_size, tag_list_[i]))
             throw Error(ErrorKind::protocol, "a page the source wrote into the image failed authentication (page " +
@@ -311,13 +384,14 @@ class DestinationRun {
       reject_message(*rel_, *m, "the source", std::string("unexpected ") + to_string(type) + " during the final delta");
     }
 
+    // Nothing is taken from the lanes any more: stop them before the image is read whole.
+    stop_lanes();
+    check_lanes();
     const Digest theirs = decode_digest(expect(*rel_, MsgType::digest, opts_.peer_timeout).body);
     Verify v;
     v.missing_pages = applier_->page_count() - applier_->present().count();
     if (notify_.verify == "full") {
-      Bitmap holes(applier_->page_count());
-      target_->find_zero_pages(holes);
-      v.digest = keyed_digest_of_image(*opts_.secrets, target_->memory(), notify_.page_size, holes);
+      v.digest = finish_tagging();
     } else {
       v.digest = keyed_digest_of_hashes(*opts_.secrets, applier_->page_hashes());
     }
@@ -336,6 +410,25 @@ class DestinationRun {
       rel_->send(wire(MsgType::committed), {});
     } catch (const std::exception&) {
     }
+  }
+
+  // --verify full: the keyed digest tags every page. The bulk of the image will not change any more
+  // once the source paused, so a thread tags all of it while the final delta streams; only the
+  // pages written since (rounds from the cut-off on, and the reliable channel's) are tagged again at
+  // the end. A page written while the thread read it got a wrong tag: it is among those.
+  void start_tagging() {
+    if (notify_.verify != "full") return;
+    tags_.emplace(*opts_.secrets, notify_.page_size, applier_->page_count());
+    tag_holes_ = Bitmap(applier_->page_count());
+    target_->find_zero_pages(tag_holes_);
+    tagger_ = std::thread([this] { tags_->tag_all(target_->memory(), tag_holes_); });
+  }
+
+  Digest finish_tagging() {
+    if (tagger_.joinable()) tagger_.join();
+    const Bitmap written = applier_->written_since(cut_off_round_);
+    tags_->retag(target_->memory(), written, Bitmap(applier_->page_count()));
+    return tags_->digest();
   }
 
   // After verify: the device state (if the target takes one), then commit. A target that takes
@@ -398,14 +491,23 @@ class DestinationRun {
   DestinationReport report_;
   Notify notify_;
   std::unique_ptr<TargetImage> target_;
-  std::unique_ptr<DatagramChannel> dgram_;
+  std::vector<std::unique_ptr<DatagramChannel>> lanes_;  // one datagram channel per lane
   std::unique_ptr<PageApplier> applier_;
+  std::vector<std::thread> lane_threads_;
+  std::atomic<bool> stop_lanes_{false};
+  std::shared_mutex state_;  // shared: lanes applying datagrams; exclusive: everything else on the pages
+  std::mutex lane_error_mutex_;
+  std::exception_ptr lane_error_;
+  std::atomic<std::uint64_t> last_heard_ns_{0};
+  std::uint32_t cut_off_round_ = 0;  // the first round after the pause
+  std::optional<ImageTags> tags_;    // --verify full: the keyed digest, tagged while the final delta streams
+  Bitmap tag_holes_;
+  std::thread tagger_;
   std::vector<std::uint64_t> page_list_;
   std::vector<AeadTag> tag_list_;
   std::vector<MutableBuffer> dst_;
   std::optional<ImageWindow> window_;  // the target image exposed for the source's writes
   bool in_final_ = false;
-  Clock::time_point last_heard_ = Clock::now();
   Clock::time_point last_report_ = Clock::now();
 };
 

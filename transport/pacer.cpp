@@ -38,6 +38,7 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
   const double sender_dt = std::chrono::duration<double>(now - base_time_).count();
   s.send_rate = sender_dt > 0 ? (sender_bytes_sent - base_sender_bytes_) / sender_dt : 0;
   s.qdelay_s = interval_min_owd_ns_ != INT64_MAX ? (interval_min_owd_ns_ - min_owd_ns_) * 1e-9 : 0;
+  s.receiver_queue_s = s.delivered_rate > 0 ? static_cast<double>(p.backlog_bytes) / s.delivered_rate : 0;
 
   base_ = p;
   base_sender_bytes_ = sender_bytes_sent;
@@ -72,6 +73,7 @@ constexpr double kCutFactor = 0.8;
 constexpr double kShareFloor = 0.5;  // of the long-term link: yield, but never starve
 constexpr double kLongLinkDecay = 0.9998;  // per sample: a half-life of ~3500 samples (over a minute)
 constexpr double kAdditiveStep = 0.003;  // of the peak link per sample, while competing
+constexpr double kReceiverPace = 0.9;    // of what a receiver that falls behind took in the sample
 }  // namespace
 
 // The path is full (a queue of ours or another flow's, or loss above the random floor): cut the
@@ -91,7 +93,15 @@ void RateController::on_sample(const FeedbackSample& s) {
   if (cfg_.fixed) return;
   ++since_cut_;
 
-  const bool queue_building = s.qdelay_s > cfg_.qdelay_target_s;
+  // Where the queue is. The receiver's own buffers (it cannot take in what arrives: a host with
+  // its cores busy, or descheduled for a moment) ask for pacing to what it takes; a queue on the
+  // path (another flow, or our overshoot) asks for a cut, and one that outlives our cuts is
+  // another flow's (compete). Telling the two apart keeps a busy receiver from reading as a
+  // congested link: the rate then follows the receiver, and the link estimate is kept.
+  const bool receiver_behind = s.receiver_queue_s > cfg_.qdelay_target_s;
+  const bool queue_building = std::max(0.0, s.qdelay_s - s.receiver_queue_s) > cfg_.qdelay_target_s;
+  receiver_streak_ = receiver_behind ? receiver_streak_ + 1 : 0;
+  const bool receiver_full = receiver_streak_ >= 2;
   // Random loss floor: a low percentile of the last 16 samples' loss. Loss caused by sending too
   // fast vanishes in the samples taken below the link rate; random loss stays in all of them. Not
   // the minimum: a sample of 64 datagrams at 30 % loss varies by +-6 %, and the minimum of 16 such
@@ -154,7 +164,15 @@ void RateController::on_sample(const FeedbackSample& s) {
         since_cut_ = 0;
         break;
       }
-      if (queue_building) break;  // one sample over the target: hold the rate until the next says more
+      if (receiver_full) {
+        // The receiver is the bottleneck: no point doubling further, and no queue to drain on
+        // the path. Cruise at what it takes, a little under so its backlog empties.
+        phase_ = Phase::cruise;
+        rate_ = kReceiverPace * carried;
+        since_cut_ = 0;
+        break;
+      }
+      if (queue_building || receiver_behind) break;  // one sample over the target: hold until the next says more
       if (carried > 1.25 * startup_best_) {
         startup_best_ = carried;
         startup_flat_ = 0;
@@ -182,6 +200,11 @@ void RateController::on_sample(const FeedbackSample& s) {
         else rate_ = std::min(rate_, 1.1 * carried) + kAdditiveStep * long_link_;
       } else if (full) {
         yield_to_congestion(carried);
+      } else if (receiver_full) {
+        if (since_cut_ >= kCutSpacing) {
+          rate_ = std::min(rate_, kReceiverPace * carried);
+          since_cut_ = 0;
+        }
       } else if (app_limited) {
         rate_ = std::max(std::min(rate_, target), s.send_rate);
       } else {

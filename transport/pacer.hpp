@@ -22,7 +22,8 @@ struct FeedbackSample {
   double send_rate = 0;       // bytes/s the sender actually put out over the same span
   double delivered_rate = 0;  // bytes/s the receiver took in
   double loss = 0;            // fraction of datagrams of the span that never arrived
-  double qdelay_s = 0;        // one-way delay above the smallest seen: the queue on the path
+  double qdelay_s = 0;        // one-way delay above the smallest seen: the queue on the path and at the receiver
+  double receiver_queue_s = 0;  // of it, the receiver's own backlog (its buffers / the delivered rate)
   double datagrams = 0;       // datagrams the sample covers (its loss is that noisy)
 };
 
@@ -83,6 +84,7 @@ class RateController {
   // Samples since the queue was last below target: a queue that outlives our cuts is another
   // flow's, standing (a loss-driven flow fills any buffer); then compete on loss, not on delay.
   int queued_streak_ = 0;
+  int receiver_streak_ = 0;  // samples in a row with the receiver's own backlog above target
   std::deque<double> drain_losses_;  // losses of the last samples sent at the drain gain (0.85)
   double last_gain_ = 1;             // the gain the rate of the sample now arriving was set with
   // The largest carried rate, forgotten slowly (half-life over a minute): what the path gave

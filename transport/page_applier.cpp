@@ -6,28 +6,69 @@
 
 namespace hymig {
 
+PageApplier::Lane::Lane(const SessionSecrets& secrets, std::uint32_t index, std::size_t datagram_bytes)
+    : index(index), keys(secrets, "datagram/" + std::to_string(index), Role::source, AeadCipher::Direction::open),
+      scratch(datagram_bytes) {}
+
 PageApplier::PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session,
                          const DatagramLayout& layout, DatagramProtection protection, const SessionSecrets& secrets,
-                         bool keep_hashes, bool starts_zeroed)
+                         std::uint32_t lanes, bool keep_hashes, bool starts_zeroed)
     : image_(image), page_size_(page_size), page_count_(image.size() / page_size), session_(session), layout_(layout),
-      protection_(protection), keys_(secrets, "datagram/0", Role::source, AeadCipher::Direction::open),
-      present_(page_count_), round_tag_(page_count_, 0), hashes_(page_count_, 0), keep_hashes_(keep_hashes),
-      maybe_nonzero_(page_count_), scratch_(layout.datagram_bytes) {
+      protection_(protection), present_(page_count_), round_tag_(page_count_, 0), hashes_(page_count_, 0),
+      keep_hashes_(keep_hashes), maybe_nonzero_(page_count_) {
+  for (std::uint32_t l = 0; l < std::max<std::uint32_t>(lanes, 1); ++l)
+    lanes_.push_back(std::make_unique<Lane>(secrets, l, layout.datagram_bytes));
   if (layout_.chunked()) chunk_mask_.assign(page_count_, 0);
   if (!starts_zeroed) maybe_nonzero_.set_all();
 }
 
+std::uint64_t PageApplier::datagrams() const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n += l->datagrams.load(std::memory_order_relaxed);
+  return n;
+}
+
+std::uint64_t PageApplier::bytes() const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n += l->bytes.load(std::memory_order_relaxed);
+  return n;
+}
+
+std::uint64_t PageApplier::next_seq() const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n += l->next_seq.load(std::memory_order_relaxed);
+  return n;
+}
+
+std::uint64_t PageApplier::dropped(DropReason r) const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n += l->drops[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
+  return n;
+}
+
 std::uint64_t PageApplier::invalid() const {
   std::uint64_t n = 0;
-  for (std::size_t r = 0; r < drops_.size(); ++r)
-    if (r != static_cast<std::size_t>(DropReason::stale_round)) n += drops_[r];
+  for (std::size_t r = 0; r < static_cast<std::size_t>(DropReason::count_); ++r)
+    if (r != static_cast<std::size_t>(DropReason::stale_round)) n += dropped(static_cast<DropReason>(r));
   return n;
 }
 
 std::int64_t PageApplier::take_min_owd() {
-  const auto v = min_owd_;
-  min_owd_ = INT64_MAX;
+  std::int64_t v = INT64_MAX;
+  for (auto& l : lanes_) v = std::min(v, l->min_owd.exchange(INT64_MAX, std::memory_order_relaxed));
   return v;
+}
+
+Bitmap PageApplier::written_since(std::uint32_t round) const {
+  Bitmap out(page_count_);
+  const std::uint32_t tag = round + 1;  // kFinalRound pages carry kFinalRound itself, above any round + 1
+  for (std::uint64_t p = 0; p < page_count_; ++p)
+    if (round_tag_[p] >= tag) out.set(p);
+  return out;
+}
+
+void PageApplier::cut_off_rounds(std::uint32_t round) {
+  min_round_.store(std::max(min_round_.load(std::memory_order_relaxed), round), std::memory_order_relaxed);
 }
 
 bool PageApplier::may_write_page(std::uint64_t p, std::uint32_t tag) const {
@@ -41,28 +82,28 @@ bool PageApplier::may_write_chunk(std::uint64_t p, std::uint32_t tag, std::uint6
 
 // Opens the entries (decrypted, or taken as they are with protection mac), then decrypts (or
 // checks) the payload; the datagram's drop reason: none when the tag verified and the entries make
-// sense. Each payload piece is opened into its page where may_write allows, else into scratch_;
-// opened_ says where. Entries that make no sense (out of range, a wrong count) cannot say where
-// anything goes: the payload is then opened into scratch_ only, and the tag decides whether the
-// datagram was forged (bad-mac) or a sender's mistake.
-DropReason PageApplier::open_datagram(DatagramView& v, std::uint32_t tag) {
-  AeadCipher& c = keys_.for_seq(v.header.seq);
+// sense. Each payload piece is opened into its page where may_write allows, else into the lane's
+// scratch; lane.opened says where. Entries that make no sense (out of range, a wrong count, a
+// page of another lane) cannot say where anything goes: the payload is then opened into scratch
+// only, and the tag decides whether the datagram was forged (bad-mac) or a sender's mistake.
+DropReason PageApplier::open_datagram(Lane& lane, DatagramView& v, std::uint32_t tag) {
+  AeadCipher& c = lane.keys.for_seq(v.header.seq);
   c.begin(v.header.seq, v.head);
   const bool clear = protection_ == DatagramProtection::mac;
   if (clear) {
     c.authenticate(v.sealed_entries);
     v.entries = v.sealed_entries.data();
   } else {
-    c.crypt(v.sealed_entries, entries_.data());
-    v.entries = entries_.data();
+    c.crypt(v.sealed_entries, lane.entries.data());
+    v.entries = lane.entries.data();
   }
-  const DropReason shape = check_datagram_entries(v, page_count_, layout_);
+  const DropReason shape = check_datagram_entries(v, page_count_, lanes(), layout_);
   const auto verified = [&] {
     return c.finish_open(std::span<const std::byte, kDatagramTagBytes>(v.tag, kDatagramTagBytes));
   };
   if (shape != DropReason::none) {
     if (clear) c.authenticate(v.payload);
-    else c.crypt(v.payload, scratch_.data());
+    else c.crypt(v.payload, lane.scratch.data());
     return verified() ? shape : DropReason::bad_mac;
   }
   if (clear) {
@@ -70,7 +111,7 @@ DropReason PageApplier::open_datagram(DatagramView& v, std::uint32_t tag) {
     std::size_t off = 0;
     for (std::size_t i = 0; i < v.header.entry_count; ++i) {
       if (v.header.chunk_count == 1 && v.entry_at(i).zero) continue;
-      opened_[i] = const_cast<std::byte*>(v.payload.data()) + off;  // read only, after the tag verified
+      lane.opened[i] = const_cast<std::byte*>(v.payload.data()) + off;  // read only, after the tag verified
       off += v.header.chunk_count == 1 ? page_size_ : v.payload.size();
     }
   } else if (v.header.chunk_count > 1) {
@@ -79,10 +120,10 @@ DropReason PageApplier::open_datagram(DatagramView& v, std::uint32_t tag) {
     if (may_write_chunk(p, tag, std::uint64_t{1} << v.header.chunk_index)) {
       maybe_nonzero_.set(p);  // conservatively, before any byte lands
     } else {
-      dst = scratch_.data();
+      dst = lane.scratch.data();
     }
     c.crypt(v.payload, dst);
-    opened_[0] = dst;
+    lane.opened[0] = dst;
   } else {
     std::size_t off = 0, used = 0;
     for (std::size_t i = 0; i < v.header.entry_count; ++i) {
@@ -93,45 +134,50 @@ DropReason PageApplier::open_datagram(DatagramView& v, std::uint32_t tag) {
         dst = image_.data() + e.page * page_size_;
         maybe_nonzero_.set(e.page);
       } else {
-        dst = scratch_.data() + used;
+        dst = lane.scratch.data() + used;
         used += page_size_;
       }
       c.crypt(v.payload.subspan(off, page_size_), dst);
-      opened_[i] = dst;
+      lane.opened[i] = dst;
       off += page_size_;
     }
   }
   return verified() ? DropReason::none : DropReason::bad_mac;
 }
 
-DropReason PageApplier::apply_datagram(std::span<const std::byte> bytes, std::uint64_t now_ns) {
+DropReason PageApplier::apply_datagram(std::uint32_t lane_index, std::span<const std::byte> bytes, std::uint64_t now_ns) {
+  Lane& lane = *lanes_[lane_index];
   DatagramView v;
-  DropReason r = decode_datagram(bytes, session_, layout_, protection_, v);
-  if (r == DropReason::none && v.header.round > announced_round_) r = DropReason::future_round;
-  if (r == DropReason::none && window_.check(v.header.seq) != ReplayWindow::Verdict::fresh) r = DropReason::replayed;
+  DropReason r = decode_datagram(bytes, session_, lane.index, layout_, protection_, v);
+  if (r == DropReason::none && v.header.round > announced_round_.load(std::memory_order_relaxed))
+    r = DropReason::future_round;
+  if (r == DropReason::none && v.header.round < min_round_.load(std::memory_order_relaxed)) r = DropReason::stale_round;
+  if (r == DropReason::none && lane.window.check(v.header.seq) != ReplayWindow::Verdict::fresh) r = DropReason::replayed;
   // A key epoch more than one past the newest authentic datagram's is no sender's: not derived.
-  if (r == DropReason::none && EpochKeys::epoch_of(v.header.seq) > EpochKeys::epoch_of(window_.highest()) + 1)
+  if (r == DropReason::none && EpochKeys::epoch_of(v.header.seq) > EpochKeys::epoch_of(lane.window.highest()) + 1)
     r = DropReason::bad_shape;
   // Round tag: round + 1, so 0 means "never written".
   const std::uint32_t tag = v.header.round + 1;
-  if (r == DropReason::none) r = open_datagram(v, tag);
+  if (r == DropReason::none) r = open_datagram(lane, v, tag);
   if (r != DropReason::none) {
-    ++drops_[static_cast<std::size_t>(r)];
+    lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
     return r;
   }
-  window_.mark(v.header.seq);
-  r = v.header.chunk_count > 1 ? apply_chunk(v, tag) : apply_whole(v, tag);
-  ++datagrams_;
-  bytes_ += bytes.size();
-  next_seq_ = std::max(next_seq_, v.header.seq + 1);
-  min_owd_ = std::min(min_owd_, static_cast<std::int64_t>(now_ns - v.header.send_time_ns));
+  lane.window.mark(v.header.seq);
+  r = v.header.chunk_count > 1 ? apply_chunk(lane, v, tag) : apply_whole(lane, v, tag);
+  lane.datagrams.fetch_add(1, std::memory_order_relaxed);
+  lane.bytes.fetch_add(bytes.size(), std::memory_order_relaxed);
+  if (v.header.seq + 1 > lane.next_seq.load(std::memory_order_relaxed))
+    lane.next_seq.store(v.header.seq + 1, std::memory_order_relaxed);
+  const auto owd = static_cast<std::int64_t>(now_ns - v.header.send_time_ns);
+  if (owd < lane.min_owd.load(std::memory_order_relaxed)) lane.min_owd.store(owd, std::memory_order_relaxed);
   // Stale or bad-hash entries inside an authentic datagram are counted but the datagram counts as
   // received: the loss estimate is about the path, not about our page bookkeeping.
-  if (r != DropReason::none) ++drops_[static_cast<std::size_t>(r)];
+  if (r != DropReason::none) lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
   return r;
 }
 
-DropReason PageApplier::apply_whole(const DatagramView& v, std::uint32_t tag) {
+DropReason PageApplier::apply_whole(Lane& lane, const DatagramView& v, std::uint32_t tag) {
   DropReason result = DropReason::none;
   for (std::size_t i = 0; i < v.header.entry_count; ++i) {
     const DatagramEntry e = v.entry_at(i);
@@ -146,7 +192,7 @@ DropReason PageApplier::apply_whole(const DatagramView& v, std::uint32_t tag) {
         maybe_nonzero_.reset(e.page);
       }
     } else {
-      if (opened_[i] != page) std::memcpy(page, opened_[i], page_size_);
+      if (lane.opened[i] != page) std::memcpy(page, lane.opened[i], page_size_);
       maybe_nonzero_.set(e.page);
     }
     if (keep_hashes_) hashes_[e.page] = e.zero ? e.hash : hash_page(page, page_size_);
@@ -156,7 +202,7 @@ DropReason PageApplier::apply_whole(const DatagramView& v, std::uint32_t tag) {
   return result;
 }
 
-DropReason PageApplier::apply_chunk(const DatagramView& v, std::uint32_t tag) {
+DropReason PageApplier::apply_chunk(Lane& lane, const DatagramView& v, std::uint32_t tag) {
   const DatagramEntry e = v.entry_at(0);
   const std::uint64_t p = e.page;
   if (round_tag_[p] > tag) return DropReason::stale_round;
@@ -169,7 +215,7 @@ DropReason PageApplier::apply_chunk(const DatagramView& v, std::uint32_t tag) {
   const std::uint64_t bit = std::uint64_t{1} << v.header.chunk_index;
   if (chunk_mask_[p] & bit) return DropReason::none;  // a duplicate: same round, same bytes
   std::byte* dst = image_.data() + p * page_size_ + std::size_t{v.header.chunk_index} * layout_.chunk_bytes;
-  if (opened_[0] != dst) std::memcpy(dst, opened_[0], v.payload.size());
+  if (lane.opened[0] != dst) std::memcpy(dst, lane.opened[0], v.payload.size());
   maybe_nonzero_.set(p);
   chunk_mask_[p] |= bit;
   const std::uint64_t full = layout_.chunk_count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << layout_.chunk_count) - 1;
@@ -187,7 +233,7 @@ DropReason PageApplier::apply_chunk(const DatagramView& v, std::uint32_t tag) {
 }
 
 void PageApplier::begin_round(std::uint32_t r, const Bitmap& pages) {
-  announced_round_ = std::max(announced_round_, r);
+  announced_round_.store(std::max(announced_round_.load(std::memory_order_relaxed), r), std::memory_order_relaxed);
   pages.for_each_set([&](std::uint64_t p) {
     if (round_tag_[p] < r + 1) present_.reset(p);
   });

@@ -1,5 +1,6 @@
 #include "transport/page_hash.hpp"
 
+#include <nettle/umac.h>
 #include <sodium.h>
 #include <xxhash.h>
 
@@ -41,17 +42,37 @@ bool is_zero_page(const std::byte* page, std::size_t page_size) {
 
 namespace {
 
+static_assert(UMAC_KEY_SIZE == 16);
+
 struct DigestKeys {
-  TrafficKey page_mac;                        // AES-GMAC of each page
-  std::array<std::uint8_t, 32> combine{};    // BLAKE2b over the tags or hashes
+  std::array<std::uint8_t, UMAC_KEY_SIZE> page_mac{};  // UMAC-64 of each page
+  std::array<std::uint8_t, 32> combine{};              // BLAKE2b over the tags or hashes
 };
 
 DigestKeys digest_keys(const SessionSecrets& secrets) {
   DigestKeys k;
-  k.page_mac = secrets.traffic_key("digest page-mac", Role::source);
+  secrets.derive("digest page-mac", k.page_mac);
   secrets.derive("digest combine", k.combine);
   return k;
 }
+
+// One UMAC-64 context per thread (its key schedule is made once).
+class PageMac {
+ public:
+  explicit PageMac(const std::array<std::uint8_t, UMAC_KEY_SIZE>& key) { umac64_set_key(&ctx_, key.data()); }
+  PageTag operator()(const std::byte* page, std::size_t bytes) {
+    // One nonce for every page (nettle would otherwise advance it): see ImageTags.
+    static constexpr std::uint8_t kNonce[8] = {};
+    umac64_set_nonce(&ctx_, sizeof kNonce, kNonce);
+    umac64_update(&ctx_, bytes, reinterpret_cast<const std::uint8_t*>(page));
+    PageTag tag{};
+    umac64_digest(&ctx_, sizeof tag, reinterpret_cast<std::uint8_t*>(&tag));
+    return tag;
+  }
+
+ private:
+  umac64_ctx ctx_{};
+};
 
 Digest keyed_blake2b(const std::array<std::uint8_t, 32>& key, std::span<const std::byte> bytes) {
   if (sodium_init() < 0) throw Error(ErrorKind::io, "libsodium failed to initialise");
@@ -69,33 +90,40 @@ Digest keyed_digest_of_hashes(const SessionSecrets& secrets, std::span<const std
   return keyed_blake2b(digest_keys(secrets).combine, std::as_bytes(page_hashes));
 }
 
-Digest keyed_digest_of_image(const SessionSecrets& secrets, std::span<const std::byte> image, std::size_t page_size,
-                             const Bitmap& zero, unsigned threads) {
-  // Each page's tag is GMAC under one nonce: the tags are never shown (only the keyed BLAKE2b of
-  // all of them, in page order, which also binds each tag to its page), so the nonce needs no
-  // variation, and a hole's tag is the zero page's, computed once.
+ImageTags::ImageTags(const SessionSecrets& secrets, std::size_t page_size, std::uint64_t page_count)
+    : page_size_(page_size), tags_(page_count) {
   const DigestKeys keys = digest_keys(secrets);
-  const std::uint64_t pages = image.size() / page_size;
-  std::vector<AeadTag> tags(pages);
-  AeadTag zero_tag;
-  {
-    AeadCipher c(keys.page_mac, AeadCipher::Direction::seal);
-    const std::vector<std::byte> zeros(page_size);
-    c.begin(0, zeros);
-    zero_tag = c.finish_seal();
-  }
-  parallel_for(pages, threads, [&](std::uint64_t b, std::uint64_t e) {
-    AeadCipher c(keys.page_mac, AeadCipher::Direction::seal);
+  page_mac_key_ = keys.page_mac;
+  combine_key_ = keys.combine;
+  const std::vector<std::byte> zeros(page_size);
+  zero_tag_ = PageMac(page_mac_key_)(zeros.data(), page_size);
+}
+
+void ImageTags::tag(std::span<const std::byte> image, const Bitmap* only, const Bitmap& zero, unsigned threads) {
+  parallel_for(tags_.size(), threads, [&](std::uint64_t b, std::uint64_t e) {
+    PageMac mac(page_mac_key_);
     for (std::uint64_t p = b; p < e; ++p) {
-      if (zero.test(p)) {
-        tags[p] = zero_tag;
-        continue;
-      }
-      c.begin(0, image.subspan(p * page_size, page_size));
-      tags[p] = c.finish_seal();
+      if (only && !only->test(p)) continue;
+      tags_[p] = zero.test(p) ? zero_tag_ : mac(image.data() + p * page_size_, page_size_);
     }
   });
-  return keyed_blake2b(keys.combine, std::as_bytes(std::span(tags)));
+}
+
+void ImageTags::tag_all(std::span<const std::byte> image, const Bitmap& zero, unsigned threads) {
+  tag(image, nullptr, zero, threads);
+}
+
+void ImageTags::retag(std::span<const std::byte> image, const Bitmap& pages, const Bitmap& zero, unsigned threads) {
+  tag(image, &pages, zero, threads);
+}
+
+Digest ImageTags::digest() const { return keyed_blake2b(combine_key_, std::as_bytes(std::span(tags_))); }
+
+Digest keyed_digest_of_image(const SessionSecrets& secrets, std::span<const std::byte> image, std::size_t page_size,
+                             const Bitmap& zero, unsigned threads) {
+  ImageTags tags(secrets, page_size, image.size() / page_size);
+  tags.tag_all(image, zero, threads);
+  return tags.digest();
 }
 
 std::string to_hex(std::span<const std::uint8_t> bytes) {

@@ -37,7 +37,7 @@ nlohmann::json MigrationReport::to_json() const {
          return f;
        }()},
       {"throughput_gbps", total_ms > 0 ? image_bytes * 8 / (total_ms / 1000) / 1e9 : 0.0},
-      {"bulk", {{"transport", bulk_transport}, {"bytes", bulk_bytes}, {"datagrams", bulk_datagrams},
+      {"bulk", {{"transport", bulk_transport}, {"lanes", lanes}, {"bytes", bulk_bytes}, {"datagrams", bulk_datagrams},
                 {"datagram_bytes", datagram_bytes}, {"final_rate_gbps", final_rate * 8 / 1e9},
                 {"random_loss", random_loss}}},
       {"reliable", {{"transport", reliable_transport}, {"bytes", reliable_bytes}}},
@@ -81,7 +81,8 @@ std::string MigrationReport::to_text() const {
                                          : "",
                    final_delta_method, final_delta_note.empty() ? "" : " (" + final_delta_note + ")");
   s += fmt::format("verified     {}  digest {}\n", verified ? "yes" : "no", digest);
-  s += fmt::format("bytes        bulk {} in {} datagrams, reliable {}\n", bulk_bytes, bulk_datagrams, reliable_bytes);
+  s += fmt::format("bytes        bulk {} in {} datagrams{}, reliable {}\n", bulk_bytes, bulk_datagrams,
+                   lanes > 1 ? fmt::format(" over {} lanes", lanes) : "", reliable_bytes);
   return s;
 }
 

@@ -44,6 +44,7 @@ struct MigrationReport {
   std::uint32_t rounds = 0;
   std::size_t page_size = 0;
   std::uint64_t pages_total = 0, zero_pages = 0;
+  std::uint32_t lanes = 0;  // datagram lanes (0: --bulk tcp)
   std::uint64_t missing_pages = 0, modified_pages = 0, final_delta_pages = 0;
   // Of the final delta: datagram rounds while paused (under loss), and the pages they carried
   // (a page resent in a second round counts twice); the rest went over the reliable channel.

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <atomic>
+#include <exception>
 #include <thread>
 
 #include "transport/datagram_streamer.hpp"
@@ -72,10 +74,9 @@ class SourceRun {
     }
     if (report_.total_ms == 0) report_.total_ms = seconds_since(start) * 1000;
     report_.reliable_bytes = rel_->stats().bytes_sent;
-    if (streamer_) {
-      report_.bulk_bytes = streamer_->bytes_sent();
-      report_.bulk_datagrams = streamer_->datagrams_sent();
-    }
+    report_.bulk_bytes = bulk_bytes_sent();
+    report_.bulk_datagrams = bulk_datagrams_sent();
+    report_.lanes = static_cast<std::uint32_t>(lanes_.size());
     report_.final_rate = pacer_.rate();
     report_.random_loss = pacer_.random_loss();
     return report_;
@@ -109,11 +110,17 @@ class SourceRun {
       else report_.final_delta_note = "no one-sided writes on " + rel_->transport_name();
     }
     if (opts_.bulk != "tcp") {
-      dgram_ = make_datagram_();
-      n.bulk = dgram_->transport_name();
+      n.lanes = std::clamp<std::uint32_t>(opts_.lanes, 1, kMaxLanes);
+      std::size_t datagram_bytes = std::min(opts_.datagram_bytes, std::size_t{65535});
+      for (std::uint32_t l = 0; l < n.lanes; ++l) {
+        auto ch = make_datagram_();
+        n.bulk = ch->transport_name();
+        n.bulk_endpoints.push_back(ch->local_endpoint());
+        datagram_bytes = std::min(datagram_bytes, ch->max_datagram());
+        lanes_.push_back(std::move(ch));
+      }
       report_.bulk_transport = n.bulk;
-      n.bulk_endpoint = dgram_->local_endpoint();
-      n.datagram_bytes = static_cast<std::uint32_t>(std::min({opts_.datagram_bytes, dgram_->max_datagram(), std::size_t{65535}}));
+      n.datagram_bytes = static_cast<std::uint32_t>(datagram_bytes);
     }
     rel_->send(wire(MsgType::notify), encode_notify(n));
     // The destination may be starting a VM to receive into (a libvirt domain on a loaded host
@@ -123,22 +130,31 @@ class SourceRun {
     asked_write_ = n.final_delta == "write";
     if (asked_write_) prepare_writes();
 
-    if (dgram_) {
-      // The stream goes to the host that authenticated, nowhere else.
-      const std::string host = dgram_->endpoint_host(ready.bulk_endpoint);
-      if (!same_numeric_host(host, peer_host_))
-        throw Error(ErrorKind::protocol, "the destination named a datagram endpoint on another host (" + printable(host, 64) +
-                                             ", the connection's peer is " + peer_host_ + ")");
-      dgram_->connect(ready.bulk_endpoint);
-      if (ready.datagram_bytes == 0 || ready.datagram_bytes > n.datagram_bytes || ready.datagram_bytes > dgram_->max_datagram())
+    if (!lanes_.empty()) {
+      if (ready.bulk_endpoints.size() != lanes_.size())
+        throw Error(ErrorKind::protocol, "the destination answered " + std::to_string(ready.bulk_endpoints.size()) +
+                                             " datagram endpoints for " + std::to_string(lanes_.size()) + " lanes");
+      std::size_t max_datagram = n.datagram_bytes;
+      for (std::uint32_t l = 0; l < lanes_.size(); ++l) {
+        // The stream goes to the host that authenticated, nowhere else.
+        const std::string host = lanes_[l]->endpoint_host(ready.bulk_endpoints[l]);
+        if (!same_numeric_host(host, peer_host_))
+          throw Error(ErrorKind::protocol, "the destination named a datagram endpoint on another host (" + printable(host, 64) +
+                                               ", the connection's peer is " + peer_host_ + ")");
+        lanes_[l]->connect(ready.bulk_endpoints[l]);
+        max_datagram = std::min(max_datagram, lanes_[l]->max_datagram());
+      }
+      if (ready.datagram_bytes == 0 || ready.datagram_bytes > max_datagram)
         throw Error(ErrorKind::protocol, "the destination chose datagrams of " + std::to_string(ready.datagram_bytes) +
-                                             " bytes; this side can send at most " +
-                                             std::to_string(std::min<std::size_t>(n.datagram_bytes, dgram_->max_datagram())));
+                                             " bytes; this side can send at most " + std::to_string(max_datagram));
       report_.datagram_bytes = ready.datagram_bytes;
-      dgram_->register_memory({const_cast<std::byte*>(image_.memory().data()), image_.memory().size()});
       const DatagramLayout layout = make_layout(image_.page_size(), ready.datagram_bytes);
-      streamer_ = std::make_unique<DatagramStreamer>(*dgram_, layout, report_.session, image_.memory(), sent_hashes_,
-                                                     opts_.peer_timeout, opts_.protection, *opts_.secrets);
+      for (std::uint32_t l = 0; l < lanes_.size(); ++l) {
+        lanes_[l]->register_memory({const_cast<std::byte*>(image_.memory().data()), image_.memory().size()});
+        streamers_.push_back(std::make_unique<DatagramStreamer>(*lanes_[l], layout, report_.session, image_.memory(),
+                                                                sent_hashes_, opts_.peer_timeout, opts_.protection,
+                                                                *opts_.secrets, l));
+      }
     }
   }
 
@@ -177,7 +193,7 @@ class SourceRun {
   // Reads whatever the destination sent meanwhile without waiting: progress feeds the pacer.
   void poll_feedback() {
     while (auto m = rel_->receive(std::chrono::milliseconds(0))) handle_during_round(*m);
-    if (dgram_ && seconds_since(last_heard_) * 1000 > static_cast<double>(opts_.peer_timeout.count()))
+    if (!lanes_.empty() && seconds_since(last_heard_) * 1000 > static_cast<double>(opts_.peer_timeout.count()))
       throw Error(ErrorKind::timeout, "no progress report from the destination for " +
                                           std::to_string(opts_.peer_timeout.count() / 1000) +
                                           " s: link down or destination gone");
@@ -193,8 +209,11 @@ class SourceRun {
     if (p.datagrams < last_progress_.datagrams || p.bytes < last_progress_.bytes ||
         p.next_seq < last_progress_.next_seq || p.invalid < last_progress_.invalid)
       throw Error(ErrorKind::protocol, "the destination's progress counters went backwards");
-    if (!streamer_ || p.datagrams > streamer_->datagrams_sent() || p.bytes > streamer_->bytes_sent() ||
-        p.next_seq > streamer_->next_seq())
+    // Against what the lanes have made so far (a lane thread counts a datagram as sent only after
+    // the kernel took it, which the receiver may see first).
+    std::uint64_t sealed_bytes = 0;
+    for (const auto& st : streamers_) sealed_bytes += st->bytes_sealed();
+    if (lanes_.empty() || p.datagrams > bulk_next_seq() || p.bytes > sealed_bytes || p.next_seq > bulk_next_seq())
       throw Error(ErrorKind::protocol, "the destination reports more datagrams than were sent");
     last_progress_ = p;
   }
@@ -205,7 +224,7 @@ class SourceRun {
       case MsgType::progress: {
         const Progress p = decode_progress(m.body);
         check_progress(p);
-        if (auto s = tracker_.on_progress(p, streamer_ ? streamer_->bytes_sent() : 0, Clock::now())) {
+        if (auto s = tracker_.on_progress(p, bulk_bytes_sent(), Clock::now())) {
           pacer_.on_sample(*s);
           live_.loss = s->loss;
           live_.qdelay_s = s->qdelay_s;
@@ -277,7 +296,7 @@ class SourceRun {
 
   // Bytes/s the final delta is expected to move at over the reliable channel.
   double final_rate_estimate(double round_rate, double loss) const {
-    if (!dgram_) return round_rate;
+    if (lanes_.empty()) return round_rate;
     // A loss-driven reliable stream (TCP, RC) collapses under random loss (here: 1 % costs
     // ~30 %, 5 % costs ~95 %); be pessimistic so more rounds go over the datagram channel.
     return round_rate * std::min(1.0, 0.01 / std::max(loss, 1e-9));
@@ -299,23 +318,18 @@ class SourceRun {
       rs.round = round;
       rs.pages = to_send.count();
       live_ = {round, 0, rs.pages * ps, pacer_.rate(), live_.loss, live_.qdelay_s, pacer_.phase(), bytes_of_finished_rounds()};
-      const std::uint64_t bytes_before = streamer_ ? streamer_->bytes_sent() : 0;
+      const std::uint64_t bytes_before = bulk_bytes_sent();
       rel_->send(wire(MsgType::round_begin), encode_page_set(round, to_send));
       const std::uint64_t lost_before = tracker_.datagrams_lost();
-      const std::uint64_t sent_before = streamer_ ? streamer_->datagrams_sent() : 0;
-      if (streamer_) {
+      const std::uint64_t sent_before = bulk_datagrams_sent();
+      if (!lanes_.empty()) {
         // Holes of the image's file go as zero entries, unread (found anew each round).
         Bitmap holes(pages);
         image_.find_zero_pages(holes);
-        auto res = streamer_->send_round(
-            round, to_send, holes, [&] { return pacer_.rate(); },
-            [&] {
-              live_.round_bytes_done = streamer_->bytes_sent() - bytes_before;
-              poll_feedback();
-            });
-        rs.bytes = streamer_->bytes_sent() - bytes_before;
-        if (round == 0) report_.zero_pages = res.zero_pages;
-        rel_->send(wire(MsgType::round_end), encode_round_end({round, streamer_->next_seq()}));
+        const std::uint64_t zero_pages = stream_round(round, to_send, holes);
+        rs.bytes = bulk_bytes_sent() - bytes_before;
+        if (round == 0) report_.zero_pages = zero_pages;
+        rel_->send(wire(MsgType::round_end), encode_round_end({round, bulk_next_seq()}));
       } else {
         send_pages_reliable(round, to_send, true, true);
         rs.bytes = rs.pages * ps;  // every page of the set goes, whole
@@ -331,8 +345,8 @@ class SourceRun {
       pending_dirty_ = std::move(dirty);
       rs.seconds = seconds_since(round_start);
       rs.rate = pacer_.rate();
-      if (streamer_) {
-        const std::uint64_t sent = streamer_->datagrams_sent() - sent_before;
+      if (!lanes_.empty()) {
+        const std::uint64_t sent = bulk_datagrams_sent() - sent_before;
         const std::uint64_t lost = tracker_.datagrams_lost() - lost_before;
         rs.loss = sent ? std::min(1.0, static_cast<double>(lost) / sent) : 0.0;
       }
@@ -372,12 +386,98 @@ class SourceRun {
   // it says: when they alone could not move within the downtime target even at the stream's own
   // rate, give up before pausing.
   void check_missing_fits() {
-    if (!dgram_) return;
+    if (lanes_.empty()) return;
     const double est_s = last_missing_.count() * static_cast<double>(image_.page_size()) / std::max(pacer_.rate(), 1.0);
     if (est_s * 1000 > opts_.downtime_ms)
       throw Error(ErrorKind::protocol, "the destination still reports " + std::to_string(last_missing_.count()) +
                                            " pages missing after " + std::to_string(report_.rounds) +
                                            " rounds: too many for the downtime target; not pausing");
+  }
+
+  // ---- lanes ----------------------------------------------------------------------------------
+
+  std::uint64_t bulk_bytes_sent() const {
+    std::uint64_t n = 0;
+    for (const auto& s : streamers_) n += s->bytes_sent();
+    return n;
+  }
+  std::uint64_t bulk_datagrams_sent() const {
+    std::uint64_t n = 0;
+    for (const auto& s : streamers_) n += s->datagrams_sent();
+    return n;
+  }
+  // The sum of every lane's next sequence number (what round-end and progress compare).
+  std::uint64_t bulk_next_seq() const {
+    std::uint64_t n = 0;
+    for (const auto& s : streamers_) n += s->next_seq();
+    return n;
+  }
+
+  // A round's pages on every lane at once: each lane on its own thread sends its share of `set`
+  // (lane_of_page) at its share of the rate, while this thread reads the destination's reports,
+  // paces, and reports progress. A lane that fails stops the others; the first error is thrown.
+  // Returns the zero pages the round sent.
+  std::uint64_t stream_round(std::uint32_t round, const Bitmap& set, const Bitmap& holes) {
+    struct Stopped {};
+    const auto n = static_cast<std::uint32_t>(streamers_.size());
+    std::vector<Bitmap> shares;
+    if (n > 1) shares = split_by_lane(set, n);
+    std::atomic<bool> stop{false};
+    std::atomic<unsigned> running{n};
+    std::vector<std::exception_ptr> errors(n);
+    std::vector<std::uint64_t> zero_pages(n, 0);
+    lane_rate_.store(pacer_.rate() / n);
+    const std::uint64_t bytes_before = bulk_bytes_sent();
+    std::vector<std::thread> threads;
+    struct Joiner {
+      std::vector<std::thread>& threads;
+      std::atomic<bool>& stop;
+      ~Joiner() {
+        stop = true;
+        for (auto& t : threads)
+          if (t.joinable()) t.join();
+      }
+    } joiner{threads, stop};
+    for (std::uint32_t l = 0; l < n; ++l)
+      threads.emplace_back([&, l] {
+        try {
+          zero_pages[l] = streamers_[l]
+                              ->send_round(
+                                  round, n > 1 ? shares[l] : set, holes,
+                                  [&] { return lane_rate_.load(std::memory_order_relaxed); },
+                                  [&] {
+                                    if (stop.load(std::memory_order_relaxed)) throw Stopped{};
+                                  })
+                              .zero_pages;
+        } catch (const Stopped&) {
+        } catch (...) {
+          errors[l] = std::current_exception();
+          stop = true;
+        }
+        running.fetch_sub(1);
+      });
+    while (running.load() > 0 && !stop.load()) {
+      if (auto m = rel_->receive(std::chrono::milliseconds(1))) handle_during_round(*m);
+      poll_feedback();
+      lane_rate_.store(pacer_.rate() / n, std::memory_order_relaxed);
+      live_.round_bytes_done = bulk_bytes_sent() - bytes_before;
+    }
+    for (auto& t : threads) t.join();
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    std::uint64_t zeros = 0;
+    for (auto z : zero_pages) zeros += z;
+    return zeros;
+  }
+
+  // `set` split by lane_of_page (whole words: a block is a multiple of 64 pages).
+  static std::vector<Bitmap> split_by_lane(const Bitmap& set, std::uint32_t lanes) {
+    std::vector<Bitmap> shares(lanes, Bitmap(set.size()));
+    const auto words = set.words();
+    constexpr std::uint64_t kWordsPerBlock = kLaneBlockPages / 64;
+    for (std::size_t w = 0; w < words.size(); ++w)
+      if (words[w]) shares[(w / kWordsPerBlock) % lanes].words()[w] = words[w];
+    return shares;
   }
 
   // For live progress: what the rounds so far moved (a handful of rounds, summed when one starts).
@@ -410,7 +510,7 @@ class SourceRun {
       if (static_cast<MsgType>(m.type) == MsgType::missing) {
         decode_page_set(m.body, pages, missing);
         // No datagram was sent since the last report: nothing it had can be missing now.
-        if (dgram_ && !missing.is_subset_of(last_missing_))
+        if (!lanes_.empty() && !missing.is_subset_of(last_missing_))
           throw Error(ErrorKind::protocol, "the destination reports pages missing that it had already received");
         break;
       }
@@ -500,7 +600,7 @@ class SourceRun {
   // The final delta by datagrams: when the path loses datagrams (the reliable channel would crawl)
   // and the delta is worth a round. SourceOptions::final_datagrams forces it on or off.
   bool use_datagrams_for_final(const Bitmap& set) const {
-    if (!dgram_ || set.count() == 0) return false;
+    if (lanes_.empty() || set.count() == 0) return false;
     if (opts_.final_datagrams != FinalDatagrams::automatic) return opts_.final_datagrams == FinalDatagrams::always;
     const double loss = std::max(pacer_.random_loss(), report_.round_stats.empty() ? 0.0 : report_.round_stats.back().loss);
     return loss >= kFinalDatagramLoss && set.count() >= kFinalDatagramMinPages;
@@ -518,9 +618,15 @@ class SourceRun {
       report_.final_datagram_pages += set.count();
       ++report_.final_datagram_rounds;
       rel_->send(wire(MsgType::round_begin), encode_page_set(round, set));
-      streamer_->send_round(round, set, holes, [&] { return pacer_.rate(); }, [&] { poll_feedback(); });
-      rel_->send(wire(MsgType::round_end), encode_round_end({round, streamer_->next_seq()}));
+      stream_round(round, set, holes);
+      rel_->send(wire(MsgType::round_end), encode_round_end({round, bulk_next_seq()}));
       set = await_round_report(round);
+    }
+    if (report_.final_datagram_rounds > 0) {
+      // No datagram may land from here on: the reliable channel (or RDMA writes) fills the rest,
+      // and a straggler landing on a page as it is written would spoil it.
+      rel_->send(wire(MsgType::datagrams_done), {});
+      expect(*rel_, MsgType::datagrams_done, opts_.peer_timeout);
     }
     return set;
   }
@@ -599,8 +705,9 @@ class SourceRun {
   SourceOptions opts_;
   MigrationReport report_;
 
-  std::unique_ptr<DatagramChannel> dgram_;
-  std::unique_ptr<DatagramStreamer> streamer_;
+  std::vector<std::unique_ptr<DatagramChannel>> lanes_;      // one datagram channel per lane
+  std::vector<std::unique_ptr<DatagramStreamer>> streamers_;  // and its streamer
+  std::atomic<double> lane_rate_{0};                          // each lane's share of the pacing rate
   std::vector<std::uint64_t> sent_hashes_;
   Bitmap pending_dirty_;  // modified during the last round, not yet resent
   FeedbackTracker tracker_;

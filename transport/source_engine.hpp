@@ -39,6 +39,9 @@ struct SourceOptions {
   // aead: datagrams encrypted and authenticated; mac: authenticated only (--encrypt off).
   DatagramProtection protection = DatagramProtection::aead;
   std::string bulk = "udp";               // "udp" (datagram channel from the factory) | "tcp"
+  // Datagram lanes: the factory is called this many times, each channel gets its own thread and
+  // its share of the pages and of the rate (docs/protocol.md, "Lanes").
+  std::uint32_t lanes = 1;
   std::size_t datagram_bytes = 65507;     // upper bound; the channels may lower it
   std::uint64_t initial_rate = 100ull << 20;
   std::uint64_t fixed_rate = 0;           // --rate R; 0 = adapt

@@ -60,6 +60,19 @@ std::string check_text(const std::string& s, const char* msg, const char* name, 
   return s;
 }
 
+// A message's "bulk_endpoints": an array of at most kMaxLanes printable strings.
+std::vector<std::string> endpoints(const nlohmann::json& j, const char* msg) {
+  auto it = j.find("bulk_endpoints");
+  if (it == j.end() || !it->is_array() || it->size() > kMaxLanes)
+    bad(std::string(msg) + ": field 'bulk_endpoints' must be an array of at most " + std::to_string(kMaxLanes));
+  std::vector<std::string> out;
+  for (const auto& e : *it) {
+    if (!e.is_string()) bad(std::string(msg) + ": bulk endpoints must be strings");
+    out.push_back(check_text(e.get<std::string>(), msg, "bulk_endpoints", 256));
+  }
+  return out;
+}
+
 bool one_of(const std::string& v, std::initializer_list<const char*> allowed) {
   return std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return v == a; });
 }
@@ -145,6 +158,7 @@ const char* to_string(MsgType t) {
     case MsgType::image_window: return "image-window";
     case MsgType::written: return "written";
     case MsgType::bind: return "bind";
+    case MsgType::datagrams_done: return "datagrams-done";
   }
   return "unknown";
 }
@@ -178,7 +192,8 @@ std::vector<std::byte> encode_notify(const Notify& n) {
                       {"image_kind", n.image_kind},
                       {"image_name", n.image_name},
                       {"bulk", n.bulk},
-                      {"bulk_endpoint", n.bulk_endpoint},
+                      {"lanes", n.lanes},
+                      {"bulk_endpoints", n.bulk_endpoints},
                       {"datagram_bytes", n.datagram_bytes},
                       {"verify", n.verify},
                       {"reliable", n.reliable},
@@ -199,7 +214,8 @@ Notify decode_notify(std::span<const std::byte> body) {
   n.image_kind = field<std::string>(j, m, "image_kind");
   n.image_name = check_text(field<std::string>(j, m, "image_name"), m, "image_name", 255);
   n.bulk = field<std::string>(j, m, "bulk");
-  n.bulk_endpoint = check_text(field<std::string>(j, m, "bulk_endpoint"), m, "bulk_endpoint", 256);
+  n.lanes = field<std::uint32_t>(j, m, "lanes");
+  n.bulk_endpoints = endpoints(j, m);
   n.datagram_bytes = field<std::uint32_t>(j, m, "datagram_bytes");
   n.verify = field<std::string>(j, m, "verify");
   // Absent in notifies of hymig before RDMA: the session stays on TCP.
@@ -221,7 +237,9 @@ Notify decode_notify(std::span<const std::byte> body) {
     bad("notify: image_name must be 1.." + std::to_string(kMaxImageNameBytes) +
         " of A-Z a-z 0-9 . _ - +, not starting with '.'");
   if (!one_of(n.bulk, {"udp", "tcp", "ud", "fake"})) bad("notify: unknown bulk transport '" + n.bulk + "'");
-  if (n.bulk != "tcp" && n.bulk_endpoint.empty()) bad("notify: bulk_endpoint missing for datagram transport");
+  if (n.lanes == 0 || n.lanes > kMaxLanes) bad("notify: lanes must be 1.." + std::to_string(kMaxLanes));
+  if (n.bulk != "tcp" && n.bulk_endpoints.size() != n.lanes) bad("notify: one bulk endpoint per lane");
+  if (n.bulk == "tcp" && !n.bulk_endpoints.empty()) bad("notify: bulk endpoints for the tcp transport");
   if (n.bulk != "tcp" && (n.datagram_bytes < 256 || n.datagram_bytes > 65535))
     bad("notify: datagram_bytes out of range 256..65535");
   if (!one_of(n.verify, {"full", "fast"})) bad("notify: verify must be full or fast");
@@ -233,7 +251,7 @@ Notify decode_notify(std::span<const std::byte> body) {
 }
 
 std::vector<std::byte> encode_ready(const Ready& r) {
-  return json_body({{"bulk_endpoint", r.bulk_endpoint},
+  return json_body({{"bulk_endpoints", r.bulk_endpoints},
                     {"datagram_bytes", r.datagram_bytes},
                     {"reliable_endpoint", r.reliable_endpoint}});
 }
@@ -242,7 +260,7 @@ Ready decode_ready(std::span<const std::byte> body) {
   const char* m = "ready";
   const auto j = parse_json(body, m);
   Ready r;
-  r.bulk_endpoint = check_text(field<std::string>(j, m, "bulk_endpoint"), m, "bulk_endpoint", 256);
+  r.bulk_endpoints = endpoints(j, m);
   r.datagram_bytes = field<std::uint32_t>(j, m, "datagram_bytes");
   if (r.datagram_bytes > 65535) bad("ready: datagram_bytes out of range");
   if (j.contains("reliable_endpoint"))
@@ -268,6 +286,7 @@ std::vector<std::byte> encode_progress(const Progress& p) {
   w.put(p.next_seq);
   w.put(p.min_owd_ns);
   w.put(p.invalid);
+  w.put(p.backlog_bytes);
   return out;
 }
 
@@ -280,6 +299,7 @@ Progress decode_progress(std::span<const std::byte> body) {
   p.next_seq = r.get<std::uint64_t>();
   p.min_owd_ns = r.get<std::int64_t>();
   p.invalid = r.get<std::uint64_t>();
+  p.backlog_bytes = r.get<std::uint64_t>();
   r.expect_end();
   return p;
 }
@@ -629,8 +649,8 @@ const char* to_string(DropReason r) {
   return "unknown";
 }
 
-DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, const DatagramLayout& layout,
-                           DatagramProtection protection, DatagramView& out) {
+DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, std::uint32_t lane,
+                           const DatagramLayout& layout, DatagramProtection protection, DatagramView& out) {
   const std::byte* p = bytes.data();
   if (bytes.size() < kDatagramHeaderBytes + kDatagramTagBytes) return DropReason::too_short;
   if (load<std::uint32_t>(p, kOffMagic) != kDatagramMagic) return DropReason::bad_magic;
@@ -648,7 +668,7 @@ DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t sessi
   h.lane = load<std::uint32_t>(p, kOffLane);
 
   const std::uint8_t want_flags = protection == DatagramProtection::aead ? kDatagramEncrypted : 0;
-  if (h.flags != want_flags || h.lane != 0) return DropReason::bad_shape;
+  if (h.flags != want_flags || h.lane != lane) return DropReason::bad_shape;
   if (h.entry_count == 0 || h.entry_count > kMaxEntries) return DropReason::bad_shape;
   const std::size_t head_len = kDatagramHeaderBytes + std::size_t{h.entry_count} * kEntryBytes;
   if (bytes.size() < head_len + kDatagramTagBytes || bytes.size() - head_len - kDatagramTagBytes != h.payload_bytes)
@@ -673,16 +693,18 @@ DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t sessi
   return DropReason::none;
 }
 
-DropReason check_datagram_entries(const DatagramView& v, std::uint64_t page_count, const DatagramLayout& layout) {
+DropReason check_datagram_entries(const DatagramView& v, std::uint64_t page_count, std::uint32_t lanes,
+                                  const DatagramLayout& layout) {
   if (v.header.chunk_count != 1) {
     const auto e = v.entry_at(0);
     if (e.zero) return DropReason::bad_shape;
-    return e.page < page_count ? DropReason::none : DropReason::out_of_range;
+    if (e.page >= page_count || lane_of_page(e.page, lanes) != v.header.lane) return DropReason::out_of_range;
+    return DropReason::none;
   }
   std::size_t nonzero = 0;
   for (std::size_t i = 0; i < v.header.entry_count; ++i) {
     const auto e = v.entry_at(i);
-    if (e.page >= page_count) return DropReason::out_of_range;
+    if (e.page >= page_count || lane_of_page(e.page, lanes) != v.header.lane) return DropReason::out_of_range;
     nonzero += !e.zero;
   }
   return std::size_t{v.header.payload_bytes} == nonzero * layout.page_size ? DropReason::none : DropReason::bad_shape;

@@ -59,6 +59,7 @@ enum class MsgType : std::uint8_t {
   image_window = 21,         // D->S: where the source may RDMA-WRITE the final delta (before missing)
   written = 22,              // S->D: final-delta pages written (sealed) into that window, with their tags
   bind = 23,                 // both, first on a moved (RC) channel: D->S a fresh challenge, S->D it echoed
+  datagrams_done = 24,       // S->D after final datagram rounds: no datagram counts from now on; D->S: understood
 };
 const char* to_string(MsgType t);
 inline std::uint8_t wire(MsgType t) { return static_cast<std::uint8_t>(t); }
@@ -100,7 +101,10 @@ struct Notify {
   std::string image_kind;     // "synthetic" | "file" | "vm"
   std::string image_name;     // a plain file name, no '/'
   std::string bulk;           // "udp" | "tcp" | "ud"
-  std::string bulk_endpoint;  // the source's datagram endpoint ("" for tcp)
+  // Datagram lanes (1..kMaxLanes): each its own channel and thread on both sides, the pages split
+  // among them (lane_of_page). One endpoint of the source's per lane; none for tcp.
+  std::uint32_t lanes = 1;
+  std::vector<std::string> bulk_endpoints;
   std::uint32_t datagram_bytes = 0;
   std::string verify;         // "full" | "fast"
   std::string reliable = "tcp";  // "tcp": the session stays on this connection; "rc": it moves to RDMA RC
@@ -114,7 +118,7 @@ std::vector<std::byte> encode_notify(const Notify& n);
 Notify decode_notify(std::span<const std::byte> body);
 
 struct Ready {
-  std::string bulk_endpoint;  // the destination's datagram endpoint ("" for tcp)
+  std::vector<std::string> bulk_endpoints;  // the destination's datagram endpoint per lane (none for tcp)
   std::uint32_t datagram_bytes = 0;
   std::string reliable_endpoint;  // where the source connects the RC channel ("" unless notify said rc)
 };
@@ -127,6 +131,8 @@ std::string decode_abort(std::span<const std::byte> body);
 // ---- binary control messages -------------------------------------------------------------------
 
 // Receiver -> sender, every ~10 ms during rounds: cumulative counters, so a lost report loses nothing.
+// With several lanes, each counter is the sum over the lanes (next_seq too: the sum of every lane's
+// highest sequence number seen + 1, whose growth is the datagrams the lanes saw go by).
 struct Progress {
   std::uint64_t receiver_time_ns = 0;  // receiver's monotonic clock
   std::uint64_t datagrams = 0;         // valid datagrams received so far (all rounds)
@@ -134,6 +140,7 @@ struct Progress {
   std::uint64_t next_seq = 0;          // highest sequence number seen + 1
   std::int64_t min_owd_ns = 0;         // smallest (receiver clock - sender stamp) since last report
   std::uint64_t invalid = 0;           // datagrams dropped as invalid so far
+  std::uint64_t backlog_bytes = 0;     // now waiting in the receiver's buffers (not cumulative)
 };
 std::vector<std::byte> encode_progress(const Progress& p);
 Progress decode_progress(std::span<const std::byte> body);
@@ -142,7 +149,7 @@ Progress decode_progress(std::span<const std::byte> body);
 // a round resends, so that a page whose newer copy is lost is reported missing, not kept stale.
 struct RoundEnd {
   std::uint32_t round = 0;
-  std::uint64_t next_seq = 0;  // sequence number the next datagram would carry
+  std::uint64_t next_seq = 0;  // the sum over the lanes of the sequence number each lane's next datagram would carry
 };
 std::vector<std::byte> encode_round_end(const RoundEnd& r);
 RoundEnd decode_round_end(std::span<const std::byte> body);
@@ -240,6 +247,14 @@ inline constexpr std::size_t kDatagramTagBytes = 16;  // AES-GCM tag at the end 
 inline constexpr std::uint16_t kMaxEntries = 64;
 inline constexpr std::uint16_t kMaxChunks = 64;
 inline constexpr std::uint64_t kZeroPageFlag = std::uint64_t{1} << 63;
+
+// Lanes: pages go to lanes in blocks of kLaneBlockPages (a multiple of 64, so no two lanes share
+// a word of a page bitmap).
+inline constexpr std::uint32_t kMaxLanes = 16;
+inline constexpr std::uint64_t kLaneBlockPages = 256;
+inline std::uint32_t lane_of_page(std::uint64_t page, std::uint32_t lanes) {
+  return static_cast<std::uint32_t>((page / kLaneBlockPages) % lanes);
+}
 inline constexpr std::uint8_t kDatagramEncrypted = 1;  // header flag: the payload is encrypted
 
 struct DatagramHeader {
@@ -252,7 +267,7 @@ struct DatagramHeader {
   std::uint16_t chunk_index = 0;
   std::uint16_t chunk_count = 1;  // 1 = whole pages
   std::uint32_t payload_bytes = 0;  // without the tag
-  std::uint32_t lane = 0;
+  std::uint32_t lane = 0;          // the lane (its channel, its keys and numbers)
 };
 
 struct DatagramEntry {
@@ -310,11 +325,13 @@ struct DatagramView {
   DatagramEntry entry_at(std::size_t i) const;
 };
 
-// Validates magic, version, flags against `protection`, session and the header's shape (against
-// `layout`): everything the header says, before anything is decrypted or trusted.
-DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, const DatagramLayout& layout,
-                           DatagramProtection protection, DatagramView& out);
-// Then, with out.entries in clear: page ranges, zero flags, and the payload's length against them.
-DropReason check_datagram_entries(const DatagramView& v, std::uint64_t page_count, const DatagramLayout& layout);
+// Validates magic, version, flags against `protection`, session, lane and the header's shape
+// (against `layout`): everything the header says, before anything is decrypted or trusted.
+DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, std::uint32_t lane,
+                           const DatagramLayout& layout, DatagramProtection protection, DatagramView& out);
+// Then, with out.entries in clear: page ranges (and that each page is the lane's), zero flags, and
+// the payload's length against them.
+DropReason check_datagram_entries(const DatagramView& v, std::uint64_t page_count, std::uint32_t lanes,
+                                  const DatagramLayout& layout);
 
 }  // namespace hymig

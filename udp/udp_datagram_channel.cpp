@@ -1,5 +1,6 @@
 #include "udp/udp_datagram_channel.hpp"
 
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -136,6 +137,14 @@ std::size_t UdpDatagramChannel::send_batch(std::span<const OutDatagram> datagram
     }
   }
   return accepted;
+}
+
+std::uint64_t UdpDatagramChannel::receive_backlog_bytes() const {
+  std::uint32_t info[SK_MEMINFO_VARS] = {};
+  socklen_t len = sizeof info;
+  if (::getsockopt(socket_.get(), SOL_SOCKET, SO_MEMINFO, info, &len) != 0 || len < sizeof(std::uint32_t) * (SK_MEMINFO_RMEM_ALLOC + 1))
+    return 0;
+  return info[SK_MEMINFO_RMEM_ALLOC];
 }
 
 void UdpDatagramChannel::update_pending_signal() {

@@ -51,6 +51,9 @@ class UdpDatagramChannel final : public DatagramChannel {
   // are kept, poll_fd() stays readable and the next call returns them without waiting.
   std::size_t receive_batch(std::span<InDatagram> out, std::chrono::microseconds timeout) override;
 
+  // The socket's receive queue (SO_MEMINFO: memory the kernel holds for it, about 1.1-1.5x the bytes).
+  std::uint64_t receive_backlog_bytes() const override;
+
   // An epoll descriptor watching the socket and a "datagrams kept in user space" eventfd.
   int poll_fd() const override { return epoll_.get(); }
 

@@ -131,13 +131,13 @@ void BM_datagram_decode(benchmark::State& state) {
   const auto datagrams = sealed_datagrams(layout, SessionSecrets::random_for_testing());
   DatagramView view;
   for (const auto& d : datagrams)
-    if (decode_datagram(d, kSession, layout, DatagramProtection::aead, view) != DropReason::none) {
+    if (decode_datagram(d, kSession, 0, layout, DatagramProtection::aead, view) != DropReason::none) {
       state.SkipWithError("a datagram the encoder made does not decode");
       return;
     }
   std::size_t i = 0, payload = 0;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(decode_datagram(datagrams[i], kSession, layout, DatagramProtection::aead, view));
+    benchmark::DoNotOptimize(decode_datagram(datagrams[i], kSession, 0, layout, DatagramProtection::aead, view));
     benchmark::DoNotOptimize(view);
     payload += view.payload.size();
     if (++i == datagrams.size()) i = 0;
@@ -181,13 +181,13 @@ void BM_datagram_open(benchmark::State& state) {
   DatagramView view;
   std::size_t i = 0, payload = 0;
   for (auto _ : state) {
-    bool ok = decode_datagram(datagrams[i], kSession, layout, DatagramProtection::aead, view) == DropReason::none;
+    bool ok = decode_datagram(datagrams[i], kSession, 0, layout, DatagramProtection::aead, view) == DropReason::none;
     if (ok) {
       AeadCipher& c = keys.for_seq(view.header.seq);
       c.begin(view.header.seq, view.head);
       c.crypt(view.sealed_entries, entries.data());
       view.entries = entries.data();
-      ok = check_datagram_entries(view, page_count(), layout) == DropReason::none;
+      ok = check_datagram_entries(view, page_count(), 1, layout) == DropReason::none;
       c.crypt(view.payload, landing.data());
       ok = c.finish_open(std::span<const std::byte, kDatagramTagBytes>(view.tag, kDatagramTagBytes)) && ok;
     }

@@ -12,8 +12,9 @@
 //       Watches loopback (AF_PACKET) for hymig datagrams (magic HYMD) and, for each of the first N
 //       it sees, injects from the sender's own address and port (a raw IP socket): an exact copy
 //       (a replay), a copy with one payload bit flipped (tampered), a copy claiming the next round
-//       (unannounced), and a copy with the payload replaced by random bytes (forged). Prints what it
-//       saw and sent. Needs root.
+//       (unannounced), and a copy with the payload replaced by random bytes (forged). Ends after S
+//       seconds, N datagrams, or 2 s without one once the stream began; prints what it saw and
+//       sent. Needs root.
 //
 //   rst-flood --to HOST:PORT --count N
 //       N connections, each reset (SO_LINGER 0) right after the handshake, before the daemon can
@@ -173,6 +174,7 @@ int spoof(const Args& a) {
   std::uint32_t sport_seen = 0;
   std::vector<std::uint16_t> ours;  // IP ids of what we injected: the capture sees those too
   const auto end = Clock::now() + seconds;
+  auto last_seen = Clock::now();
   auto inject = [&](const iphdr& ip, const udphdr& udp, const std::vector<unsigned char>& payload) {
     std::vector<unsigned char> out(sizeof(iphdr) + sizeof(udphdr) + payload.size());
     iphdr h = ip;
@@ -194,6 +196,8 @@ int spoof(const Args& a) {
     if (::sendto(raw.get(), out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) == ssize_t(out.size())) ++sent;
   };
   while (Clock::now() < end && seen < max) {
+    // Done once the stream has been quiet for 2 s after it began (the migration ended).
+    if (seen > 0 && Clock::now() - last_seen > 2s) break;
     pollfd p{cap.get(), POLLIN, 0};
     if (::poll(&p, 1, 200) <= 0) continue;
     sockaddr_ll from{};
@@ -213,6 +217,7 @@ int spoof(const Args& a) {
     std::memcpy(&magic, payload.data(), 4);
     if (magic != kDatagramMagic) continue;
     ++seen;
+    last_seen = Clock::now();
     sport_seen = ntohs(udp.source);
     inject(ip, udp, payload);  // replayed
     auto tampered = payload;
@@ -377,10 +382,10 @@ int fake_destination(const Args& a) {
   s.channel->send(wire(MsgType::hello), encode_hello(mine, caps));
   const Notify n = decode_notify(expect(*s.channel, MsgType::notify, 5s).body);
   Ready r;
-  r.bulk_endpoint = a.get("bulk-endpoint");
+  r.bulk_endpoints = {a.get("bulk-endpoint")};
   r.datagram_bytes = n.datagram_bytes;
   s.channel->send(wire(MsgType::ready), encode_ready(r));
-  std::cout << "fake destination: sent ready with bulk endpoint " << r.bulk_endpoint << std::endl;
+  std::cout << "fake destination: sent ready with bulk endpoint " << r.bulk_endpoints[0] << std::endl;
   report_answer(*s.channel);
   return 0;
 }

@@ -1,6 +1,8 @@
 #include "tests/unit/engine_harness.hpp"
 
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "transport/handshake.hpp"
 
@@ -13,10 +15,32 @@ EngineChannels fake_channels(const Impairments& imp) {
   c.cut = [raw = rel.a.get()] { cut_fake_reliable(*raw); };
   c.source_rel = std::move(rel.a);
   c.dest_rel = std::move(rel.b);
-  auto dg = std::make_shared<FakeDatagramPair>(make_fake_datagram_pair(imp));
-  // Each engine takes its channel when it asks for one; a --bulk tcp run never does.
-  c.source_dgram = [dg]() -> std::unique_ptr<DatagramChannel> { return std::move(dg->a); };
-  c.dest_dgram = [dg](const Notify&) -> std::unique_ptr<DatagramChannel> { return std::move(dg->b); };
+  // One fake pair per lane: the source's n-th channel is the pair of the destination's n-th. Each
+  // engine takes its channels when it asks for them; a --bulk tcp run never does.
+  struct Lanes {
+    std::mutex m;
+    Impairments imp;
+    std::vector<FakeDatagramPair> pairs;
+    std::size_t taken_a = 0, taken_b = 0;
+    FakeDatagramPair& pair(std::size_t i) {
+      while (pairs.size() <= i) {
+        Impairments lane = imp;
+        lane.seed = imp.seed + 1000 * pairs.size();
+        pairs.push_back(make_fake_datagram_pair(lane));
+      }
+      return pairs[i];
+    }
+  };
+  auto lanes = std::make_shared<Lanes>();
+  lanes->imp = imp;
+  c.source_dgram = [lanes]() -> std::unique_ptr<DatagramChannel> {
+    const std::lock_guard lock(lanes->m);
+    return std::move(lanes->pair(lanes->taken_a++).a);
+  };
+  c.dest_dgram = [lanes](const Notify&) -> std::unique_ptr<DatagramChannel> {
+    const std::lock_guard lock(lanes->m);
+    return std::move(lanes->pair(lanes->taken_b++).b);
+  };
   return c;
 }
 

@@ -39,6 +39,7 @@ struct Pair {
   Reliable reliable;
   Bulk bulk;
   const char* final_delta = "auto";  // SourceOptions::final_delta; auto = write where RC has it
+  std::uint32_t lanes = 1;
   bool rdma() const { return reliable == Reliable::rc || bulk == Bulk::ud; }
 };
 
@@ -129,6 +130,7 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
   opts.max_rounds = 6;
   opts.peer_timeout = kTimeout;
   opts.final_delta = p.final_delta;
+  opts.lanes = p.lanes;
   harness::EngineRun run = harness::run_engines(std::move(c), image, harness::kept_targets(target), opts);
   const MigrationReport& src = run.source;
   const DestinationReport& dest = run.dest;
@@ -138,6 +140,7 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
   EXPECT_TRUE(dest.committed);
   const char* bulk_name = p.bulk == Bulk::over_reliable ? "tcp" : p.bulk == Bulk::ud ? "ud" : p.bulk == Bulk::udp ? "udp" : "fake";
   EXPECT_EQ(src.bulk_transport, bulk_name);
+  EXPECT_EQ(src.lanes, p.bulk == Bulk::over_reliable ? 0u : p.lanes);
   EXPECT_EQ(src.reliable_transport, p.reliable == Reliable::rc ? "rc" : p.reliable == Reliable::tcp ? "tcp" : "fake");
   // Over RC the final delta goes by RDMA WRITE into the registered target unless asked to send.
   const bool by_write = p.reliable == Reliable::rc && std::string(p.final_delta) != "send" &&
@@ -157,7 +160,9 @@ INSTANTIATE_TEST_SUITE_P(Pairs, EngineOverEveryTransport,
                                            Pair{"rc_only", Reliable::rc, Bulk::over_reliable},
                                            Pair{"ud_rc_send", Reliable::rc, Bulk::ud, "send"},
                                            Pair{"rc_only_send", Reliable::rc, Bulk::over_reliable, "send"},
-                                           Pair{"ud_rc_write", Reliable::rc, Bulk::ud, "write"}),
+                                           Pair{"ud_rc_write", Reliable::rc, Bulk::ud, "write"},
+                                           Pair{"udp_tcp_2lanes", Reliable::tcp, Bulk::udp, "auto", 2},
+                                           Pair{"ud_rc_2lanes", Reliable::rc, Bulk::ud, "auto", 2}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

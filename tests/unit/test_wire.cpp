@@ -24,7 +24,7 @@ Notify sample_notify() {
   n.image_kind = "file";
   n.image_name = "guest.ram";
   n.bulk = "udp";
-  n.bulk_endpoint = "127.0.0.1:4000";
+  n.bulk_endpoints = {"127.0.0.1:4000"};
   n.datagram_bytes = 65507;
   n.verify = "full";
   n.protection = DatagramProtection::aead;
@@ -41,7 +41,7 @@ TEST(WireHandshake, NotifyRoundTrips) {
   const auto n = decode_notify(encode_notify(sample_notify()));
   EXPECT_EQ(n.session, 0x1234u);
   EXPECT_EQ(n.image_name, "guest.ram");
-  EXPECT_EQ(n.bulk_endpoint, "127.0.0.1:4000");
+  EXPECT_EQ(n.bulk_endpoints, std::vector<std::string>{"127.0.0.1:4000"});
   EXPECT_TRUE(n.vm_definition.empty());
 }
 
@@ -74,6 +74,11 @@ TEST(WireHandshake, NotifyRejectsBadFields) {
   bad([](auto& j) { j["image_name"] = "a b"; });
   bad([](auto& j) { j["image_name"] = "caf\u00e9"; });
   bad([](auto& j) { j["datagram_protection"] = "none"; });
+  bad([](auto& j) { j["lanes"] = 0; });
+  bad([](auto& j) { j["lanes"] = 17; });
+  bad([](auto& j) { j["bulk_endpoints"] = nlohmann::json::array({"127.0.0.1:4000", "127.0.0.1:4001"}); });  // 2 for 1 lane
+  bad([](auto& j) { j["bulk_endpoints"] = "127.0.0.1:4000"; });
+  bad([](auto& j) { j["bulk_endpoints"] = nlohmann::json::array({42}); });
   bad([](auto& j) { j.erase("datagram_protection"); });
   bad([](auto& j) { j["image_kind"] = "disk"; });
   bad([](auto& j) { j["bulk"] = "carrier-pigeon"; });
@@ -130,7 +135,7 @@ struct DatagramMaker {
   std::uint64_t next_seq = 0;
 
   PageApplier applier_for(std::vector<std::byte>& image, bool keep_hashes = true, bool starts_zeroed = false) {
-    return PageApplier(image, kPage, 77, layout, DatagramProtection::aead, secrets, keep_hashes, starts_zeroed);
+    return PageApplier(image, kPage, 77, layout, DatagramProtection::aead, secrets, 1, keep_hashes, starts_zeroed);
   }
 
   // A sealed datagram of `entries` (their pages' bytes from `page`), as the streamer makes it.
@@ -189,32 +194,32 @@ TEST_F(WireDatagram, EveryMutationIsDroppedAndNeverLands) {
   for (std::size_t i = 0; i < good.size(); i += (i < 128 || i + 32 > good.size()) ? 1 : 97) {
     auto bad = good;
     bad[i] ^= std::byte{0x40};
-    EXPECT_NE(applier.apply_datagram(bad, 0), DropReason::none) << "byte " << i;
+    EXPECT_NE(applier.apply_datagram(0, bad, 0), DropReason::none) << "byte " << i;
   }
   // A flipped payload or tag byte fails authentication.
   auto bad = good;
   bad[kDatagramHeaderBytes + kEntryBytes + 100] ^= std::byte{1};
-  EXPECT_EQ(applier.apply_datagram(bad, 0), DropReason::bad_mac);
+  EXPECT_EQ(applier.apply_datagram(0, bad, 0), DropReason::bad_mac);
   bad = good;
   bad.back() ^= std::byte{1};
-  EXPECT_EQ(applier.apply_datagram(bad, 0), DropReason::bad_mac);
+  EXPECT_EQ(applier.apply_datagram(0, bad, 0), DropReason::bad_mac);
   // Truncations.
   for (std::size_t len : {std::size_t{0}, std::size_t{10}, kDatagramHeaderBytes, good.size() - 1})
-    EXPECT_NE(applier.apply_datagram(std::span(good).first(len), 0), DropReason::none);
+    EXPECT_NE(applier.apply_datagram(0, std::span(good).first(len), 0), DropReason::none);
   // Wrong session, out-of-range page, unannounced round.
-  EXPECT_EQ(applier.apply_datagram(build(78, 3), 0), DropReason::wrong_session);
-  EXPECT_EQ(applier.apply_datagram(build(77, 8), 0), DropReason::out_of_range);
-  EXPECT_EQ(applier.apply_datagram(build(77, 3, 1), 0), DropReason::future_round);
+  EXPECT_EQ(applier.apply_datagram(0, build(78, 3), 0), DropReason::wrong_session);
+  EXPECT_EQ(applier.apply_datagram(0, build(77, 8), 0), DropReason::out_of_range);
+  EXPECT_EQ(applier.apply_datagram(0, build(77, 3, 1), 0), DropReason::future_round);
   // Nothing landed: no page is present, and no page but the one aimed at (not present: its bytes
   // are disposable until an authentic copy arrives) was touched.
   EXPECT_EQ(applier.present().count(), 0u);
   for (std::size_t i = 0; i < image.size(); ++i)
     if (i / kPage != 3) ASSERT_EQ(image[i], std::byte{0}) << i;
   // The good one does, once: again it is a replay.
-  EXPECT_EQ(applier.apply_datagram(good, 0), DropReason::none);
+  EXPECT_EQ(applier.apply_datagram(0, good, 0), DropReason::none);
   EXPECT_EQ(image[3 * kPage], std::byte{0x5a});
   EXPECT_TRUE(applier.present().test(3));
-  EXPECT_EQ(applier.apply_datagram(good, 0), DropReason::replayed);
+  EXPECT_EQ(applier.apply_datagram(0, good, 0), DropReason::replayed);
   EXPECT_EQ(applier.datagrams(), 1u);
 }
 
@@ -231,10 +236,10 @@ TEST_F(WireDatagram, EntriesAndPagesTravelEncrypted) {
   // An authentic datagram whose entries make no sense (a sender's bug) is told from a forged one.
   std::vector<std::byte> image(kPage * 8);
   PageApplier applier = applier_for(image);
-  EXPECT_EQ(applier.apply_datagram(seal(77, {{9, false, 0}}, 0, 1), 0), DropReason::out_of_range);
+  EXPECT_EQ(applier.apply_datagram(0, seal(77, {{9, false, 0}}, 0, 1), 0), DropReason::out_of_range);
   auto forged = seal(77, {{9, false, 0}}, 0, 2);
   forged[kDatagramHeaderBytes + 3] ^= std::byte{1};
-  EXPECT_EQ(applier.apply_datagram(forged, 0), DropReason::bad_mac);
+  EXPECT_EQ(applier.apply_datagram(0, forged, 0), DropReason::bad_mac);
   EXPECT_EQ(applier.present().count(), 0u);
 }
 
@@ -244,14 +249,14 @@ TEST_F(WireDatagram, AnotherSessionsKeysAreForged) {
   PageApplier applier = applier_for(image);
   DatagramMaker other;
   other.page.assign(kPage, std::byte{0x66});
-  EXPECT_EQ(applier.apply_datagram(other.build(77, 2), 0), DropReason::bad_mac);
+  EXPECT_EQ(applier.apply_datagram(0, other.build(77, 2), 0), DropReason::bad_mac);
   EXPECT_EQ(applier.dropped(DropReason::bad_mac), 1u);
   EXPECT_EQ(applier.datagrams(), 0u);
   // The page it aimed at was not present, so its bytes were disposable; it is still missing, and
   // the authentic copy (the same sequence number: a forgery takes nothing from the window) lands.
   EXPECT_FALSE(applier.present().test(2));
   next_seq = 0;
-  EXPECT_EQ(applier.apply_datagram(build(77, 2), 0), DropReason::none);
+  EXPECT_EQ(applier.apply_datagram(0, build(77, 2), 0), DropReason::none);
   EXPECT_TRUE(applier.present().test(2));
   for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
 }
@@ -262,14 +267,14 @@ TEST_F(WireDatagram, ForgeriesNeverOverwriteAuthenticBytes) {
   {
     std::vector<std::byte> image(kPage * 8);
     PageApplier applier = applier_for(image);
-    ASSERT_EQ(applier.apply_datagram(build(77, 1), 0), DropReason::none);
+    ASSERT_EQ(applier.apply_datagram(0, build(77, 1), 0), DropReason::none);
     Bitmap none(8);
     applier.begin_round(1, none);  // round 1 resends nothing: page 1's copy is current
     DatagramMaker forger;
     forger.page.assign(kPage, std::byte{0x66});
     forger.next_seq = 100;  // fresh numbers: the window lets them through to the tag check
     for (std::uint32_t round : {0u, 1u})
-      EXPECT_EQ(applier.apply_datagram(forger.build(77, 1, round), 0), DropReason::bad_mac);
+      EXPECT_EQ(applier.apply_datagram(0, forger.build(77, 1, round), 0), DropReason::bad_mac);
     for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[kPage + i], std::byte{0x5a}) << i;
     EXPECT_TRUE(applier.present().test(1));
   }
@@ -277,7 +282,7 @@ TEST_F(WireDatagram, ForgeriesNeverOverwriteAuthenticBytes) {
     // Chunked: chunk 0 of page 2 arrived; a forged chunk 0 of a newer round must not clobber it.
     const DatagramLayout chunked = make_layout(kPage, 1472);
     std::vector<std::byte> image(kPage * 8);
-    PageApplier applier(image, kPage, 77, chunked, DatagramProtection::aead, secrets, false, true);
+    PageApplier applier(image, kPage, 77, chunked, DatagramProtection::aead, secrets, 1, false, true);
     auto chunk = [&](EpochKeys& keys, std::uint16_t index, std::uint32_t round, std::uint64_t seq, std::byte fill) {
       DatagramHeader h;
       h.flags = kDatagramEncrypted;
@@ -299,16 +304,16 @@ TEST_F(WireDatagram, ForgeriesNeverOverwriteAuthenticBytes) {
       std::memcpy(out.data() + head + h.payload_bytes, tag.data(), tag.size());
       return out;
     };
-    ASSERT_EQ(applier.apply_datagram(chunk(sealer, 0, 0, 0, std::byte{0x5a}), 0), DropReason::none);
+    ASSERT_EQ(applier.apply_datagram(0, chunk(sealer, 0, 0, 0, std::byte{0x5a}), 0), DropReason::none);
     Bitmap two(8);
     two.set(2);
     applier.begin_round(1, two);
     EpochKeys forged(SessionSecrets::random_for_testing(), "datagram/0", Role::source, AeadCipher::Direction::seal);
-    EXPECT_EQ(applier.apply_datagram(chunk(forged, 0, 1, 5, std::byte{0x66}), 0), DropReason::bad_mac);
+    EXPECT_EQ(applier.apply_datagram(0, chunk(forged, 0, 1, 5, std::byte{0x66}), 0), DropReason::bad_mac);
     for (std::size_t i = 0; i < chunked.chunk_len(0); ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
     // The authentic rest of round 0's copy completes it.
-    ASSERT_EQ(applier.apply_datagram(chunk(sealer, 1, 0, 1, std::byte{0x5a}), 0), DropReason::none);
-    ASSERT_EQ(applier.apply_datagram(chunk(sealer, 2, 0, 2, std::byte{0x5a}), 0), DropReason::none);
+    ASSERT_EQ(applier.apply_datagram(0, chunk(sealer, 1, 0, 1, std::byte{0x5a}), 0), DropReason::none);
+    ASSERT_EQ(applier.apply_datagram(0, chunk(sealer, 2, 0, 2, std::byte{0x5a}), 0), DropReason::none);
     EXPECT_TRUE(applier.present().test(2));
     for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
   }
@@ -333,9 +338,9 @@ TEST_F(WireDatagram, MacOnlyAuthenticatesClearPages) {
   std::memcpy(out.data() + head + kPage, tag.data(), tag.size());
   auto bad = out;
   bad[head + 7] ^= std::byte{1};
-  EXPECT_EQ(applier.apply_datagram(bad, 0), DropReason::bad_mac);
-  EXPECT_EQ(applier.apply_datagram(build(77, 4), 0), DropReason::bad_shape);  // encrypted, not what notify said
-  EXPECT_EQ(applier.apply_datagram(out, 0), DropReason::none);
+  EXPECT_EQ(applier.apply_datagram(0, bad, 0), DropReason::bad_mac);
+  EXPECT_EQ(applier.apply_datagram(0, build(77, 4), 0), DropReason::bad_shape);  // encrypted, not what notify said
+  EXPECT_EQ(applier.apply_datagram(0, out, 0), DropReason::none);
   EXPECT_EQ(image[4 * kPage + 7], std::byte{0x5a});
 }
 
@@ -344,9 +349,9 @@ TEST_F(WireDatagram, OlderRoundNeverOverwritesNewer) {
   PageApplier applier = applier_for(image);
   Bitmap none(8);
   applier.begin_round(2, none);
-  ASSERT_EQ(applier.apply_datagram(build(77, 1, 2), 0), DropReason::none);
+  ASSERT_EQ(applier.apply_datagram(0, build(77, 1, 2), 0), DropReason::none);
   page.assign(kPage, std::byte{0x11});
-  EXPECT_EQ(applier.apply_datagram(build(77, 1, 1), 0), DropReason::stale_round);
+  EXPECT_EQ(applier.apply_datagram(0, build(77, 1, 1), 0), DropReason::stale_round);
   EXPECT_EQ(image[kPage], std::byte{0x5a});
 }
 
@@ -358,27 +363,27 @@ TEST_F(WireDatagram, ZeroPagesAreWrittenOnlyOverData) {
   PageApplier zeroed = applier_for(image, true, /*starts_zeroed=*/true);
   Bitmap all(8);
   all.set_all();
-  ASSERT_EQ(zeroed.apply_datagram(zero_entry(2, 0), 0), DropReason::none);
+  ASSERT_EQ(zeroed.apply_datagram(0, zero_entry(2, 0), 0), DropReason::none);
   EXPECT_EQ(image[2 * kPage], std::byte{0xee});
   EXPECT_TRUE(zeroed.present().test(2));
   EXPECT_EQ(zeroed.page_hashes()[2], zero_page_hash(kPage));
   // Data first, then the page became zero: it must be cleared.
-  ASSERT_EQ(zeroed.apply_datagram(build(77, 3, 0), 0), DropReason::none);
+  ASSERT_EQ(zeroed.apply_datagram(0, build(77, 3, 0), 0), DropReason::none);
   EXPECT_EQ(image[3 * kPage], std::byte{0x5a});
   zeroed.begin_round(1, all);
-  ASSERT_EQ(zeroed.apply_datagram(zero_entry(3, 1), 0), DropReason::none);
+  ASSERT_EQ(zeroed.apply_datagram(0, zero_entry(3, 1), 0), DropReason::none);
   for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[3 * kPage + i], std::byte{0}) << i;
   // Pages written over the reliable channel count as data too.
   std::fill(image.begin() + 4 * kPage, image.begin() + 5 * kPage, std::byte{0x77});
   const std::uint64_t four[] = {4};
   zeroed.note_pages_written(four, 1);
   zeroed.begin_round(2, all);
-  ASSERT_EQ(zeroed.apply_datagram(zero_entry(4, 2), 0), DropReason::none);
+  ASSERT_EQ(zeroed.apply_datagram(0, zero_entry(4, 2), 0), DropReason::none);
   EXPECT_EQ(image[4 * kPage + 9], std::byte{0});
 
   std::vector<std::byte> other(kPage * 8, std::byte{0xee});
   PageApplier unknown = applier_for(other);
-  ASSERT_EQ(unknown.apply_datagram(zero_entry(2, 0), 0), DropReason::none);
+  ASSERT_EQ(unknown.apply_datagram(0, zero_entry(2, 0), 0), DropReason::none);
   for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(other[2 * kPage + i], std::byte{0}) << i;
 }
 
@@ -394,7 +399,7 @@ TEST_F(WireDatagram, RandomJunkNeverCrashes) {
       std::memcpy(junk.data(), &kDatagramMagic, 4);
       junk[4] = std::byte(kProtocolVersion);
     }
-    EXPECT_NE(applier.apply_datagram(junk, 0), DropReason::none);
+    EXPECT_NE(applier.apply_datagram(0, junk, 0), DropReason::none);
   }
   EXPECT_EQ(applier.present().count(), 0u);
 }
