@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Writes docs/performance.md (to stdout) from one bench/run-suite.sh run: its reports, its plots
 # (copied into docs/perf/) and the microbenchmarks' JSON. Called by run-suite.sh.
-#   render-performance.sh OUT_DIR QUICK_FLAG LOOPBACK_COMMAND VETH_COMMAND [LAB_FIGURES]
+#   render-performance.sh OUT_DIR QUICK_FLAG LOOPBACK_CMD VETH_CMD JUMBO_CMD ZSTD_CMD MIDDLE_CMD [LAB_FIGURES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=$1 QUICK=$2 CMD_LOOP=$3 CMD_VETH=$4 LAB=${5:-}
+OUT=$1 QUICK=$2 CMD_LOOP=$3 CMD_VETH=$4 CMD_JUMBO=$5 CMD_ZSTD=$6 CMD_MID=$7 LAB=${8:-}
 rm -rf docs/perf
 mkdir -p docs/perf
 
@@ -34,13 +34,27 @@ comes from.
 Commands of this run:
 
 - loopback: \`${CMD_LOOP}\`
-- namespaces: \`${CMD_VETH:-skipped (needs root)}\` — SRC and DST are the integration lab's
-  two namespaces joined by a veth pair (\`tests/lib/netlab.sh\`); the receiver's rank applies the
-  nftables loss rule, the sender's rank the tc tbf rate limit of the shared-link scenario.
+- namespaces, MTU 1500: \`${CMD_VETH:-skipped (needs root)}\`
+- namespaces, MTU 9000: \`${CMD_JUMBO:-skipped (needs root)}\`
+- namespaces, 1 Gbit/s, compressible pages: \`${CMD_ZSTD:-skipped (needs root)}\`
+- shared link through a middle namespace: \`${CMD_MID:-skipped (needs root)}\` (SRC and DST
+  routed through a third namespace whose way to DST has the 1 Gbit/s tbf)
+
+SRC and DST are the integration lab's two namespaces joined by a veth pair
+(\`tests/lib/netlab.sh\`); the receiver's rank applies the nftables loss rule, the sender's rank
+the tc tbf rate limits. \`hymig\` runs with its default flags (here: 1 lane, compression auto),
+\`hymig-lanes2\` with \`--lanes 2\`, \`hymig-nozstd\` with \`--compress off\`, \`hymig-tcp\` with
+\`--bulk tcp\`; encryption is on for all of them. CPU is user + system seconds per GiB moved on each
+side (hymig's sender from its report, which leaves the synthetic image's filling out; its receiver
+the whole \`serve --once\` process, including first-touching the target; the stream tools from the
+transfer's start; iperf3 from its own utilisation figures).
 
 EOF2
 part loopback
 part veth
+part veth9000
+part zstd
+part middle
 
 # The lab guest's run (run-lab.sh bench): the LAB-FIGURE lines of its last section.
 if [ -n "$LAB" ] && [ -s "$LAB" ]; then

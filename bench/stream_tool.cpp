@@ -5,6 +5,8 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
+
 #include "transport/error.hpp"
 #include "transport/units.hpp"
 #include "udp/socket_address.hpp"
@@ -83,6 +85,18 @@ std::uint64_t send_capped(std::uint64_t size, double max_seconds, std::uint64_t 
   return sent;
 }
 
+namespace {
+double process_cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
+double cpu_mark = -1;
+}  // namespace
+
+void mark_cpu_start() { cpu_mark = process_cpu_seconds(); }
+
 void print_stream_report(const char* role, std::uint64_t bytes, std::chrono::steady_clock::duration elapsed,
                          bool complete, std::optional<std::chrono::steady_clock::duration> prefault) {
   const double seconds = std::chrono::duration<double>(elapsed).count();
@@ -92,6 +106,7 @@ void print_stream_report(const char* role, std::uint64_t bytes, std::chrono::ste
                       {"seconds", seconds},
                       {"gbps", seconds > 0 ? static_cast<double>(bytes) * 8 / seconds / 1e9 : 0.0}};
   if (prefault) j["prefault_seconds"] = std::chrono::duration<double>(*prefault).count();
+  if (cpu_mark >= 0) j["cpu_s"] = process_cpu_seconds() - cpu_mark;
   std::cout << j.dump() << std::endl;
 }
 

@@ -37,6 +37,8 @@ std::uint64_t send_capped(std::uint64_t size, double max_seconds, std::uint64_t 
                           const std::function<void(std::uint64_t, std::uint64_t)>& send);
 
 // One JSON line on stdout: role, bytes, complete, seconds, gbps (and prefault_seconds if given).
+// The CPU this process spends from here on goes into the report's cpu_s.
+void mark_cpu_start();
 void print_stream_report(const char* role, std::uint64_t bytes, std::chrono::steady_clock::duration elapsed,
                          bool complete, std::optional<std::chrono::steady_clock::duration> prefault = std::nullopt);
 

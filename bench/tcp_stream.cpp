@@ -115,6 +115,7 @@ int run_receiver(const std::string& where, std::uint64_t expect) {
   }
   listener.reset();
   const auto start = Clock::now();
+  bench::mark_cpu_start();
 
   bench::LengthHeader header;
   recv_all(conn.get(), reinterpret_cast<std::uint8_t*>(header.data()), header.size(), "length header");
@@ -140,6 +141,7 @@ int run_sender(const std::string& where, std::uint64_t size, double max_seconds)
   auto* data = reinterpret_cast<std::uint8_t*>(buffer.data());
 
   const auto start = Clock::now();
+  bench::mark_cpu_start();
   UniqueFd conn = connect_to(where);
   const bench::LengthHeader header = bench::encode_length_header(size);
   send_all(conn.get(), reinterpret_cast<const std::uint8_t*>(header.data()), header.size());

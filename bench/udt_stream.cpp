@@ -110,6 +110,7 @@ int run_receiver(const std::string& where, std::uint64_t expect) {
   UdtSocket conn(UdtSocket::Adopt{}, UDT::accept(listener.get(), peer.get(), &plen));
   if (conn.get() == UDT::INVALID_SOCK) throw_udt("UDT accept");
   const auto start = Clock::now();
+  mark_cpu_start();
   LengthHeader header;
   recv_all(conn.get(), header.data(), header.size(), "length header");
   const std::uint64_t size = decode_length_header(header, expect, "hymig-udtstream");
@@ -136,6 +137,7 @@ int run_sender(const std::string& where, std::uint64_t size, double max_seconds)
   const SocketAddress addr = resolve_host_port(where, SOCK_DGRAM, false).front();
 
   const auto start = Clock::now();
+  mark_cpu_start();
   // The receiver may still be starting: UDT gives up on one connect after a few seconds.
   std::unique_ptr<UdtSocket> conn;
   for (;;) {

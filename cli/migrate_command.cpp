@@ -1,4 +1,5 @@
 // hymig migrate: the source. Connects, agrees on transports, runs the engine, prints the report.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include "cli/progress_line.hpp"
 #include "policy/capabilities.hpp"
 #include "policy/plan.hpp"
+#include "policy/rate_memory.hpp"
 #include "transport/error.hpp"
 #include "transport/handshake.hpp"
 #include "transport/image_spec.hpp"
@@ -73,6 +75,16 @@ int migrate_natively(const std::string& domain, const std::string& uri, const st
   return rc;
 }
 
+struct CpuTimes {
+  double user_s = 0, system_s = 0;
+};
+CpuTimes process_cpu_times() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return {s(u.ru_utime), s(u.ru_stime)};
+}
+
 int exit_code(const MigrationReport& r) {
   switch (r.outcome) {
     case Outcome::committed: return kExitOk;
@@ -98,8 +110,10 @@ int run_migrate(const std::vector<std::string>& args) {
       ("bulk", po::value<std::string>()->default_value("auto"), "page stream transport: auto, udp, ud (RDMA unreliable datagrams) or tcp (everything over the reliable channel, the baseline)")
       ("reliable", po::value<std::string>()->default_value("auto"), "control and final-delta transport: auto, tcp or rc (RDMA reliable connection)")
       ("final-delta", po::value<std::string>()->default_value("auto"), "how the final delta travels over rc: write (RDMA WRITE into the destination's registered image, the faster in the lab), send (page messages), or auto (write; $HYMIG_FINAL_DELTA overrides). TCP always sends")
-      ("lanes", po::value<std::string>()->default_value("auto"), "datagram lanes: N parallel channels, each with its own thread on both sides and its share of the pages (1-16); auto: half this host's cores, at most 4")
-      ("rate", po::value<std::string>()->default_value("auto"), "pace the page stream at R (256M = 256 MiB/s, 2gbit); auto adapts to the receiver's reports")
+      ("lanes", po::value<std::string>()->default_value("auto"), "datagram lanes: N parallel channels, each with its own thread on both sides and its share of the pages (1-16); auto: what the link speed needs (~1 GB/s a lane), at most half the cores of the smaller side, at most 4 on a link of unknown speed")
+      ("rate", po::value<std::string>()->default_value("auto"), "pace the page stream at R (256M = 256 MiB/s, 2gbit); auto starts where the last session to this peer ended (else from the link speed) and adapts to the receiver's reports")
+      ("rate-memory", po::value<std::string>()->default_value("auto"), "FILE where the rate each peer carried is kept for the next session, or off; auto: $HYMIG_STATE_DIR/peer-rates.json, /var/lib/hymig/ as root, else ~/.local/state/hymig/")
+      ("compress", po::value<std::string>()->default_value("auto"), "zstd compression of datagram pages: auto (only while the measured ratio and CPU say it moves pages faster: slow links, compressible memory), on (every page it shrinks by a quarter), off")
       ("downtime-ms", po::value<unsigned>()->default_value(300), "pause once the remaining pages are predicted to move within this many ms")
       ("max-rounds", po::value<unsigned>()->default_value(30), "pause after at most this many bulk rounds")
       ("timeout", po::value<double>()->default_value(10.0), "seconds the destination may stay silent before the migration fails")
@@ -159,13 +173,20 @@ int run_migrate(const std::vector<std::string>& args) {
     prefs.rate_bytes_per_s = parse_rate(rate, "--rate");
     if (*prefs.rate_bytes_per_s < 65536) throw Error(ErrorKind::usage, "--rate below 64 KiB/s is not useful");
   }
-  std::uint32_t lanes = std::clamp(std::thread::hardware_concurrency() / 2, 1u, 4u);
   if (const std::string l = vm["lanes"].as<std::string>(); l != "auto") {
     char* end = nullptr;
     const unsigned long v = std::strtoul(l.c_str(), &end, 10);
     if (l.empty() || *end || v < 1 || v > kMaxLanes)
       throw Error(ErrorKind::usage, "--lanes must be auto or 1.." + std::to_string(kMaxLanes));
-    lanes = static_cast<std::uint32_t>(v);
+    prefs.lanes = static_cast<std::uint32_t>(v);
+  }
+  prefs.compression = parse_compression(vm["compress"].as<std::string>());
+  std::optional<RateMemory> memory;
+  if (const std::string m = vm["rate-memory"].as<std::string>(); m != "off") {
+    const std::filesystem::path file = m == "auto" ? RateMemory::default_path() : std::filesystem::path(m);
+    if (m != "auto" && (m.empty() || file.filename().empty()))
+      throw Error(ErrorKind::usage, "--rate-memory must be auto, off or a file name");
+    if (!file.empty()) memory.emplace(file);
   }
   const std::string encrypt = vm["encrypt"].as<std::string>();
   if (encrypt != "on" && encrypt != "off") throw Error(ErrorKind::usage, "--encrypt must be on or off");
@@ -190,6 +211,7 @@ int run_migrate(const std::vector<std::string>& args) {
     image = vm::is_vm_image_spec(spec) ? vm::open_vm_source_image(spec) : open_source_image(spec);
   }
 
+  const CpuTimes cpu_start = process_cpu_times();
   MigrationReport failed;
   failed.image_kind = image->kind();
   failed.image_name = image->name();
@@ -197,14 +219,26 @@ int run_migrate(const std::vector<std::string>& args) {
   failed.pages_total = image->page_count();
   SecureSession session;
   Plan plan;
+  std::optional<RateMemoryKey> memory_key;
   try {
     auto tcp = connect_tcp(to, timeout, vm.count("bind") ? vm["bind"].as<std::string>() : std::string());
     tcp->set_io_timeout(timeout);
     const int socket = tcp->socket_fd();
+    const std::string peer_host = tcp->peer_host();
     const Capabilities local = probe_capabilities(tcp->peer_host(), tcp->local_host());
     session = open_secure_session(std::move(tcp), socket, Role::source, key, std::chrono::steady_clock::now() + timeout);
     session.peer = exchange_hello(*session.channel, Role::source, to_json(local), timeout);
-    plan = choose_plan(local, capabilities_from_json(session.peer.caps), prefs);
+    const Capabilities peer = capabilities_from_json(session.peer.caps);
+    plan = choose_plan(local, peer, prefs);
+    if (memory && plan.bulk != BulkTransport::tcp && !prefs.rate_bytes_per_s) {
+      memory_key = RateMemoryKey{peer_host, std::string(to_string(plan.bulk)), plan.lanes};
+      std::string warning;
+      if (auto r = memory->recall(*memory_key, std::chrono::system_clock::now(), &warning)) {
+        prefs.remembered = RememberedRate{r->bytes_per_s, r->age_s};
+        plan = choose_plan(local, peer, prefs);
+      }
+      if (!warning.empty()) std::cerr << "hymig migrate: warning: " << warning << "\n";
+    }
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::usage) throw;
     failed.error = e.what();
@@ -217,7 +251,8 @@ int run_migrate(const std::vector<std::string>& args) {
   SourceOptions opts;
   opts.secrets = &session.secrets;
   opts.protection = encrypt == "on" ? DatagramProtection::aead : DatagramProtection::mac;
-  opts.lanes = lanes;
+  opts.lanes = plan.lanes;
+  opts.compression = plan.compression;
   opts.bulk = plan.bulk == BulkTransport::tcp ? "tcp" : "udp";
   opts.reliable = std::string(to_string(plan.reliable));
   opts.connect_reliable = [&](const std::string& endpoint) {
@@ -242,12 +277,25 @@ int run_migrate(const std::vector<std::string>& args) {
     return UdpDatagramChannel::open(rel.local_host(), plan.datagram_bytes);
   };
   MigrationReport report = run_source(rel, datagrams, *image, opts);
+  const CpuTimes cpu_end = process_cpu_times();
+  report.cpu_user_s = cpu_end.user_s - cpu_start.user_s;
+  report.cpu_system_s = cpu_end.system_s - cpu_start.system_s;
   line.clear();
   report.plan = to_json(plan);
   if (!report.committed()) std::cerr << "hymig migrate: error: " << report.error << "\n";
   if (!report.cleanup_error.empty())
     std::cerr << "hymig migrate: warning: committed, but the source copy could not be ended: " << report.cleanup_error
               << " (it stays paused: end it by hand, never resume it)\n";
+  if (report.committed() && memory_key) {
+    // What the stream carried in its longest rounds: the next session to this peer starts there.
+    double best = 0;
+    for (const RoundStats& r : report.round_stats)
+      if (r.seconds >= 0.05 && r.bytes >= (8u << 20)) best = std::max(best, static_cast<double>(r.bytes) / r.seconds);
+    if (best > 0)
+      if (const std::string why = memory->remember(*memory_key, static_cast<std::uint64_t>(best), std::chrono::system_clock::now());
+          !why.empty())
+        std::cerr << "hymig migrate: warning: the rate to this peer is not remembered: " << why << "\n";
+  }
   print_report(report, format);
   return exit_code(report);
 }

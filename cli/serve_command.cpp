@@ -191,9 +191,10 @@ class Server {
     const std::string id = fmt::format("{:016x}", rep.session);
     if (rep.committed)
       log_line(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid: {} bad-mac, {} replayed, "
-                           "{} future-round; {} stale{})",
+                           "{} future-round; {} stale{}{})",
                            id, rep.image_name, rep.image_bytes, rep.stored_at, rep.datagrams, rep.invalid_datagrams,
                            rep.bad_mac, rep.replayed, rep.future_round, rep.stale,
+                           rep.bad_compressed ? fmt::format("; {} bad-compressed", rep.bad_compressed) : "",
                            rep.device_state_bytes ? fmt::format(", device state {} bytes", rep.device_state_bytes) : ""));
     else if (rep.session)
       log_line(fmt::format("session {}: aborted: {} ({} datagrams, {} bad-mac, {} replayed)", id, printable(rep.error),

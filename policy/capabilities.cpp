@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <climits>
 #include <filesystem>
+#include <thread>
 
 #include "policy/link_probe.hpp"
 #include "transport/error.hpp"
@@ -21,6 +22,7 @@ constexpr unsigned kMinMtu = 68;  // IPv4 minimum
 constexpr unsigned kMaxMtu = 65536;
 constexpr unsigned kMaxVersion = 1000;
 constexpr std::uint64_t kMaxSpeedMbps = 100'000'000;  // 100 Tbit/s: anything above is garbage
+constexpr std::uint64_t kMaxCores = 65536;
 constexpr std::size_t kMaxHostBytes = 255;
 
 bool socket_works(int family, int type) {
@@ -96,6 +98,8 @@ Capabilities probe_capabilities(const std::optional<std::string>& peer_host,
   caps.udp_gso = caps.udp && udp_option_works(UDP_SEGMENT, 1400);
   caps.udp_gro = caps.udp && udp_option_works(UDP_GRO, 1);
   caps.host = host_name();
+  caps.cores = std::max(1u, std::thread::hardware_concurrency());
+  caps.zstd = true;
 
   std::optional<std::string> rdma_address = local_host;
   if (peer_host) {
@@ -149,6 +153,8 @@ nlohmann::json to_json(const Capabilities& caps) {
       {"rdma_software", caps.rdma_software},
       {"path_mtu", caps.path_mtu},
       {"link_speed_mbps", caps.link_speed_mbps ? nlohmann::json(*caps.link_speed_mbps) : nlohmann::json(nullptr)},
+      {"cores", caps.cores ? nlohmann::json(caps.cores) : nlohmann::json(nullptr)},
+      {"zstd", caps.zstd},
       {"host", caps.host},
   };
 }
@@ -173,6 +179,10 @@ Capabilities capabilities_from_json(const nlohmann::json& j) {
   // Absent and null both mean "unknown", as on virtual links.
   if (auto it = j.find("link_speed_mbps"); it != j.end() && !it->is_null())
     caps.link_speed_mbps = get_uint(*it, "link_speed_mbps", 1, kMaxSpeedMbps);
+
+  if (auto it = j.find("cores"); it != j.end() && !it->is_null())
+    caps.cores = static_cast<unsigned>(get_uint(*it, "cores", 1, kMaxCores));
+  if (j.contains("zstd")) caps.zstd = get_bool(j, "zstd");
 
   const auto& host = field(j, "host");
   if (!host.is_string() || host.get_ref<const std::string&>().size() > kMaxHostBytes)

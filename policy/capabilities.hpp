@@ -26,6 +26,8 @@ struct Capabilities {
   bool rdma_software = false;
   unsigned path_mtu = 0;
   std::optional<std::uint64_t> link_speed_mbps;
+  unsigned cores = 0;   // CPUs this side may use (0: unknown, a peer older than the field)
+  bool zstd = false;    // takes zstd-compressed pages in datagrams
   std::string host;
 };
 

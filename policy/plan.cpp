@@ -139,6 +139,23 @@ std::size_t choose_datagram_bytes(BulkTransport bulk, const Capabilities& local,
   return kMinUdpPayload;
 }
 
+// A speed of 0 is as good as unknown.
+bool speed_known(const Capabilities& c) { return c.link_speed_mbps && *c.link_speed_mbps > 0; }
+
+std::optional<std::uint64_t> slower_link_mbps(const Capabilities& local, const Capabilities& peer) {
+  if (speed_known(local) && speed_known(peer)) return std::min(*local.link_speed_mbps, *peer.link_speed_mbps);
+  if (speed_known(local)) return *local.link_speed_mbps;
+  if (speed_known(peer)) return *peer.link_speed_mbps;
+  return std::nullopt;
+}
+
+std::string age_text(double s) {
+  if (s < 120) return fmt::format("{:.0f} s ago", s);
+  if (s < 7200) return fmt::format("{:.0f} min ago", s / 60);
+  if (s < 172800) return fmt::format("{:.0f} h ago", s / 3600);
+  return fmt::format("{:.0f} days ago", s / 86400);
+}
+
 std::uint64_t choose_rate(const Capabilities& local, const Capabilities& peer, const Preferences& prefs,
                           std::vector<std::string>& reasons) {
   if (prefs.rate_bytes_per_s) {
@@ -147,8 +164,21 @@ std::uint64_t choose_rate(const Capabilities& local, const Capabilities& peer, c
     reasons.push_back(fmt::format("initial_rate={} B/s: set with --rate", *prefs.rate_bytes_per_s));
     return *prefs.rate_bytes_per_s;
   }
-  // A speed of 0 is as good as unknown.
-  auto known = [](const Capabilities& c) { return c.link_speed_mbps && *c.link_speed_mbps > 0; };
+  if (prefs.remembered && prefs.remembered->bytes_per_s > 0) {
+    // What this path carried last time is a better start than any fraction of a nominal speed:
+    // the pacer is at the receiver's capacity from the first report instead of climbing to it.
+    std::uint64_t rate = prefs.remembered->bytes_per_s;
+    std::string capped;
+    if (const auto mbps = slower_link_mbps(local, peer); mbps && rate > *mbps * 125'000) {
+      rate = *mbps * 125'000;
+      capped = fmt::format(", capped at the link's {} Mbit/s", *mbps);
+    }
+    reasons.push_back(fmt::format("initial_rate={} B/s: what the last session to this peer carried ({}){}; the "
+                                  "pacer adapts from there",
+                                  rate, age_text(prefs.remembered->age_s), capped));
+    return rate;
+  }
+  auto known = speed_known;
   if (!known(local) && !known(peer)) {
     reasons.push_back(fmt::format("initial_rate={} B/s: neither side knows its link speed (virtual link), so start "
                                   "at 100 MB/s; the pacer adapts from there",
@@ -169,6 +199,64 @@ std::uint64_t choose_rate(const Capabilities& local, const Capabilities& peer, c
   const std::uint64_t rate = std::max<std::uint64_t>(1, mbps * 125'000 / 8);
   reasons.push_back(fmt::format("initial_rate={} B/s: 1/8 of {}; the pacer adapts from there", rate, whose));
   return rate;
+}
+
+std::uint32_t choose_lanes(BulkTransport bulk, const Capabilities& local, const Capabilities& peer,
+                           const Preferences& prefs, std::vector<std::string>& reasons) {
+  if (bulk == BulkTransport::tcp) {
+    reasons.push_back("lanes=1: the pages go over the reliable channel, there are no datagram lanes");
+    return 1;
+  }
+  if (prefs.lanes) {
+    if (*prefs.lanes < 1 || *prefs.lanes > kMaxLanes)
+      throw Error(ErrorKind::usage, fmt::format("--lanes must be 1..{}", kMaxLanes));
+    reasons.push_back(fmt::format("lanes={}: set with --lanes", *prefs.lanes));
+    return *prefs.lanes;
+  }
+  // A lane is a thread on each side: half the cores of the smaller side leaves the other half to
+  // the guest, the pacer and the kernel's own network work.
+  const unsigned cores = peer.cores ? std::min(local.cores, peer.cores) : local.cores;
+  const std::uint32_t by_cores = std::clamp<std::uint32_t>(std::max(1u, cores) / 2, 1, kMaxAutoLanes);
+  const auto mbps = slower_link_mbps(local, peer);
+  if (!mbps) {
+    const std::uint32_t n = std::min<std::uint32_t>(by_cores, 4);
+    reasons.push_back(fmt::format("lanes={}: half of {} cores (the smaller side), at most 4 on a link of unknown speed",
+                                  n, cores));
+    return n;
+  }
+  const std::uint64_t link_bytes = *mbps * 125'000;
+  const auto needed = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(kMaxAutoLanes, (link_bytes + kLaneBytesPerSecond - 1) / kLaneBytesPerSecond));
+  const std::uint32_t n = std::clamp<std::uint32_t>(std::min(needed, by_cores), 1, kMaxAutoLanes);
+  reasons.push_back(fmt::format("lanes={}: a {} Mbit/s link needs {} at ~{} MB/s a lane; half of {} cores (the "
+                                "smaller side) allows {}",
+                                n, *mbps, needed, kLaneBytesPerSecond / 1'000'000, cores, by_cores));
+  return n;
+}
+
+Compression choose_compression(BulkTransport bulk, const Capabilities& local, const Capabilities& peer,
+                               const Preferences& prefs, std::vector<std::string>& reasons) {
+  if (prefs.compression == Compression::off) {
+    reasons.push_back("compression=off: set with --compress off");
+    return Compression::off;
+  }
+  if (bulk == BulkTransport::tcp) {
+    reasons.push_back("compression=off: only datagram pages are compressed");
+    return Compression::off;
+  }
+  if (!local.zstd || !peer.zstd) {
+    if (prefs.compression == Compression::on)
+      throw Error(ErrorKind::usage, fmt::format("--compress on: {} cannot take zstd-compressed pages",
+                                                local.zstd ? "the peer" : "this host"));
+    reasons.push_back("compression=off: the peer does not take zstd-compressed pages");
+    return Compression::off;
+  }
+  if (prefs.compression == Compression::on) {
+    reasons.push_back("compression=on: set with --compress on (every page zstd makes smaller by a quarter)");
+    return Compression::on;
+  }
+  reasons.push_back("compression=auto: zstd where the measured ratio and CPU cost say it moves pages faster");
+  return Compression::automatic;
 }
 
 }  // namespace
@@ -206,6 +294,8 @@ Plan choose_plan(const Capabilities& local, const Capabilities& peer, const Pref
   }
   plan.datagram_bytes = choose_datagram_bytes(plan.bulk, local, peer, plan.reasons);
   plan.initial_rate_bytes_per_s = choose_rate(local, peer, prefs, plan.reasons);
+  plan.lanes = choose_lanes(plan.bulk, local, peer, prefs, plan.reasons);
+  plan.compression = choose_compression(plan.bulk, local, peer, prefs, plan.reasons);
   return plan;
 }
 
@@ -215,6 +305,8 @@ nlohmann::json to_json(const Plan& plan) {
       {"reliable", to_string(plan.reliable)},
       {"datagram_bytes", plan.datagram_bytes},
       {"initial_rate_bytes_per_s", plan.initial_rate_bytes_per_s},
+      {"lanes", plan.lanes},
+      {"compression", to_string(plan.compression)},
       {"reasons", plan.reasons},
   };
 }

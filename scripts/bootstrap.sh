@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   # libraries
   libboost-program-options-dev libxxhash-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
-  libsodium-dev libssl-dev nettle-dev libxml2-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libsodium-dev libssl-dev nettle-dev libzstd-dev libxml2-dev libgtest-dev libgmock-dev libbenchmark-dev
   # integration lane: namespaces, loss, rate limits, process tools
   iproute2 nftables procps psmisc util-linux jq
   # the security tests' packet capture (no page content may cross in clear)

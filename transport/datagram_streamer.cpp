@@ -13,10 +13,17 @@ namespace hymig {
 DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
                                    std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
                                    std::chrono::milliseconds stall_timeout, DatagramProtection protection,
-                                   const SessionSecrets& secrets, std::uint32_t lane)
+                                   const SessionSecrets& secrets, std::uint32_t lane, Compression compression)
     : ch_(ch), layout_(layout), session_(session), image_(image), sent_hashes_(sent_hashes),
       stall_timeout_(stall_timeout), zero_hash_(zero_page_hash(layout.page_size)), protection_(protection),
-      keys_(secrets, "datagram/" + std::to_string(lane), Role::source, AeadCipher::Direction::seal), lane_(lane) {
+      keys_(secrets, "datagram/" + std::to_string(lane), Role::source, AeadCipher::Direction::seal), lane_(lane),
+      governor_(compression, layout.page_size) {
+  // A compressed page takes at most 3/4 of a page, and on a chunked path at least one chunk
+  // fewer than the page itself (else it saves no datagram).
+  compress_cap_ = compressed_limit(layout_.page_size);
+  if (layout_.chunked())
+    compress_cap_ = std::min<std::size_t>(compress_cap_, std::size_t{layout_.chunk_bytes} * (layout_.chunk_count - 1));
+  zscratch_.resize(compress_cap_);
   max_zero_entries_ = static_cast<std::uint16_t>(std::min<std::size_t>(
       kMaxEntries, (layout_.datagram_bytes - kDatagramHeaderBytes - kDatagramTagBytes) / kEntryBytes));
   // Enough slots for ~1 MiB of datagrams, at least 8.
@@ -24,6 +31,7 @@ DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& la
   slots_.resize(n);
   for (auto& s : slots_) {
     s.buf.resize(kDatagramHeaderBytes + kMaxEntries * kEntryBytes + layout_.datagram_bytes + kDatagramTagBytes);
+    if (compression != Compression::off) s.zbuf.resize(layout_.datagram_bytes);
     s.entries.reserve(kMaxEntries);
     s.parts.reserve(kMaxEntries + 2);
   }
@@ -36,7 +44,30 @@ DatagramStreamer::Slot& DatagramStreamer::open_slot() {
   s.parts.clear();
   s.parts.push_back({});  // the head, filled at seal()
   s.payload = 0;
+  s.zused = 0;
   return s;
+}
+
+std::size_t DatagramStreamer::try_compress(const std::byte* data) {
+  if (!governor_.should_try()) return 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::size_t n = compressor_.compress({data, layout_.page_size}, {zscratch_.data(), compress_cap_});
+  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  governor_.on_attempt(n, dt);
+  return n;
+}
+
+// A compressed page into a slot that has room for it.
+void DatagramStreamer::add_packed(Slot& s, std::uint64_t page, std::uint64_t hash, std::size_t compressed) {
+  std::memcpy(s.zbuf.data() + s.zused, zscratch_.data(), compressed);
+  s.parts.push_back({s.zbuf.data() + s.zused, compressed});
+  s.zused += compressed;
+  s.payload += compressed;
+  DatagramEntry e{page, false, hash};
+  e.compressed = static_cast<std::uint16_t>(compressed);
+  s.entries.push_back(e);
+  compressed_pages_.fetch_add(1, std::memory_order_relaxed);
+  compressed_bytes_.fetch_add(compressed, std::memory_order_relaxed);
 }
 
 void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_index, std::uint16_t chunk_count) {
@@ -87,13 +118,16 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool kn
   sent_hashes_[page] = h;
   const bool zero = known_zero || (h == zero_hash_ && is_zero_page(data, layout_.page_size));
   result_.zero_pages += zero;
+  ++batch_pages_;
+  const std::size_t compressed = zero ? 0 : try_compress(data);
 
   if (!layout_.chunked()) {
     // Whole pages: fill the open datagram until the next page would not fit.
+    const std::size_t bytes = zero ? 0 : compressed ? compressed : layout_.page_size;
     if (open_whole_ >= 0) {
       Slot& s = slots_[open_whole_];
-      const std::size_t size_after = kDatagramHeaderBytes + (s.entries.size() + 1) * kEntryBytes + s.payload +
-                                     (zero ? 0 : layout_.page_size) + kDatagramTagBytes;
+      const std::size_t size_after =
+          kDatagramHeaderBytes + (s.entries.size() + 1) * kEntryBytes + s.payload + bytes + kDatagramTagBytes;
       if (s.entries.size() == kMaxEntries || size_after > layout_.datagram_bytes) {
         // slots_[open_whole_] is always slots_[used_] while open: seal moves used_ past it.
         seal(s, round, 0, 1);
@@ -105,26 +139,38 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool kn
       open_whole_ = static_cast<int>(used_);
     }
     Slot& s = slots_[open_whole_];
-    s.entries.push_back({page, zero, h});
-    if (!zero) {
-      s.parts.push_back({data, layout_.page_size});
-      s.payload += layout_.page_size;
+    if (compressed) {
+      add_packed(s, page, h, compressed);
+    } else {
+      s.entries.push_back({page, zero, h});
+      if (!zero) {
+        s.parts.push_back({data, layout_.page_size});
+        s.payload += layout_.page_size;
+      }
     }
     return;
   }
 
-  if (zero) {
-    // Chunked mode: zero pages travel as entries only, many per datagram.
+  const std::size_t room = layout_.datagram_bytes - kDatagramHeaderBytes - kEntryBytes - kDatagramTagBytes;
+  if (zero || (compressed && compressed <= room)) {
+    // Chunked mode: zero pages travel as entries only and compressed ones that fit a datagram
+    // whole, many per datagram.
+    if (open_zero_ >= 0) {
+      Slot& s = slots_[open_zero_];
+      const std::size_t size_after =
+          kDatagramHeaderBytes + (s.entries.size() + 1) * kEntryBytes + s.payload + compressed + kDatagramTagBytes;
+      if (s.entries.size() >= max_zero_entries_ || size_after > layout_.datagram_bytes) {
+        seal(s, round, 0, 1);
+        open_zero_ = -1;
+      }
+    }
     if (open_zero_ < 0) {
       open_slot();
       open_zero_ = static_cast<int>(used_);
     }
     Slot& s = slots_[open_zero_];
-    s.entries.push_back({page, true, h});
-    if (s.entries.size() == max_zero_entries_) {
-      seal(s, round, 0, 1);
-      open_zero_ = -1;
-    }
+    if (compressed) add_packed(s, page, h, compressed);
+    else s.entries.push_back({page, true, h});
     return;
   }
   // A page larger than a datagram: one datagram per chunk. An open zero slot is sealed first so
@@ -132,6 +178,25 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool kn
   if (open_zero_ >= 0) {
     seal(slots_[open_zero_], round, 0, 1);
     open_zero_ = -1;
+  }
+  if (compressed) {
+    // Compressed, but larger than a datagram: its chunks (at least one fewer than the page's).
+    const auto n = static_cast<std::uint16_t>((compressed + layout_.chunk_bytes - 1) / layout_.chunk_bytes);
+    for (std::uint16_t c = 0; c < n; ++c) {
+      Slot& s = open_slot();
+      DatagramEntry e{page, false, h};
+      e.compressed = static_cast<std::uint16_t>(compressed);
+      s.entries.push_back(e);
+      const std::size_t at = std::size_t{c} * layout_.chunk_bytes;
+      const std::size_t len = std::min<std::size_t>(layout_.chunk_bytes, compressed - at);
+      std::memcpy(s.zbuf.data(), zscratch_.data() + at, len);
+      s.parts.push_back({s.zbuf.data(), len});
+      s.payload = len;
+      seal(s, round, c, n);
+    }
+    compressed_pages_.fetch_add(1, std::memory_order_relaxed);
+    compressed_bytes_.fetch_add(compressed, std::memory_order_relaxed);
+    return;
   }
   for (std::uint16_t c = 0; c < layout_.chunk_count; ++c) {
     Slot& s = open_slot();
@@ -147,7 +212,9 @@ void DatagramStreamer::flush(const std::function<double()>& rate, const std::fun
   if (used_ == 0) return;
   const double r = rate();
   bucket_.set_rate(r);
+  const auto built = std::chrono::steady_clock::now();
   bucket_.acquire(batch_bytes_);
+  const auto paced = std::chrono::steady_clock::now();
   std::span<const OutDatagram> pending(out_.data(), used_);
   auto stalled_since = std::chrono::steady_clock::now();
   while (!pending.empty()) {
@@ -169,7 +236,14 @@ void DatagramStreamer::flush(const std::function<double()>& rate, const std::fun
   used_ = 0;
   batch_bytes_ = 0;
   batch_limit_ = std::clamp<std::size_t>(static_cast<std::size_t>(r / 1000), layout_.datagram_bytes, 1u << 20);
+  // The lane's own work for the batch (zstd included): building it and handing it to the kernel;
+  // the wait for the pacer is what a slower link costs, not work.
+  const auto sent = std::chrono::steady_clock::now();
+  const double busy = std::chrono::duration<double>((built - batch_start_) + (sent - paced)).count();
+  governor_.on_batch(batch_pages_, busy, std::chrono::duration<double>(sent - batch_start_).count());
+  batch_pages_ = 0;
   between_batches();
+  batch_start_ = std::chrono::steady_clock::now();
 }
 
 DatagramStreamer::RoundResult DatagramStreamer::send_round(std::uint32_t round, const Bitmap& pages,
@@ -177,6 +251,8 @@ DatagramStreamer::RoundResult DatagramStreamer::send_round(std::uint32_t round, 
                                                            const std::function<double()>& rate,
                                                            const std::function<void()>& between_batches) {
   result_ = {};
+  batch_start_ = std::chrono::steady_clock::now();
+  batch_pages_ = 0;
   batch_limit_ = std::clamp<std::size_t>(static_cast<std::size_t>(rate() / 1000), layout_.datagram_bytes, 1u << 20);
   // Room for one more page's datagrams must remain before a page is added.
   const std::size_t per_page = layout_.chunked() ? layout_.chunk_count + 1 : 1;

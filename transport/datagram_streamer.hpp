@@ -1,7 +1,8 @@
 // The source's hot path: cuts the pages of a round into datagrams (header + entries in a reused
 // arena), seals each (AES-GCM: page bytes encrypted from the image straight into the arena; with
 // protection mac they are gathered from the image and only authenticated), paces them and hands
-// them to the channel in batches. No allocation and no system call per page.
+// them to the channel in batches. Pages zstd shrinks go compressed where the lane's governor says
+// it pays. No allocation and no system call per page.
 #pragma once
 
 #include <atomic>
@@ -12,9 +13,11 @@
 #include <vector>
 
 #include "transport/bitmap.hpp"
+#include "transport/compression_governor.hpp"
 #include "transport/datagram_channel.hpp"
 #include "transport/pacer.hpp"
 #include "security/epoch_keys.hpp"
+#include "transport/page_compressor.hpp"
 #include "transport/wire.hpp"
 
 namespace hymig {
@@ -25,7 +28,8 @@ class DatagramStreamer {
   DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
                    std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
                    std::chrono::milliseconds stall_timeout, DatagramProtection protection,
-                   const SessionSecrets& secrets, std::uint32_t lane = 0);
+                   const SessionSecrets& secrets, std::uint32_t lane = 0,
+                   Compression compression = Compression::off);
 
   struct RoundResult {
     std::uint64_t zero_pages = 0;  // bytes and datagrams: the difference of the running counters
@@ -45,10 +49,16 @@ class DatagramStreamer {
   std::uint64_t bytes_sealed() const { return bytes_sealed_.load(std::memory_order_relaxed); }
   std::uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
   std::uint64_t datagrams_sent() const { return datagrams_sent_.load(std::memory_order_relaxed); }
+  // Pages sent compressed, and their compressed bytes.
+  std::uint64_t compressed_pages() const { return compressed_pages_.load(std::memory_order_relaxed); }
+  std::uint64_t compressed_bytes() const { return compressed_bytes_.load(std::memory_order_relaxed); }
+  const CompressionGovernor& governor() const { return governor_; }
 
  private:
   struct Slot {
     std::vector<std::byte> buf;           // header + entries, then (aead) the sealed payload and tag
+    std::vector<std::byte> zbuf;          // the compressed pages the datagram carries
+    std::size_t zused = 0;
     std::vector<DatagramEntry> entries;
     std::vector<ConstBuffer> parts;       // while filling: [0] = head, then page payloads
     std::size_t payload = 0;
@@ -56,6 +66,9 @@ class DatagramStreamer {
   };
 
   void add_page(std::uint64_t page, std::uint32_t round, bool known_zero);
+  // Compresses the page into zscratch_ when the governor says so; its length, or 0.
+  std::size_t try_compress(const std::byte* data);
+  void add_packed(Slot& s, std::uint64_t page, std::uint64_t hash, std::size_t compressed);
   void seal(Slot& s, std::uint32_t round, std::uint16_t chunk_index, std::uint16_t chunk_count);
   Slot& open_slot();
   void flush(const std::function<double()>& rate, const std::function<void()>& between_batches);
@@ -77,11 +90,19 @@ class DatagramStreamer {
   std::size_t batch_bytes_ = 0;  // their bytes
   std::size_t batch_limit_ = 0;  // flush at this many bytes (about 1 ms at the current rate)
   int open_whole_ = -1;          // slot collecting whole pages, or -1
-  int open_zero_ = -1;           // slot collecting zero pages (chunked mode), or -1
+  int open_zero_ = -1;           // slot collecting zero and compressed pages (chunked mode), or -1
 
   TokenBucket bucket_;
   std::uint32_t lane_;
   std::atomic<std::uint64_t> next_seq_{0}, bytes_sealed_{0}, bytes_sent_{0}, datagrams_sent_{0};
+  std::atomic<std::uint64_t> compressed_pages_{0}, compressed_bytes_{0};
+
+  PageCompressor compressor_;
+  CompressionGovernor governor_;
+  std::vector<std::byte> zscratch_;    // one compressed page, before it goes into its slot
+  std::size_t compress_cap_ = 0;       // the most a compressed page may take here
+  std::uint64_t batch_pages_ = 0;      // pages added since the last batch went
+  std::chrono::steady_clock::time_point batch_start_{};
   RoundResult result_;
 };
 

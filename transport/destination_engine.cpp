@@ -58,6 +58,7 @@ class DestinationRun {
       report_.datagrams = applier_->datagrams();
       report_.invalid_datagrams = applier_->invalid();
       report_.bad_hash = applier_->dropped(DropReason::bad_hash);
+      report_.bad_compressed = applier_->dropped(DropReason::bad_compressed);
       report_.bad_mac = applier_->dropped(DropReason::bad_mac);
       report_.replayed = applier_->dropped(DropReason::replayed);
       report_.future_round = applier_->dropped(DropReason::future_round);
@@ -104,7 +105,7 @@ class DestinationRun {
     // would be the same work twice on the receive thread.
     applier_ = std::make_unique<PageApplier>(target_->memory(), notify_.page_size, notify_.session, layout,
                                              notify_.protection, *opts_.secrets, notify_.lanes,
-                                             notify_.verify != "full", target_->starts_zeroed());
+                                             notify_.verify != "full", target_->starts_zeroed(), notify_.compressed_pages);
     std::unique_ptr<ReliableAcceptor> acceptor;
     if (notify_.reliable != "tcp") {
       if (!opts_.make_reliable)
@@ -213,8 +214,11 @@ class DestinationRun {
 
   void heard() { last_heard_ns_.store(monotonic_ns(), std::memory_order_relaxed); }
   bool silent_too_long() const {
-    const std::uint64_t quiet = monotonic_ns() - last_heard_ns_.load(std::memory_order_relaxed);
-    return quiet > static_cast<std::uint64_t>(std::chrono::nanoseconds(opts_.peer_timeout).count());
+    // A lane thread may hear the source after this thread read the clock: a "last heard" in the
+    // future is silence of zero, not of 2^64 ns.
+    const auto heard_ns = static_cast<std::int64_t>(last_heard_ns_.load(std::memory_order_relaxed));
+    const auto quiet = static_cast<std::int64_t>(monotonic_ns()) - heard_ns;
+    return quiet > std::chrono::nanoseconds(opts_.peer_timeout).count();
   }
 
   void send_progress() {

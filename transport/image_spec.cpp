@@ -45,12 +45,26 @@ std::uint64_t parse_uint(const std::string& v, const std::string& what) {
   return n;
 }
 
+double parse_fraction(const std::string& text, const char* what) {
+  double v = 0;
+  try {
+    std::size_t used = 0;
+    v = std::stod(text, &used);
+    if (used != text.size()) throw std::invalid_argument("trailing");
+  } catch (const std::exception&) {
+    bad(std::string(what) + ": '" + text + "' is not a number");
+  }
+  if (!(v >= 0 && v <= 1)) bad(std::string(what) + " must be between 0 and 1");
+  return v;
+}
+
 }  // namespace
 
 const char* image_spec_help() {
-  return "  synthetic:size=S[,dirty-rate=R][,working-set=W][,seed=N][,zero-fraction=F][,writers=N]\n"
-         "      in-process memory of S bytes (default 1G) filled with seeded random pages; writer\n"
-         "      threads dirty random pages of the first W bytes at R bytes/s (e.g. 256M)\n"
+  return "  synthetic:size=S[,dirty-rate=R][,working-set=W][,seed=N][,zero-fraction=F][,compressible=C][,writers=N]\n"
+         "      in-process memory of S bytes (default 1G) filled with seeded random pages (a share F\n"
+         "      left zero; with C, that share of each page's bytes a repeated pattern, so it compresses\n"
+         "      to about 1-C); writer threads dirty random pages of the first W bytes at R bytes/s\n"
          "  file:PATH[,pause-pid=PID]\n"
          "      an existing file (e.g. /dev/shm/guest.ram), size a multiple of 4 KiB; modified\n"
          "      pages are found by hashing. PID (the writer) is stopped at pause, continued on\n"
@@ -62,23 +76,15 @@ std::unique_ptr<SourceImage> open_source_image(const std::string& spec) {
   const std::string kind = spec.substr(0, colon);
   const std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
   if (kind == "synthetic") {
-    const auto o = parse_options(rest, kind, {"size", "dirty-rate", "working-set", "seed", "zero-fraction", "writers"});
+    const auto o = parse_options(rest, kind, {"size", "dirty-rate", "working-set", "seed", "zero-fraction", "compressible", "writers"});
     SyntheticSpec s;
     if (o.count("size")) s.size = parse_size(o.at("size"), "synthetic size");
     if (o.count("dirty-rate")) s.dirty_rate = parse_rate(o.at("dirty-rate"), "synthetic dirty-rate");
     if (o.count("working-set")) s.working_set = parse_size(o.at("working-set"), "synthetic working-set");
     if (o.count("seed")) s.seed = parse_uint(o.at("seed"), "seed");
     if (o.count("writers")) s.writers = static_cast<unsigned>(std::min<std::uint64_t>(64, parse_uint(o.at("writers"), "writers")));
-    if (o.count("zero-fraction")) {
-      try {
-        std::size_t used = 0;
-        s.zero_fraction = std::stod(o.at("zero-fraction"), &used);
-        if (used != o.at("zero-fraction").size()) throw std::invalid_argument("trailing");
-      } catch (const std::exception&) {
-        bad("zero-fraction: '" + o.at("zero-fraction") + "' is not a number");
-      }
-      if (!(s.zero_fraction >= 0 && s.zero_fraction <= 1)) bad("zero-fraction must be between 0 and 1");
-    }
+    if (o.count("zero-fraction")) s.zero_fraction = parse_fraction(o.at("zero-fraction"), "zero-fraction");
+    if (o.count("compressible")) s.compressible = parse_fraction(o.at("compressible"), "compressible");
     return std::make_unique<SyntheticImage>(s);
   }
   if (kind == "file") {

@@ -6,18 +6,21 @@
 
 namespace hymig {
 
-PageApplier::Lane::Lane(const SessionSecrets& secrets, std::uint32_t index, std::size_t datagram_bytes)
+PageApplier::Lane::Lane(const SessionSecrets& secrets, std::uint32_t index, std::size_t datagram_bytes,
+                        std::size_t page_size)
     : index(index), keys(secrets, "datagram/" + std::to_string(index), Role::source, AeadCipher::Direction::open),
-      scratch(datagram_bytes) {}
+      scratch(datagram_bytes) {
+  staging.bytes.resize(page_size);
+}
 
 PageApplier::PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session,
                          const DatagramLayout& layout, DatagramProtection protection, const SessionSecrets& secrets,
-                         std::uint32_t lanes, bool keep_hashes, bool starts_zeroed)
+                         std::uint32_t lanes, bool keep_hashes, bool starts_zeroed, bool compressed_pages)
     : image_(image), page_size_(page_size), page_count_(image.size() / page_size), session_(session), layout_(layout),
-      protection_(protection), present_(page_count_), round_tag_(page_count_, 0), hashes_(page_count_, 0),
+      protection_(protection), compressed_pages_(compressed_pages), present_(page_count_), round_tag_(page_count_, 0), hashes_(page_count_, 0),
       keep_hashes_(keep_hashes), maybe_nonzero_(page_count_) {
   for (std::uint32_t l = 0; l < std::max<std::uint32_t>(lanes, 1); ++l)
-    lanes_.push_back(std::make_unique<Lane>(secrets, l, layout.datagram_bytes));
+    lanes_.push_back(std::make_unique<Lane>(secrets, l, layout.datagram_bytes, page_size));
   if (layout_.chunked()) chunk_mask_.assign(page_count_, 0);
   if (!starts_zeroed) maybe_nonzero_.set_all();
 }
@@ -97,7 +100,7 @@ DropReason PageApplier::open_datagram(Lane& lane, DatagramView& v, std::uint32_t
     c.crypt(v.sealed_entries, lane.entries.data());
     v.entries = lane.entries.data();
   }
-  const DropReason shape = check_datagram_entries(v, page_count_, lanes(), layout_);
+  const DropReason shape = check_datagram_entries(v, page_count_, lanes(), layout_, compressed_pages_);
   const auto verified = [&] {
     return c.finish_open(std::span<const std::byte, kDatagramTagBytes>(v.tag, kDatagramTagBytes));
   };
@@ -112,12 +115,15 @@ DropReason PageApplier::open_datagram(Lane& lane, DatagramView& v, std::uint32_t
     for (std::size_t i = 0; i < v.header.entry_count; ++i) {
       if (v.header.chunk_count == 1 && v.entry_at(i).zero) continue;
       lane.opened[i] = const_cast<std::byte*>(v.payload.data()) + off;  // read only, after the tag verified
-      off += v.header.chunk_count == 1 ? page_size_ : v.payload.size();
+      off += v.header.chunk_count == 1 ? v.entry_at(i).payload_bytes(page_size_) : v.payload.size();
     }
   } else if (v.header.chunk_count > 1) {
-    const std::uint64_t p = v.entry_at(0).page;
+    const DatagramEntry e = v.entry_at(0);
+    const std::uint64_t p = e.page;
     std::byte* dst = image_.data() + p * page_size_ + std::size_t{v.header.chunk_index} * layout_.chunk_bytes;
-    if (may_write_chunk(p, tag, std::uint64_t{1} << v.header.chunk_index)) {
+    if (e.compressed) {
+      dst = lane.scratch.data();  // compressed bytes, assembled and decompressed once authentic
+    } else if (may_write_chunk(p, tag, std::uint64_t{1} << v.header.chunk_index)) {
       maybe_nonzero_.set(p);  // conservatively, before any byte lands
     } else {
       dst = lane.scratch.data();
@@ -129,17 +135,18 @@ DropReason PageApplier::open_datagram(Lane& lane, DatagramView& v, std::uint32_t
     for (std::size_t i = 0; i < v.header.entry_count; ++i) {
       const DatagramEntry e = v.entry_at(i);
       if (e.zero) continue;
+      const std::size_t len = e.payload_bytes(page_size_);
       std::byte* dst;
-      if (may_write_page(e.page, tag)) {
+      if (!e.compressed && may_write_page(e.page, tag)) {
         dst = image_.data() + e.page * page_size_;
         maybe_nonzero_.set(e.page);
       } else {
-        dst = lane.scratch.data() + used;
-        used += page_size_;
+        dst = lane.scratch.data() + used;  // the payload fits the datagram, so its pieces fit the scratch
+        used += len;
       }
-      c.crypt(v.payload.subspan(off, page_size_), dst);
+      c.crypt(v.payload.subspan(off, len), dst);
       lane.opened[i] = dst;
-      off += page_size_;
+      off += len;
     }
   }
   return verified() ? DropReason::none : DropReason::bad_mac;
@@ -191,6 +198,14 @@ DropReason PageApplier::apply_whole(Lane& lane, const DatagramView& v, std::uint
         std::memset(page, 0, page_size_);
         maybe_nonzero_.reset(e.page);
       }
+    } else if (e.compressed) {
+      maybe_nonzero_.set(e.page);
+      if (!lane.zstd.decompress({lane.opened[i], e.compressed}, {page, page_size_})) {
+        // Authentic but not a page: whatever the page held is gone, so it is missing now.
+        present_.reset(e.page);
+        result = DropReason::bad_compressed;
+        continue;
+      }
     } else {
       if (lane.opened[i] != page) std::memcpy(page, lane.opened[i], page_size_);
       maybe_nonzero_.set(e.page);
@@ -202,9 +217,42 @@ DropReason PageApplier::apply_whole(Lane& lane, const DatagramView& v, std::uint
   return result;
 }
 
+DropReason PageApplier::apply_compressed_chunk(Lane& lane, const DatagramView& v, std::uint32_t tag) {
+  const DatagramEntry e = v.entry_at(0);
+  const std::uint64_t p = e.page;
+  if (round_tag_[p] > tag) return DropReason::stale_round;
+  // One page's compressed chunks at a time per lane (a lane sends them back to back): another
+  // page, round or length starts over, and what was gathered is lost like a lost chunk.
+  auto& z = lane.staging;
+  if (z.page != p || z.tag != tag || z.length != e.compressed) {
+    z.page = p;
+    z.tag = tag;
+    z.length = e.compressed;
+    z.mask = 0;
+  }
+  const std::uint64_t bit = std::uint64_t{1} << v.header.chunk_index;
+  if (z.mask & bit) return DropReason::none;  // a duplicate
+  std::memcpy(z.bytes.data() + std::size_t{v.header.chunk_index} * layout_.chunk_bytes, lane.opened[0], v.payload.size());
+  z.mask |= bit;
+  if (z.mask != (std::uint64_t{1} << v.header.chunk_count) - 1) return DropReason::none;
+  z.page = ~std::uint64_t{0};
+  std::byte* page = image_.data() + p * page_size_;
+  maybe_nonzero_.set(p);
+  if (!lane.zstd.decompress({z.bytes.data(), e.compressed}, {page, page_size_})) {
+    present_.reset(p);
+    return DropReason::bad_compressed;
+  }
+  if (keep_hashes_) hashes_[p] = hash_page(page, page_size_);
+  round_tag_[p] = tag;
+  chunk_mask_[p] = ~std::uint64_t{0};  // complete: no raw chunk of this round may tear it
+  present_.set(p);
+  return DropReason::none;
+}
+
 DropReason PageApplier::apply_chunk(Lane& lane, const DatagramView& v, std::uint32_t tag) {
   const DatagramEntry e = v.entry_at(0);
   const std::uint64_t p = e.page;
+  if (e.compressed) return apply_compressed_chunk(lane, v, tag);
   if (round_tag_[p] > tag) return DropReason::stale_round;
   if (round_tag_[p] < tag) {
     // First chunk of a newer round: the page is torn until all its chunks are in.

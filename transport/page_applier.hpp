@@ -7,7 +7,9 @@
 // (its entries, which say where its pages go, travel encrypted and are opened first):
 // a page's bytes are decrypted in place only where they are disposable anyway (the page is not
 // present, and the chunk region is not part of a partly assembled copy); everything else goes
-// through a scratch buffer and is copied once authentic. A forged datagram therefore costs one
+// through a scratch buffer and is copied once authentic. A compressed page is decrypted into the
+// scratch and decompressed into its page once authentic; one that does not yield exactly a page
+// leaves the page missing (bad-compressed), to be sent again. A forged datagram therefore costs one
 // failed tag check and a bad-mac count, never a page.
 //
 // Lanes: each lane (its own channel and thread) has its own keys, replay window, scratch and
@@ -27,6 +29,7 @@
 #include "security/epoch_keys.hpp"
 #include "security/replay_window.hpp"
 #include "transport/bitmap.hpp"
+#include "transport/page_compressor.hpp"
 #include "transport/wire.hpp"
 
 namespace hymig {
@@ -39,7 +42,7 @@ class PageApplier {
   // so a zero page needs no write unless data was written there before.
   PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session, const DatagramLayout& layout,
               DatagramProtection protection, const SessionSecrets& secrets, std::uint32_t lanes = 1,
-              bool keep_hashes = true, bool starts_zeroed = false);
+              bool keep_hashes = true, bool starts_zeroed = false, bool compressed_pages = false);
 
   // Validates, authenticates and applies one datagram that arrived on `lane`. Returns the reason
   // it was dropped (none = applied). Never throws: a flood of junk costs one validation (and at
@@ -80,13 +83,21 @@ class PageApplier {
 
  private:
   struct Lane {
-    Lane(const SessionSecrets& secrets, std::uint32_t index, std::size_t datagram_bytes);
+    Lane(const SessionSecrets& secrets, std::uint32_t index, std::size_t datagram_bytes, std::size_t page_size);
     std::uint32_t index;
     EpochKeys keys;
     ReplayWindow window;
     std::vector<std::byte> scratch;
     std::array<std::byte, kMaxEntries * kEntryBytes> entries{};  // the current datagram's, decrypted
     std::array<std::byte*, kMaxEntries> opened{};                // where each payload piece was opened
+    PageDecompressor zstd;
+    struct Staging {  // the compressed page whose chunks arrive (chunked paths)
+      std::uint64_t page = ~std::uint64_t{0};
+      std::uint32_t tag = 0;
+      std::uint16_t length = 0;
+      std::uint64_t mask = 0;
+      std::vector<std::byte> bytes;
+    } staging;
     std::atomic<std::uint64_t> datagrams{0}, bytes{0}, next_seq{0};
     std::atomic<std::int64_t> min_owd{INT64_MAX};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(DropReason::count_)> drops{};
@@ -98,6 +109,7 @@ class PageApplier {
   DropReason open_datagram(Lane& lane, DatagramView& v, std::uint32_t tag);
   DropReason apply_whole(Lane& lane, const DatagramView& v, std::uint32_t tag);
   DropReason apply_chunk(Lane& lane, const DatagramView& v, std::uint32_t tag);
+  DropReason apply_compressed_chunk(Lane& lane, const DatagramView& v, std::uint32_t tag);
 
   std::span<std::byte> image_;
   std::size_t page_size_;
@@ -105,6 +117,7 @@ class PageApplier {
   std::uint64_t session_;
   DatagramLayout layout_;
   DatagramProtection protection_;
+  bool compressed_pages_;
   std::atomic<std::uint32_t> announced_round_{0};
   std::atomic<std::uint32_t> min_round_{0};
   std::vector<std::unique_ptr<Lane>> lanes_;

@@ -39,7 +39,11 @@ nlohmann::json MigrationReport::to_json() const {
       {"throughput_gbps", total_ms > 0 ? image_bytes * 8 / (total_ms / 1000) / 1e9 : 0.0},
       {"bulk", {{"transport", bulk_transport}, {"lanes", lanes}, {"bytes", bulk_bytes}, {"datagrams", bulk_datagrams},
                 {"datagram_bytes", datagram_bytes}, {"final_rate_gbps", final_rate * 8 / 1e9},
-                {"random_loss", random_loss}}},
+                {"random_loss", random_loss},
+                {"compression", {{"mode", compression}, {"pages", compressed_pages}, {"bytes", compressed_bytes},
+                                 {"ratio", compression_ratio}, {"zstd_us_per_page", zstd_us_per_page},
+                                 {"idle_us_per_page", idle_us_per_page}, {"trials", compression_trials},
+                                 {"active_at_end", compression_active}}}}},
       {"reliable", {{"transport", reliable_transport}, {"bytes", reliable_bytes}}},
       {"digest", digest},
       {"round_stats", rounds_j},
@@ -49,6 +53,7 @@ nlohmann::json MigrationReport::to_json() const {
                          {"verify_ms", downtime_parts.verify_ms},
                          {"device_state_ms", downtime_parts.device_state_ms},
                          {"commit_ms", downtime_parts.commit_ms}};
+  j["cpu"] = {{"user_s", cpu_user_s}, {"system_s", cpu_system_s}};
   if (image_kind == "vm") j["device_state_bytes"] = device_state_bytes;
   if (!cleanup_error.empty()) j["cleanup_error"] = cleanup_error;
   if (!error.empty()) j["error"] = error;
@@ -83,6 +88,10 @@ std::string MigrationReport::to_text() const {
   s += fmt::format("verified     {}  digest {}\n", verified ? "yes" : "no", digest);
   s += fmt::format("bytes        bulk {} in {} datagrams{}, reliable {}\n", bulk_bytes, bulk_datagrams,
                    lanes > 1 ? fmt::format(" over {} lanes", lanes) : "", reliable_bytes);
+  if (compression != "off")
+    s += fmt::format("compression  {}: {} pages went compressed ({:.1f} MiB as {:.1f} MiB)\n", compression,
+                     compressed_pages, static_cast<double>(compressed_pages) * page_size / (1 << 20),
+                     static_cast<double>(compressed_bytes) / (1 << 20));
   return s;
 }
 

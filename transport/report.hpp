@@ -53,7 +53,17 @@ struct MigrationReport {
   std::string bulk_transport, reliable_transport;
   std::uint64_t bulk_bytes = 0, bulk_datagrams = 0, reliable_bytes = 0;
   std::size_t datagram_bytes = 0;
+  std::string compression = "off";  // off, on or auto (datagram pages only)
+  std::uint64_t compressed_pages = 0, compressed_bytes = 0;  // pages sent compressed, and their bytes
+  // What the governor measured (lane 0, at the end): the ratio of the pages it tried, zstd's time
+  // and the lane's wait for the pacer per page (µs), its trials, and whether it was compressing.
+  double compression_ratio = 1, zstd_us_per_page = 0, idle_us_per_page = 0;
+  std::uint32_t compression_trials = 0;
+  bool compression_active = false;
   double final_rate = 0;          // pacing rate when the last round ended, bytes/s
+  // CPU seconds this process spent from connect to the end of the session (getrusage; set by the
+  // caller): a synthetic image's writer threads are in it, its filling is not.
+  double cpu_user_s = 0, cpu_system_s = 0;
   double random_loss = 0;         // the loss floor the pacer saw
   std::string digest;
   std::string stop_reason;        // why rounds ended: "converged", "max-rounds", "not-converging"

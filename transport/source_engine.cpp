@@ -77,6 +77,19 @@ class SourceRun {
     report_.bulk_bytes = bulk_bytes_sent();
     report_.bulk_datagrams = bulk_datagrams_sent();
     report_.lanes = static_cast<std::uint32_t>(lanes_.size());
+    for (const auto& st : streamers_) {
+      report_.compressed_pages += st->compressed_pages();
+      report_.compressed_bytes += st->compressed_bytes();
+    }
+    report_.compression = std::string(to_string(compression_));
+    if (!streamers_.empty()) {
+      const CompressionGovernor& g = streamers_.front()->governor();
+      report_.compression_ratio = g.ratio();
+      report_.zstd_us_per_page = g.zstd_seconds_per_page() * 1e6;
+      report_.idle_us_per_page = g.idle_seconds_per_page() * 1e6;
+      report_.compression_trials = g.trials();
+      report_.compression_active = g.active();
+    }
     report_.final_rate = pacer_.rate();
     report_.random_loss = pacer_.random_loss();
     return report_;
@@ -103,6 +116,9 @@ class SourceRun {
     n.reliable = opts_.reliable;
     n.vm_definition = image_.vm_definition();
     n.protection = opts_.protection;
+    n.compressed_pages = opts_.compression != Compression::off && opts_.bulk != "tcp" &&
+                         image_.page_size() <= kMaxCompressiblePage;
+    compression_ = n.compressed_pages ? opts_.compression : Compression::off;
     // The final delta by one-sided writes: asked for in notify when the reliable channel the
     // session ends up on may have them (RC); used if the destination then exposes its image.
     if (wanted_final_delta(opts_.final_delta) == "write") {
@@ -153,7 +169,7 @@ class SourceRun {
         lanes_[l]->register_memory({const_cast<std::byte*>(image_.memory().data()), image_.memory().size()});
         streamers_.push_back(std::make_unique<DatagramStreamer>(*lanes_[l], layout, report_.session, image_.memory(),
                                                                 sent_hashes_, opts_.peer_timeout, opts_.protection,
-                                                                *opts_.secrets, l));
+                                                                *opts_.secrets, l, compression_));
       }
     }
   }
@@ -706,6 +722,7 @@ class SourceRun {
   MigrationReport report_;
 
   std::vector<std::unique_ptr<DatagramChannel>> lanes_;      // one datagram channel per lane
+  Compression compression_ = Compression::off;  // what notify allowed
   std::vector<std::unique_ptr<DatagramStreamer>> streamers_;  // and its streamer
   std::atomic<double> lane_rate_{0};                          // each lane's share of the pacing rate
   std::vector<std::uint64_t> sent_hashes_;

@@ -14,6 +14,7 @@
 #include "transport/image.hpp"
 #include "transport/reliable_channel.hpp"
 #include "transport/report.hpp"
+#include "transport/page_compressor.hpp"
 #include "transport/wire.hpp"
 
 namespace hymig {
@@ -64,6 +65,8 @@ struct SourceOptions {
   // The final delta as datagram rounds before the reliable channel: automatic (under loss),
   // always, never (tests).
   FinalDatagrams final_datagrams = FinalDatagrams::automatic;
+  // zstd for datagram pages (transport/compression_governor.hpp decides per lane in auto).
+  Compression compression = Compression::off;
 };
 
 // What "auto" means (docs/protocol.md, "Final delta", has the lab figures it was chosen by).

@@ -31,14 +31,18 @@ SyntheticImage::SyntheticImage(const SyntheticSpec& spec) : spec_(spec) {
   mem_ = map_anonymous(spec_.size, "the synthetic image");
   dirty_log_ = Bitmap(pages_);
 
-  // Fill with seeded pseudo-random words; a zero_fraction share of pages stays zero.
+  // Fill with seeded pseudo-random words; a zero_fraction share of pages stays zero, and the
+  // compressible share of each other page's words is a repeated (text-like) pattern.
   const auto zero_cut = static_cast<std::uint64_t>(spec_.zero_fraction * 18446744073709551615.0);
+  const std::size_t words = spec_.page_size / 8;
+  const auto random_words = static_cast<std::size_t>(static_cast<double>(words) * (1 - spec_.compressible));
   parallel_for(pages_, 0, [&](std::uint64_t b, std::uint64_t e) {
     for (std::uint64_t p = b; p < e; ++p) {
       std::uint64_t s = spec_.seed * 0x100000001b3ull ^ p;
       if (spec_.zero_fraction > 0 && splitmix64(s) < zero_cut) continue;
       auto* w = reinterpret_cast<std::uint64_t*>(mem_.data() + p * spec_.page_size);
-      for (std::size_t i = 0; i < spec_.page_size / 8; ++i) w[i] = splitmix64(s);
+      for (std::size_t i = 0; i < random_words; ++i) w[i] = splitmix64(s);
+      for (std::size_t i = random_words; i < words; ++i) w[i] = 0x2065676170206120ull + (i % 5);  // " a page "
     }
   });
 

@@ -21,6 +21,7 @@ struct SyntheticSpec {
   std::uint64_t working_set = 0;      // 0 = whole image
   std::uint64_t seed = 1;
   double zero_fraction = 0.0;         // share of pages left all-zero, like a guest's untouched RAM
+  double compressible = 0.0;          // share of each other page's bytes that is a repeated pattern
   unsigned writers = 1;
   std::size_t page_size = 4096;
 };

@@ -8,6 +8,7 @@
 
 #include "transport/byte_codec.hpp"
 #include "transport/error.hpp"
+#include "transport/page_compressor.hpp"  // kMaxCompressiblePage
 
 namespace hymig {
 namespace {
@@ -200,6 +201,7 @@ std::vector<std::byte> encode_notify(const Notify& n) {
                       {"final_delta", n.final_delta},
                       {"datagram_protection", n.protection == DatagramProtection::aead ? "aead" : "mac"}};
   if (!n.vm_definition.empty()) j["vm_definition"] = n.vm_definition;
+  if (n.compressed_pages) j["page_compression"] = "zstd";
   return json_body(j);
 }
 
@@ -226,6 +228,11 @@ Notify decode_notify(std::span<const std::byte> body) {
   const auto protection = field<std::string>(j, m, "datagram_protection");
   if (!one_of(protection, {"aead", "mac"})) bad("notify: datagram_protection must be aead or mac");
   n.protection = protection == "aead" ? DatagramProtection::aead : DatagramProtection::mac;
+  if (j.contains("page_compression")) {
+    const auto c = field<std::string>(j, m, "page_compression");
+    if (!one_of(c, {"zstd", "none"})) bad("notify: page_compression must be zstd or none");
+    n.compressed_pages = c == "zstd";
+  }
 
   if (n.page_size < 512 || n.page_size > (2u << 20) || (n.page_size & (n.page_size - 1)))
     bad("notify: page_size must be a power of two from 512 to 2 MiB");
@@ -247,6 +254,8 @@ Notify decode_notify(std::span<const std::byte> body) {
   if (!n.vm_definition.empty() && n.image_kind != "vm") bad("notify: vm_definition on a '" + n.image_kind + "' image");
   if (n.vm_definition.size() > (256u << 10)) bad("notify: vm_definition longer than 256 KiB");
   if (!one_of(n.final_delta, {"send", "write"})) bad("notify: final_delta must be send or write");
+  if (n.compressed_pages && (n.bulk == "tcp" || n.page_size > kMaxCompressiblePage))
+    bad("notify: page_compression needs datagrams and pages of at most 16 KiB");
   return n;
 }
 
@@ -617,7 +626,11 @@ std::size_t encode_datagram_head(std::byte* out, const DatagramHeader& h, std::s
   store(out, kOffLane, h.lane);
   std::size_t off = kDatagramHeaderBytes;
   for (const auto& e : entries) {
-    store<std::uint64_t>(out, off, e.page | (e.zero ? kZeroPageFlag : 0));
+    store<std::uint64_t>(out, off,
+                         e.page | (e.zero ? kZeroPageFlag : 0) |
+                             (e.compressed ? kCompressedPageFlag |
+                                                 (std::uint64_t{e.compressed} << kCompressedLengthShift)
+                                           : 0));
     store<std::uint64_t>(out, off + 8, e.hash);
     off += kEntryBytes;
   }
@@ -627,7 +640,15 @@ std::size_t encode_datagram_head(std::byte* out, const DatagramHeader& h, std::s
 DatagramEntry DatagramView::entry_at(std::size_t i) const {
   const std::byte* e = entries + i * kEntryBytes;
   const auto word = load<std::uint64_t>(e, 0);
-  return DatagramEntry{word & ~kZeroPageFlag, (word & kZeroPageFlag) != 0, load<std::uint64_t>(e, 8)};
+  DatagramEntry out;
+  out.page = word & kPageIndexMask;
+  out.zero = (word & kZeroPageFlag) != 0;
+  out.hash = load<std::uint64_t>(e, 8);
+  const auto length = static_cast<std::uint16_t>((word >> kCompressedLengthShift) & kCompressedLengthMask);
+  if (word & kCompressedPageFlag) out.compressed = length;
+  // A compressed flag without a length, or a length without the flag, is malformed too.
+  out.reserved_bits = (word & kCompressedPageFlag) ? length == 0 : length != 0;
+  return out;
 }
 
 const char* to_string(DropReason r) {
@@ -644,6 +665,7 @@ const char* to_string(DropReason r) {
     case DropReason::bad_mac: return "bad-mac";
     case DropReason::stale_round: return "stale-round";
     case DropReason::bad_hash: return "bad-hash";
+    case DropReason::bad_compressed: return "bad-compressed";
     case DropReason::count_: break;
   }
   return "unknown";
@@ -653,6 +675,9 @@ DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t sessi
                            const DatagramLayout& layout, DatagramProtection protection, DatagramView& out) {
   const std::byte* p = bytes.data();
   if (bytes.size() < kDatagramHeaderBytes + kDatagramTagBytes) return DropReason::too_short;
+  // Larger than the session's datagrams: no sender of this session made it (and the receiver's
+  // scratch is sized by the layout).
+  if (bytes.size() > layout.datagram_bytes) return DropReason::bad_shape;
   if (load<std::uint32_t>(p, kOffMagic) != kDatagramMagic) return DropReason::bad_magic;
   if (load<std::uint8_t>(p, kOffVersion) != kProtocolVersion) return DropReason::bad_version;
   auto& h = out.header;
@@ -681,33 +706,50 @@ DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t sessi
   out.tag = p + bytes.size() - kDatagramTagBytes;
 
   if (h.chunk_count != 1) {
-    // A chunk of one page, cut exactly as the layout says.
-    if (!layout.chunked() || h.chunk_count != layout.chunk_count || h.chunk_index >= h.chunk_count ||
-        h.entry_count != 1 || h.payload_bytes != layout.chunk_len(h.chunk_index))
+    // A chunk of one page: of the page cut as the layout says, or of its compressed bytes (fewer
+    // chunks; check_datagram_entries checks the lengths once the entry is open).
+    if (!layout.chunked() || h.chunk_count > layout.chunk_count || h.chunk_index >= h.chunk_count ||
+        h.entry_count != 1 || h.payload_bytes == 0 || h.payload_bytes > layout.chunk_bytes)
       return DropReason::bad_shape;
     return DropReason::none;
   }
-  if (h.chunk_index != 0 || h.payload_bytes % layout.page_size != 0 ||
-      h.payload_bytes / layout.page_size > h.entry_count)
-    return DropReason::bad_shape;
+  // Whole pages, zero pages and compressed pages: the entries say how the payload divides
+  // (check_datagram_entries, once they are open).
+  if (h.chunk_index != 0 || h.payload_bytes > std::size_t{h.entry_count} * layout.page_size) return DropReason::bad_shape;
   return DropReason::none;
 }
 
 DropReason check_datagram_entries(const DatagramView& v, std::uint64_t page_count, std::uint32_t lanes,
-                                  const DatagramLayout& layout) {
+                                  const DatagramLayout& layout, bool compressed_pages) {
   if (v.header.chunk_count != 1) {
     const auto e = v.entry_at(0);
-    if (e.zero) return DropReason::bad_shape;
+    const auto& h = v.header;
+    if (e.zero || e.reserved_bits) return DropReason::bad_shape;
+    if (e.compressed) {
+      // Its compressed bytes cut into chunk_bytes pieces: exactly as many as they need, fewer than
+      // the page's own.
+      const std::size_t n = (std::size_t{e.compressed} + layout.chunk_bytes - 1) / layout.chunk_bytes;
+      const std::size_t last = e.compressed - (n - 1) * std::size_t{layout.chunk_bytes};
+      if (!compressed_pages || e.compressed >= layout.page_size || n != h.chunk_count || n >= layout.chunk_count ||
+          h.payload_bytes != (h.chunk_index + 1u < n ? layout.chunk_bytes : last))
+        return DropReason::bad_shape;
+    } else if (h.chunk_count != layout.chunk_count || h.payload_bytes != layout.chunk_len(h.chunk_index)) {
+      return DropReason::bad_shape;
+    }
     if (e.page >= page_count || lane_of_page(e.page, lanes) != v.header.lane) return DropReason::out_of_range;
     return DropReason::none;
   }
-  std::size_t nonzero = 0;
+  std::size_t payload = 0;
   for (std::size_t i = 0; i < v.header.entry_count; ++i) {
     const auto e = v.entry_at(i);
+    if (e.reserved_bits || (e.compressed && (!compressed_pages || e.zero || e.compressed >= layout.page_size)))
+      return DropReason::bad_shape;
+    // In chunked mode a whole page does not fit a datagram: only zero and compressed ones do.
+    if (layout.chunked() && !e.zero && !e.compressed) return DropReason::bad_shape;
     if (e.page >= page_count || lane_of_page(e.page, lanes) != v.header.lane) return DropReason::out_of_range;
-    nonzero += !e.zero;
+    payload += e.payload_bytes(layout.page_size);
   }
-  return std::size_t{v.header.payload_bytes} == nonzero * layout.page_size ? DropReason::none : DropReason::bad_shape;
+  return payload == v.header.payload_bytes ? DropReason::none : DropReason::bad_shape;
 }
 
 }  // namespace hymig

@@ -113,6 +113,9 @@ struct Notify {
   // (ImageWriter) if the destination exposes it (image-window); "send": pages messages.
   std::string final_delta = "send";
   DatagramProtection protection = DatagramProtection::aead;
+  // Datagrams may carry zstd-compressed pages ("page_compression": "zstd"); the destination
+  // refuses compressed entries otherwise.
+  bool compressed_pages = false;
 };
 std::vector<std::byte> encode_notify(const Notify& n);
 Notify decode_notify(std::span<const std::byte> body);
@@ -246,7 +249,13 @@ inline constexpr std::size_t kEntryBytes = 16;
 inline constexpr std::size_t kDatagramTagBytes = 16;  // AES-GCM tag at the end of every datagram
 inline constexpr std::uint16_t kMaxEntries = 64;
 inline constexpr std::uint16_t kMaxChunks = 64;
+// An entry's first word: bit 63 zero page, bit 62 compressed page, bits 48..61 the compressed
+// length, bits 0..47 the page index (a notify's page_count is at most 2^40).
 inline constexpr std::uint64_t kZeroPageFlag = std::uint64_t{1} << 63;
+inline constexpr std::uint64_t kCompressedPageFlag = std::uint64_t{1} << 62;
+inline constexpr unsigned kCompressedLengthShift = 48;
+inline constexpr std::uint64_t kCompressedLengthMask = (std::uint64_t{1} << 14) - 1;
+inline constexpr std::uint64_t kPageIndexMask = (std::uint64_t{1} << 48) - 1;
 
 // Lanes: pages go to lanes in blocks of kLaneBlockPages (a multiple of 64, so no two lanes share
 // a word of a page bitmap).
@@ -274,6 +283,10 @@ struct DatagramEntry {
   std::uint64_t page = 0;
   bool zero = false;
   std::uint64_t hash = 0;
+  std::uint16_t compressed = 0;  // the compressed length of the page's bytes; 0: whole page (or zero)
+  bool reserved_bits = false;    // decoded only: bits that must be 0 were not
+  // Payload bytes the entry takes in a whole-page datagram.
+  std::size_t payload_bytes(std::size_t page_size) const { return zero ? 0 : compressed ? compressed : page_size; }
 };
 
 // How pages are cut for a given datagram size (tag included).
@@ -311,6 +324,7 @@ enum class DropReason : std::uint8_t {
   bad_mac,        // forged, tampered with, or not of this session: failed authentication
   stale_round,    // older than what the page already holds (counted by the receiver)
   bad_hash,       // --verify fast: a page assembled from chunks does not hash as announced
+  bad_compressed, // an authentic compressed page that does not decompress to exactly one page
   count_
 };
 const char* to_string(DropReason r);
@@ -329,9 +343,10 @@ struct DatagramView {
 // (against `layout`): everything the header says, before anything is decrypted or trusted.
 DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t session, std::uint32_t lane,
                            const DatagramLayout& layout, DatagramProtection protection, DatagramView& out);
-// Then, with out.entries in clear: page ranges (and that each page is the lane's), zero flags, and
-// the payload's length against them.
+// Then, with out.entries in clear: page ranges (and that each page is the lane's), zero and
+// compressed flags (compressed only where `compressed_pages`, shorter than a page), and the
+// payload's length against them.
 DropReason check_datagram_entries(const DatagramView& v, std::uint64_t page_count, std::uint32_t lanes,
-                                  const DatagramLayout& layout);
+                                  const DatagramLayout& layout, bool compressed_pages = false);
 
 }  // namespace hymig

@@ -63,14 +63,15 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
       ("sizes", po::value<std::string>(), "image sizes, comma-separated (default 256M,1G)")
       ("dirty-rates", po::value<std::string>(), "rates the image is dirtied at, for hymig's transports (default 0,64M,256M; 0 = idle)")
       ("loss", po::value<std::string>(), "random loss levels in % (default 0; above 0 needs --netns or --shape-here)")
-      ("transports", po::value<std::string>(), "which to run (default all): hymig, hymig-tcp, hymig-rdma, tcp-stream, memcpy, iperf3, udt")
+      ("transports", po::value<std::string>(), "which to run: hymig (default flags), hymig-lanes2 (--lanes 2), hymig-nozstd (--compress off), hymig-tcp (--bulk tcp), hymig-rdma, tcp-stream, memcpy, iperf3, udt (default: all but hymig-nozstd)")
+      ("compressible", po::value<double>(), "hymig's images: this share (0..1) of each page compresses (default 0: random pages, as incompressible as the baselines' buffers)")
       ("reps", po::value<unsigned>(), "repetitions of every cell (default 3; medians with min-max are reported)")
       ("netns", po::value<std::string>(), "SRC,DST: even ranks enter network namespace SRC, odd ranks DST (as made by `ip netns add`)")
       ("rate-limit", po::value<std::string>(), "tc tbf rate on the sender's way out for the matrix, e.g. 1gbit (needs --netns or --shape-here)")
       ("shape-here", po::bool_switch(), "apply loss and rate rules in the ranks' current namespaces (a disposable lab guest)")
       ("bind", po::value<std::string>(), "address receivers listen on (default: loopback when a pair shares a host, else the host's address)")
       ("shared-link", po::bool_switch(), "also run the shared-link scenario: hymig and an iperf3 TCP flow at once on a rate-limited link")
-      ("shared-rate", po::value<std::string>(), "the shared link's rate (default 1gbit)")
+      ("shared-rate", po::value<std::string>(), "the shared link's rate (default 1gbit), a tbf on the sender's way out; external:RATE names a bottleneck the caller set up elsewhere (a middle namespace: bench/run-suite.sh) and adds none")
       ("shared-loss", po::value<std::string>(), "loss levels for the shared-link scenario (default 0,1)")
       ("shared-size", po::value<std::string>(), "image hymig migrates in the shared-link scenario (default 512M)")
       ("peer-cap-seconds", po::value<double>(), "stop a baseline or peer after this long and report its rate (default 8; 0 = never)")
@@ -123,10 +124,15 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
     o.transports = split(vm["transports"].as<std::string>());
     for (const auto& t : o.transports)
       if (std::find(all_peer_names().begin(), all_peer_names().end(), t) == all_peer_names().end())
-        throw Error(ErrorKind::usage, "--transports: unknown '" + t +
-                                          "'; valid: hymig, hymig-tcp, hymig-rdma, tcp-stream, memcpy, iperf3, udt");
+        throw Error(ErrorKind::usage, "--transports: unknown '" + t + "'; valid: hymig, hymig-lanes2, hymig-nozstd, "
+                                          "hymig-tcp, hymig-rdma, tcp-stream, memcpy, iperf3, udt");
   } else {
-    o.transports = all_peer_names();
+    for (const auto& t : all_peer_names())
+      if (t != "hymig-nozstd") o.transports.push_back(t);
+  }
+  if (vm.count("compressible")) {
+    o.compressible = vm["compressible"].as<double>();
+    if (!(o.compressible >= 0 && o.compressible <= 1)) throw Error(ErrorKind::usage, "--compressible must be 0..1");
   }
   if (vm.count("netns")) {
     const auto ns = split(vm["netns"].as<std::string>());

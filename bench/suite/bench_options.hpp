@@ -30,6 +30,7 @@ struct BenchOptions {
   unsigned run_timeout_seconds = 180;
   std::string hymig_path;
   std::string extra_hymig_args;
+  double compressible = 0;  // share of each hymig image page that compresses
   std::string key_file;  // the cluster key file of hymig's sessions ("" = $HYMIG_KEY_FILE or a throwaway one)
   bool plots = true;
   bool quick = false;

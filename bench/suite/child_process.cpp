@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,9 +76,12 @@ std::optional<ExitStatus> ChildProcess::wait_for(std::chrono::milliseconds timeo
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     int raw = 0;
-    const pid_t r = ::waitpid(pid_, &raw, WNOHANG);
+    rusage usage{};
+    const pid_t r = ::wait4(pid_, &raw, WNOHANG, &usage);
     if (r == pid_) {
       status_ = decode(raw);
+      auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+      status_->cpu_seconds = sec(usage.ru_utime) + sec(usage.ru_stime);
       return status_;
     }
     if (r < 0 && errno != EINTR) {

@@ -19,6 +19,7 @@ struct ExitStatus {
   bool exited = false;  // false: killed by a signal
   bool timed_out = false;  // wait_or_stop had to stop it
   int code = -1;        // exit code, or the signal number
+  double cpu_seconds = 0;  // user + system CPU of the process (wait4), once it ended
   bool ok() const { return exited && code == 0; }
   std::string describe() const;
 };

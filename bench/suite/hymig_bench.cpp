@@ -187,7 +187,8 @@ int run(MpiWorld& world, int argc, char** argv) {
     std::string e;
     try {
       if (roles.loss) shaper.set_loss(loss);
-      if (roles.rate) shaper.set_rate(egress, rate.empty() ? "off" : rate);
+      // "external:R": the link is limited outside the ranks (a middle namespace): add nothing.
+      if (roles.rate) shaper.set_rate(egress, rate.empty() || rate.rfind("external:", 0) == 0 ? "off" : rate);
     } catch (const std::exception& ex) {
       e = ex.what();
     }
@@ -222,6 +223,7 @@ int run(MpiWorld& world, int argc, char** argv) {
   base.peer_cap_seconds = o.peer_cap_seconds;
   base.extra_hymig_args = o.extra_hymig_args;
   base.key_file = key_file;
+  base.compressible = o.compressible;
 
   std::vector<std::unique_ptr<Peer>> peers;
   for (const auto& t : o.transports) peers.push_back(make_peer(t, tools));

@@ -29,7 +29,9 @@ nlohmann::json to_json(const Record& r) {
                       {"downtime_ms", m.downtime_ms},
                       {"rounds", m.rounds},
                       {"wire_bytes", m.wire_bytes},
-                      {"verified", m.verified}};
+                      {"verified", m.verified},
+                      {"sender_cpu_s", m.sender_cpu_s},
+                      {"receiver_cpu_s", m.receiver_cpu_s}};
   if (!m.series.empty()) j["series"] = m.series;
   return j;
 }
@@ -51,6 +53,8 @@ Record record_from_json(const nlohmann::json& j) {
   r.m.rounds = j.at("rounds");
   r.m.wire_bytes = j.at("wire_bytes");
   r.m.verified = j.at("verified");
+  r.m.sender_cpu_s = j.value("sender_cpu_s", -1.0);
+  r.m.receiver_cpu_s = j.value("receiver_cpu_s", -1.0);
   if (j.contains("series")) r.m.series = j["series"].get<std::vector<std::pair<double, double>>>();
   return r;
 }

@@ -29,6 +29,13 @@ struct Measurement {
   unsigned rounds = 0;          // hymig only
   std::uint64_t wire_bytes = 0; // bytes put on the channels (hymig: bulk + reliable)
   bool verified = false;        // hymig: both sides' digests matched
+  // CPU seconds (user + system) each side spent on the move (-1: not measured). hymig's sender:
+  // its report (getrusage from connect to the end, the image's filling left out); its receiver:
+  // the whole `serve --once` process; the stream tools: from the transfer's start; iperf3: its
+  // own CPU utilisation times the duration.
+  double sender_cpu_s = -1, receiver_cpu_s = -1;
+  // CPU seconds per GiB moved, or -1.
+  double cpu_per_gib(double cpu_s) const { return cpu_s >= 0 && bytes ? cpu_s / (static_cast<double>(bytes) / (1ull << 30)) : -1; }
   std::vector<std::pair<double, double>> series;  // (unix time, bytes moved so far), shared-link runs
 
   double gbps() const { return seconds > 0 ? static_cast<double>(bytes) * 8 / seconds / 1e9 : 0; }

@@ -12,6 +12,9 @@
 
 namespace hymig::bench {
 
+// "1gbit tbf on the sender", "1gbit tbf in a middle namespace" (--shared-rate external:1gbit).
+std::string shared_link_label(const std::string& rate);
+
 // The headline ratios: hymig against the raw TCP stream, each transport under loss against its
 // own lossless figure, and the shares on the shared link. Entries are {"what", "value", "detail"}.
 nlohmann::json headline_ratios(const std::vector<SummaryRow>& rows, const std::vector<Record>& records,

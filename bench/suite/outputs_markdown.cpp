@@ -23,6 +23,8 @@ std::string runs(const SummaryRow& r) {
   return s;
 }
 
+std::string cpu(const Spread& s) { return s.median >= 0 ? fmt::format("{:.2f}", s.median) : "–"; }
+
 std::string cell_note(const SummaryRow& r) {
   std::string n = r.note;
   for (auto& c : n)
@@ -51,31 +53,34 @@ void write_markdown(const std::string& dir, const nlohmann::json& meta, const st
   if (headlines.empty()) f << "| (none: a baseline or the lossless cell is missing) | | |\n";
 
   f << "\n### Idle image: throughput per transport and peer\n\n"
-       "| transport | size | loss % | Gbit/s | seconds | runs | note |\n|---|---|---|---|---|---|---|\n";
+       "CPU is user + system seconds per GiB moved, on each side (medians).\n\n"
+       "| transport | size | loss % | Gbit/s | seconds | CPU s/GiB send | CPU s/GiB receive | runs | note |\n"
+       "|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& r : rows)
     if (r.scenario == "matrix" && r.dirty_rate == 0)
-      f << fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", r.transport, size_label(r.size), r.loss,
-                       r.ok ? range(r.gbps, "{:.3f}") : "–", r.ok ? range(r.seconds, "{:.2f}") : "–", runs(r),
-                       cell_note(r));
+      f << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.transport, size_label(r.size), r.loss,
+                       r.ok ? range(r.gbps, "{:.3f}") : "–", r.ok ? range(r.seconds, "{:.2f}") : "–",
+                       cpu(r.sender_cpu_gib), cpu(r.receiver_cpu_gib), runs(r), cell_note(r));
 
   bool dirty = false;
   for (const auto& r : rows) dirty |= r.scenario == "matrix" && r.dirty_rate > 0;
   if (dirty) {
     f << "\n### Dirtying image: hymig's rounds and downtime\n\n"
-         "| transport | size | dirty rate | loss % | total s | downtime ms | rounds | verified | runs | note |\n"
-         "|---|---|---|---|---|---|---|---|---|---|\n";
+         "| transport | size | dirty rate | loss % | total s | downtime ms | rounds | CPU s/GiB send | CPU s/GiB receive | verified | runs | note |\n"
+         "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& r : rows)
       if (r.scenario == "matrix" && r.transport.rfind("hymig", 0) == 0)
-        f << fmt::format("| {} | {} | {}/s | {} | {} | {} | {} | {} | {} | {} |\n", r.transport, size_label(r.size),
-                         size_label(r.dirty_rate), r.loss, r.ok ? range(r.seconds, "{:.2f}") : "–",
+        f << fmt::format("| {} | {} | {}/s | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.transport,
+                         size_label(r.size), size_label(r.dirty_rate), r.loss, r.ok ? range(r.seconds, "{:.2f}") : "–",
                          r.ok && r.downtime_ms.median >= 0 ? range(r.downtime_ms, "{:.0f}") : "–", r.rounds,
-                         r.ok && r.all_verified ? "yes" : "no", runs(r), cell_note(r));
+                         cpu(r.sender_cpu_gib), cpu(r.receiver_cpu_gib), r.ok && r.all_verified ? "yes" : "no",
+                         runs(r), cell_note(r));
   }
 
   bool shared = false;
   for (const auto& r : rows) shared |= r.scenario == "shared-link";
   if (shared) {
-    f << "\n### Shared link (" << meta.value("shared_rate", "") << " token bucket)\n\n"
+    f << "\n### Shared link (" << shared_link_label(meta.value("shared_rate", "")) << ")\n\n"
          "| flow | loss % | Gbit/s (whole run) | runs | note |\n|---|---|---|---|---|\n";
     for (const auto& r : rows)
       if (r.scenario == "shared-link")

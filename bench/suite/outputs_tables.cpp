@@ -33,6 +33,11 @@ double rate_between(const std::vector<std::pair<double, double>>& s, double from
 
 }  // namespace
 
+std::string shared_link_label(const std::string& rate) {
+  if (rate.rfind("external:", 0) == 0) return rate.substr(9) + " tbf in a middle namespace";
+  return rate + " tbf on the sender";
+}
+
 nlohmann::json headline_ratios(const std::vector<SummaryRow>& rows, const std::vector<Record>& records,
                                const std::string& shared_rate) {
   nlohmann::json out = nlohmann::json::array();
@@ -45,6 +50,33 @@ nlohmann::json headline_ratios(const std::vector<SummaryRow>& rows, const std::v
       if (const auto* b = find_row(rows, "matrix", base, r.size, 0, 0); b && b->gbps.median > 0)
         add(fmt::format("hymig / {} throughput, {}, lossless", base, size_label(r.size)), r.gbps.median / b->gbps.median,
             fmt::format("{:.2f} vs {:.2f} Gbit/s (medians)", r.gbps.median, b->gbps.median));
+  }
+  for (const auto& r : rows) {
+    if (r.scenario != "matrix" || r.dirty_rate != 0 || r.loss != 0 || r.transport != "hymig") continue;
+    if (const auto* b = find_row(rows, "matrix", "hymig-tcp", r.size, 0, 0)) {
+      if (r.sender_cpu_gib.median > 0 && b->sender_cpu_gib.median > 0)
+        add(fmt::format("hymig / hymig-tcp sender CPU per GiB, {}, lossless", size_label(r.size)),
+            r.sender_cpu_gib.median / b->sender_cpu_gib.median,
+            fmt::format("{:.2f} vs {:.2f} s/GiB", r.sender_cpu_gib.median, b->sender_cpu_gib.median));
+      if (r.receiver_cpu_gib.median > 0 && b->receiver_cpu_gib.median > 0)
+        add(fmt::format("hymig / hymig-tcp receiver CPU per GiB, {}, lossless", size_label(r.size)),
+            r.receiver_cpu_gib.median / b->receiver_cpu_gib.median,
+            fmt::format("{:.2f} vs {:.2f} s/GiB", r.receiver_cpu_gib.median, b->receiver_cpu_gib.median));
+    }
+    for (const char* variant : {"hymig-lanes2", "hymig-nozstd"})
+      if (const auto* v = find_row(rows, "matrix", variant, r.size, 0, 0); v && r.gbps.median > 0)
+        add(fmt::format("{} / hymig throughput, {}, lossless", variant, size_label(r.size)), v->gbps.median / r.gbps.median,
+            fmt::format("{:.2f} vs {:.2f} Gbit/s", v->gbps.median, r.gbps.median));
+  }
+  // Blackout under loss against the lossless blackout, for the same dirtying image.
+  for (const auto& r : rows) {
+    if (r.scenario != "matrix" || r.dirty_rate == 0 || r.loss == 0 || r.transport.rfind("hymig", 0) != 0) continue;
+    if (const auto* b = find_row(rows, "matrix", r.transport, r.size, r.dirty_rate, 0);
+        b && b->downtime_ms.median > 0 && r.ok && r.downtime_ms.median >= 0)
+      add(fmt::format("{} blackout at {} % loss / lossless, {} dirtied at {}/s", r.transport, r.loss, size_label(r.size),
+                      size_label(r.dirty_rate)),
+          r.downtime_ms.median / b->downtime_ms.median,
+          fmt::format("{:.0f} vs {:.0f} ms", r.downtime_ms.median, b->downtime_ms.median));
   }
   for (const auto& r : rows) {
     if (r.scenario != "matrix" || r.dirty_rate != 0 || r.loss == 0) continue;
@@ -64,7 +96,8 @@ nlohmann::json headline_ratios(const std::vector<SummaryRow>& rows, const std::v
           other.cell.loss == rec.cell.loss && other.cell.rep == rec.cell.rep && !other.m.series.empty()) {
         const double h = rate_between(rec.m.series, from, to), i = rate_between(other.m.series, from, to);
         if (h + i <= 0) continue;
-        add(fmt::format("shared link {} at {} % loss: hymig's share", shared_rate, rec.cell.loss), h / (h + i),
+        add(fmt::format("shared link ({}) at {} % loss: hymig's share", shared_link_label(shared_rate), rec.cell.loss),
+            h / (h + i),
             fmt::format("hymig {:.0f} Mbit/s, iperf3 {:.0f} Mbit/s while both ran", h * 8 / 1e6, i * 8 / 1e6));
       }
   }
@@ -74,12 +107,12 @@ nlohmann::json headline_ratios(const std::vector<SummaryRow>& rows, const std::v
 void write_csv(const std::string& dir, const std::vector<Record>& records, const std::vector<SummaryRow>& rows) {
   auto f = open_out(dir + "/results.csv");
   f << "scenario,pair,transport,size,dirty_rate,loss,rep,status,capped,seconds,bytes,gbps,downtime_ms,rounds,wire_bytes,"
-       "verified,note\n";
+       "verified,sender_cpu_s,receiver_cpu_s,note\n";
   for (const auto& r : records)
-    f << fmt::format("{},{},{},{},{},{},{},{},{},{:.6f},{},{:.6f},{:.3f},{},{},{},{}\n", r.scenario, r.pair,
+    f << fmt::format("{},{},{},{},{},{},{},{},{},{:.6f},{},{:.6f},{:.3f},{},{},{},{:.3f},{:.3f},{}\n", r.scenario, r.pair,
                      r.cell.transport, r.cell.size, r.cell.dirty_rate, r.cell.loss, r.cell.rep, to_string(r.m.status),
                      r.m.capped ? 1 : 0, r.m.seconds, r.m.bytes, r.m.gbps(), r.m.downtime_ms, r.m.rounds, r.m.wire_bytes,
-                     r.m.verified ? 1 : 0, csv_text(r.m.note));
+                     r.m.verified ? 1 : 0, r.m.sender_cpu_s, r.m.receiver_cpu_s, csv_text(r.m.note));
   auto s = open_out(dir + "/summary.csv");
   s << "scenario,transport,size,dirty_rate,loss,runs,ok,failed,skipped,capped,gbps_median,gbps_min,gbps_max,"
        "seconds_median,seconds_min,seconds_max,downtime_ms_median,downtime_ms_min,downtime_ms_max,rounds_median,note\n";

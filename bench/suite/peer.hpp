@@ -31,6 +31,7 @@ struct RunSpec {
   double duration_seconds = 0;   // iperf3: run for this long instead of moving cell.size
   std::string extra_hymig_args;  // space-separated, appended to `hymig migrate`
   std::string key_file;          // the cluster key both hymig commands use (--key-file)
+  double compressible = 0;       // hymig's synthetic image: this share of each page compresses
 };
 
 class Peer {
@@ -55,7 +56,7 @@ class Peer {
   virtual void merge(Measurement& m, const nlohmann::json& receiver) const;
 };
 
-// hymig, hymig-tcp, hymig-rdma, tcp-stream, memcpy, iperf3, udt.
+// hymig, hymig-lanes2, hymig-nozstd, hymig-tcp, hymig-rdma, tcp-stream, memcpy, iperf3, udt.
 std::unique_ptr<Peer> make_peer(const std::string& name, const Tools& tools);
 const std::vector<std::string>& all_peer_names();
 

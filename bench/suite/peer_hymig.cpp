@@ -14,8 +14,8 @@ namespace {
 
 class HymigPeer final : public Peer {
  public:
-  HymigPeer(std::string name, std::string bulk, const Tools& tools)
-      : name_(std::move(name)), bulk_(std::move(bulk)), tools_(tools) {}
+  HymigPeer(std::string name, std::string bulk, const Tools& tools, std::vector<std::string> extra)
+      : name_(std::move(name)), bulk_(std::move(bulk)), tools_(tools), extra_(std::move(extra)) {}
 
   std::string name() const override { return name_; }
   bool handles_dirty() const override { return true; }
@@ -51,6 +51,7 @@ class HymigPeer final : public Peer {
     const auto& c = spec.cell;
     // zero-fraction=0: hymig moves as many bytes as the baselines (no zero-page shortcut).
     std::string image = fmt::format("synthetic:size={},zero-fraction=0", c.size);
+    if (spec.compressible > 0) image += fmt::format(",compressible={}", spec.compressible);
     if (c.dirty_rate) image += fmt::format(",dirty-rate={},working-set={}", c.dirty_rate, std::max<std::uint64_t>(c.size / 4, 4096));
     std::vector<std::string> argv{*tools_.hymig, "migrate", "--image", image, "--to", endpoint, "--report", "json",
                                   "--progress", spec.series ? "json" : "off", "--timeout",
@@ -59,6 +60,9 @@ class HymigPeer final : public Peer {
       argv.push_back("--bulk");
       argv.push_back(bulk_);
     }
+    // The rate memory of the run's own (a benchmark never reads or changes the user's).
+    argv.insert(argv.end(), {"--rate-memory", spec.work_dir + "/peer-rates.json"});
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
     std::istringstream extra(spec.extra_hymig_args);
     for (std::string a; extra >> a;) argv.push_back(a);
     const std::string base = spec.work_dir + "/" + name_ + "-migrate";
@@ -80,6 +84,8 @@ class HymigPeer final : public Peer {
     m.downtime_ms = rep.value("downtime_ms", -1.0);
     m.rounds = rep.value("rounds", 0u);
     m.wire_bytes = rep["bulk"].value("bytes", std::uint64_t{0}) + rep["reliable"].value("bytes", std::uint64_t{0});
+    if (rep.contains("cpu"))
+      m.sender_cpu_s = rep["cpu"].value("user_s", 0.0) + rep["cpu"].value("system_s", 0.0);
     if (spec.series) {
       std::istringstream err(read_file(migrate.err_file()));
       for (std::string line; std::getline(err, line);) {
@@ -97,8 +103,9 @@ class HymigPeer final : public Peer {
   nlohmann::json finish_receiver(const RunSpec& spec) override {
     if (!serve_) return {};
     const auto st = serve_->wait_or_stop(std::chrono::seconds(15));
-    nlohmann::json j;
+    nlohmann::json j = nlohmann::json::object();
     if (!st.ok()) j["error"] = "hymig serve " + st.describe() + ": " + last_plain_line(read_file(serve_->err_file()));
+    else j["cpu_s"] = st.cpu_seconds;
     serve_.reset();
     return j;
   }
@@ -108,13 +115,15 @@ class HymigPeer final : public Peer {
 
   std::string name_, bulk_;
   const Tools& tools_;
+  std::vector<std::string> extra_;
   std::unique_ptr<ChildProcess> serve_;
 };
 
 }  // namespace
 
-std::unique_ptr<Peer> make_hymig_peer(const std::string& name, const std::string& bulk, const Tools& tools) {
-  return std::make_unique<HymigPeer>(name, bulk, tools);
+std::unique_ptr<Peer> make_hymig_peer(const std::string& name, const std::string& bulk, const Tools& tools,
+                                      std::vector<std::string> extra_args) {
+  return std::make_unique<HymigPeer>(name, bulk, tools, std::move(extra_args));
 }
 
 }  // namespace hymig::bench

@@ -87,6 +87,12 @@ class Iperf3Peer final : public Peer {
     m.bytes = sum.value("bytes", std::uint64_t{0});
     m.seconds = sum.value("seconds", 0.0);
     m.wire_bytes = m.bytes;
+    // iperf3's own figures: each side's CPU utilisation (user + system, % of one CPU) over the run.
+    if (end.contains("cpu_utilization_percent")) {
+      const auto& cpu = end["cpu_utilization_percent"];
+      m.sender_cpu_s = cpu.value("host_total", -100.0) / 100 * m.seconds;
+      m.receiver_cpu_s = cpu.value("remote_total", -100.0) / 100 * m.seconds;
+    }
     if (spec.series && j.contains("intervals")) {
       double moved = 0;
       for (const auto& iv : j["intervals"]) {

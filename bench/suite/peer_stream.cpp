@@ -53,6 +53,7 @@ class StreamPeer final : public Peer {
     m.bytes = j.value("bytes", std::uint64_t{0});
     m.capped = !j.value("complete", true);
     m.wire_bytes = m.bytes;
+    m.sender_cpu_s = j.value("cpu_s", -1.0);
     return m;
   }
 

@@ -40,7 +40,7 @@ std::vector<SummaryRow> summarize(const std::vector<Record>& records) {
   for (const auto& k : order) {
     SummaryRow row;
     std::tie(row.scenario, row.transport, row.size, row.dirty_rate, row.loss) = k;
-    std::vector<double> gbps, secs, down, rounds;
+    std::vector<double> gbps, secs, down, rounds, scpu, rcpu;
     row.all_verified = true;
     for (const Record* r : groups[k]) {
       ++row.runs;
@@ -51,6 +51,8 @@ std::vector<SummaryRow> summarize(const std::vector<Record>& records) {
           secs.push_back(r->m.seconds);
           if (r->m.downtime_ms >= 0) down.push_back(r->m.downtime_ms);
           rounds.push_back(r->m.rounds);
+          if (const double c = r->m.cpu_per_gib(r->m.sender_cpu_s); c >= 0) scpu.push_back(c);
+          if (const double c = r->m.cpu_per_gib(r->m.receiver_cpu_s); c >= 0) rcpu.push_back(c);
           row.capped += r->m.capped;
           break;
         case Measurement::Status::failed: ++row.failed; break;
@@ -63,6 +65,8 @@ std::vector<SummaryRow> summarize(const std::vector<Record>& records) {
     row.seconds = spread(secs);
     row.downtime_ms = down.empty() ? Spread{-1, -1, -1} : spread(down);
     row.rounds = spread(rounds).median;
+    row.sender_cpu_gib = scpu.empty() ? Spread{-1, -1, -1} : spread(scpu);
+    row.receiver_cpu_gib = rcpu.empty() ? Spread{-1, -1, -1} : spread(rcpu);
     rows.push_back(row);
   }
   return rows;
@@ -82,7 +86,8 @@ nlohmann::json to_json(const SummaryRow& r) {
   return {{"scenario", r.scenario}, {"transport", r.transport}, {"size", r.size}, {"dirty_rate", r.dirty_rate},
           {"loss", r.loss}, {"runs", r.runs}, {"ok", r.ok}, {"failed", r.failed}, {"skipped", r.skipped},
           {"capped", r.capped}, {"note", r.note}, {"gbps", sp(r.gbps)}, {"seconds", sp(r.seconds)},
-          {"downtime_ms", sp(r.downtime_ms)}, {"rounds", r.rounds}, {"all_verified", r.all_verified}};
+          {"downtime_ms", sp(r.downtime_ms)}, {"rounds", r.rounds}, {"all_verified", r.all_verified},
+          {"sender_cpu_s_per_gib", sp(r.sender_cpu_gib)}, {"receiver_cpu_s_per_gib", sp(r.receiver_cpu_gib)}};
 }
 
 }  // namespace hymig::bench

@@ -23,6 +23,7 @@ struct SummaryRow {
   unsigned runs = 0, ok = 0, failed = 0, skipped = 0, capped = 0;
   std::string note;  // the first failure or skip reason
   Spread gbps, seconds, downtime_ms;
+  Spread sender_cpu_gib, receiver_cpu_gib;  // CPU seconds per GiB moved ({-1,-1,-1}: not measured)
   double rounds = 0;  // median
   bool all_verified = false;
 };

@@ -38,11 +38,15 @@ rows=$(($(wc -l <"$out/results.csv") - 1))
 runs=$(jq '.runs | length' "$out/results.json") || hm_fail "results.json does not parse"
 [ "$rows" -eq "$runs" ] || hm_fail "results.csv has $rows rows, results.json $runs runs"
 # Every transport of the matrix appears; hymig's runs all committed and verified.
-for t in hymig hymig-tcp tcp-stream memcpy iperf3 udt; do
+for t in hymig hymig-lanes2 hymig-tcp tcp-stream memcpy iperf3 udt; do
   jq -e --arg t "$t" '[.runs[] | select(.transport == $t)] | length > 0' "$out/results.json" >/dev/null ||
     hm_fail "no run of $t in results.json"
 done
-hm_assert_json "$out/results.json" '[.runs[] | select(.transport == "hymig" or .transport == "hymig-tcp")] | length > 0 and all(.status == "ok" and .verified)'
+hm_assert_json "$out/results.json" '[.runs[] | select(.scenario == "matrix" and (.transport == "hymig" or .transport == "hymig-lanes2" or .transport == "hymig-tcp"))] | length > 0 and all(.status == "ok" and .verified)'
+# CPU per side was measured for hymig (its report and the serve process) and the stream baseline.
+hm_assert_json "$out/results.json" '[.runs[] | select(.scenario == "matrix" and (.transport == "hymig" or .transport == "hymig-tcp") and .status == "ok")] | all(.sender_cpu_s > 0 and .receiver_cpu_s > 0)'
+hm_assert_json "$out/results.json" '[.runs[] | select(.transport == "tcp-stream" and .status == "ok")] | all(.sender_cpu_s > 0 and .receiver_cpu_s > 0)'
+grep -q 'CPU s/GiB send' "$out/report.md" || hm_fail "report.md has no CPU columns"
 hm_assert_json "$out/results.json" '[.runs[] | select(.transport == "tcp-stream") | .status] | all(. == "ok")'
 hm_assert_json "$out/results.json" '(.summary | length > 0) and (.meta.ranks == 2) and (.headlines | length > 0)'
 # Skips say why (RDMA here: no device).

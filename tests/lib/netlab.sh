@@ -3,7 +3,10 @@
 # link cuts, for the hymig integration tests. Source it after (or instead of) common.sh.
 #
 #   netlab_require               skip (exit 77, with the reason) unless root with ip netns, nft and tc
-#   netlab_up [MTU]              creates the namespaces and the veth pair; removed again on exit
+#   netlab_up [MTU] [middle]     creates the namespaces and the veth pair; removed again on exit.
+#                                With `middle`, a third namespace NETLAB_NS_MID routes between two
+#                                veth pairs (SRC 10.213.X.1 <-> .2 MID .5 <-> .6 DST): a bottleneck
+#                                that is neither end's own qdisc (netlab_rate_middle)
 #       NETLAB_NS_SRC   hymig-<pid>-src  (where the source, `hymig migrate`, runs)
 #       NETLAB_NS_DST   hymig-<pid>-dst  (where the receiver, `hymig serve`, runs)
 #       NETLAB_IF_SRC / NETLAB_IF_DST    veth ends in each namespace
@@ -14,6 +17,7 @@
 #                                namespace (nftables numgen random); 0 removes the rule
 #   netlab_loss_drops            prints "udp=N tcp=M": packets the loss rule dropped so far
 #   netlab_rate RATE             tc tbf on the sender's veth (e.g. 200mbit); `netlab_rate off` removes it
+#   netlab_rate_middle RATE      (middle only) tc tbf on the middle namespace's way to DST
 #   netlab_cut / netlab_uncut    drop everything arriving over the veth, in both namespaces
 #   netlab_down                  kills the processes netlab_bg started (by PID), deletes the namespaces
 #
@@ -28,6 +32,7 @@ NETLAB_UP=0
 NETLAB_PIDS=()
 NETLAB_NS_SRC=""
 NETLAB_NS_DST=""
+NETLAB_NS_MID=""
 
 netlab_require() {
   [ "$(id -u)" -eq 0 ] || hm_skip "netlab needs root (network namespaces, nftables, tc); running as uid $(id -u)"
@@ -49,9 +54,9 @@ netlab__nft() { # netlab__nft NS: reads a ruleset on stdin
   ip netns exec "$1" nft -f -
 }
 
-# netlab_up [MTU]
+# netlab_up [MTU] [middle]
 netlab_up() {
-  local mtu=${1:-1500}
+  local mtu=${1:-1500} middle=${2:-}
   netlab_require
   ((NETLAB_UP)) && return 0
   local id=$$
@@ -70,19 +75,45 @@ netlab_up() {
   NETLAB_UP=1
   hm_on_exit netlab_down
   out=$(ip netns add "$NETLAB_NS_DST" 2>&1) || hm_fail "netlab: ip netns add $NETLAB_NS_DST: $out"
-  # Both ends are created directly inside their namespaces: nothing appears in the host's namespace.
-  if ! out=$(ip link add "$NETLAB_IF_SRC" netns "$NETLAB_NS_SRC" mtu "$mtu" type veth \
-    peer name "$NETLAB_IF_DST" netns "$NETLAB_NS_DST" mtu "$mtu" 2>&1); then
-    hm_skip "cannot create a veth pair (is the veth module available?): $out"
-  fi
   local ns ifc addr
-  for ns in "$NETLAB_NS_SRC" "$NETLAB_NS_DST"; do
-    ip -n "$ns" link set lo up || hm_fail "netlab: lo up in $ns"
-  done
-  ip -n "$NETLAB_NS_SRC" addr add "$NETLAB_ADDR_SRC/30" dev "$NETLAB_IF_SRC" || hm_fail "netlab: address on $NETLAB_IF_SRC"
-  ip -n "$NETLAB_NS_DST" addr add "$NETLAB_ADDR_DST/30" dev "$NETLAB_IF_DST" || hm_fail "netlab: address on $NETLAB_IF_DST"
-  ip -n "$NETLAB_NS_SRC" link set "$NETLAB_IF_SRC" up || hm_fail "netlab: $NETLAB_IF_SRC up"
-  ip -n "$NETLAB_NS_DST" link set "$NETLAB_IF_DST" up || hm_fail "netlab: $NETLAB_IF_DST up"
+  if [ "$middle" = middle ]; then
+    NETLAB_NS_MID="hymig-$id-mid"
+    NETLAB_IF_MID_SRC="hm${id}ms"
+    NETLAB_IF_MID_DST="hm${id}md"
+    NETLAB_ADDR_DST="10.213.$x.6"
+    out=$(ip netns add "$NETLAB_NS_MID" 2>&1) || hm_fail "netlab: ip netns add $NETLAB_NS_MID: $out"
+    ip link add "$NETLAB_IF_SRC" netns "$NETLAB_NS_SRC" mtu "$mtu" type veth \
+      peer name "$NETLAB_IF_MID_SRC" netns "$NETLAB_NS_MID" mtu "$mtu" || hm_skip "cannot create a veth pair"
+    ip link add "$NETLAB_IF_MID_DST" netns "$NETLAB_NS_MID" mtu "$mtu" type veth \
+      peer name "$NETLAB_IF_DST" netns "$NETLAB_NS_DST" mtu "$mtu" || hm_fail "netlab: second veth pair"
+    for ns in "$NETLAB_NS_SRC" "$NETLAB_NS_MID" "$NETLAB_NS_DST"; do
+      ip -n "$ns" link set lo up || hm_fail "netlab: lo up in $ns"
+    done
+    ip -n "$NETLAB_NS_SRC" addr add "$NETLAB_ADDR_SRC/30" dev "$NETLAB_IF_SRC" || hm_fail "netlab: address on $NETLAB_IF_SRC"
+    ip -n "$NETLAB_NS_MID" addr add "10.213.$x.2/30" dev "$NETLAB_IF_MID_SRC" || hm_fail "netlab: address on $NETLAB_IF_MID_SRC"
+    ip -n "$NETLAB_NS_MID" addr add "10.213.$x.5/30" dev "$NETLAB_IF_MID_DST" || hm_fail "netlab: address on $NETLAB_IF_MID_DST"
+    ip -n "$NETLAB_NS_DST" addr add "$NETLAB_ADDR_DST/30" dev "$NETLAB_IF_DST" || hm_fail "netlab: address on $NETLAB_IF_DST"
+    for ifc in "$NETLAB_NS_SRC:$NETLAB_IF_SRC" "$NETLAB_NS_MID:$NETLAB_IF_MID_SRC" "$NETLAB_NS_MID:$NETLAB_IF_MID_DST" \
+      "$NETLAB_NS_DST:$NETLAB_IF_DST"; do
+      ip -n "${ifc%%:*}" link set "${ifc#*:}" up || hm_fail "netlab: ${ifc#*:} up"
+    done
+    ip netns exec "$NETLAB_NS_MID" sysctl -qw net.ipv4.ip_forward=1 || hm_fail "netlab: forwarding in $NETLAB_NS_MID"
+    ip -n "$NETLAB_NS_SRC" route add "10.213.$x.4/30" via "10.213.$x.2" || hm_fail "netlab: route in $NETLAB_NS_SRC"
+    ip -n "$NETLAB_NS_DST" route add "10.213.$x.0/30" via "10.213.$x.5" || hm_fail "netlab: route in $NETLAB_NS_DST"
+  else
+    # Both ends are created directly inside their namespaces: nothing appears in the host's namespace.
+    if ! out=$(ip link add "$NETLAB_IF_SRC" netns "$NETLAB_NS_SRC" mtu "$mtu" type veth \
+      peer name "$NETLAB_IF_DST" netns "$NETLAB_NS_DST" mtu "$mtu" 2>&1); then
+      hm_skip "cannot create a veth pair (is the veth module available?): $out"
+    fi
+    for ns in "$NETLAB_NS_SRC" "$NETLAB_NS_DST"; do
+      ip -n "$ns" link set lo up || hm_fail "netlab: lo up in $ns"
+    done
+    ip -n "$NETLAB_NS_SRC" addr add "$NETLAB_ADDR_SRC/30" dev "$NETLAB_IF_SRC" || hm_fail "netlab: address on $NETLAB_IF_SRC"
+    ip -n "$NETLAB_NS_DST" addr add "$NETLAB_ADDR_DST/30" dev "$NETLAB_IF_DST" || hm_fail "netlab: address on $NETLAB_IF_DST"
+    ip -n "$NETLAB_NS_SRC" link set "$NETLAB_IF_SRC" up || hm_fail "netlab: $NETLAB_IF_SRC up"
+    ip -n "$NETLAB_NS_DST" link set "$NETLAB_IF_DST" up || hm_fail "netlab: $NETLAB_IF_DST up"
+  fi
 
   # nftables must work inside a namespace, or none of the loss/cut scenarios mean anything.
   if ! out=$(printf 'table inet hymig_probe {\n}\n' | netlab__nft "$NETLAB_NS_DST" 2>&1); then
@@ -96,7 +127,18 @@ netlab_up() {
     *"Connection refused"*) ;;
     *) hm_fail "netlab: $NETLAB_ADDR_DST not reachable from $NETLAB_NS_SRC over the veth: $out" ;;
   esac
-  hm_log "netlab up: $NETLAB_NS_SRC ($NETLAB_ADDR_SRC, $NETLAB_IF_SRC) <-> $NETLAB_NS_DST ($NETLAB_ADDR_DST, $NETLAB_IF_DST), mtu $mtu"
+  hm_log "netlab up: $NETLAB_NS_SRC ($NETLAB_ADDR_SRC, $NETLAB_IF_SRC) <-> ${NETLAB_NS_MID:+$NETLAB_NS_MID <-> }$NETLAB_NS_DST ($NETLAB_ADDR_DST, $NETLAB_IF_DST), mtu $mtu"
+}
+
+# netlab_rate_middle RATE|off: token bucket in the middle namespace, on its way to DST.
+netlab_rate_middle() {
+  local rate=$1
+  [ -n "$NETLAB_NS_MID" ] || hm_fail "netlab_rate_middle: netlab_up was not given 'middle'"
+  ip netns exec "$NETLAB_NS_MID" tc qdisc del dev "$NETLAB_IF_MID_DST" root 2>/dev/null
+  [ "$rate" = off ] && return 0
+  ip netns exec "$NETLAB_NS_MID" tc qdisc add dev "$NETLAB_IF_MID_DST" root tbf rate "$rate" burst 256kb latency 50ms ||
+    hm_fail "netlab_rate_middle: tc rejected tbf rate $rate"
+  hm_log "netlab: tbf rate $rate in $NETLAB_NS_MID on $NETLAB_IF_MID_DST"
 }
 
 # netlab_loss PCT: random loss of incoming UDP and TCP in the receiving namespace.
@@ -175,11 +217,12 @@ netlab_down() {
     wait "$pid" 2>/dev/null
   done
   NETLAB_PIDS=()
-  for ns in "$NETLAB_NS_SRC" "$NETLAB_NS_DST"; do
+  for ns in "$NETLAB_NS_SRC" "$NETLAB_NS_MID" "$NETLAB_NS_DST"; do
     [ -n "$ns" ] || continue
     left=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
     [ -n "$left" ] && echo "[${HM_TEST_NAME:-netlab}] warning: processes still in $ns: $left(not ours to kill; the namespace goes when they end)" >&2
     ip netns del "$ns" 2>/dev/null
   done
+  NETLAB_NS_MID=""
   NETLAB_UP=0
 }

@@ -138,7 +138,7 @@ TEST_P(PolicyPlanTable, ChoosesOrRefuses) {
   EXPECT_EQ(plan.bulk, row.bulk);
   EXPECT_EQ(plan.reliable, row.reliable);
   EXPECT_EQ(plan.datagram_bytes, row.datagram_bytes);
-  EXPECT_EQ(plan.reasons.size(), 4u) << "one reason each for bulk, reliable, datagram size and rate";
+  EXPECT_EQ(plan.reasons.size(), 6u) << "one reason each for bulk, reliable, datagram size, rate, lanes and compression";
 }
 
 INSTANTIATE_TEST_SUITE_P(Rows, PolicyPlanTable, ::testing::ValuesIn(kRows),
@@ -170,7 +170,7 @@ TEST(PolicyPlan, RateDefaultsTo100MBWhenNoSpeedIsKnown) {
 
 TEST(PolicyPlan, ReasonsNameTheDecisionAndWhatWasPassedOver) {
   Plan p = choose_plan(udp_tcp(1500), udp_tcp(9000), {});
-  ASSERT_EQ(p.reasons.size(), 4u);
+  ASSERT_EQ(p.reasons.size(), 6u);
   EXPECT_EQ(p.reasons[0], "bulk=udp: both sides have UDP; neither this host nor the peer has RDMA UD");
   EXPECT_EQ(p.reasons[1].rfind("reliable=tcp: both sides have TCP", 0), 0u) << p.reasons[1];
   EXPECT_NE(p.reasons[2].find("datagram_bytes=1472"), std::string::npos) << p.reasons[2];
@@ -193,7 +193,72 @@ TEST(PolicyPlan, ToJson) {
   EXPECT_EQ(j.at("reliable"), "tcp");
   EXPECT_EQ(j.at("datagram_bytes"), 8972);
   EXPECT_EQ(j.at("initial_rate_bytes_per_s"), 5);
-  EXPECT_EQ(j.at("reasons").size(), 4u);
+  EXPECT_EQ(j.at("reasons").size(), 6u);
+  EXPECT_EQ(j.at("lanes"), p.lanes);
+  EXPECT_EQ(j.at("compression"), "off");
+}
+
+Capabilities cores(Capabilities c, unsigned n, std::optional<std::uint64_t> mbps = std::nullopt) {
+  c.cores = n;
+  c.link_speed_mbps = mbps;
+  c.zstd = true;
+  return c;
+}
+
+TEST(PolicyPlan, LanesFromTheSmallerSideOnAnUnknownLink) {
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 2), cores(udp_tcp(), 2), {}).lanes, 1u);
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 8), cores(udp_tcp(), 4), {}).lanes, 2u);
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 64), cores(udp_tcp(), 64), {}).lanes, 4u) << "at most 4 when the speed is unknown";
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 8), cores(udp_tcp(), 0), {}).lanes, 4u) << "an older peer: this side's cores";
+}
+
+TEST(PolicyPlan, LanesFromWhatTheLinkNeeds) {
+  // 1 Gbit/s: one lane carries it; 25 Gbit/s needs 4 (3.1 GB/s at ~1 GB/s a lane); 100 needs more
+  // than cores allow.
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 32, 1000), cores(udp_tcp(), 32, 1000), {}).lanes, 1u);
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 32, 25000), cores(udp_tcp(), 32, 25000), {}).lanes, 4u);
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 32, 100000), cores(udp_tcp(), 8, 100000), {}).lanes, 4u);
+  const Plan p = choose_plan(cores(udp_tcp(), 64, 100000), cores(udp_tcp(), 64, 100000), {});
+  EXPECT_EQ(p.lanes, kMaxAutoLanes);
+  EXPECT_NE(p.reasons[4].find("lanes=8"), std::string::npos) << p.reasons[4];
+}
+
+TEST(PolicyPlan, LanesFromTheUserAndNoneForTcp) {
+  Preferences prefs;
+  prefs.lanes = 3;
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 2), cores(udp_tcp(), 2), prefs).lanes, 3u);
+  prefs.lanes = 17;
+  EXPECT_THROW(choose_plan(udp_tcp(), udp_tcp(), prefs), Error);
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 16), cores(udp_tcp(), 16), bulk(BulkTransport::tcp)).lanes, 1u);
+}
+
+TEST(PolicyPlan, CompressionOnlyWhereBothSidesTakeIt) {
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 2), cores(udp_tcp(), 2), {}).compression, Compression::automatic);
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 2), udp_tcp(), {}).compression, Compression::off) << "peer without zstd";
+  Preferences on;
+  on.compression = Compression::on;
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 2), cores(udp_tcp(), 2), on).compression, Compression::on);
+  EXPECT_THROW(choose_plan(cores(udp_tcp(), 2), udp_tcp(), on), Error);
+  Preferences tcp_on = bulk(BulkTransport::tcp);
+  EXPECT_EQ(choose_plan(cores(udp_tcp(), 2), cores(udp_tcp(), 2), tcp_on).compression, Compression::off);
+  EXPECT_EQ(parse_compression("auto"), Compression::automatic);
+  EXPECT_THROW(parse_compression("yes"), Error);
+}
+
+TEST(PolicyPlan, RateFromTheLastSessionToThisPeer) {
+  Preferences prefs;
+  prefs.remembered = RememberedRate{900'000'000, 7200};
+  Plan p = choose_plan(udp_tcp(), udp_tcp(), prefs);
+  EXPECT_EQ(p.initial_rate_bytes_per_s, 900'000'000u);
+  EXPECT_NE(p.reasons[3].find("last session to this peer"), std::string::npos) << p.reasons[3];
+  EXPECT_NE(p.reasons[3].find("2 h ago"), std::string::npos) << p.reasons[3];
+  // Never above the link: 1 Gbit/s is 125 MB/s.
+  Capabilities slow = udp_tcp();
+  slow.link_speed_mbps = 1000;
+  EXPECT_EQ(choose_plan(slow, udp_tcp(), prefs).initial_rate_bytes_per_s, 125'000'000u);
+  // --rate wins over memory.
+  prefs.rate_bytes_per_s = 5'000'000;
+  EXPECT_EQ(choose_plan(udp_tcp(), udp_tcp(), prefs).initial_rate_bytes_per_s, 5'000'000u);
 }
 
 TEST(PolicyPlan, TransportSpellingsRoundTrip) {

@@ -213,8 +213,11 @@ TEST_F(WireDatagram, EveryMutationIsDroppedAndNeverLands) {
   // Nothing landed: no page is present, and no page but the one aimed at (not present: its bytes
   // are disposable until an authentic copy arrives) was touched.
   EXPECT_EQ(applier.present().count(), 0u);
-  for (std::size_t i = 0; i < image.size(); ++i)
-    if (i / kPage != 3) ASSERT_EQ(image[i], std::byte{0}) << i;
+  for (std::size_t i = 0; i < image.size(); ++i) {
+    if (i / kPage != 3) {
+      ASSERT_EQ(image[i], std::byte{0}) << i;
+    }
+  }
   // The good one does, once: again it is a replay.
   EXPECT_EQ(applier.apply_datagram(0, good, 0), DropReason::none);
   EXPECT_EQ(image[3 * kPage], std::byte{0x5a});
