@@ -230,6 +230,10 @@ class DestinationRun {
     p.min_owd_ns = applier_->take_min_owd();
     p.invalid = applier_->invalid();
     for (const auto& ch : lanes_) p.backlog_bytes += ch->receive_backlog_bytes();
+    if (const auto [stamp, arrival] = applier_->newest_stamp(); stamp) {
+      p.echo_send_time_ns = stamp;
+      p.echo_hold_ns = p.receiver_time_ns > arrival ? p.receiver_time_ns - arrival : 0;
+    }
     rel_->send(wire(MsgType::progress), encode_progress(p));
     last_report_ = Clock::now();
   }

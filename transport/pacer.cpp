@@ -2,6 +2,8 @@
 
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
 #include <vector>
 #include <thread>
@@ -13,6 +15,14 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
   if (p.min_owd_ns != INT64_MAX && p.datagrams) {
     min_owd_ns_ = std::min(min_owd_ns_, p.min_owd_ns);
     interval_min_owd_ns_ = std::min(interval_min_owd_ns_, p.min_owd_ns);
+  }
+  // The round trip: our own stamp, echoed with how long the receiver held it (both clocks'
+  // offsets cancel). A smoothed value, as TCP keeps one; absurd samples are ignored.
+  if (p.echo_send_time_ns) {
+    const auto sent_ns = static_cast<std::int64_t>(p.echo_send_time_ns);
+    const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+    const double rtt = static_cast<double>(now_ns - sent_ns - static_cast<std::int64_t>(p.echo_hold_ns)) * 1e-9;
+    if (rtt >= 0 && rtt < 10) srtt_s_ = srtt_s_ == 0 ? rtt : 0.875 * srtt_s_ + 0.125 * rtt;
   }
   if (!have_base_) {
     have_base_ = true;
@@ -39,6 +49,8 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
   s.send_rate = sender_dt > 0 ? (sender_bytes_sent - base_sender_bytes_) / sender_dt : 0;
   s.qdelay_s = interval_min_owd_ns_ != INT64_MAX ? (interval_min_owd_ns_ - min_owd_ns_) * 1e-9 : 0;
   s.receiver_queue_s = s.delivered_rate > 0 ? static_cast<double>(p.backlog_bytes) / s.delivered_rate : 0;
+  s.datagram_bytes = got ? static_cast<double>(p.bytes - base_.bytes) / static_cast<double>(got) : 0;
+  s.rtt_s = srtt_s_;
 
   base_ = p;
   base_sender_bytes_ = sender_bytes_sent;
@@ -48,13 +60,14 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
 }
 
 RateController::RateController(const RateConfig& cfg)
-    : cfg_(cfg), rate_(static_cast<double>(cfg.initial_rate)), long_link_(static_cast<double>(cfg.initial_rate)) {
+    : cfg_(cfg), rate_(static_cast<double>(cfg.initial_rate)) {
   clamp();
 }
 
 const char* RateController::phase() const {
   if (cfg_.fixed) return "fixed";
   if (phase_ == Phase::cruise && competing()) return "compete";
+  if (phase_ == Phase::cruise && sharing()) return "share";
   switch (phase_) {
     case Phase::startup: return "startup";
     case Phase::drain: return "drain";
@@ -70,9 +83,14 @@ void RateController::clamp() {
 namespace {
 constexpr int kCutSpacing = 3;    // samples between two cuts: the last one must show in the reports first
 constexpr double kCutFactor = 0.8;
-constexpr double kShareFloor = 0.5;  // of the long-term link: yield, but never starve
+constexpr double kContestedShare = 0.7;  // of the long-term link: a queue while sending less = not alone
+constexpr double kShareFloor = 0.25;  // of the long-term link: yield, but never starve
 constexpr double kLongLinkDecay = 0.9998;  // per sample: a half-life of ~3500 samples (over a minute)
-constexpr double kAdditiveStep = 0.003;  // of the peak link per sample, while competing
+// While competing: grow as a TCP-friendly AIMD flow does. A flow that cuts by b on a loss and adds
+// a datagrams per round trip gets a Reno flow's share when a = 3b / (2 - b) (Floyd, Handley and
+// Padhye, "A comparison of equation-based and AIMD congestion control", 2000): b = 0.2 -> 1/3.
+constexpr double kFriendlyStep = 3 * (1 - kCutFactor) / (1 + kCutFactor);
+constexpr double kFallbackStep = 0.003;  // of the peak link per sample, when no round trip is known
 constexpr double kReceiverPace = 0.9;    // of what a receiver that falls behind took in the sample
 }  // namespace
 
@@ -87,6 +105,14 @@ void RateController::yield_to_congestion(double carried) {
   rate_ = std::max(kShareFloor * long_link_, kCutFactor * std::min(rate_, carried));
   bw_window_.assign(1, rate_);
   since_cut_ = 0;
+}
+
+// a datagrams per round trip, every round trip: a / rtt^2 bytes/s per second (at most the old
+// fixed step, for round trips of microseconds).
+double RateController::friendly_step(const FeedbackSample& s) const {
+  const double fixed = kFallbackStep * long_link_;
+  if (s.rtt_s <= 0 || s.datagram_bytes <= 0) return fixed;
+  return std::min(fixed, kFriendlyStep * s.datagram_bytes * s.interval_s / (s.rtt_s * s.rtt_s));
 }
 
 void RateController::on_sample(const FeedbackSample& s) {
@@ -145,9 +171,29 @@ void RateController::on_sample(const FeedbackSample& s) {
   const bool excess_loss = excess_streak_ >= 2;
   const bool app_limited = s.send_rate < 0.7 * rate_;
   queued_streak_ = queue_building ? queued_streak_ + 1 : 0;
+  // A queue on the path while we send well under what the path gave us is another flow's: alone, a
+  // queue builds only while we send above the link (a probe, startup), and our cuts stop at 0.8 of
+  // it. Seen in 4 of the last 16 samples (a receiver descheduled for a moment makes single
+  // samples): share the path as a TCP-friendly flow would, until no queue is seen for a while.
+  // Probing on instead (+25 % every 8 samples) takes a CUBIC flow's room faster than it can grow.
+  // Counted only once a sample in cruise showed no queue: the queue startup built drains slowly.
+  if (phase_ == Phase::cruise && !queue_building) drained_once_ = true;
+  const bool foreign = drained_once_ && queue_building && s.send_rate < kContestedShare * typical_link_;
+  foreign_samples_ = static_cast<std::uint16_t>((foreign_samples_ << 1) | (foreign ? 1 : 0));
+  if (phase_ == Phase::cruise && std::popcount(foreign_samples_) >= 4)
+    contested_ = kSharingSamples;
+  else if (contested_ > 0 && !queue_building)
+    --contested_;
   // A queue counts when two samples in a row show it: one alone is as likely a receiver that was
   // descheduled for a few ms (a shared 2-core host, a TCG guest) as a queue on the path.
   const bool full = queued_streak_ >= 2 || excess_loss;
+  // From measured samples only (the initial rate is a guess). For telling another flow's queue from
+  // ours, the median of the recent ones: one sample can read high (a token bucket's burst, a report
+  // that came late), and a high estimate makes our own drain below it look like another flow.
+  std::array<double, 10> recent{};
+  std::copy(bw_window_.begin(), bw_window_.end(), recent.begin());
+  std::nth_element(recent.begin(), recent.begin() + bw_window_.size() / 2, recent.begin() + bw_window_.size());
+  typical_link_ = std::max(typical_link_ * kLongLinkDecay, recent[bw_window_.size() / 2]);
   long_link_ = std::max(long_link_ * kLongLinkDecay, carried);
 
   switch (phase_) {
@@ -197,9 +243,11 @@ void RateController::on_sample(const FeedbackSample& s) {
         // yielding to it would hand that flow the whole link. Compete as it does: add a little
         // each sample, cut on loss above the random floor.
         if (s.loss > base_loss_ + std::max({0.005, 0.25 * base_loss_, noise})) yield_to_congestion(carried);
-        else rate_ = std::min(rate_, 1.1 * carried) + kAdditiveStep * long_link_;
+        else rate_ = std::min(rate_, 1.1 * carried) + friendly_step(s);
       } else if (full) {
         yield_to_congestion(carried);
+      } else if (sharing() && !receiver_full) {
+        rate_ = std::min(rate_, 1.1 * carried) + friendly_step(s);
       } else if (receiver_full) {
         if (since_cut_ >= kCutSpacing) {
           rate_ = std::min(rate_, kReceiverPace * carried);

@@ -25,6 +25,8 @@ struct FeedbackSample {
   double qdelay_s = 0;        // one-way delay above the smallest seen: the queue on the path and at the receiver
   double receiver_queue_s = 0;  // of it, the receiver's own backlog (its buffers / the delivered rate)
   double datagrams = 0;       // datagrams the sample covers (its loss is that noisy)
+  double datagram_bytes = 0;  // their mean size (the unit of a TCP-friendly step)
+  double rtt_s = 0;           // smoothed round trip of a datagram and a report (0: unknown)
 };
 
 // Builds samples from the cumulative Progress reports: one per >= 64 datagrams and >= 20 ms, or
@@ -44,6 +46,7 @@ class FeedbackTracker {
   std::int64_t min_owd_ns_ = INT64_MAX;
   std::int64_t interval_min_owd_ns_ = INT64_MAX;
   std::uint64_t lost_ = 0;
+  double srtt_s_ = 0;
 };
 
 struct RateConfig {
@@ -62,7 +65,9 @@ class RateController {
   double random_loss() const { return base_loss_; }
   const char* phase() const;
   bool competing() const { return queued_streak_ >= kStandingQueue; }
+  bool sharing() const { return contested_ > 0; }
   static constexpr int kStandingQueue = 50;  // samples (~1 s) with a queue that our cuts did not drain
+  static constexpr int kSharingSamples = 200;  // ~4 s without another flow's queue end sharing
 
  private:
   enum class Phase { startup, drain, cruise };
@@ -85,11 +90,18 @@ class RateController {
   // flow's, standing (a loss-driven flow fills any buffer); then compete on loss, not on delay.
   int queued_streak_ = 0;
   int receiver_streak_ = 0;  // samples in a row with the receiver's own backlog above target
+  // Another flow's queue was seen (one we did not build by probing): samples left in which the
+  // rate grows only as a TCP-friendly flow's does, without probes.
+  int contested_ = 0;
+  bool drained_once_ = false;           // a cruise sample without a queue was seen
+  std::uint16_t foreign_samples_ = 0;  // of the last 16 samples, those with another flow's signs
+  double friendly_step(const FeedbackSample& s) const;
   std::deque<double> drain_losses_;  // losses of the last samples sent at the drain gain (0.85)
   double last_gain_ = 1;             // the gain the rate of the sample now arriving was set with
   // The largest carried rate, forgotten slowly (half-life over a minute): what the path gave
-  // us lately. Cuts stop at half of it; the additive step is scaled by it.
+  // us lately. Cuts stop at a quarter of it; the additive step is capped by it.
   double long_link_ = 0;
+  double typical_link_ = 0;  // the same, of the recent samples' median: no single high sample in it
 };
 
 // Spaces sends to `rate` bytes/s with a burst of about one millisecond.

@@ -62,6 +62,16 @@ std::int64_t PageApplier::take_min_owd() {
   return v;
 }
 
+std::pair<std::uint64_t, std::uint64_t> PageApplier::newest_stamp() const {
+  std::pair<std::uint64_t, std::uint64_t> best{0, 0};
+  for (const auto& l : lanes_) {
+    const std::uint64_t arrival = l->newest_arrival.load(std::memory_order_relaxed);
+    const std::uint64_t stamp = l->newest_stamp.load(std::memory_order_relaxed);
+    if (stamp > best.first) best = {stamp, arrival};
+  }
+  return best;
+}
+
 Bitmap PageApplier::written_since(std::uint32_t round) const {
   Bitmap out(page_count_);
   const std::uint32_t tag = round + 1;  // kFinalRound pages carry kFinalRound itself, above any round + 1
@@ -176,6 +186,10 @@ DropReason PageApplier::apply_datagram(std::uint32_t lane_index, std::span<const
   lane.bytes.fetch_add(bytes.size(), std::memory_order_relaxed);
   if (v.header.seq + 1 > lane.next_seq.load(std::memory_order_relaxed))
     lane.next_seq.store(v.header.seq + 1, std::memory_order_relaxed);
+  if (v.header.send_time_ns > lane.newest_stamp.load(std::memory_order_relaxed)) {
+    lane.newest_arrival.store(now_ns, std::memory_order_relaxed);
+    lane.newest_stamp.store(v.header.send_time_ns, std::memory_order_relaxed);
+  }
   const auto owd = static_cast<std::int64_t>(now_ns - v.header.send_time_ns);
   if (owd < lane.min_owd.load(std::memory_order_relaxed)) lane.min_owd.store(owd, std::memory_order_relaxed);
   // Stale or bad-hash entries inside an authentic datagram are counted but the datagram counts as

@@ -80,6 +80,9 @@ class PageApplier {
   std::uint64_t dropped(DropReason r) const;
   // Smallest (receiver clock - sender stamp) since the last call; INT64_MAX if none.
   std::int64_t take_min_owd();
+  // The send stamp of the newest authentic datagram and when it arrived (receiver clock); {0, 0}
+  // before the first.
+  std::pair<std::uint64_t, std::uint64_t> newest_stamp() const;
 
  private:
   struct Lane {
@@ -100,6 +103,7 @@ class PageApplier {
     } staging;
     std::atomic<std::uint64_t> datagrams{0}, bytes{0}, next_seq{0};
     std::atomic<std::int64_t> min_owd{INT64_MAX};
+    std::atomic<std::uint64_t> newest_stamp{0}, newest_arrival{0};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(DropReason::count_)> drops{};
   };
 

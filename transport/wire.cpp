@@ -296,6 +296,8 @@ std::vector<std::byte> encode_progress(const Progress& p) {
   w.put(p.min_owd_ns);
   w.put(p.invalid);
   w.put(p.backlog_bytes);
+  w.put(p.echo_send_time_ns);
+  w.put(p.echo_hold_ns);
   return out;
 }
 
@@ -309,6 +311,8 @@ Progress decode_progress(std::span<const std::byte> body) {
   p.min_owd_ns = r.get<std::int64_t>();
   p.invalid = r.get<std::uint64_t>();
   p.backlog_bytes = r.get<std::uint64_t>();
+  p.echo_send_time_ns = r.get<std::uint64_t>();
+  p.echo_hold_ns = r.get<std::uint64_t>();
   r.expect_end();
   return p;
 }

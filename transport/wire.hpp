@@ -144,6 +144,10 @@ struct Progress {
   std::int64_t min_owd_ns = 0;         // smallest (receiver clock - sender stamp) since last report
   std::uint64_t invalid = 0;           // datagrams dropped as invalid so far
   std::uint64_t backlog_bytes = 0;     // now waiting in the receiver's buffers (not cumulative)
+  // The send stamp of the newest datagram seen and how long ago it arrived: the source takes
+  // (now - stamp - hold) as the round trip a datagram and this report made (0: none yet).
+  std::uint64_t echo_send_time_ns = 0;
+  std::uint64_t echo_hold_ns = 0;
 };
 std::vector<std::byte> encode_progress(const Progress& p);
 Progress decode_progress(std::span<const std::byte> body);

@@ -2,7 +2,9 @@
 // random loss, settle near the capacity of a full link, and give way when a queue builds.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
+#include <string>
 
 #include "transport/pacer.hpp"
 #include "transport/units.hpp"
@@ -56,41 +58,80 @@ TEST(Pacer, GivesWayWhenAQueueBuildsFromOtherTraffic) {
   for (int i = 0; i < 200; ++i) rc.on_sample(link_sample(rc.rate(), 1e9, 0, queue));
   EXPECT_GT(rc.rate(), 0.7e9) << "alone, it should have found the 1 GB/s link";
   // Another flow now holds half the link and keeps its queue full.
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < 60; ++i) {
     FeedbackSample s = link_sample(rc.rate(), 0.5e9, 0, queue);
     s.qdelay_s = 0.03;
     rc.on_sample(s);
   }
-  // It yields down to about half of the link it had: no further (see SharesAFullLink below).
+  // It yields at least down to the half the other flow left, and never below a quarter of the
+  // link it had (see PacerOnASharedLink below).
   EXPECT_LT(rc.rate(), 0.55e9);
-  EXPECT_GT(rc.rate(), 0.3e9);
+  EXPECT_GT(rc.rate(), 0.2e9);
+  const std::string phase = rc.phase();
+  EXPECT_TRUE(phase == "share" || phase == "compete") << phase << ": a queue it did not build, carrying less than it had, is another flow's";
 }
 
-// A loss-driven TCP flow (additive increase, multiplicative decrease on a drop) sharing a 1 Gbit/s
-// link with hymig through a 50 ms tail-drop queue, as the bench's tc tbf does. The long-run shares
+TEST(Pacer, ItsOwnQueueIsNotAnotherFlow) {
+  // Alone on a link that queues: startup's overshoot and the probes build queues, but the link
+  // stays full of our own bytes, so the pacer never goes into sharing.
+  RateController rc(RateConfig{100 << 20});
+  double queue = 0;
+  double sum = 0;
+  for (int i = 0; i < 500; ++i) {
+    rc.on_sample(link_sample(rc.rate(), 1e9, 0, queue));
+    ASSERT_STRNE(rc.phase(), "share") << "sample " << i;
+    if (i >= 400) sum += rc.rate() / 100;
+  }
+  EXPECT_GT(sum, 0.8e9);
+}
+
+// A TCP CUBIC flow (RFC 9438: W(t) = C (t - K)^3 + W_max, its Reno-friendly region, beta 0.7, one
+// reduction per round trip) sharing a 1 Gbit/s link with hymig through a 50 ms tail-drop queue, as
+// the bench's tc tbf does. Both see the same round trip (1 ms plus the queue). The long-run shares
 // are what matter: hymig must leave the other flow room, and must not be starved by it.
 struct SharedLink {
   double capacity = 125e6;
   double queue_s = 0;
-  double tcp_rate = 0;
+  double base_rtt = 0.001;
   bool latecomer = false;  // hymig's delay baseline is the queue it first saw, not an empty one
   double seen_min = 1;
   std::mt19937_64 rng{7};
+  // CUBIC, in packets of 1448 bytes.
+  double cwnd = 10, w_max = 0, k = 0, since_loss = 0;
+  bool slow_start = true;
+  double tcp_delivered = 0;
 
+  double rtt() const { return base_rtt + queue_s; }
   FeedbackSample step(double rate) {
-    const double dt = 0.02, limit = 0.05;
+    const double dt = 0.02, limit = 0.05, mss = 1448, c = 0.4, beta = 0.7;
+    const double tcp_rate = cwnd * mss / rtt();
     const double offered = rate + tcp_rate;
     queue_s = std::max(0.0, queue_s + (offered - capacity) / capacity * dt);
     const bool overflow = queue_s >= limit;
     queue_s = std::min(queue_s, limit);
     // What the full queue drops, it drops from both flows alike.
     const double drop = overflow && offered > capacity ? 1 - capacity / offered : 0;
-    if (drop > 0) tcp_rate *= 0.7;  // CUBIC's multiplicative decrease
-    else tcp_rate += 0.005 * capacity;  // and its growth (a quarter of the link a second) while nothing is lost
+    tcp_delivered = tcp_rate * std::min(1.0, capacity / offered);
+    since_loss += dt;
+    if (drop > 0 && since_loss > rtt()) {
+      slow_start = false;
+      w_max = cwnd;
+      cwnd = std::max(2.0, cwnd * beta);
+      k = std::cbrt(w_max * (1 - beta) / c);
+      since_loss = 0;
+    } else if (slow_start) {
+      cwnd *= std::pow(2.0, dt / rtt());
+    } else {
+      const double cubic = c * std::pow(since_loss - k, 3) + w_max;
+      const double reno = w_max * beta + 3 * (1 - beta) / (1 + beta) * since_loss / rtt();
+      cwnd = std::max(cubic, reno);
+    }
     FeedbackSample s;
     s.interval_s = dt;
     s.send_rate = rate;
-    s.datagrams = std::max(64.0, rate * dt / 65536);
+    s.datagram_bytes = 1472;
+    s.rtt_s = rtt();
+    s.datagrams = std::max(64.0, rate * dt / 1472);
     const double kept = std::binomial_distribution<long>(static_cast<long>(s.datagrams), 1 - drop)(rng);
     s.loss = 1 - kept / s.datagrams;
     // A filling queue serves the flows at the capacity, in proportion to what they offer; a full one
@@ -126,11 +167,15 @@ TEST_P(PacerOnASharedLink, LeavesRoomAndIsNotStarved) {
     const FeedbackSample s = link.step(rc.rate());
     rc.on_sample(s);
     hymig += s.delivered_rate / n;
-    tcp += std::min(link.tcp_rate, link.capacity) / n;
+    tcp += link.tcp_delivered / n;
   }
+  // A model, not the link: the measured shares (bench/run-suite.sh, shared link through a sender's
+  // tbf and through a middle namespace) are in docs/performance.md. Here: neither flow takes it all.
+  // Joining a link that CUBIC already fills, hymig never measured the whole link, so its floor (a
+  // quarter of what it measured) is lower than a quarter of the link.
   const double share = hymig / (hymig + tcp);
-  EXPECT_GT(share, 0.25) << "hymig starved";
-  EXPECT_LT(share, 0.75) << "the TCP flow got no room";
+  EXPECT_GT(share, 0.15) << "hymig starved";
+  EXPECT_LT(share, 0.7) << "the TCP flow got no room";
   EXPECT_GT(hymig + tcp, 0.7 * link.capacity) << "the link is left idle";
   EXPECT_LT(rc.rate(), 3 * link.capacity) << "the rate ran away from the link";
 }
