@@ -12,6 +12,9 @@ hm_tmpdir
 hm_store_setup
 
 for endpoint in 127.0.0.2:9 node7.example:9; do
+  # The last round's output goes first: the wait below could read its "listening on" line before
+  # the new fake's shell truncates the file (then the address read after it is empty).
+  rm -f "$HM_TMP/fake.out"
   "$HYMIG_TEST_PEER" fake-destination --listen 127.0.0.1:0 --key-file "$HYMIG_KEY_FILE" --bulk-endpoint "$endpoint" \
     >"$HM_TMP/fake.out" 2>&1 &
   fake_pid=$!

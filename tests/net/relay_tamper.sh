@@ -16,6 +16,9 @@ hm_start_serve "$log" --listen 127.0.0.1:0 --store "$store" --timeout 5
 
 # start_relay N DIRECTION: a relay to serve that flips byte N of DIRECTION; sets relay_addr, relay_pid.
 start_relay() {
+  # The last relay's output goes first: the wait below could read its "listening on" line before
+  # the new relay's shell truncates the file.
+  rm -f "$HM_TMP/relay.out"
   "$HYMIG_TEST_PEER" relay --listen 127.0.0.1:0 --to "$HM_SERVE_ADDR" --flip-at "$1" --direction "$2" \
     >"$HM_TMP/relay.out" 2>&1 &
   relay_pid=$!
