@@ -157,12 +157,16 @@ SessionSecrets tls_psk_handshake(int socket, Role role, const ClusterKey& key,
       if (n < 0 && errno != EINTR) throw Error(ErrorKind::io, std::string("poll during the handshake: ") + std::strerror(errno));
       continue;
     }
+    // OpenSSL 3 reports a peer that closed without an alert as SSL_ERROR_SSL with this reason.
+    const unsigned long first = ERR_peek_error();
+    const bool eof = ERR_GET_LIB(first) == ERR_LIB_SSL && ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
     const std::string why = openssl_errors();
-    if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
+    if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN || eof) {
       if (st.peer_identity_unknown) throw refuse("the peer presented another cluster key id");
       if (detail) *detail = "the peer closed the connection during the handshake" + (why.empty() ? "" : ": " + why);
       throw Error(ErrorKind::peer_vanished, std::string(peer) + " closed the connection during the authentication handshake "
-                                                                "(wrong cluster key, or not hymig 2?)");
+                                                                "(a wrong cluster key, not hymig 2, or its handshake deadline "
+                                                                "passed on a very busy host: its log says which)");
     }
     throw refuse(st.peer_identity_unknown ? "the peer presented another cluster key id" : why);
   }
