@@ -512,7 +512,9 @@ lv_native_migrate() {
   # shellcheck disable=SC2034  # read by the caller
   LV_MIG_DST_TAG=$LV_LAST_TAG
   t0=$(date +%s%N)
-  LV_MIG_OUT=$(ip netns exec "${LV_NS[$from]}" timeout "${LV_MIGRATE_TIMEOUT:-300}" \
+  # -k: a virsh that ignores SIGTERM in the middle of a migration is killed 10 s later (the test's
+  # own deadline cannot interrupt a command substitution; a hung virsh ran into ctest's timeout).
+  LV_MIG_OUT=$(ip netns exec "${LV_NS[$from]}" timeout -k 10 "${LV_MIGRATE_TIMEOUT:-300}" \
     virsh -q -c "${LV_URI[$from]}" migrate --live --persistent --undefinesource "$@" \
     "$name" "${LV_TCP_URI[$to]}" --migrateuri "tcp://${LV_ADDR[$to]}" 2>&1) || rc=$?
   t1=$(date +%s%N)
