@@ -83,7 +83,7 @@ void RateController::clamp() {
 namespace {
 constexpr int kCutSpacing = 3;    // samples between two cuts: the last one must show in the reports first
 constexpr double kCutFactor = 0.8;
-constexpr double kContestedShare = 0.7;  // of the long-term link: a queue while sending less = not alone
+constexpr double kContestedShare = 0.7;  // of the typical link: a queue while sending less = not alone
 constexpr double kShareFloor = 0.25;  // of the long-term link: yield, but never starve
 constexpr double kLongLinkDecay = 0.9998;  // per sample: a half-life of ~3500 samples (over a minute)
 // While competing: grow as a TCP-friendly AIMD flow does. A flow that cuts by b on a loss and adds

@@ -353,7 +353,6 @@ class SourceRun {
       }
       Bitmap next = await_round_report(round);
       rs.missing_after = next.count();
-      last_round_pages_ = rs.pages;
       Bitmap dirty(pages);
       image_.collect_dirty(dirty, sent_hashes_);
       rs.dirty_after = dirty.count();
@@ -408,11 +407,12 @@ class SourceRun {
   void check_missing_fits() {
     if (lanes_.empty()) return;
     const std::uint64_t missing = last_missing_.count();
-    if (missing * 2 <= last_round_pages_) return;
+    const std::uint64_t last_round_pages = report_.round_stats.back().pages;
+    if (missing * 2 <= last_round_pages) return;
     const double est_s = missing * static_cast<double>(image_.page_size()) / std::max(pacer_.rate(), 1.0);
     if (est_s * 1000 > opts_.downtime_ms)
       throw Error(ErrorKind::protocol, "the destination still reports " + std::to_string(missing) + " of the " +
-                                           std::to_string(last_round_pages_) + " pages of round " +
+                                           std::to_string(last_round_pages) + " pages of round " +
                                            std::to_string(report_.rounds - 1) +
                                            " missing: the datagram path is failing, and they would not move within the "
                                            "downtime target; not pausing");
@@ -721,7 +721,6 @@ class SourceRun {
   ReliableChannel* rel_;  // the connection the session started on, or the RC channel it moved to
   Progress last_progress_{};
   Bitmap last_missing_;   // the destination's last round report
-  std::uint64_t last_round_pages_ = 0;  // pages the last round sent
   std::unique_ptr<ReliableChannel> moved_rel_;
   bool asked_write_ = false;              // notify asked for the final delta by write
   ImageWriter* writer_ = nullptr;  // rel_'s, with the source image registered: final delta by write
