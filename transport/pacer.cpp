@@ -18,11 +18,12 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
   }
   // The round trip: our own stamp, echoed with how long the receiver held it (both clocks'
   // offsets cancel). A smoothed value, as TCP keeps one; absurd samples are ignored.
-  if (p.echo_send_time_ns) {
-    const auto sent_ns = static_cast<std::int64_t>(p.echo_send_time_ns);
-    const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
-    const double rtt = static_cast<double>(now_ns - sent_ns - static_cast<std::int64_t>(p.echo_hold_ns)) * 1e-9;
-    if (rtt >= 0 && rtt < 10) srtt_s_ = srtt_s_ == 0 ? rtt : 0.875 * srtt_s_ + 0.125 * rtt;
+  const auto now_ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count());
+  const std::uint64_t sent_ns = p.echo_send_time_ns;
+  if (sent_ns && sent_ns <= now_ns && p.echo_hold_ns <= now_ns - sent_ns) {
+    const double rtt = static_cast<double>(now_ns - sent_ns - p.echo_hold_ns) * 1e-9;
+    if (rtt < 10) srtt_s_ = srtt_s_ == 0 ? rtt : 0.875 * srtt_s_ + 0.125 * rtt;
   }
   if (!have_base_) {
     have_base_ = true;

@@ -248,3 +248,52 @@ TEST(Units, SizesAndRates) {
 
 }  // namespace
 }  // namespace hymig
+
+namespace hymig {
+namespace {
+
+// The round trip comes from stamps the receiver echoes: a stamp from the future, a hold longer
+// than the time that passed, or a stamp from long ago must not give a negative or absurd round
+// trip (the friendly step divides by its square).
+TEST(FeedbackTracker, HostileEchoesGiveNoRoundTrip) {
+  using namespace std::chrono;
+  const auto t0 = steady_clock::now();
+  const auto ns = [](steady_clock::time_point t) {
+    return static_cast<std::uint64_t>(duration_cast<nanoseconds>(t.time_since_epoch()).count());
+  };
+  struct Echo {
+    std::uint64_t sent, hold;
+  };
+  const Echo hostile[] = {{ns(t0 + seconds(5)), 0},            // sent "later" than it arrived
+                          {ns(t0), 60'000'000'000ull},         // held for a minute
+                          {ns(t0) - 3'600'000'000'000ull, 0},  // an hour-old stamp
+                          {~0ull, ~0ull}};
+  for (const Echo& e : hostile) {
+    FeedbackTracker tr;
+    Progress p{};
+    tr.on_progress(p, 0, t0);
+    p.receiver_time_ns = 50'000'000;
+    p.datagrams = p.next_seq = 1000;
+    p.bytes = 1000 * 1472;
+    p.echo_send_time_ns = e.sent;
+    p.echo_hold_ns = e.hold;
+    const auto s = tr.on_progress(p, p.bytes, t0 + milliseconds(50));
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->rtt_s, 0.0) << "sent " << e.sent << " hold " << e.hold;
+  }
+  // An honest echo: sent 3 ms before the report arrived, held 1 ms.
+  FeedbackTracker tr;
+  Progress p{};
+  tr.on_progress(p, 0, t0);
+  p.receiver_time_ns = 50'000'000;
+  p.datagrams = p.next_seq = 1000;
+  p.bytes = 1000 * 1472;
+  p.echo_send_time_ns = ns(t0 + milliseconds(47));
+  p.echo_hold_ns = 1'000'000;
+  const auto s = tr.on_progress(p, p.bytes, t0 + milliseconds(50));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_NEAR(s->rtt_s, 0.002, 1e-6);
+}
+
+}  // namespace
+}  // namespace hymig
