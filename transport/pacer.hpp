@@ -108,7 +108,7 @@ class RateController {
 class TokenBucket {
  public:
   void set_rate(double bytes_per_s) { rate_ = bytes_per_s; }
-  // Waits (sleeping, then spinning for the last stretch) until `bytes` may go, then books them.
+  // Sleeps until `bytes` may go, then books them.
   void acquire(std::size_t bytes);
 
  private:

@@ -119,8 +119,18 @@ DropReason PageApplier::open_datagram(Lane& lane, DatagramView& v, std::uint32_t
     else c.crypt(v.payload, lane.scratch.data());
     return verified() ? shape : DropReason::bad_mac;
   }
+  // A raw chunk's payload is the chunk, then the padding that makes every chunk one size.
+  const bool raw_chunk = v.header.chunk_count > 1 && !v.entry_at(0).compressed;
+  const std::size_t chunk_len = raw_chunk ? layout_.chunk_len(v.header.chunk_index) : v.payload.size();
+  const auto padding_is_zero = [&](const std::byte* pad) {
+    for (std::size_t i = 0; i < v.payload.size() - chunk_len; ++i)
+      if (pad[i] != std::byte{0}) return false;
+    return true;
+  };
   if (clear) {
     c.authenticate(v.payload);
+    if (raw_chunk && !padding_is_zero(v.payload.data() + chunk_len))
+      return verified() ? DropReason::bad_shape : DropReason::bad_mac;
     std::size_t off = 0;
     for (std::size_t i = 0; i < v.header.entry_count; ++i) {
       if (v.header.chunk_count == 1 && v.entry_at(i).zero) continue;
@@ -138,8 +148,13 @@ DropReason PageApplier::open_datagram(Lane& lane, DatagramView& v, std::uint32_t
     } else {
       dst = lane.scratch.data();
     }
-    c.crypt(v.payload, dst);
+    c.crypt(v.payload.first(chunk_len), dst);
     lane.opened[0] = dst;
+    if (raw_chunk && v.payload.size() > chunk_len) {
+      c.crypt(v.payload.subspan(chunk_len), lane.padding.data());
+      if (!verified()) return DropReason::bad_mac;
+      return padding_is_zero(lane.padding.data()) ? DropReason::none : DropReason::bad_shape;
+    }
   } else {
     std::size_t off = 0, used = 0;
     for (std::size_t i = 0; i < v.header.entry_count; ++i) {
@@ -277,7 +292,7 @@ DropReason PageApplier::apply_chunk(Lane& lane, const DatagramView& v, std::uint
   const std::uint64_t bit = std::uint64_t{1} << v.header.chunk_index;
   if (chunk_mask_[p] & bit) return DropReason::none;  // a duplicate: same round, same bytes
   std::byte* dst = image_.data() + p * page_size_ + std::size_t{v.header.chunk_index} * layout_.chunk_bytes;
-  if (lane.opened[0] != dst) std::memcpy(dst, lane.opened[0], v.payload.size());
+  if (lane.opened[0] != dst) std::memcpy(dst, lane.opened[0], layout_.chunk_len(v.header.chunk_index));
   maybe_nonzero_.set(p);
   chunk_mask_[p] |= bit;
   const std::uint64_t full = layout_.chunk_count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << layout_.chunk_count) - 1;

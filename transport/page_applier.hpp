@@ -91,6 +91,7 @@ class PageApplier {
     EpochKeys keys;
     ReplayWindow window;
     std::vector<std::byte> scratch;
+    std::array<std::byte, kMaxChunks> padding{};  // a raw chunk's padding, decrypted (zeros)
     std::array<std::byte, kMaxEntries * kEntryBytes> entries{};  // the current datagram's, decrypted
     std::array<std::byte*, kMaxEntries> opened{};                // where each payload piece was opened
     PageDecompressor zstd;

@@ -737,7 +737,7 @@ DropReason check_datagram_entries(const DatagramView& v, std::uint64_t page_coun
       if (!compressed_pages || e.compressed >= layout.page_size || n != h.chunk_count || n >= layout.chunk_count ||
           h.payload_bytes != (h.chunk_index + 1u < n ? layout.chunk_bytes : last))
         return DropReason::bad_shape;
-    } else if (h.chunk_count != layout.chunk_count || h.payload_bytes != layout.chunk_len(h.chunk_index)) {
+    } else if (h.chunk_count != layout.chunk_count || h.payload_bytes != layout.chunk_bytes) {  // padded: DatagramLayout
       return DropReason::bad_shape;
     }
     if (e.page >= page_count || lane_of_page(e.page, lanes) != v.header.lane) return DropReason::out_of_range;

@@ -33,7 +33,7 @@
 
 namespace hymig {
 
-inline constexpr std::uint32_t kProtocolVersion = 2;
+inline constexpr std::uint32_t kProtocolVersion = 3;
 
 enum class MsgType : std::uint8_t {
   hello = 1,
@@ -306,6 +306,10 @@ struct DatagramLayout {
     return index + 1 < chunk_count ? chunk_bytes
                                    : static_cast<std::uint32_t>(page_size - std::size_t{chunk_bytes} * (chunk_count - 1));
   }
+  // A page's raw chunks all travel as chunk_bytes of payload: the last is followed by this many
+  // zero bytes (fewer than chunk_count). Every chunk datagram then has one size, so a GSO run
+  // spans many pages instead of ending at each page's shorter last chunk.
+  std::uint32_t chunk_padding(std::uint16_t index) const { return chunk_bytes - chunk_len(index); }
 };
 // Throws Error{usage} when no layout fits (datagram too small for even one chunk).
 DatagramLayout make_layout(std::size_t page_size, std::size_t datagram_bytes);

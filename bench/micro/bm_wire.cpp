@@ -76,7 +76,7 @@ std::vector<Planned> plan(const DatagramLayout& l) {
     for (std::uint16_t c = 0; c < l.chunk_count; ++c) {
       Planned d;
       d.entries.push_back({p, false, h});
-      d.payload = l.chunk_len(c);
+      d.payload = l.chunk_bytes;  // the last chunk's padding read from the next page: a cost model only
       d.payload_bytes = {image + p * kPage + std::size_t{c} * l.chunk_bytes, d.payload};
       d.header = header_of(1, seq++, c, l.chunk_count, d.payload);
       out.push_back(std::move(d));

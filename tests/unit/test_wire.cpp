@@ -294,9 +294,10 @@ TEST_F(WireDatagram, ForgeriesNeverOverwriteAuthenticBytes) {
       h.seq = seq;
       h.chunk_index = index;
       h.chunk_count = chunked.chunk_count;
-      h.payload_bytes = chunked.chunk_len(index);
+      h.payload_bytes = chunked.chunk_bytes;  // the last chunk padded with zeros to the others' size
       const DatagramEntry e{2, false, 0};
       std::vector<std::byte> bytes(h.payload_bytes, fill);
+      std::fill(bytes.begin() + chunked.chunk_len(index), bytes.end(), std::byte{0});
       std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes + h.payload_bytes + kDatagramTagBytes);
       const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1));
       AeadCipher& c = keys.for_seq(seq);
@@ -320,6 +321,51 @@ TEST_F(WireDatagram, ForgeriesNeverOverwriteAuthenticBytes) {
     EXPECT_TRUE(applier.present().test(2));
     for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
   }
+}
+
+// Raw chunks are padded to one size (so a GSO run spans pages): the padding must be there and be
+// zeros, and it never lands in the image (the last chunk ends at its page's end).
+TEST_F(WireDatagram, ChunksArePaddedToOneSizeWithZeros) {
+  const DatagramLayout chunked = make_layout(kPage, 1472);
+  const std::uint16_t last = static_cast<std::uint16_t>(chunked.chunk_count - 1);
+  ASSERT_GT(chunked.chunk_padding(last), 0u) << "this layout's last chunk must be short for the test to mean anything";
+  EXPECT_EQ(chunked.chunk_padding(0), 0u);
+  std::vector<std::byte> image(kPage * 8, std::byte{0x11});
+  PageApplier applier(image, kPage, 77, chunked, DatagramProtection::aead, secrets, 1, false, false);
+  std::uint64_t seq = 0;
+  // payload: the chunk's bytes (0x5a), then `pad_fill` up to `payload_bytes`.
+  auto chunk = [&](std::uint64_t page, std::uint16_t index, std::uint32_t payload_bytes, std::byte pad_fill) {
+    DatagramHeader h;
+    h.flags = kDatagramEncrypted;
+    h.session = 77;
+    h.seq = seq++;
+    h.chunk_index = index;
+    h.chunk_count = chunked.chunk_count;
+    h.payload_bytes = payload_bytes;
+    const DatagramEntry e{page, false, 0};
+    std::vector<std::byte> bytes(payload_bytes, pad_fill);
+    std::fill(bytes.begin(), bytes.begin() + std::min<std::size_t>(payload_bytes, chunked.chunk_len(index)), std::byte{0x5a});
+    std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes + payload_bytes + kDatagramTagBytes);
+    const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1));
+    AeadCipher& c = sealer.for_seq(h.seq);
+    c.begin(h.seq, std::span(out).first(kDatagramHeaderBytes));
+    c.crypt(std::span(out).subspan(kDatagramHeaderBytes, kEntryBytes), out.data() + kDatagramHeaderBytes);
+    c.crypt(bytes, out.data() + head);
+    const AeadTag tag = c.finish_seal();
+    std::memcpy(out.data() + head + payload_bytes, tag.data(), tag.size());
+    return out;
+  };
+  // Page 2 (the last before page 3, whose bytes must stay 0x11): every chunk chunk_bytes long.
+  for (std::uint16_t i = 0; i < last; ++i)
+    ASSERT_EQ(applier.apply_datagram(0, chunk(2, i, chunked.chunk_bytes, std::byte{0}), 0), DropReason::none);
+  // The last chunk unpadded (version 2's shape), or padded with anything but zeros: authentic, malformed.
+  EXPECT_EQ(applier.apply_datagram(0, chunk(2, last, chunked.chunk_len(last), std::byte{0}), 0), DropReason::bad_shape);
+  EXPECT_EQ(applier.apply_datagram(0, chunk(2, last, chunked.chunk_bytes, std::byte{0x01}), 0), DropReason::bad_shape);
+  EXPECT_FALSE(applier.present().test(2));
+  ASSERT_EQ(applier.apply_datagram(0, chunk(2, last, chunked.chunk_bytes, std::byte{0}), 0), DropReason::none);
+  EXPECT_TRUE(applier.present().test(2));
+  for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
+  for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[3 * kPage + i], std::byte{0x11}) << "padding landed past the page at " << i;
 }
 
 // With protection mac (--encrypt off) pages travel in clear but are still authenticated.
