@@ -11,7 +11,7 @@
 namespace hymig {
 
 std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, std::uint64_t sender_bytes_sent,
-                                                           std::chrono::steady_clock::time_point now) {
+                                                           std::chrono::steady_clock::time_point now, bool quick) {
   if (p.min_owd_ns != INT64_MAX && p.datagrams) {
     min_owd_ns_ = std::min(min_owd_ns_, p.min_owd_ns);
     interval_min_owd_ns_ = std::min(interval_min_owd_ns_, p.min_owd_ns);
@@ -37,7 +37,10 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
   const std::uint64_t seq_span = p.next_seq - base_.next_seq;
   const double dt = (p.receiver_time_ns - base_.receiver_time_ns) * 1e-9;
   // Long enough to average out a receiver that was descheduled for a few ms (2 cores, shared).
-  if ((seq_span < 64 || dt < 0.02) && dt < 0.2) return std::nullopt;
+  // Startup leaves only on two such samples in a row, so its shorter ones are still ~20 ms of evidence.
+  const std::uint64_t min_datagrams = quick ? 32 : 64;
+  const double min_dt = quick ? 0.0095 : 0.02;  // the receiver reports every 10 ms: not one report late
+  if ((seq_span < min_datagrams || dt < min_dt) && dt < 0.2) return std::nullopt;
 
   FeedbackSample s;
   s.interval_s = dt;

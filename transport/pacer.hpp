@@ -30,12 +30,13 @@ struct FeedbackSample {
 };
 
 // Builds samples from the cumulative Progress reports: one per >= 64 datagrams and >= 20 ms, or
-// per 200 ms.
+// per 200 ms; `quick` (the pacer's startup, which doubles the rate per sample): per >= 32
+// datagrams and >= 10 ms, the receiver's report interval, so the ramp takes half as long.
 class FeedbackTracker {
  public:
   // `sender_bytes_sent` is the sender's cumulative datagram bytes when the report was read.
   std::optional<FeedbackSample> on_progress(const Progress& p, std::uint64_t sender_bytes_sent,
-                                            std::chrono::steady_clock::time_point now);
+                                            std::chrono::steady_clock::time_point now, bool quick = false);
   std::uint64_t datagrams_lost() const { return lost_; }
 
  private:
@@ -64,6 +65,7 @@ class RateController {
   double rate() const { return rate_; }
   double random_loss() const { return base_loss_; }
   const char* phase() const;
+  bool starting() const { return !cfg_.fixed && phase_ == Phase::startup; }
   bool competing() const { return queued_streak_ >= kStandingQueue; }
   bool sharing() const { return contested_ > 0; }
   static constexpr int kStandingQueue = 50;  // samples (~1 s) with a queue that our cuts did not drain

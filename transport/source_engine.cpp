@@ -240,7 +240,7 @@ class SourceRun {
       case MsgType::progress: {
         const Progress p = decode_progress(m.body);
         check_progress(p);
-        if (auto s = tracker_.on_progress(p, bulk_bytes_sent(), Clock::now())) {
+        if (auto s = tracker_.on_progress(p, bulk_bytes_sent(), Clock::now(), pacer_.starting())) {
           pacer_.on_sample(*s);
           live_.loss = s->loss;
           live_.qdelay_s = s->qdelay_s;

@@ -295,5 +295,26 @@ TEST(FeedbackTracker, HostileEchoesGiveNoRoundTrip) {
   EXPECT_NEAR(s->rtt_s, 0.002, 1e-6);
 }
 
+// Startup doubles the rate per sample: it samples each receiver report (10 ms), cruise every
+// 20 ms at least (a shorter span is too noisy on a shared host to cut or probe on).
+TEST(FeedbackTracker, StartupSamplesEveryReport) {
+  using namespace std::chrono;
+  const auto t0 = steady_clock::now();
+  for (const bool quick : {false, true}) {
+    FeedbackTracker tr;
+    Progress p{};
+    tr.on_progress(p, 0, t0, quick);
+    p.receiver_time_ns = 10'000'000;  // one report interval later
+    p.datagrams = p.next_seq = 100;
+    p.bytes = 100 * 1472;
+    const auto s = tr.on_progress(p, p.bytes, t0 + milliseconds(10), quick);
+    EXPECT_EQ(s.has_value(), quick) << (quick ? "startup waited for a second report" : "cruise sampled 10 ms");
+    // Startup's next span holds too few datagrams (8); cruise's, 20 ms later, is its first.
+    p.receiver_time_ns = 30'000'000;
+    p.datagrams = p.next_seq = p.next_seq + 8;
+    EXPECT_EQ(tr.on_progress(p, p.bytes, t0 + milliseconds(30), quick).has_value(), !quick);
+  }
+}
+
 }  // namespace
 }  // namespace hymig
