@@ -270,6 +270,11 @@ class DestinationRun {
     applier_->note_pages_written(page_list_, in_final_ ? kFinalRound : round);
   }
 
+  // Datagrams the lanes have taken in, applied or dropped: changes while any still arrive.
+  std::uint64_t arrivals() const {
+    return applier_->datagrams() + applier_->invalid() + applier_->dropped(DropReason::stale_round);
+  }
+
   // One message of the rounds; returns true on pause.
   bool handle_round_message(const Message& m) {
     switch (static_cast<MsgType>(m.type)) {
@@ -286,12 +291,25 @@ class DestinationRun {
       case MsgType::round_end: {
         const auto re = decode_round_end(m.body);
         // Datagrams sent before round-end may still be on their way to the lanes: wait until the
-        // lanes have seen the round's last sequence numbers, at most 200 ms.
+        // lanes have seen the round's last sequence numbers, at most 200 ms, and no longer than
+        // 10 ms after the last datagram came in. The last one may be lost: that wait stood in
+        // the blackout of every final datagram round whose last datagram was lost.
         if (!lanes_.empty()) {
-          const auto until = Clock::now() + std::chrono::milliseconds(200);
-          while (Clock::now() < until && applier_->next_seq() < re.next_seq) {
+          const auto start = Clock::now();
+          auto last_arrival = start;
+          std::uint64_t seen = arrivals();
+          while (applier_->next_seq() < re.next_seq) {
             check_lanes();
             std::this_thread::sleep_for(std::chrono::microseconds(500));
+            const auto now = Clock::now();
+            const std::uint64_t n = arrivals();
+            if (n != seen) {
+              seen = n;
+              last_arrival = now;
+            } else if (now - last_arrival > std::chrono::milliseconds(10)) {
+              break;
+            }
+            if (now - start > std::chrono::milliseconds(200)) break;
           }
           send_progress();
         }
