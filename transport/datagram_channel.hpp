@@ -57,6 +57,12 @@ class DatagramChannel {
   // The views stay valid until the next receive_batch() call.
   virtual std::size_t receive_batch(std::span<InDatagram> out, std::chrono::microseconds timeout) = 0;
 
+  // The rate the sender paces this channel at (bytes/s). A channel over a kernel socket bounds the
+  // bytes it keeps queued in the host (its qdisc, the device) to about a millisecond of it, as
+  // TCP's small queues do for TCP: where the bottleneck is this host's own qdisc (a tc shaper),
+  // a deeper queue of ours would push a TCP flow sharing it down to a sixth of the link.
+  virtual void pace(double bytes_per_s) { (void)bytes_per_s; }
+
   // Bytes waiting to be received (kernel buffers, as the kernel accounts them; 0 where unknown): a
   // backlog here means this receiver is slower than what arrives, not that the path is full.
   virtual std::uint64_t receive_backlog_bytes() const { return 0; }

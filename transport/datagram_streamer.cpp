@@ -220,6 +220,7 @@ void DatagramStreamer::flush(const std::function<double()>& rate, const std::fun
   if (used_ == 0) return;
   const double r = rate();
   bucket_.set_rate(r);
+  ch_.pace(r);
   const auto built = std::chrono::steady_clock::now();
   bucket_.acquire(batch_bytes_);
   const auto paced = std::chrono::steady_clock::now();

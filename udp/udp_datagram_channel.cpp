@@ -139,6 +139,16 @@ std::size_t UdpDatagramChannel::send_batch(std::span<const OutDatagram> datagram
   return accepted;
 }
 
+void UdpDatagramChannel::pace(double bytes_per_s) {
+  // The kernel grants twice what is asked: ask for half a millisecond's bytes.
+  const double want = std::clamp(bytes_per_s / 2000.0, 64.0 * 1024, 32.0 * 1024 * 1024);
+  if (send_buffer_ > 0 && want > 0.75 * send_buffer_ && want < 1.25 * send_buffer_) return;
+  const int bytes = static_cast<int>(want);
+  if (::setsockopt(socket_.get(), SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0)
+    (void)::setsockopt(socket_.get(), SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);  // capped at wmem_max
+  send_buffer_ = bytes;
+}
+
 std::uint64_t UdpDatagramChannel::receive_backlog_bytes() const {
   std::uint32_t info[SK_MEMINFO_VARS] = {};
   socklen_t len = sizeof info;

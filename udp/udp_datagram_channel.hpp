@@ -54,6 +54,10 @@ class UdpDatagramChannel final : public DatagramChannel {
   // The socket's receive queue (SO_MEMINFO: memory the kernel holds for it, about 1.1-1.5x the bytes).
   std::uint64_t receive_backlog_bytes() const override;
 
+  // Sets the send buffer to ~1 ms of the rate (at least 128 KiB, two GSO messages), when the rate
+  // moved by more than a quarter since it was last set.
+  void pace(double bytes_per_s) override;
+
   // An epoll descriptor watching the socket and a "datagrams kept in user space" eventfd.
   int poll_fd() const override { return epoll_.get(); }
 
@@ -73,6 +77,7 @@ class UdpDatagramChannel final : public DatagramChannel {
   [[noreturn]] void fail_send(int err, std::size_t message_bytes);
 
   UniqueFd socket_;
+  int send_buffer_ = 0;  // what pace() last asked for (the kernel doubles it); 0: not yet
   UniqueFd pending_event_;  // readable while ring_ holds datagrams not yet handed out
   UniqueFd epoll_;
   bool pending_signalled_ = false;

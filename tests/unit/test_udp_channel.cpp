@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -228,6 +229,25 @@ TEST(UdpChannel, WithoutGsoSameBytes) {
   EXPECT_FALSE(p.tx->gso_enabled());
   TestStream stream(std::vector<std::size_t>(500, 1472));
   expect_each_once(transfer(p, stream));
+}
+
+// The send buffer follows the pace: about a millisecond of it (what TCP's small queues keep), at
+// least two GSO messages; small changes leave it alone. Root may exceed wmem_max; others are capped.
+TEST(UdpChannel, SendBufferFollowsThePace) {
+  auto ch = UdpDatagramChannel::open("127.0.0.1");
+  const auto sndbuf = [&] {
+    int v = 0;
+    socklen_t len = sizeof v;
+    EXPECT_EQ(::getsockopt(ch->socket_fd(), SOL_SOCKET, SO_SNDBUF, &v, &len), 0);
+    return v;
+  };
+  ch->pace(125e6);  // 1 Gbit/s: 1 ms is 125 KB, under the floor
+  EXPECT_EQ(sndbuf(), 2 * 64 * 1024);
+  ch->pace(130e6);  // within a quarter: no change asked for
+  EXPECT_EQ(sndbuf(), 2 * 64 * 1024);
+  if (::geteuid() != 0) GTEST_SKIP() << "beyond net.core.wmem_max needs root (SO_SNDBUFFORCE)";
+  ch->pace(1.25e9);  // 10 Gbit/s: 1.25 MB
+  EXPECT_EQ(sndbuf(), 2 * 625'000);
 }
 
 TEST(UdpChannel, DropsDatagramsFromOthersAfterConnect) {
