@@ -2,7 +2,9 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 
 namespace hymig::bench {
 
@@ -21,15 +23,31 @@ std::string MpiWorld::processor_name() const {
   return std::string(name, static_cast<std::size_t>(len));
 }
 
-void MpiWorld::barrier() const { MPI_Barrier(MPI_COMM_WORLD); }
+void MpiWorld::barrier() const {
+  // As receive(): a rank that arrives first must not spin while another pair is still measured.
+  MPI_Request request;
+  MPI_Ibarrier(MPI_COMM_WORLD, &request);
+  for (int done = 0;;) {
+    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    if (done) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 
 void MpiWorld::send(int to, const std::string& s) const {
   MPI_Send(s.data(), static_cast<int>(s.size()), MPI_CHAR, to, 0, MPI_COMM_WORLD);
 }
 
 std::string MpiWorld::receive(int from) const {
+  // Polled with sleeps, not MPI_Probe: OpenMPI's blocking calls busy-poll, and a receiver rank
+  // waiting here while its partner's run was measured spun ~70 % of a core, taken from the
+  // measured transports on a 2-core host (hymig, with three busy threads, lost the most).
   MPI_Status st;
-  MPI_Probe(from, 0, MPI_COMM_WORLD, &st);
+  for (int ready = 0;;) {
+    MPI_Iprobe(from, 0, MPI_COMM_WORLD, &ready, &st);
+    if (ready) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   int n = 0;
   MPI_Get_count(&st, MPI_CHAR, &n);
   std::string s(static_cast<std::size_t>(n), '\0');
