@@ -49,6 +49,13 @@ side (hymig's sender from its report, which leaves the synthetic image's filling
 the whole \`serve --once\` process, including first-touching the target; the stream tools from the
 transfer's start; iperf3 from its own utilisation figures).
 
+Every cell starts with one unmeasured warm-up run and the transports' order rotates per
+repetition: on these VMs the first process to touch memory the host reclaimed pays for faulting
+it back in (a run at half speed), and that penalty used to fall on whichever transport ran first.
+The ranks wait for each other with sleeps, not OpenMPI's spinning blocking calls. With two
+repetitions and 256 MiB images (\`--quick\`) a cell's median is still the mean of two noisy runs;
+docs/data-path.md has the repeated, larger comparisons behind the issue-13 figures.
+
 EOF2
 part loopback
 part veth
