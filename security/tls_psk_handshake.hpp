@@ -4,8 +4,9 @@
 // exchange gives forward secrecy, and the exported secret is bound to both randoms and the whole
 // transcript. No certificates, no session tickets, no resumption, no 0-RTT; ALPN "hymig/2" pins
 // the framing (the hello then checks the wire version). The source is the TLS client, the
-// destination the server. Once it returns, TLS is done with the socket: the session's records are protected by keys derived from the export
-// (security/session_secrets.hpp), on this connection and on every other channel of the session.
+// destination the server. Once it returns, TLS is done with the socket: the session's records
+// are protected by keys derived from the export (security/session_secrets.hpp), on this
+// connection and on every other channel of the session.
 #pragma once
 
 #include <chrono>
