@@ -1,7 +1,8 @@
 // hymig serve: the destination daemon. Every connection is served on its own thread: its
 // authentication (bounded by --handshake-timeout, at most --max-handshakes at once) never waits for
 // another's, and nothing about this host or its images reaches a peer before it proved the cluster
-// key. Authenticated sessions run one at a time. No connection's failure ends the daemon.
+// key. At most --max-incoming authenticated sessions run at once, and what they reserve (store
+// space, memory for synthetic images) is counted together. No connection's failure ends the daemon.
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -10,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <ctime>
 #include <cerrno>
 #include <filesystem>
@@ -100,6 +102,7 @@ struct ServeConfig {
   std::chrono::milliseconds timeout{10000};
   std::chrono::milliseconds handshake_timeout{5000};
   unsigned max_handshakes = 16;
+  unsigned max_incoming = 2;
   std::uint64_t max_image_bytes = 0;
   std::optional<std::uint64_t> store_reserve;  // unset: 5 % of the store's file system, at most 1 GiB
   bool allow_synthetic = false;
@@ -145,6 +148,70 @@ class Server {
     std::shared_ptr<std::atomic<bool>> done;
   };
 
+  // What the running sessions hold together: each is checked against what the others reserved.
+  struct Budget {
+    std::mutex mutex;
+    std::condition_variable freed;
+    unsigned sessions = 0;
+    std::uint64_t store_bytes = 0;   // file images on their way into the store
+    std::uint64_t memory_bytes = 0;  // synthetic images held in memory
+  };
+
+  // One session's place among --max-incoming, and its reservations; all given back when it ends.
+  class Slot {
+   public:
+    explicit Slot(Budget& b) : b_(b) {}
+    ~Slot() {
+      {
+        const std::lock_guard lock(b_.mutex);
+        if (taken_) --b_.sessions;
+        b_.store_bytes -= store_;
+        b_.memory_bytes -= memory_;
+      }
+      b_.freed.notify_all();
+    }
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+
+    // Waits up to `timeout` for fewer than `limit` sessions; false when none came free.
+    bool take(unsigned limit, std::chrono::milliseconds timeout) {
+      std::unique_lock lock(b_.mutex);
+      if (!b_.freed.wait_for(lock, timeout, [&] { return b_.sessions < limit; })) return false;
+      ++b_.sessions;
+      taken_ = true;
+      return true;
+    }
+    // Reserves `bytes` of the store when `available` (free space less the reserve) holds them
+    // beside what the other sessions reserved; else throws Error{no_space}.
+    void reserve_store(std::uint64_t bytes, std::uint64_t available, std::uint64_t free_bytes, std::uint64_t keep) {
+      const std::lock_guard lock(b_.mutex);
+      const std::uint64_t others = b_.store_bytes;
+      if (available < others || available - others < bytes)
+        throw Error(ErrorKind::no_space,
+                    "the store has " + format_bytes(double(free_bytes)) + " free" +
+                        (others ? ", " + format_bytes(double(others)) + " of it promised to migrations under way" : "") +
+                        "; an image of " + format_bytes(double(bytes)) + " would leave less than --store-reserve " +
+                        format_bytes(double(keep)));
+      b_.store_bytes += bytes;
+      store_ += bytes;
+    }
+    // Reserves memory for a synthetic image within `limit` (--max-image-bytes) for all of them.
+    void reserve_memory(std::uint64_t bytes, std::uint64_t limit) {
+      const std::lock_guard lock(b_.mutex);
+      if (b_.memory_bytes > limit || limit - b_.memory_bytes < bytes)
+        throw Error(ErrorKind::refused, "synthetic images under way hold " + format_bytes(double(b_.memory_bytes)) +
+                                            "; another of " + format_bytes(double(bytes)) +
+                                            " would exceed --max-image-bytes (" + format_bytes(double(limit)) + ")");
+      b_.memory_bytes += bytes;
+      memory_ += bytes;
+    }
+
+   private:
+    Budget& b_;
+    bool taken_ = false;
+    std::uint64_t store_ = 0, memory_ = 0;
+  };
+
   void reap() {
     for (auto it = workers_.begin(); it != workers_.end();) {
       if (*it->done) {
@@ -180,10 +247,14 @@ class Server {
     try {
       session.peer = exchange_hello(rel, Role::destination, to_json(probe_capabilities(peer_host, local_host)),
                                     cfg_.handshake_timeout);
-      std::unique_lock lock(session_mutex_, std::defer_lock);
-      if ((cfg_.once && once_claimed_.exchange(true)) || !lock.try_lock_for(cfg_.timeout))
-        throw Error(ErrorKind::refused, "busy: this daemon is serving another migration; try again later");
-      rep = run_destination(rel, datagram_factory(local_host), target_factory(), destination_options(session, local_host));
+      if (cfg_.once && once_claimed_.exchange(true))
+        throw Error(ErrorKind::refused, "busy: this daemon (--once) is serving another migration");
+      Slot slot(budget_);
+      if (!slot.take(cfg_.max_incoming, cfg_.timeout))
+        throw Error(ErrorKind::refused, fmt::format("busy: this daemon is receiving {} migration{} already (--max-incoming {}); "
+                                                    "try again later",
+                                                    cfg_.max_incoming, cfg_.max_incoming == 1 ? "" : "s", cfg_.max_incoming));
+      rep = run_destination(rel, datagram_factory(local_host), target_factory(slot), destination_options(session, local_host));
     } catch (const std::exception& e) {
       rep.error = e.what();
       send_abort_quietly(rel, e.what());
@@ -226,8 +297,8 @@ class Server {
   }
 
   // What this daemon accepts, checked on the authenticated notify before anything is reserved.
-  TargetFactory target_factory() const {
-    return [this](const Notify& n) -> std::unique_ptr<TargetImage> {
+  TargetFactory target_factory(Slot& slot) const {
+    return [this, &slot](const Notify& n) -> std::unique_ptr<TargetImage> {
       if (n.image_bytes > cfg_.max_image_bytes)
         throw Error(ErrorKind::refused, "an image of " + format_bytes(double(n.image_bytes)) +
                                             " exceeds this daemon's --max-image-bytes (" +
@@ -236,6 +307,7 @@ class Server {
         if (!cfg_.allow_synthetic)
           throw Error(ErrorKind::refused, "this daemon takes no synthetic images (`hymig serve --allow-synthetic`, "
                                           "for tests and benchmarks)");
+        slot.reserve_memory(n.image_bytes, cfg_.max_image_bytes);
         return make_memory_target(n.image_bytes);
       }
       if (n.image_kind == "vm" && !n.vm_definition.empty()) {
@@ -258,10 +330,7 @@ class Server {
       const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
       const std::uint64_t reserve =
           cfg_.store_reserve.value_or(std::min<std::uint64_t>(1ull << 30, std::uint64_t(fs.f_blocks) * fs.f_frsize / 20));
-      if (free_bytes < reserve || free_bytes - reserve < n.image_bytes)
-        throw Error(ErrorKind::no_space, "the store has " + format_bytes(double(free_bytes)) + " free; an image of " +
-                                             format_bytes(double(n.image_bytes)) + " would leave less than --store-reserve " +
-                                             format_bytes(double(reserve)));
+      slot.reserve_store(n.image_bytes, free_bytes > reserve ? free_bytes - reserve : 0, free_bytes, reserve);
       return make_file_target(cfg_.store, n.image_name, n.session, n.image_bytes, cfg_.replace);
     };
   }
@@ -269,7 +338,7 @@ class Server {
   ServeConfig cfg_;
   std::list<Worker> workers_;
   std::atomic<unsigned> handshakes_{0};
-  std::timed_mutex session_mutex_;
+  Budget budget_;
   std::atomic<bool> once_claimed_{false};
   std::atomic<bool> once_done_{false};
   std::atomic<int> once_rc_{kExitOk};
@@ -316,7 +385,10 @@ int run_serve(const std::vector<std::string>& args) {
       ("once", po::bool_switch(), "exit after one authenticated session: 0 if it committed, 1 otherwise")
       ("timeout", po::value<double>()->default_value(10.0), "seconds a source may stay silent before its session is dropped")
       ("handshake-timeout", po::value<double>()->default_value(5.0), "seconds a new connection has to authenticate, in all")
-      ("max-handshakes", po::value<unsigned>()->default_value(16), "connections authenticating at once; more are closed at once");
+      ("max-handshakes", po::value<unsigned>()->default_value(16), "connections authenticating at once; more are closed at once")
+      ("max-incoming", po::value<unsigned>()->default_value(2),
+       "migrations received at once; an authenticated source beyond them waits up to --timeout for one to end, then is "
+       "refused as busy. Store space and synthetic images' memory are counted over all of them");
   add_key_options(desc);
   po::variables_map vm;
   if (!parse_options("serve", "[--listen HOST:PORT] [--store DIR] [--vm-qmp PATH | --libvirt [--connect URI]] [--once] [--key-file FILE]",
@@ -362,6 +434,8 @@ int run_serve(const std::vector<std::string>& args) {
   if (cfg.handshake_timeout.count() <= 0) throw Error(ErrorKind::usage, "--handshake-timeout must be positive");
   cfg.max_handshakes = vm["max-handshakes"].as<unsigned>();
   if (cfg.max_handshakes == 0) throw Error(ErrorKind::usage, "--max-handshakes must be at least 1");
+  cfg.max_incoming = vm["max-incoming"].as<unsigned>();
+  if (cfg.max_incoming == 0 || cfg.max_incoming > 64) throw Error(ErrorKind::usage, "--max-incoming must be 1..64");
   cfg.max_image_bytes = vm.count("max-image-bytes") ? parse_size(vm["max-image-bytes"].as<std::string>(), "--max-image-bytes")
                                                     : physical_memory();
   if (vm.count("store-reserve")) cfg.store_reserve = parse_size(vm["store-reserve"].as<std::string>(), "--store-reserve");
