@@ -34,10 +34,28 @@ finish() {
   hm_wait_pid "${!pid_var}" 90
   [ "$HM_RC" -ne 124 ] || hm_fail "migrate $1 did not end within 90 s: $(tail -c 2000 "$HM_TMP/$1.err")"
 }
+# stop_serve LOG: SIGTERM ends the daemon with exit 0.
 stop_serve() {
   kill -TERM "$HM_SERVE_PID"
   hm_wait_pid "$HM_SERVE_PID" 20
-  [ "$HM_RC" -eq 0 ] || hm_fail "serve exited $HM_RC on SIGTERM, expected 0; log: $(tail -c 2000 "$HM_TMP/serve.log")"
+  [ "$HM_RC" -eq 0 ] || hm_fail "serve exited $HM_RC on SIGTERM, expected 0; log: $(tail -c 2000 "$1")"
+}
+# second_refused NAME REGEX WHAT SERVE-ARGS...: a daemon with SERVE-ARGS; while a first source held
+# at 8 MiB/s moves, a second one must fail cleanly with REGEX on its stderr, and the first commit.
+second_refused() {
+  local name=$1 regex=$2 what=$3
+  shift 3
+  hm_start_serve "$HM_TMP/$name.log" --listen 127.0.0.1:0 --store "$HM_TMP/store" --allow-synthetic "$@"
+  migrate_bg "${name}_first" --image "$image" --to "$HM_SERVE_ADDR" --rate 8M "${common[@]}" --progress json
+  hm_wait_for 30 moving "${name}_first" || hm_fail "$what: the first source never started moving: $(tail -c 2000 "$HM_TMP/${name}_first.err")"
+  migrate_bg "${name}_second" --image "$image" --to "$HM_SERVE_ADDR" "${common[@]}" --progress off
+  finish "${name}_second"
+  hm_assert_failed_cleanly "$HM_RC" "$HM_TMP/${name}_second.err" "$what"
+  grep -q -E "$regex" "$HM_TMP/${name}_second.err" ||
+    hm_fail "$what: the refused source's error does not match '$regex': $(tail -c 1000 "$HM_TMP/${name}_second.err")"
+  finish "${name}_first"
+  hm_assert_committed "$HM_RC" "$HM_TMP/${name}_first.json" "$HM_TMP/${name}_first.err" "$what: the first source"
+  stop_serve "$HM_TMP/$name.log"
 }
 
 # 1. Two at once.
@@ -53,33 +71,12 @@ finish b
 hm_assert_committed "$HM_RC" "$HM_TMP/b.json" "$HM_TMP/b.err" "second of two concurrent sources"
 n=$(hm_count_lines "$HM_TMP/serve.log" "session [0-9a-f]+: committed [^ ]+ 67108864 bytes")
 [ "$n" -eq 2 ] || hm_fail "serve logged $n committed sessions, expected 2: $(cat "$HM_TMP/serve.log")"
-stop_serve
+stop_serve "$HM_TMP/serve.log"
 
 # 2. One slot: the second waits --timeout (2 s), then is refused as busy.
-hm_start_serve "$HM_TMP/serve1.log" --listen 127.0.0.1:0 --store "$HM_TMP/store" --allow-synthetic --max-incoming 1 --timeout 2
-migrate_bg c --image "$image" --to "$HM_SERVE_ADDR" --rate 8M "${common[@]}" --progress json
-hm_wait_for 30 moving c || hm_fail "the first source never started moving: $(tail -c 2000 "$HM_TMP/c.err")"
-migrate_bg d --image "$image" --to "$HM_SERVE_ADDR" "${common[@]}" --progress off
-finish d
-hm_assert_failed_cleanly "$HM_RC" "$HM_TMP/d.err" "a source beyond --max-incoming 1"
-grep -q -E 'busy.*--max-incoming 1' "$HM_TMP/d.err" ||
-  hm_fail "the refused source does not say busy and name --max-incoming: $(tail -c 1000 "$HM_TMP/d.err")"
-finish c
-hm_assert_committed "$HM_RC" "$HM_TMP/c.json" "$HM_TMP/c.err" "the source that held the only slot"
-stop_serve
-
+second_refused busy 'busy.*--max-incoming 1' "a source beyond --max-incoming 1" --max-incoming 1 --timeout 2
 # 3. Memory for synthetic images is counted over the sessions under way.
-hm_start_serve "$HM_TMP/serve2.log" --listen 127.0.0.1:0 --store "$HM_TMP/store" --allow-synthetic --max-incoming 2 \
-  --max-image-bytes 100M
-migrate_bg e --image "$image" --to "$HM_SERVE_ADDR" --rate 8M "${common[@]}" --progress json
-hm_wait_for 30 moving e || hm_fail "the first source never started moving: $(tail -c 2000 "$HM_TMP/e.err")"
-migrate_bg f --image "$image" --to "$HM_SERVE_ADDR" "${common[@]}" --progress off
-finish f
-hm_assert_failed_cleanly "$HM_RC" "$HM_TMP/f.err" "a synthetic image beyond --max-image-bytes in all"
-grep -q -E 'under way.*--max-image-bytes' "$HM_TMP/f.err" ||
-  hm_fail "the refused source does not name the images under way and --max-image-bytes: $(tail -c 1000 "$HM_TMP/f.err")"
-finish e
-hm_assert_committed "$HM_RC" "$HM_TMP/e.json" "$HM_TMP/e.err" "the source whose image fit"
-stop_serve
+second_refused memory 'under way.*--max-image-bytes' "a synthetic image beyond --max-image-bytes in all" \
+  --max-incoming 2 --max-image-bytes 100M
 [ -z "$(hm_store_files "$HM_TMP/store")" ] || hm_fail "synthetic images left files in the store: $(hm_store_files "$HM_TMP/store")"
 exit 0
