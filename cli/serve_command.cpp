@@ -181,10 +181,11 @@ class Server {
       taken_ = true;
       return true;
     }
-    // Reserves `bytes` of the store when `available` (free space less the reserve) holds them
+    // Reserves `bytes` of the store when its free space less `keep` (--store-reserve) holds them
     // beside what the other sessions reserved; else throws Error{no_space}.
-    void reserve_store(std::uint64_t bytes, std::uint64_t available, std::uint64_t free_bytes, std::uint64_t keep) {
+    void reserve_store(std::uint64_t bytes, std::uint64_t free_bytes, std::uint64_t keep) {
       const std::lock_guard lock(b_.mutex);
+      const std::uint64_t available = free_bytes > keep ? free_bytes - keep : 0;
       const std::uint64_t others = b_.store_bytes;
       if (available < others || available - others < bytes)
         throw Error(ErrorKind::no_space,
@@ -330,7 +331,7 @@ class Server {
       const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
       const std::uint64_t reserve =
           cfg_.store_reserve.value_or(std::min<std::uint64_t>(1ull << 30, std::uint64_t(fs.f_blocks) * fs.f_frsize / 20));
-      slot.reserve_store(n.image_bytes, free_bytes > reserve ? free_bytes - reserve : 0, free_bytes, reserve);
+      slot.reserve_store(n.image_bytes, free_bytes, reserve);
       return make_file_target(cfg_.store, n.image_name, n.session, n.image_bytes, cfg_.replace);
     };
   }

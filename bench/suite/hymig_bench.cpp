@@ -8,6 +8,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -238,14 +239,13 @@ int run(MpiWorld& world, int argc, char** argv) {
         // One unmeasured run first: on these VMs the first process to touch memory the host took
         // back pays for faulting it in again (a 2 GiB run at half speed), and that was always the
         // first transport of the cell.
-        for (auto& peer : peers) {
-          if (!applies(*peer)) continue;
+        if (auto first = std::find_if(peers.begin(), peers.end(), [&](const auto& p) { return applies(*p); });
+            first != peers.end()) {
           RunSpec spec = base;
-          spec.cell = {peer->name(), size, dirty, loss, 0};
+          spec.cell = {(*first)->name(), size, dirty, loss, 0};
           world.barrier();
-          if (auto m = run_on_pair(world, *peer, spec); m && world.rank() == 0)
-            std::cout << fmt::format("[pair {}] warm-up run ({}): {}", pair, peer->name(), to_string(m->status)) << std::endl;
-          break;
+          if (auto m = run_on_pair(world, **first, spec); m && world.rank() == 0)
+            std::cout << fmt::format("[pair {}] warm-up run ({}): {}", pair, (*first)->name(), to_string(m->status)) << std::endl;
         }
         // And the order rotates per repetition, so no transport always runs right after another.
         for (unsigned rep = 0; rep < o.reps; ++rep)

@@ -7,6 +7,15 @@
 #include <thread>
 
 namespace hymig::bench {
+namespace {
+// Polls `done` every millisecond: OpenMPI's blocking calls busy-poll, and a rank waiting in one
+// while its partner's run was measured spun ~70 % of a core, taken from the measured transports on
+// a 2-core host (hymig, with three busy threads, lost the most).
+template <typename Done>
+void wait_sleeping(Done done) {
+  while (!done()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+}  // namespace
 
 MpiWorld::MpiWorld(int& argc, char**& argv) {
   MPI_Init(&argc, &argv);
@@ -24,14 +33,13 @@ std::string MpiWorld::processor_name() const {
 }
 
 void MpiWorld::barrier() const {
-  // As receive(): a rank that arrives first must not spin while another pair is still measured.
   MPI_Request request;
   MPI_Ibarrier(MPI_COMM_WORLD, &request);
-  for (int done = 0;;) {
+  wait_sleeping([&] {
+    int done = 0;
     MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-    if (done) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+    return done != 0;
+  });
 }
 
 void MpiWorld::send(int to, const std::string& s) const {
@@ -39,15 +47,12 @@ void MpiWorld::send(int to, const std::string& s) const {
 }
 
 std::string MpiWorld::receive(int from) const {
-  // Polled with sleeps, not MPI_Probe: OpenMPI's blocking calls busy-poll, and a receiver rank
-  // waiting here while its partner's run was measured spun ~70 % of a core, taken from the
-  // measured transports on a 2-core host (hymig, with three busy threads, lost the most).
   MPI_Status st;
-  for (int ready = 0;;) {
+  wait_sleeping([&] {
+    int ready = 0;
     MPI_Iprobe(from, 0, MPI_COMM_WORLD, &ready, &st);
-    if (ready) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+    return ready != 0;
+  });
   int n = 0;
   MPI_Get_count(&st, MPI_CHAR, &n);
   std::string s(static_cast<std::size_t>(n), '\0');

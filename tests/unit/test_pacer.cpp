@@ -268,7 +268,8 @@ TEST(FeedbackTracker, HostileEchoesGiveNoRoundTrip) {
                           {ns(t0), 60'000'000'000ull},         // held for a minute
                           {ns(t0) - 3'600'000'000'000ull, 0},  // an hour-old stamp
                           {~0ull, ~0ull}};
-  for (const Echo& e : hostile) {
+  // A tracker's second report, 50 ms and 1000 datagrams after its first, echoing `e`.
+  const auto sample = [&](const Echo& e) {
     FeedbackTracker tr;
     Progress p{};
     tr.on_progress(p, 0, t0);
@@ -277,20 +278,15 @@ TEST(FeedbackTracker, HostileEchoesGiveNoRoundTrip) {
     p.bytes = 1000 * 1472;
     p.echo_send_time_ns = e.sent;
     p.echo_hold_ns = e.hold;
-    const auto s = tr.on_progress(p, p.bytes, t0 + milliseconds(50));
+    return tr.on_progress(p, p.bytes, t0 + milliseconds(50));
+  };
+  for (const Echo& e : hostile) {
+    const auto s = sample(e);
     ASSERT_TRUE(s.has_value());
     EXPECT_EQ(s->rtt_s, 0.0) << "sent " << e.sent << " hold " << e.hold;
   }
   // An honest echo: sent 3 ms before the report arrived, held 1 ms.
-  FeedbackTracker tr;
-  Progress p{};
-  tr.on_progress(p, 0, t0);
-  p.receiver_time_ns = 50'000'000;
-  p.datagrams = p.next_seq = 1000;
-  p.bytes = 1000 * 1472;
-  p.echo_send_time_ns = ns(t0 + milliseconds(47));
-  p.echo_hold_ns = 1'000'000;
-  const auto s = tr.on_progress(p, p.bytes, t0 + milliseconds(50));
+  const auto s = sample({ns(t0 + milliseconds(47)), 1'000'000});
   ASSERT_TRUE(s.has_value());
   EXPECT_NEAR(s->rtt_s, 0.002, 1e-6);
 }

@@ -173,6 +173,31 @@ struct DatagramMaker {
   }
 };
 
+// One chunk datagram of `page` (session 77) sealed with `keys`: `payload` is what it carries, the
+// chunk and whatever padding follows it.
+std::vector<std::byte> seal_chunk(EpochKeys& keys, const DatagramLayout& layout, std::uint64_t page,
+                                  std::uint16_t index, std::uint32_t round, std::uint64_t seq,
+                                  std::span<const std::byte> payload) {
+  DatagramHeader h;
+  h.flags = kDatagramEncrypted;
+  h.session = 77;
+  h.round = round;
+  h.seq = seq;
+  h.chunk_index = index;
+  h.chunk_count = layout.chunk_count;
+  h.payload_bytes = static_cast<std::uint32_t>(payload.size());
+  const DatagramEntry e{page, false, 0};
+  std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes + payload.size() + kDatagramTagBytes);
+  const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1));
+  AeadCipher& c = keys.for_seq(seq);
+  c.begin(seq, std::span(out).first(kDatagramHeaderBytes));
+  c.crypt(std::span(out).subspan(kDatagramHeaderBytes, kEntryBytes), out.data() + kDatagramHeaderBytes);
+  c.crypt(payload, out.data() + head);
+  const AeadTag tag = c.finish_seal();
+  std::memcpy(out.data() + head + payload.size(), tag.data(), tag.size());
+  return out;
+}
+
 class WireDatagram : public ::testing::Test, public DatagramMaker {};
 
 TEST_F(WireDatagram, LayoutFitsPagesOrChunks) {
@@ -287,26 +312,9 @@ TEST_F(WireDatagram, ForgeriesNeverOverwriteAuthenticBytes) {
     std::vector<std::byte> image(kPage * 8);
     PageApplier applier(image, kPage, 77, chunked, DatagramProtection::aead, secrets, 1, false, true);
     auto chunk = [&](EpochKeys& keys, std::uint16_t index, std::uint32_t round, std::uint64_t seq, std::byte fill) {
-      DatagramHeader h;
-      h.flags = kDatagramEncrypted;
-      h.session = 77;
-      h.round = round;
-      h.seq = seq;
-      h.chunk_index = index;
-      h.chunk_count = chunked.chunk_count;
-      h.payload_bytes = chunked.chunk_bytes;  // the last chunk padded with zeros to the others' size
-      const DatagramEntry e{2, false, 0};
-      std::vector<std::byte> bytes(h.payload_bytes, fill);
+      std::vector<std::byte> bytes(chunked.chunk_bytes, fill);  // the last chunk padded with zeros to the others' size
       std::fill(bytes.begin() + chunked.chunk_len(index), bytes.end(), std::byte{0});
-      std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes + h.payload_bytes + kDatagramTagBytes);
-      const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1));
-      AeadCipher& c = keys.for_seq(seq);
-      c.begin(seq, std::span(out).first(kDatagramHeaderBytes));
-      c.crypt(std::span(out).subspan(kDatagramHeaderBytes, kEntryBytes), out.data() + kDatagramHeaderBytes);
-      c.crypt(bytes, out.data() + head);
-      const AeadTag tag = c.finish_seal();
-      std::memcpy(out.data() + head + h.payload_bytes, tag.data(), tag.size());
-      return out;
+      return seal_chunk(keys, chunked, 2, index, round, seq, bytes);
     };
     ASSERT_EQ(applier.apply_datagram(0, chunk(sealer, 0, 0, 0, std::byte{0x5a}), 0), DropReason::none);
     Bitmap two(8);
@@ -335,25 +343,9 @@ TEST_F(WireDatagram, ChunksArePaddedToOneSizeWithZeros) {
   std::uint64_t seq = 0;
   // payload: the chunk's bytes (0x5a), then `pad_fill` up to `payload_bytes`.
   auto chunk = [&](std::uint64_t page, std::uint16_t index, std::uint32_t payload_bytes, std::byte pad_fill) {
-    DatagramHeader h;
-    h.flags = kDatagramEncrypted;
-    h.session = 77;
-    h.seq = seq++;
-    h.chunk_index = index;
-    h.chunk_count = chunked.chunk_count;
-    h.payload_bytes = payload_bytes;
-    const DatagramEntry e{page, false, 0};
     std::vector<std::byte> bytes(payload_bytes, pad_fill);
     std::fill(bytes.begin(), bytes.begin() + std::min<std::size_t>(payload_bytes, chunked.chunk_len(index)), std::byte{0x5a});
-    std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes + payload_bytes + kDatagramTagBytes);
-    const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1));
-    AeadCipher& c = sealer.for_seq(h.seq);
-    c.begin(h.seq, std::span(out).first(kDatagramHeaderBytes));
-    c.crypt(std::span(out).subspan(kDatagramHeaderBytes, kEntryBytes), out.data() + kDatagramHeaderBytes);
-    c.crypt(bytes, out.data() + head);
-    const AeadTag tag = c.finish_seal();
-    std::memcpy(out.data() + head + payload_bytes, tag.data(), tag.size());
-    return out;
+    return seal_chunk(sealer, chunked, page, index, 0, seq++, bytes);
   };
   // Page 2 (the last before page 3, whose bytes must stay 0x11): every chunk chunk_bytes long.
   for (std::uint16_t i = 0; i < last; ++i)
