@@ -16,6 +16,7 @@ enum class ErrorKind {
   refused,       // the other side answered with an abort and a reason
   verify,        // digests did not match
   no_space,      // the destination cannot hold the image
+  cancelled,     // the operator (a signal) or a caller's deadline stopped it
 };
 
 class Error : public std::runtime_error {

@@ -208,6 +208,7 @@ class SourceRun {
 
   // Reads whatever the destination sent meanwhile without waiting: progress feeds the pacer.
   void poll_feedback() {
+    check_cancel();
     while (auto m = rel_->receive(std::chrono::milliseconds(0))) handle_during_round(*m);
     if (!lanes_.empty() && seconds_since(last_heard_) * 1000 > static_cast<double>(opts_.peer_timeout.count()))
       throw Error(ErrorKind::timeout, "no progress report from the destination for " +
@@ -293,6 +294,7 @@ class SourceRun {
   Bitmap await_round_report(std::uint32_t round) {
     const auto deadline = Clock::now() + opts_.peer_timeout;
     while (Clock::now() < deadline) {
+      check_cancel();
       auto m = rel_->receive(std::chrono::milliseconds(50));
       if (!m) continue;
       if (static_cast<MsgType>(m->type) != MsgType::round_report) {
@@ -329,6 +331,7 @@ class SourceRun {
     int stalls = 0;
 
     for (std::uint32_t round = 0;; ++round) {
+      check_cancel();
       const auto round_start = Clock::now();
       RoundStats rs;
       rs.round = round;
@@ -511,7 +514,13 @@ class SourceRun {
     return n;
   }
 
+  void check_cancel() const {
+    if (!paused_ && opts_.cancel && opts_.cancel->load(std::memory_order_relaxed))
+      throw Error(ErrorKind::cancelled, "cancelled before the pause");
+  }
+
   void final_phase() {
+    check_cancel();
     const std::uint64_t pages = image_.page_count();
     pause_time_ = Clock::now();
     paused_ = true;  // before pause(): a pause that fails half-way must still be undone

@@ -3,6 +3,7 @@
 // discard; the report says why.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -67,6 +68,10 @@ struct SourceOptions {
   FinalDatagrams final_datagrams = FinalDatagrams::automatic;
   // zstd for datagram pages (transport/compression_governor.hpp decides per lane in auto).
   Compression compression = Compression::off;
+  // Set (by a signal handler, or `hymig drain` past a timeout) to stop the migration: before the
+  // pause it fails as "cancelled" (the image runs on, the destination discards); once paused the
+  // final phase is short and runs to its end, so the guest never stays paused for a cancel.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // What "auto" means (docs/protocol.md, "Final delta", has the lab figures it was chosen by).

@@ -1,6 +1,7 @@
 // The engine end to end over the in-memory fake channels: under seeded loss, reordering,
 // duplication, corruption and delay, with writers dirtying the source, the destination must end
 // byte-for-byte equal to the paused source, every seed.
+#include <atomic>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -123,6 +124,31 @@ TEST(EngineFakeChannels, LinkCutMidMigrationResumesSourceAndDiscardsTarget) {
   EXPECT_FALSE(out.target.committed);
   EXPECT_TRUE(out.target.discarded);
   // The source runs on: its writers keep dirtying pages after the failure.
+  const auto before = image.writes_done();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_GT(image.writes_done(), before);
+}
+
+// A cancel (SIGINT/SIGTERM to `hymig migrate`, or `hymig drain` timing a migration out) during the
+// rounds: the source fails as cancelled before any pause, runs on, and the destination discards.
+TEST(EngineFakeChannels, CancelDuringTheRoundsStopsBeforeThePause) {
+  SyntheticSpec spec;
+  spec.size = 64 << 20;
+  spec.dirty_rate = 32 << 20;
+  SyntheticImage image(spec);
+  std::atomic<bool> cancel{false};
+  SourceOptions opts;
+  opts.cancel = &cancel;
+  opts.fixed_rate = 16 << 20;  // four seconds of rounds: the cancel comes during round 0
+  opts.on_progress = [&](const LiveProgress& p) {
+    if (p.round_bytes_done > (4u << 20)) cancel = true;
+  };
+  const auto out = migrate(image, {}, opts);
+  EXPECT_EQ(out.source.outcome, hymig::Outcome::failed);
+  EXPECT_NE(out.source.error.find("cancelled"), std::string::npos) << out.source.error;
+  EXPECT_EQ(out.source.downtime_ms, 0.0);  // never paused
+  EXPECT_FALSE(out.target.committed);
+  EXPECT_TRUE(out.target.discarded);
   const auto before = image.writes_done();
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_GT(image.writes_done(), before);
