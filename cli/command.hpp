@@ -37,5 +37,7 @@ int run_serve(const std::vector<std::string>& args);
 int run_migrate(const std::vector<std::string>& args);
 int run_probe(const std::vector<std::string>& args);
 int run_keygen(const std::vector<std::string>& args);
+int run_status(const std::vector<std::string>& args);
+int run_drain(const std::vector<std::string>& args);
 
 }  // namespace hymig::cli

@@ -23,6 +23,8 @@ const char* kUsage =
     "  migrate   send an image to a `hymig serve` (run on the source)\n"
     "  probe     show this host's links and the transports hymig would choose\n"
     "  keygen    write a new cluster key (copy it to every node)\n"
+    "  status    what a daemon receives now, what it can take, its last results\n"
+    "  drain     move every running libvirt domain of this node to other nodes\n"
     "\n"
     "`hymig COMMAND --help` describes each. Exit codes: 0 committed, 1 failed (the source runs on),\n"
     "2 usage error, 3 commit outcome unknown (the source stays paused).\n";
@@ -50,6 +52,8 @@ int main(int argc, char** argv) {
     if (cmd == "migrate") return hymig::cli::run_migrate(args);
     if (cmd == "probe") return hymig::cli::run_probe(args);
     if (cmd == "keygen") return hymig::cli::run_keygen(args);
+    if (cmd == "status") return hymig::cli::run_status(args);
+    if (cmd == "drain") return hymig::cli::run_drain(args);
     std::cerr << "hymig: unknown command '" << cmd << "'\n\n" << kUsage;
     return hymig::cli::kExitUsage;
   } catch (const hymig::Error& e) {

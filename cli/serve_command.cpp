@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <ctime>
 #include <cerrno>
 #include <filesystem>
@@ -26,6 +27,7 @@
 
 #include "cli/command.hpp"
 #include "policy/capabilities.hpp"
+#include "policy/host_capacity.hpp"
 #include "transport/destination_engine.hpp"
 #include "transport/error.hpp"
 #include "transport/file_image.hpp"
@@ -112,6 +114,9 @@ struct ServeConfig {
 class Server {
  public:
   explicit Server(ServeConfig cfg) : cfg_(std::move(cfg)) {}
+
+  // The last results kept for `hymig status`.
+  static constexpr std::size_t kRecentResults = 32;
 
   // Accepts until SIGINT/SIGTERM (or, with --once, until one authenticated session ended).
   int run(TcpListener& listener) {
@@ -213,6 +218,101 @@ class Server {
     std::uint64_t store_ = 0, memory_ = 0;
   };
 
+  // A migration being received, as `hymig status` shows it.
+  struct Incoming {
+    std::uint64_t session = 0;
+    std::string peer, image_name, image_kind;
+    std::uint64_t image_bytes = 0;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    SessionLive live;
+  };
+
+  // Registers a session for status while it lives; its result goes to the recent list.
+  class Registration {
+   public:
+    Registration(Server& s, const std::string& peer, const Notify& n) : s_(s), in_(std::make_shared<Incoming>()) {
+      in_->session = n.session;
+      in_->peer = peer;
+      in_->image_name = n.image_name;
+      in_->image_kind = n.image_kind;
+      in_->image_bytes = n.image_bytes;
+      const std::lock_guard lock(s_.status_mutex_);
+      s_.incoming_.push_back(in_);
+    }
+    ~Registration() {
+      const std::lock_guard lock(s_.status_mutex_);
+      s_.incoming_.remove(in_);
+    }
+    Registration(const Registration&) = delete;
+    Registration& operator=(const Registration&) = delete;
+    SessionLive* live() { return &in_->live; }
+
+   private:
+    Server& s_;
+    std::shared_ptr<Incoming> in_;
+  };
+
+  void record_result(const std::string& peer, const DestinationReport& rep, double seconds) {
+    nlohmann::json r = {{"session", fmt::format("{:016x}", rep.session)},
+                        {"peer", peer},
+                        {"image_name", rep.image_name},
+                        {"image_kind", rep.image_kind},
+                        {"image_bytes", rep.image_bytes},
+                        {"outcome", rep.committed ? "committed" : "failed"},
+                        {"seconds", seconds},
+                        {"finished_unix", std::chrono::duration_cast<std::chrono::seconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count()}};
+    if (!rep.committed) r["error"] = printable(rep.error);
+    const std::lock_guard lock(status_mutex_);
+    recent_.push_front(std::move(r));
+    if (recent_.size() > kRecentResults) recent_.pop_back();
+  }
+
+  // What this daemon can take now: drain's placement reads it.
+  HostCapacity capacity() const {
+    HostCapacity c = probe_host_memory();
+    if (cfg_.libvirt) c.ram_files_free = free_space_of(cfg_.lv.memory_backing_dirs);
+    c.max_image_bytes = cfg_.max_image_bytes;
+    c.max_incoming = cfg_.max_incoming;
+    c.libvirt = cfg_.libvirt;
+    const std::lock_guard lock(status_mutex_);
+    for (const auto& in : incoming_) {
+      ++c.incoming;
+      if (in->image_kind != "file") c.incoming_bytes += in->image_bytes;  // memory, not the store
+    }
+    return c;
+  }
+
+  nlohmann::json status() const {
+    nlohmann::json j = {{"software", "hymig " HYMIG_VERSION},
+                        {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
+                        {"capacity", to_json(capacity())}};
+    if (const auto store = free_space_of({cfg_.store})) j["store_free"] = *store;
+    nlohmann::json in = nlohmann::json::array();
+    const std::lock_guard lock(status_mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& i : incoming_)
+      in.push_back({{"session", fmt::format("{:016x}", i->session)},
+                    {"peer", i->peer},
+                    {"image_name", i->image_name},
+                    {"image_kind", i->image_kind},
+                    {"image_bytes", i->image_bytes},
+                    {"phase", to_string(i->live.phase.load())},
+                    {"round", i->live.round.load()},
+                    {"bytes_received", i->live.bytes_received.load()},
+                    {"seconds", std::chrono::duration<double>(now - i->started).count()}});
+    j["incoming"] = std::move(in);
+    j["recent"] = nlohmann::json(recent_);
+    return j;
+  }
+
+  void answer_query(ReliableChannel& rel, const Message& m) {
+    nlohmann::json args;
+    decode_query(m.body, args, {"status"});
+    rel.send(wire(MsgType::answer), encode_answer(status()));
+  }
+
   void reap() {
     for (auto it = workers_.begin(); it != workers_.end();) {
       if (*it->done) {
@@ -245,9 +345,21 @@ class Server {
     ReliableChannel& rel = *session.channel;
     rel.set_io_timeout(cfg_.timeout);
     DestinationReport rep;
+    const auto began = std::chrono::steady_clock::now();
     try {
       session.peer = exchange_hello(rel, Role::destination, to_json(probe_capabilities(peer_host, local_host)),
                                     cfg_.handshake_timeout);
+      const auto first = rel.receive(cfg_.handshake_timeout);
+      if (!first) throw Error(ErrorKind::timeout, "the peer asked nothing within --handshake-timeout");
+      if (static_cast<MsgType>(first->type) == MsgType::query) {
+        answer_query(rel, *first);
+        return;
+      }
+      if (static_cast<MsgType>(first->type) != MsgType::notify)
+        reject_message(rel, *first, "the source", std::string("expected notify or query, got ") +
+                                                      to_string(static_cast<MsgType>(first->type)));
+      DestinationOptions opts = destination_options(session, local_host);
+      opts.notify = decode_notify(first->body);
       if (cfg_.once && once_claimed_.exchange(true))
         throw Error(ErrorKind::refused, "busy: this daemon (--once) is serving another migration");
       Slot slot(budget_);
@@ -255,12 +367,15 @@ class Server {
         throw Error(ErrorKind::refused, fmt::format("busy: this daemon is receiving {} migration{} already (--max-incoming {}); "
                                                     "try again later",
                                                     cfg_.max_incoming, cfg_.max_incoming == 1 ? "" : "s", cfg_.max_incoming));
-      rep = run_destination(rel, datagram_factory(local_host), target_factory(slot), destination_options(session, local_host));
+      Registration reg(*this, peer, *opts.notify);
+      opts.live = reg.live();
+      rep = run_destination(rel, datagram_factory(local_host), target_factory(slot), opts);
     } catch (const std::exception& e) {
       rep.error = e.what();
       send_abort_quietly(rel, e.what());
     }
     const std::string id = fmt::format("{:016x}", rep.session);
+    if (rep.session) record_result(peer, rep, std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     if (rep.committed)
       log_line(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid: {} bad-mac, {} replayed, "
                            "{} future-round; {} stale{}{})",
@@ -337,6 +452,10 @@ class Server {
   }
 
   ServeConfig cfg_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  mutable std::mutex status_mutex_;
+  std::list<std::shared_ptr<Incoming>> incoming_;
+  std::deque<nlohmann::json> recent_;
   std::list<Worker> workers_;
   std::atomic<unsigned> handshakes_{0};
   Budget budget_;

@@ -43,9 +43,13 @@ class DestinationRun {
   DestinationReport run() {
     try {
       prepare();
+      set_phase(SessionPhase::rounds);
       rounds();
+      set_phase(SessionPhase::final_delta);
       final_phase();
+      set_phase(SessionPhase::committed);
     } catch (const std::exception& e) {
+      set_phase(SessionPhase::failed);
       report_.error = e.what();
       stop_lanes();  // before the target goes: lanes write into it, the tagger reads it
       if (tagger_.joinable()) tagger_.join();
@@ -68,9 +72,13 @@ class DestinationRun {
   }
 
  private:
+  void set_phase(SessionPhase p) {
+    if (opts_.live) opts_.live->phase.store(p, std::memory_order_relaxed);
+  }
+
   void prepare() {
     rel_->set_io_timeout(opts_.peer_timeout);
-    notify_ = decode_notify(expect(*rel_, MsgType::notify, opts_.peer_timeout).body);
+    notify_ = opts_.notify ? *opts_.notify : decode_notify(expect(*rel_, MsgType::notify, opts_.peer_timeout).body);
     report_.session = notify_.session;
     report_.image_name = notify_.image_name;
     report_.image_kind = notify_.image_kind;
@@ -240,6 +248,8 @@ class DestinationRun {
 
   // Between control messages: reports every 10 ms while datagrams flow, liveness, the lanes' health.
   void tick() {
+    if (opts_.live)
+      opts_.live->bytes_received.store(applier_->bytes() + rel_->stats().bytes_received, std::memory_order_relaxed);
     if (!lanes_.empty() && Clock::now() - last_report_ >= std::chrono::milliseconds(10)) send_progress();
     check_lanes();
     if (silent_too_long())
@@ -283,6 +293,7 @@ class DestinationRun {
         const auto round = decode_page_set(m.body, applier_->page_count(), set);
         const std::unique_lock lock(state_);
         applier_->begin_round(round, set);
+        if (opts_.live) opts_.live->round.store(round, std::memory_order_relaxed);
         return false;
       }
       case MsgType::pages:
@@ -414,6 +425,7 @@ class DestinationRun {
     stop_lanes();
     check_lanes();
     const Digest theirs = decode_digest(expect(*rel_, MsgType::digest, opts_.peer_timeout).body);
+    set_phase(SessionPhase::verifying);
     Verify v;
     v.missing_pages = applier_->page_count() - applier_->present().count();
     if (notify_.verify == "full") {
@@ -428,7 +440,9 @@ class DestinationRun {
       throw Error(ErrorKind::verify, v.missing_pages ? std::to_string(v.missing_pages) + " pages missing after the final delta"
                                                      : "image digest differs from the source's");
 
+    set_phase(target_->takes_device_state() ? SessionPhase::device_state : SessionPhase::committing);
     await_commit();
+    set_phase(SessionPhase::committing);
     target_->commit();
     report_.committed = true;
     // The source resumes nothing once it sent commit; its answer may be lost without harm.

@@ -7,12 +7,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "security/session_secrets.hpp"
 #include "transport/datagram_channel.hpp"
 #include "transport/image.hpp"
 #include "transport/reliable_channel.hpp"
+#include "transport/session_live.hpp"
 #include "transport/wire.hpp"
 
 namespace hymig {
@@ -28,6 +30,10 @@ struct DestinationOptions {
   const SessionSecrets* secrets = nullptr;
   std::chrono::milliseconds peer_timeout{10000};
   ReliableAcceptorFactory make_reliable;  // unset: a notify asking for another transport is refused
+  // The notify, when the caller already received it (the daemon reads the first message itself:
+  // it may be a query); unset: the engine waits for it.
+  std::optional<Notify> notify;
+  SessionLive* live = nullptr;  // the phase and progress, for the daemon's status; optional
 };
 
 struct DestinationReport {

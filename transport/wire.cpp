@@ -160,6 +160,8 @@ const char* to_string(MsgType t) {
     case MsgType::written: return "written";
     case MsgType::bind: return "bind";
     case MsgType::datagrams_done: return "datagrams-done";
+    case MsgType::query: return "query";
+    case MsgType::answer: return "answer";
   }
   return "unknown";
 }
@@ -275,6 +277,29 @@ Ready decode_ready(std::span<const std::byte> body) {
   if (j.contains("reliable_endpoint"))
     r.reliable_endpoint = check_text(field<std::string>(j, m, "reliable_endpoint"), m, "reliable_endpoint", 256);
   return r;
+}
+
+std::vector<std::byte> encode_query(const std::string& what, const nlohmann::json& args) {
+  return json_body({{"query", what}, {"args", args}});
+}
+
+std::string decode_query(std::span<const std::byte> body, nlohmann::json& args, std::initializer_list<std::string_view> known) {
+  if (body.size() > kMaxQueryBytes) bad("query: longer than " + std::to_string(kMaxQueryBytes) + " bytes");
+  const auto j = parse_json(body, "query");
+  const std::string what = field<std::string>(j, "query", "query");
+  if (std::find(known.begin(), known.end(), what) == known.end()) bad("query: unknown query '" + printable(what, 64) + "'");
+  const auto a = j.find("args");
+  if (a == j.end() || !a->is_object()) bad("query: field 'args' must be an object");
+  args = *a;
+  return what;
+}
+
+std::vector<std::byte> encode_answer(const nlohmann::json& answer) { return json_body(answer); }
+
+nlohmann::json decode_answer(std::span<const std::byte> body) {
+  auto j = parse_json(body, "answer");
+  if (!j.is_object()) bad("answer: must be a JSON object");
+  return j;
 }
 
 std::vector<std::byte> encode_abort(const std::string& reason) { return json_body({{"reason", reason}}); }

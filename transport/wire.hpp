@@ -19,6 +19,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <span>
 #include <string>
@@ -60,6 +61,8 @@ enum class MsgType : std::uint8_t {
   written = 22,              // S->D: final-delta pages written (sealed) into that window, with their tags
   bind = 23,                 // both, first on a moved (RC) channel: D->S a fresh challenge, S->D it echoed
   datagrams_done = 24,       // S->D after final datagram rounds: no datagram counts from now on; D->S: understood
+  query = 25,                // S->D in place of notify: a question for the daemon (no migration follows)
+  answer = 26,               // D->S: the answer to query; then the daemon closes the session
 };
 const char* to_string(MsgType t);
 inline std::uint8_t wire(MsgType t) { return static_cast<std::uint8_t>(t); }
@@ -127,6 +130,15 @@ struct Ready {
 };
 std::vector<std::byte> encode_ready(const Ready& r);
 Ready decode_ready(std::span<const std::byte> body);
+
+// query: what a client (`hymig status`, `hymig drain`) asks a daemon, by name; the answer is a JSON
+// object whose shape the query defines (docs/protocol.md, "Queries").
+inline constexpr std::size_t kMaxQueryBytes = 4096;
+std::vector<std::byte> encode_query(const std::string& what, const nlohmann::json& args);
+// Fills `args` (an object, possibly empty); the name must be one of `known`.
+std::string decode_query(std::span<const std::byte> body, nlohmann::json& args, std::initializer_list<std::string_view> known);
+std::vector<std::byte> encode_answer(const nlohmann::json& answer);
+nlohmann::json decode_answer(std::span<const std::byte> body);
 
 std::vector<std::byte> encode_abort(const std::string& reason);
 std::string decode_abort(std::span<const std::byte> body);

@@ -4,6 +4,7 @@
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <optional>
 
@@ -165,6 +166,33 @@ bool has_shared_file_memory(const std::string& xml) {
   const xmlNode* source = child_element(mb, "source");
   const xmlNode* access = child_element(mb, "access");
   return source && access && attribute(source, "type") == "file" && attribute(access, "mode") == "shared";
+}
+
+std::uint64_t hugepage_bytes(const std::string& xml, std::uint64_t default_bytes) {
+  const XmlDocument doc = XmlDocument::parse(xml);
+  const xmlNode* root = doc.root();
+  if (!is_element(root, "domain")) return 0;
+  const xmlNode* mb = child_element(root, "memoryBacking");
+  const xmlNode* huge = mb ? child_element(mb, "hugepages") : nullptr;
+  if (!huge) return 0;
+  const xmlNode* page = child_element(huge, "page");
+  const auto size = page ? attribute(page, "size") : std::nullopt;
+  if (!size) return default_bytes;
+  std::uint64_t unit = 1024;  // libvirt's default unit here is KiB
+  if (const auto u = attribute(page, "unit")) {
+    static const std::pair<const char*, std::uint64_t> units[] = {
+        {"b", 1}, {"bytes", 1}, {"k", 1024}, {"KiB", 1024}, {"KB", 1000}, {"M", 1u << 20}, {"MiB", 1u << 20},
+        {"MB", 1000000}, {"G", 1u << 30}, {"GiB", 1u << 30}, {"GB", 1000000000}};
+    unit = 0;
+    for (const auto& [name, factor] : units)
+      if (*u == name) unit = factor;
+    if (!unit) throw Error(ErrorKind::protocol, "the domain XML's huge page unit '" + *u + "' is unknown");
+  }
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(size->c_str(), &end, 10);
+  if (size->empty() || *end || v == 0 || v > (1ull << 40) / unit)
+    throw Error(ErrorKind::protocol, "the domain XML's huge page size '" + *size + "' is not a size");
+  return v * unit;
 }
 
 std::string hymig_qmp_socket_name(const std::string& uuid) { return "hymig-" + uuid + ".qmp"; }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -60,6 +61,10 @@ DomainIdentity domain_identity(const XmlDocument& domain);
 
 // True when <domain>'s <memoryBacking> has <source type='file'/> and <access mode='shared'/>.
 bool has_shared_file_memory(const std::string& xml);
+
+// The huge page size a domain's RAM is backed by (<memoryBacking><hugepages>, its <page size>
+// when given, else `default_bytes`: the host's default huge page size), or 0 without huge pages.
+std::uint64_t hugepage_bytes(const std::string& xml, std::uint64_t default_bytes);
 
 // `xml` with `args` appended to its <qemu:commandline> (created, with the qemu namespace declared
 // on <domain> as xmlns:qemu, when there is none). Values are escaped as XML needs.

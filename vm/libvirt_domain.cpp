@@ -3,6 +3,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
@@ -42,6 +43,20 @@ LibvirtConnection LibvirtConnection::open(const std::string& uri) {
     }
   }
   return out;
+}
+
+std::vector<std::string> LibvirtConnection::active_domain_names() const {
+  virDomainPtr* doms = nullptr;
+  const int n = virConnectListAllDomains(conn_.get(), &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  if (n < 0) fail(ErrorKind::io, "cannot list the domains at " + uri_);
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) {
+    if (const char* name = virDomainGetName(doms[i])) names.emplace_back(name);
+    virDomainFree(doms[i]);
+  }
+  free(doms);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 LibvirtDomain::LibvirtDomain(std::shared_ptr<_virConnect> conn, _virDomain* dom, std::string uri)
@@ -98,6 +113,12 @@ bool LibvirtDomain::persistent() const {
   const int r = virDomainIsPersistent(dom_.get());
   if (r < 0) fail(ErrorKind::io, "cannot tell whether domain '" + name() + "' is persistent");
   return r == 1;
+}
+
+std::uint64_t LibvirtDomain::memory_bytes() const {
+  virDomainInfo info{};
+  if (virDomainGetInfo(dom_.get(), &info) != 0) fail(ErrorKind::io, "cannot read the memory size of domain '" + name() + "'");
+  return std::uint64_t(info.memory) * 1024;
 }
 
 std::string LibvirtDomain::state() const {

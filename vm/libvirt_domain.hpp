@@ -3,9 +3,11 @@
 // own message; libvirt's habit of printing errors to stderr is switched off.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 // libvirt's handle types, without its headers in ours.
 struct _virConnect;
@@ -21,6 +23,8 @@ class LibvirtConnection {
 
   _virConnect* get() const { return conn_.get(); }
   const std::string& uri() const { return uri_; }  // as asked for, or the one libvirt picked
+  // The names of the domains that run (or are paused) now, sorted.
+  std::vector<std::string> active_domain_names() const;
 
  private:
   std::shared_ptr<_virConnect> conn_;
@@ -42,6 +46,8 @@ class LibvirtDomain {
   std::string uuid() const;
   bool active() const;
   bool persistent() const;
+  // The guest's memory as libvirt reports it (virDomainGetInfo's current memory), in bytes.
+  std::uint64_t memory_bytes() const;
   // virDomainGetState as a word: "running", "paused", "shut off", "crashed", ...
   std::string state() const;
   // The domain XML: `migratable` leaves out what only this host knows; `inactive` gives the

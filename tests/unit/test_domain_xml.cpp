@@ -149,3 +149,23 @@ TEST(LibvirtTargetDefinition, MalformedDefinitionsAreProtocolErrors) {
     }
   }
 }
+
+namespace hymig::vm {
+namespace {
+
+TEST(DomainXml, HugePageSizeIsReadWithItsUnit) {
+  const std::uint64_t def = 2u << 20;
+  EXPECT_EQ(hugepage_bytes("<domain><name>a</name></domain>", def), 0u);
+  EXPECT_EQ(hugepage_bytes("<domain><memoryBacking><source type='file'/></memoryBacking></domain>", def), 0u);
+  EXPECT_EQ(hugepage_bytes("<domain><memoryBacking><hugepages/></memoryBacking></domain>", def), def);
+  EXPECT_EQ(hugepage_bytes("<domain><memoryBacking><hugepages><page size='1' unit='G'/></hugepages></memoryBacking></domain>", def),
+            1u << 30);
+  EXPECT_EQ(hugepage_bytes("<domain><memoryBacking><hugepages><page size='2048'/></hugepages></memoryBacking></domain>", def),
+            2u << 20);
+  EXPECT_THROW(hugepage_bytes("<domain><memoryBacking><hugepages><page size='x'/></hugepages></memoryBacking></domain>", def), Error);
+  EXPECT_THROW(hugepage_bytes("<domain><memoryBacking><hugepages><page size='1' unit='parsec'/></hugepages></memoryBacking></domain>", def),
+               Error);
+}
+
+}  // namespace
+}  // namespace hymig::vm

@@ -496,6 +496,20 @@ TEST(WireLimits, BindAndWrittenMessagesRoundTripAndRejectJunk) {
 
 // ---- the keyed digest ------------------------------------------------------------------------
 
+TEST(WireLimits, QueriesAreNamedBoundedAndAnswersAreObjects) {
+  nlohmann::json args;
+  EXPECT_EQ(decode_query(encode_query("status", nlohmann::json::object()), args, {"status"}), "status");
+  EXPECT_TRUE(args.is_object());
+  EXPECT_THROW(decode_query(encode_query("reboot", nlohmann::json::object()), args, {"status"}), Error);
+  EXPECT_THROW(decode_query(bytes_of(R"({"query":"status","args":[]})"), args, {"status"}), Error);
+  EXPECT_THROW(decode_query(bytes_of(R"({"query":"status"})"), args, {"status"}), Error);
+  EXPECT_THROW(decode_query(encode_query("status", {{"pad", std::string(kMaxQueryBytes, 'x')}}), args, {"status"}), Error);
+  EXPECT_EQ(decode_answer(encode_answer({{"a", 1}}))["a"], 1);
+  EXPECT_THROW(decode_answer(bytes_of("[1,2]")), Error);
+  EXPECT_THROW(decode_answer(bytes_of("{\"a\":")), Error);
+  EXPECT_THROW(decode_answer(bytes_of(std::string(40, '[') + std::string(40, ']'))), Error);
+}
+
 TEST(KeyedDigest, CoversEveryByteAndDependsOnTheSession) {
   std::vector<std::byte> image(64 * 4096);
   for (std::size_t i = 0; i < image.size(); ++i) image[i] = std::byte(i * 7 + i / 4096);

@@ -1,0 +1,285 @@
+// hymig drain: empties this node of running libvirt domains, each migrated live by hymig to the
+// target with the most room (its daemon's authenticated status), --parallel at a time, with
+// timeouts, retries elsewhere and a report of every domain's fate. The exit code tells a
+// scheduler the truth: 0 only when no domain runs here any more.
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli/command.hpp"
+#include "cli/drain_runner.hpp"
+#include "transport/error.hpp"
+#include "transport/units.hpp"
+#include "transport/wire.hpp"
+#include "vm/domain_survey.hpp"
+
+namespace hymig::cli {
+namespace {
+
+std::atomic<bool> g_cancel{false};
+void on_cancel_signal(int) { g_cancel = true; }
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s + ",") {
+    if (c == ',' || c == ' ' || c == '\t' || c == '\n') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> read_targets_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(ErrorKind::usage, "cannot read --targets-file '" + path + "'");
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (const auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    for (auto& t : split_list(line)) out.push_back(t);
+  }
+  return out;
+}
+
+double seconds_option(const po::variables_map& vm, const char* name, double min) {
+  const double v = vm[name].as<double>();
+  if (!(v >= min)) throw Error(ErrorKind::usage, fmt::format("--{} must be at least {}", name, min));
+  return v;
+}
+
+std::string self_path() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw_errno("cannot find this program (/proc/self/exe)");
+  return std::string(buf, std::size_t(n));
+}
+
+constexpr const char kStateWidth[] = "{:<24} {:>9}  {:<22} {:<12} {}\n";
+
+std::string job_line(const DrainJob& j, const std::vector<DrainTarget>& targets) {
+  const std::string target = j.target ? targets[*j.target].address : "-";
+  std::string detail;
+  if (j.outcome == "running")
+    detail = fmt::format("{} round {} {:.0f}%  {:.2f} Gbit/s", j.phase, j.round, j.fraction * 100, j.rate * 8 / 1e9);
+  else if (j.outcome == "moved" && !j.attempts.empty())
+    detail = fmt::format("in {:.1f} s{}", j.attempts.back().seconds,
+                         j.attempts.size() > 1 ? fmt::format(" (attempt {})", j.attempts.size()) : "");
+  else
+    detail = j.outcome == "not-movable" ? j.why_not : j.why;
+  return fmt::format(fmt::runtime(kStateWidth), j.domain.name, format_bytes(double(j.domain.ram_bytes)), target, j.outcome, detail);
+}
+
+// On a terminal: the table redrawn in place.
+class LiveTable {
+ public:
+  explicit LiveTable(bool on) : on_(on) {}
+  void show(const std::vector<DrainJob>& jobs, const std::vector<DrainTarget>& targets) {
+    if (!on_) return;
+    std::string out;
+    if (lines_) out += fmt::format("\033[{}A", lines_);
+    out += "\033[J" + fmt::format(fmt::runtime(kStateWidth), "DOMAIN", "RAM", "TARGET", "STATE", "");
+    for (const auto& j : jobs) {
+      std::string l = job_line(j, targets);
+      if (l.size() > 160) l = l.substr(0, 157) + "...\n";
+      out += l;
+    }
+    lines_ = jobs.size() + 1;
+    std::cerr << out << std::flush;
+  }
+
+ private:
+  bool on_;
+  std::size_t lines_ = 0;
+};
+
+nlohmann::json report_json(const std::vector<DrainJob>& jobs, const std::vector<DrainTarget>& targets,
+                           const std::vector<std::pair<std::string, std::string>>& remaining, bool dry_run, bool cancelled,
+                           double seconds, const DrainSettings& s) {
+  nlohmann::json t = nlohmann::json::array();
+  for (const auto& tg : targets) {
+    nlohmann::json x = {{"address", tg.address}, {"reachable", tg.capacity.has_value()}};
+    if (tg.capacity) x["capacity"] = to_json(*tg.capacity);
+    else x["error"] = tg.unreachable;
+    t.push_back(std::move(x));
+  }
+  nlohmann::json d = nlohmann::json::array();
+  for (const auto& j : jobs) {
+    nlohmann::json x = {{"name", j.domain.name}, {"ram_bytes", j.domain.ram_bytes}, {"hugepage_bytes", j.domain.hugepage_bytes},
+                        {"outcome", j.outcome}};
+    if (j.target) x["target"] = targets[*j.target].address;
+    if (!j.why.empty()) x["why"] = j.why;
+    if (!j.movable) x["not_movable"] = j.why_not;
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& at : j.attempts) {
+      nlohmann::json y = {{"target", at.target}, {"outcome", at.outcome}, {"seconds", at.seconds}, {"exit_code", at.exit_code}};
+      if (!at.error.empty()) y["error"] = at.error;
+      if (!at.report.is_null()) y["report"] = at.report;
+      a.push_back(std::move(y));
+    }
+    x["attempts"] = std::move(a);
+    d.push_back(std::move(x));
+  }
+  nlohmann::json rem = nlohmann::json::array();
+  for (const auto& [name, why] : remaining) rem.push_back({{"name", name}, {"why", why}});
+  return {{"dry_run", dry_run}, {"cancelled", cancelled}, {"source", s.connect.empty() ? "default" : s.connect},
+          {"parallel", s.parallel}, {"seconds", seconds}, {"targets", t}, {"domains", d}, {"remaining", rem}};
+}
+
+}  // namespace
+
+int run_drain(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  desc.add_options()
+      ("targets", po::value<std::string>(), "HOST:PORT,... of the target nodes' `hymig serve --libvirt`")
+      ("targets-file", po::value<std::string>(), "a file of targets, one or more per line (# comments); with or instead of --targets")
+      ("connect", po::value<std::string>(), "this node's libvirt URI (default: libvirt's own default, e.g. qemu:///system)")
+      ("parallel", po::value<unsigned>()->default_value(2), "migrations out of this node at once (1-16)")
+      ("bandwidth", po::value<std::string>(), "pace each migration at this rate (e.g. 500M = 500 MiB/s, 4gbit); default: adaptive")
+      ("total-bandwidth", po::value<std::string>(), "at most this rate for all migrations together (each gets its share of --parallel)")
+      ("completion-timeout-per-gib", po::value<double>()->default_value(150), "abort a migration not done within this many seconds per GiB of its RAM (at least one GiB's worth); the guest stays here")
+      ("progress-timeout", po::value<double>()->default_value(150), "abort a migration that moved nothing for this many seconds; the guest stays here")
+      ("retries", po::value<unsigned>()->default_value(2), "retries of a failed domain, each on a target it has not failed on")
+      ("retry-delay", po::value<double>()->default_value(20), "seconds before a domain's first retry, doubling each time")
+      ("headroom", po::value<std::string>(), "memory to leave free on each target (default: 5 % of its memory, at most 1G)")
+      ("fallback", po::value<std::string>()->default_value("none"), "none, or native: a domain hymig cannot move goes by libvirt's own live migration (hymig migrate --fallback native)")
+      ("timeout", po::value<double>()->default_value(10.0), "each migration's --timeout: seconds a target may stay silent")
+      ("bind", po::value<std::string>(), "each migration leaves from this local address")
+      ("dry-run", po::bool_switch(), "print the plan (each domain -> target and why, or why it cannot move) and exit")
+      ("report", po::value<std::string>()->default_value("text"), "the result on stdout: text, json or none")
+      ("progress", po::value<std::string>()->default_value("auto"), "the live table on stderr: auto (on a terminal), on or off");
+  add_key_options(desc);
+  po::variables_map vm;
+  if (!parse_options("drain", "--targets H:P,... [--parallel N] [--dry-run] [options]",
+                     "Moves every running domain of this node's libvirt to the target nodes, each by `hymig migrate\n"
+                     "--domain` (the guest runs on here if a migration fails). Each target's daemon reports on an\n"
+                     "authenticated query its free memory (huge pages and the space for RAM files included) and the\n"
+                     "migrations it receives; a domain goes to the target with the most room left after it, never to\n"
+                     "one without room for it, and never to more at once than the target's --max-incoming. Largest\n"
+                     "domains go first: they are the hardest to place, and the longest migrations start first.\n"
+                     "\n"
+                     "A failed migration is retried after --retry-delay (doubling) on another target, at most\n"
+                     "--retries times. SIGINT/SIGTERM cancels: nothing new starts, a running migration stops before\n"
+                     "its pause (the guest runs on here) or, already paused, finishes; the report says which.\n"
+                     "\n"
+                     "Exit codes: 0 no domain runs on this node any more (after --dry-run: every domain has a\n"
+                     "target); 1 some remain (listed with the reason); 2 usage error.\n",
+                     desc, args, vm))
+    return kExitOk;
+
+  DrainSettings s;
+  std::vector<std::string> addresses;
+  if (vm.count("targets")) addresses = split_list(vm["targets"].as<std::string>());
+  if (vm.count("targets-file"))
+    for (auto& t : read_targets_file(vm["targets-file"].as<std::string>())) addresses.push_back(t);
+  if (addresses.empty()) throw Error(ErrorKind::usage, "give the targets: --targets HOST:PORT,... or --targets-file FILE");
+  for (const auto& a : addresses)
+    if (a.find(':') == std::string::npos) throw Error(ErrorKind::usage, "target '" + a + "' is not HOST:PORT");
+  s.parallel = vm["parallel"].as<unsigned>();
+  if (s.parallel < 1 || s.parallel > 16) throw Error(ErrorKind::usage, "--parallel must be 1..16");
+  if (vm.count("bandwidth")) s.bandwidth = parse_rate(vm["bandwidth"].as<std::string>(), "--bandwidth");
+  if (vm.count("total-bandwidth")) s.total_bandwidth = parse_rate(vm["total-bandwidth"].as<std::string>(), "--total-bandwidth");
+  if ((vm.count("bandwidth") && s.bandwidth < 65536) || (vm.count("total-bandwidth") && s.total_bandwidth < 65536 * s.parallel))
+    throw Error(ErrorKind::usage, "--bandwidth (and --total-bandwidth per migration) below 64 KiB/s is not useful");
+  s.completion_timeout_per_gib = seconds_option(vm, "completion-timeout-per-gib", 1);
+  s.progress_timeout = seconds_option(vm, "progress-timeout", 1);
+  s.retries = vm["retries"].as<unsigned>();
+  if (s.retries > 10) throw Error(ErrorKind::usage, "--retries must be 0..10");
+  s.retry_delay = seconds_option(vm, "retry-delay", 0);
+  s.migrate_timeout = seconds_option(vm, "timeout", 0.1);
+  if (vm.count("headroom")) s.headroom = parse_size(vm["headroom"].as<std::string>(), "--headroom");
+  s.fallback = vm["fallback"].as<std::string>();
+  if (s.fallback != "none" && s.fallback != "native") throw Error(ErrorKind::usage, "--fallback must be none or native");
+  if (vm.count("bind")) s.bind = vm["bind"].as<std::string>();
+  if (vm.count("connect")) s.connect = vm["connect"].as<std::string>();
+  const std::string format = vm["report"].as<std::string>();
+  if (format != "text" && format != "json" && format != "none") throw Error(ErrorKind::usage, "--report must be text, json or none");
+  const std::string progress = vm["progress"].as<std::string>();
+  if (progress != "auto" && progress != "on" && progress != "off") throw Error(ErrorKind::usage, "--progress must be auto, on or off");
+  const bool dry_run = vm["dry-run"].as<bool>();
+  (void)load_key(vm);  // a missing or unusable key is a usage error now, not a failed migration each
+  const std::string given_key = vm.count("key-file") ? vm["key-file"].as<std::string>()
+                                : vm.count("secret-file") ? vm["secret-file"].as<std::string>() : std::string();
+  s.key_file = resolve_key_file(given_key);
+  s.hymig = self_path();
+
+  struct sigaction sa {};
+  sa.sa_handler = on_cancel_signal;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  const auto start = std::chrono::steady_clock::now();
+
+  std::vector<DrainJob> jobs;
+  for (const auto& d : vm::survey_running_domains(s.connect)) {
+    DrainJob j;
+    j.domain = {d.name, d.ram_bytes, d.hugepage_bytes};
+    j.movable = d.movable;
+    j.why_not = d.why_not;
+    if (!d.movable && s.fallback == "none") j.outcome = "not-movable";
+    jobs.push_back(std::move(j));
+  }
+  std::vector<DrainJob> ordered = jobs;
+  {
+    std::vector<DrainDomain> doms;
+    for (const auto& j : jobs) doms.push_back(j.domain);
+    order_for_drain(doms);
+    for (std::size_t i = 0; i < doms.size(); ++i)
+      for (const auto& j : jobs)
+        if (j.domain.name == doms[i].name) ordered[i] = j;
+  }
+  jobs = std::move(ordered);
+
+  std::vector<DrainTarget> targets;
+  for (const auto& a : addresses) targets.push_back(DrainTarget{a, std::nullopt, "", 0, 0, 0, 0});
+  query_targets(targets, s);
+
+  if (dry_run) plan_only(jobs, targets, s);
+  else {
+    LiveTable table(progress == "on" || (progress == "auto" && ::isatty(STDERR_FILENO)));
+    run_drain(jobs, targets, s, g_cancel, [&](const std::vector<DrainJob>& j, const std::vector<DrainTarget>& t) { table.show(j, t); });
+  }
+
+  // The truth, from libvirt: what runs here now.
+  std::vector<std::pair<std::string, std::string>> remaining;
+  if (dry_run) {
+    for (const auto& j : jobs)
+      if (j.outcome != "planned") remaining.emplace_back(j.domain.name, j.outcome == "not-movable" ? j.why_not : j.why);
+  } else {
+    for (const auto& d : vm::survey_running_domains(s.connect)) {
+      std::string why = "it was not running when the drain began";
+      for (const auto& j : jobs)
+        if (j.domain.name == d.name) why = j.outcome + ": " + (j.outcome == "not-movable" ? j.why_not : j.why);
+      remaining.emplace_back(d.name, why);
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (format == "json") {
+    std::cout << report_json(jobs, targets, remaining, dry_run, g_cancel.load(), seconds, s).dump(2) << std::endl;
+  } else if (format == "text") {
+    for (const auto& t : targets)
+      if (t.capacity)
+        std::cout << fmt::format("target {}: {} available, {} of {} incoming\n", t.address,
+                                 format_bytes(double(t.capacity->memory_available)), t.capacity->incoming, t.capacity->max_incoming);
+      else
+        std::cout << fmt::format("target {}: unreachable ({})\n", t.address, t.unreachable);
+    std::cout << fmt::format(fmt::runtime(kStateWidth), "DOMAIN", "RAM", "TARGET", dry_run ? "PLAN" : "OUTCOME", "");
+    for (const auto& j : jobs) std::cout << job_line(j, targets);
+    if (dry_run)
+      std::cout << fmt::format("dry run: {} of {} domains have a target\n", jobs.size() - remaining.size(), jobs.size());
+    else {
+      std::cout << fmt::format("drain {}in {:.1f} s: {} domain{} running here\n", g_cancel.load() ? "cancelled " : "", seconds,
+                               remaining.size(), remaining.size() == 1 ? " still" : "s still");
+      for (const auto& [name, why] : remaining) std::cout << "  " << name << ": " << why << "\n";
+    }
+  }
+  return remaining.empty() ? kExitOk : kExitFailed;
+}
+
+}  // namespace hymig::cli

@@ -1,0 +1,33 @@
+// A running session's phase and progress as other threads may read them while it runs (the
+// daemon's status answer and metrics). The engine writes; readers get a consistent-enough view.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace hymig {
+
+// The phases of a destination session, in order; a failure ends any of them.
+enum class SessionPhase : std::uint8_t { preparing, rounds, final_delta, verifying, device_state, committing, committed, failed };
+
+inline const char* to_string(SessionPhase p) {
+  switch (p) {
+    case SessionPhase::preparing: return "preparing";
+    case SessionPhase::rounds: return "rounds";
+    case SessionPhase::final_delta: return "final-delta";
+    case SessionPhase::verifying: return "verifying";
+    case SessionPhase::device_state: return "device-state";
+    case SessionPhase::committing: return "committing";
+    case SessionPhase::committed: return "committed";
+    case SessionPhase::failed: return "failed";
+  }
+  return "?";
+}
+
+struct SessionLive {
+  std::atomic<SessionPhase> phase{SessionPhase::preparing};
+  std::atomic<std::uint32_t> round{0};
+  std::atomic<std::uint64_t> bytes_received{0};  // page bytes in (datagrams and the reliable channel)
+};
+
+}  // namespace hymig
