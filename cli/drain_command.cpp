@@ -119,7 +119,7 @@ nlohmann::json report_json(const std::vector<DrainJob>& jobs, const std::vector<
     if (!j.movable) x["not_movable"] = j.why_not;
     nlohmann::json a = nlohmann::json::array();
     for (const auto& at : j.attempts) {
-      nlohmann::json y = {{"target", at.target}, {"outcome", at.outcome}, {"seconds", at.seconds}, {"exit_code", at.exit_code}};
+      nlohmann::json y = {{"target", at.target}, {"outcome", at.outcome}, {"started_s", at.started_s}, {"seconds", at.seconds}, {"exit_code", at.exit_code}};
       if (!at.error.empty()) y["error"] = at.error;
       if (!at.report.is_null()) y["report"] = at.report;
       a.push_back(std::move(y));
@@ -146,7 +146,7 @@ int run_drain(const std::vector<std::string>& args) {
       ("total-bandwidth", po::value<std::string>(), "at most this rate for all migrations together (each gets its share of --parallel)")
       ("completion-timeout-per-gib", po::value<double>()->default_value(150), "abort a migration not done within this many seconds per GiB of its RAM (at least one GiB's worth); the guest stays here")
       ("progress-timeout", po::value<double>()->default_value(150), "abort a migration that moved nothing for this many seconds; the guest stays here")
-      ("retries", po::value<unsigned>()->default_value(2), "retries of a failed domain, each on a target it has not failed on")
+      ("retries", po::value<unsigned>()->default_value(2), "retries of a failed domain, each on a target it has not failed on while there is one")
       ("retry-delay", po::value<double>()->default_value(20), "seconds before a domain's first retry, doubling each time")
       ("headroom", po::value<std::string>(), "memory to leave free on each target (default: 5 % of its memory, at most 1G)")
       ("fallback", po::value<std::string>()->default_value("none"), "none, or native: a domain hymig cannot move goes by libvirt's own live migration (hymig migrate --fallback native)")

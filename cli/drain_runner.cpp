@@ -101,7 +101,10 @@ class Drain {
     for (std::size_t i = 0; i < jobs_.size() && running_.size() < s_.parallel; ++i) {
       DrainJob& j = jobs_[i];
       if (j.outcome != "pending" || now < j.next_try) continue;
-      const TargetChoice c = choose_target(j.domain, targets_, j.failed_on);
+      TargetChoice c = choose_target(j.domain, targets_, j.failed_on);
+      // A retry prefers a target it has not failed on; with none left, one it failed on before
+      // (a daemon restarted, a copy cleaned up) beats giving up.
+      if (!c.target && !c.ever && !j.failed_on.empty()) c = choose_target(j.domain, targets_, {});
       if (c.target) {
         start(i, *c.target, c.why);
       } else if (c.ever) {
@@ -241,6 +244,7 @@ class Drain {
     DrainAttempt a;
     a.target = t.address;
     a.exit_code = code;
+    a.started_s = seconds_between(began_, r.started);
     a.seconds = seconds_between(r.started, now);
     a.report = nlohmann::json::parse(r.child.stdout_text(), nullptr, false);
     if (a.report.is_discarded() || !a.report.is_object()) a.report = nullptr;
@@ -307,6 +311,7 @@ class Drain {
   const std::atomic<bool>& cancel_;
   const DrainObserver& observe_;
   const ClusterKey key_;
+  const Clock::time_point began_ = Clock::now();
   std::vector<Running> running_;
 };
 

@@ -40,6 +40,7 @@ struct DrainAttempt {
   std::string target;
   std::string outcome;  // moved, failed, timed-out, cancelled, unknown
   std::string error;
+  double started_s = 0;  // since the drain began
   double seconds = 0;
   int exit_code = -1;
   nlohmann::json report;  // the child's report, when it printed one

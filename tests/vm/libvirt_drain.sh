@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# vm.libvirt_drain (labels vm, ops): `hymig drain` empties a libvirt daemon (libvirt_lib.sh's two,
+# in their own namespaces) of three working guests, then is cancelled on the way back.
+#   1. Targets: three `hymig serve --libvirt` daemons for lv2: T1 and T2 (--max-incoming 1 each),
+#      T3 with --max-image-bytes 64M (no room for any guest). A --dry-run plans every guest to T1
+#      or T2, never T3, and exits 0; a dry run against T3 alone exits 1 naming its room.
+#   2. The drain lv1 -> lv2 (--parallel 2): T1 is SIGKILLed while a guest streams to it; that guest
+#      is retried on T2. `hymig status` is scraped from T2 while it receives. Exit 0; every guest
+#      runs on lv2 only (one QEMU, persistent, not on lv1), its console continues the source's
+#      counter with bad=0; two migrations overlapped; T3 never got one.
+#   3. The drain back lv2 -> lv1 (--parallel 1, slow --bandwidth) cancelled by SIGTERM while the
+#      first guest streams: exit 1, the report says cancelled; nothing overlapped; every guest runs
+#      on exactly one host with bad=0, none paused.
+# No timing is asserted. Exits 77 (reason printed) without root, libvirt, QEMU or a guest kernel.
+set -euo pipefail
+# shellcheck disable=SC2034  # read by common.sh
+HM_TEST_NAME=vm_libvirt_drain
+# shellcheck source=libvirt_test.sh
+source "$(dirname "$0")/libvirt_test.sh"
+
+guests=(dg1 dg2 dg3)
+declare -A mem=([dg1]=224 [dg2]=192 [dg3]=160)
+# Three TCG guests share two cores: a smaller working set each (checked whole as often).
+VM_APPEND=${VM_APPEND/hymig.ws_mib=96/hymig.ws_mib=48}
+for g in "${guests[@]}"; do lv_define_start 1 "$g" "${mem[$g]}"; done
+
+# drain_serve N LOG ARGS: a long-running `hymig serve --libvirt` for daemon N (not --once).
+drain_serve() {
+  local n=$1 log=$2 policy
+  shift 2
+  mapfile -t policy < <(lvh_policy_args)
+  mkdir -p "$HM_TMP/store$n"
+  HM_SERVE_PREFIX=(ip netns exec "${LV_NS[$n]}")
+  hm_start_serve "$log" --listen "${LV_ADDR[$n]}:0" --libvirt --connect "${LV_URI[$n]}" \
+    --vm-runtime-dir "${LV_RUNDIR[$n]}" --store "$HM_TMP/store$n" \
+    --memory-backing-dir "${LV_RAMDIR[$n]}" "${policy[@]}" "$@"
+  HM_SERVE_PREFIX=()
+}
+# status_json N ADDR: `hymig status ADDR --json` from daemon N's namespace (empty on failure).
+status_json() { ip netns exec "${LV_NS[$1]}" "$HYMIG" status "$2" --json 2>/dev/null || true; }
+incoming_bytes() { status_json "$1" "$2" | jq -r '[.incoming[]?.bytes_received] | add // 0'; }
+receiving() { [ "$(incoming_bytes "$1" "$2")" -gt $((8 << 20)) ]; }
+
+drain_serve 2 "$HM_TMP/t1.log" --max-incoming 1
+T1=$HM_SERVE_ADDR T1_PID=$HM_SERVE_PID
+drain_serve 2 "$HM_TMP/t2.log" --max-incoming 1
+T2=$HM_SERVE_ADDR T2_PID=$HM_SERVE_PID
+drain_serve 2 "$HM_TMP/t3.log" --max-image-bytes 64M
+T3=$HM_SERVE_ADDR
+
+# 1. Dry runs.
+plan=$HM_TMP/plan.json
+rc=0
+ip netns exec "${LV_NS[1]}" "$HYMIG" drain --connect "${LV_URI[1]}" --targets "$T1,$T2,$T3" --dry-run --report json \
+  >"$plan" 2>"$HM_TMP/plan.err" || rc=$?
+[ "$rc" -eq 0 ] || hm_fail "dry run exited $rc: $(cat "$HM_TMP/plan.err") $(cat "$plan")"
+hm_assert_json "$plan" '.dry_run == true and (.domains | length) == 3 and all(.domains[]; .outcome == "planned")' "dry-run plan"
+hm_assert_json "$plan" "all(.domains[]; .target != \"$T3\") and ([.domains[].name] == [\"dg1\",\"dg2\",\"dg3\"])" \
+  "dry-run: largest first, never the target without room"
+rc=0
+ip netns exec "${LV_NS[1]}" "$HYMIG" drain --connect "${LV_URI[1]}" --targets "$T3" --dry-run >"$HM_TMP/plan3.txt" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] || hm_fail "dry run against a target without room exited $rc, expected 1: $(cat "$HM_TMP/plan3.txt")"
+grep -q "no target has room" "$HM_TMP/plan3.txt" || hm_fail "dry run without room does not say why: $(cat "$HM_TMP/plan3.txt")"
+hm_log "dry runs: $(jq -c '[.domains[] | {(.name): .target}] | add' "$plan"); against T3 alone: exit 1, no room"
+
+# 2. The drain lv1 -> lv2 with T1 killed midway.
+declare -A src
+for g in "${guests[@]}"; do
+  src[$g]=$(lv_tag 1 "$g")
+  lv_expect 2 "$g"
+done
+out=$HM_TMP/drain.json
+ip netns exec "${LV_NS[1]}" "$HYMIG" drain --connect "${LV_URI[1]}" --targets "$T1,$T2,$T3" --parallel 2 \
+  --retry-delay 3 --bandwidth 24M --report json --progress off >"$out" 2>"$HM_TMP/drain.err" &
+drain_pid=$!
+hm_track_pid "$drain_pid"
+hm_wait_for 120 receiving 2 "$T1" || hm_fail "T1 received nothing within 120 s: $(cat "$HM_TMP/drain.err") $(cat "$HM_TMP/t1.log")"
+hm_kill "$T1_PID"
+hm_log "T1 (pid $T1_PID) killed while it received"
+snapshots=0
+while hm_alive "$drain_pid"; do
+  s=$(status_json 2 "$T2")
+  if [ -n "$s" ] && [ "$(jq '.incoming | length' <<<"$s")" -gt 0 ]; then
+    [ "$snapshots" -gt 0 ] || hm_log "status of T2 while it receives: $(jq -c '.incoming[0] | {image_name, phase, round, bytes_received}' <<<"$s")"
+    jq -e '.incoming[0].phase | test("^(preparing|rounds|final-delta|verifying|device-state|committing)$")' <<<"$s" >/dev/null ||
+      hm_fail "T2's status shows an unknown phase: $s"
+    snapshots=$((snapshots + 1))
+  fi
+  hm_sleep 0.3
+done
+hm_wait_pid "$drain_pid" 5
+[ "$HM_RC" -eq 0 ] || hm_fail "drain exited $HM_RC: $(tail -c 3000 "$HM_TMP/drain.err") $(jq -c '.domains[] | {name, outcome, why, attempts: [.attempts[] | {target, outcome, error}]}' "$out" 2>/dev/null)"
+[ "$snapshots" -gt 0 ] || hm_fail "hymig status never showed T2 receiving"
+hm_assert_json "$out" 'all(.domains[]; .outcome == "moved") and (.remaining | length) == 0' "drain report"
+hm_assert_json "$out" "any(.domains[]; (.attempts | length) >= 2 and .attempts[0].target == \"$T1\" and .attempts[0].outcome != \"moved\" and .attempts[-1].outcome == \"moved\")" \
+  "the guest T1 was receiving was retried elsewhere"
+hm_assert_json "$out" "all(.domains[].attempts[]; .target != \"$T3\")" "T3 (no room) got nothing"
+hm_assert_json "$out" '[.domains[].attempts[]] as $a | any($a[]; . as $x | any($a[]; . != $x and .started_s < $x.started_s + $x.seconds and $x.started_s < .started_s + .seconds))' \
+  "with --parallel 2 two migrations overlapped"
+[ "$(status_json 2 "$T2" | jq '[.recent[] | select(.outcome == "committed")] | length')" -ge 2 ] ||
+  hm_fail "T2's status lists fewer than two committed results: $(status_json 2 "$T2")"
+for g in "${guests[@]}"; do
+  lvh_assert_arrived 1 2 "$g" "drain $g"
+  dst=$(lv_tag 2 "$g")
+  lv_vm vm_wait_running_after "$dst" "$(vm_first_tick "$dst")"
+  lv_vm vm_check_handover "${src[$g]}" "$dst"
+done
+hm_log "drain lv1 -> lv2 in $(jq -r '.seconds' "$out") s: $(jq -c '[.domains[] | {(.name): [.attempts[] | "\(.target) \(.outcome) \(.seconds | floor) s"]}] | add' "$out")"
+
+# 3. The drain back, cancelled while the first guest streams.
+drain_serve 1 "$HM_TMP/t4.log"
+T4=$HM_SERVE_ADDR
+for g in "${guests[@]}"; do
+  src[$g]=$(lv_tag 2 "$g")
+  lv_expect 1 "$g"
+done
+back=$HM_TMP/back.json
+ip netns exec "${LV_NS[2]}" "$HYMIG" drain --connect "${LV_URI[2]}" --targets "$T4" --parallel 1 --bandwidth 8M \
+  --report json --progress off >"$back" 2>"$HM_TMP/back.err" &
+drain_pid=$!
+hm_track_pid "$drain_pid"
+hm_wait_for 120 receiving 1 "$T4" || hm_fail "T4 received nothing within 120 s: $(cat "$HM_TMP/back.err")"
+kill -TERM "$drain_pid"
+hm_wait_pid "$drain_pid" 60
+[ "$HM_RC" -eq 1 ] || hm_fail "the cancelled drain exited $HM_RC, expected 1: $(tail -c 2000 "$HM_TMP/back.err") $(cat "$back")"
+hm_assert_json "$back" '.cancelled == true and (.remaining | length) >= 2' "cancelled drain report"
+hm_assert_json "$back" '[.domains[] | select(.outcome == "cancelled")] | length >= 2' "the guests not moved are reported cancelled"
+hm_assert_json "$back" '[.domains[].attempts[]] | length == 1' "--parallel 1: one migration had started"
+for g in "${guests[@]}"; do
+  moved=$(jq -r --arg g "$g" '.domains[] | select(.name == $g) | .outcome' "$back")
+  if [ "$moved" = moved ]; then
+    lvh_assert_arrived 2 1 "$g" "cancelled drain, $g (it finished)"
+    dst=$(lv_tag 1 "$g")
+  else
+    lvh_assert_only_on 2 "$g" "cancelled drain, $g"
+    dst=${src[$g]}
+  fi
+  lv_vm vm_wait_running_after "$dst" "$(vm_last_tick "$dst")"
+  lv_vm vm_check_console "$dst"
+done
+hm_log "cancelled drain: $(jq -c '[.domains[] | {(.name): .outcome}] | add' "$back")"
+echo "VM-FIGURE drain of 3 guests (${mem[dg1]}+${mem[dg2]}+${mem[dg3]} MiB) lv1->lv2, --parallel 2, --bandwidth 24M, one target killed: $(jq -r '.seconds' "$out") s"
+exit 0
