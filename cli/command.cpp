@@ -1,5 +1,7 @@
 #include "cli/command.hpp"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <iostream>
 
@@ -37,13 +39,22 @@ void add_key_options(po::options_description& desc) {
       "secret-file", po::value<std::string>(), "old name of --key-file");
 }
 
-ClusterKey load_key(const po::variables_map& vm) {
+std::string key_file_path(const po::variables_map& vm) {
   if (vm.count("key-file") && vm.count("secret-file"))
     throw Error(ErrorKind::usage, "give --key-file or its old name --secret-file, not both");
   const std::string given = vm.count("key-file")      ? vm["key-file"].as<std::string>()
                             : vm.count("secret-file") ? vm["secret-file"].as<std::string>()
                                                       : std::string();
-  return load_cluster_key(resolve_key_file(given));
+  return resolve_key_file(given);
+}
+
+ClusterKey load_key(const po::variables_map& vm) { return load_cluster_key(key_file_path(vm)); }
+
+std::string self_path() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw_errno("cannot find this program (/proc/self/exe)");
+  return std::string(buf, std::size_t(n));
 }
 
 }  // namespace hymig::cli

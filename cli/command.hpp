@@ -32,6 +32,11 @@ void add_key_options(po::options_description& desc);
 // $HYMIG_KEY_FILE, else /etc/hymig/cluster.key. Throws Error{usage} naming `hymig keygen` when it
 // is missing or unusable: there is no unauthenticated mode.
 ClusterKey load_key(const po::variables_map& vm);
+// The path load_key reads (for a child process that must read the same key).
+std::string key_file_path(const po::variables_map& vm);
+
+// This program's own path (/proc/self/exe), for the children it runs.
+std::string self_path();
 
 int run_serve(const std::vector<std::string>& args);
 int run_migrate(const std::vector<std::string>& args);

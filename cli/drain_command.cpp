@@ -5,13 +5,17 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <thread>
 #include <iostream>
 
 #include <fmt/format.h>
 
 #include "cli/command.hpp"
+#include "cli/daemon_client.hpp"
 #include "cli/drain_runner.hpp"
+#include "policy/host_capacity.hpp"
 #include "transport/error.hpp"
 #include "transport/units.hpp"
 #include "transport/wire.hpp"
@@ -55,43 +59,75 @@ double seconds_option(const po::variables_map& vm, const char* name, double min)
   return v;
 }
 
-std::string self_path() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw_errno("cannot find this program (/proc/self/exe)");
-  return std::string(buf, std::size_t(n));
-}
 
 constexpr const char kStateWidth[] = "{:<24} {:>9}  {:<22} {:<12} {}\n";
 
-std::string job_line(const DrainJob& j, const std::vector<DrainTarget>& targets) {
-  const std::string target = j.target ? targets[*j.target].address : "-";
+// One domain as the live table and the daemon's status show it.
+nlohmann::json job_row(const DrainJob& j, const std::vector<DrainTarget>& targets) {
+  nlohmann::json r = {{"name", j.domain.name}, {"ram_bytes", j.domain.ram_bytes}, {"outcome", j.outcome},
+                      {"target", j.target ? targets[*j.target].address : ""}};
+  if (j.outcome == "running") {
+    r["phase"] = j.phase;
+    r["round"] = j.round;
+    r["fraction"] = j.fraction;
+    r["rate"] = j.rate;
+  } else if (j.outcome == "moved" && !j.attempts.empty()) {
+    r["seconds"] = j.attempts.back().seconds;
+    r["attempts"] = j.attempts.size();
+  }
+  const std::string why = j.outcome == "not-movable" ? j.why_not : j.why;
+  if (!why.empty()) r["why"] = why;
+  return r;
+}
+
+nlohmann::json job_rows(const std::vector<DrainJob>& jobs, const std::vector<DrainTarget>& targets) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& j : jobs) rows.push_back(job_row(j, targets));
+  return rows;
+}
+
+// A row as a table line (rows may come from a daemon: every field read defensively).
+std::string row_line(const nlohmann::json& r) {
+  const auto str = [&](const char* k) {
+    return r.contains(k) && r[k].is_string() ? printable(r[k].get<std::string>(), 400) : std::string();
+  };
+  const auto num = [&](const char* k) { return r.contains(k) && r[k].is_number() ? r[k].get<double>() : 0.0; };
+  const std::string outcome = str("outcome");
   std::string detail;
-  if (j.outcome == "running")
-    detail = fmt::format("{} round {} {:.0f}%  {:.2f} Gbit/s", j.phase, j.round, j.fraction * 100, j.rate * 8 / 1e9);
-  else if (j.outcome == "moved" && !j.attempts.empty())
-    detail = fmt::format("in {:.1f} s{}", j.attempts.back().seconds,
-                         j.attempts.size() > 1 ? fmt::format(" (attempt {})", j.attempts.size()) : "");
+  if (outcome == "running")
+    detail = fmt::format("{} round {:.0f} {:.0f}%  {:.2f} Gbit/s", str("phase"), num("round"), num("fraction") * 100,
+                         num("rate") * 8 / 1e9);
+  else if (outcome == "moved") {
+    double n = num("attempts"), seconds = num("seconds");
+    if (r.contains("attempts") && r["attempts"].is_array() && !r["attempts"].empty()) {
+      n = double(r["attempts"].size());
+      const auto& last = r["attempts"].back();
+      if (last.is_object() && last.contains("seconds") && last["seconds"].is_number()) seconds = last["seconds"].get<double>();
+    }
+    detail = fmt::format("in {:.1f} s{}", seconds, n > 1 ? fmt::format(" (attempt {:.0f})", n) : "");
+  }
   else
-    detail = j.outcome == "not-movable" ? j.why_not : j.why;
-  return fmt::format(fmt::runtime(kStateWidth), j.domain.name, format_bytes(double(j.domain.ram_bytes)), target, j.outcome, detail);
+    detail = str("why");
+  const std::string target = str("target");
+  return fmt::format(fmt::runtime(kStateWidth), str("name"), format_bytes(num("ram_bytes")), target.empty() ? "-" : target,
+                     outcome, detail);
 }
 
 // On a terminal: the table redrawn in place.
 class LiveTable {
  public:
   explicit LiveTable(bool on) : on_(on) {}
-  void show(const std::vector<DrainJob>& jobs, const std::vector<DrainTarget>& targets) {
-    if (!on_) return;
+  void show(const nlohmann::json& rows) {
+    if (!on_ || !rows.is_array()) return;
     std::string out;
     if (lines_) out += fmt::format("\033[{}A", lines_);
     out += "\033[J" + fmt::format(fmt::runtime(kStateWidth), "DOMAIN", "RAM", "TARGET", "STATE", "");
-    for (const auto& j : jobs) {
-      std::string l = job_line(j, targets);
+    for (const auto& r : rows) {
+      std::string l = row_line(r);
       if (l.size() > 160) l = l.substr(0, 157) + "...\n";
       out += l;
     }
-    lines_ = jobs.size() + 1;
+    lines_ = rows.size() + 1;
     std::cerr << out << std::flush;
   }
 
@@ -115,7 +151,7 @@ nlohmann::json report_json(const std::vector<DrainJob>& jobs, const std::vector<
     nlohmann::json x = {{"name", j.domain.name}, {"ram_bytes", j.domain.ram_bytes}, {"hugepage_bytes", j.domain.hugepage_bytes},
                         {"outcome", j.outcome}};
     if (j.target) x["target"] = targets[*j.target].address;
-    if (!j.why.empty()) x["why"] = j.why;
+    if (!j.why.empty() || !j.movable) x["why"] = j.outcome == "not-movable" ? j.why_not : j.why;
     if (!j.movable) x["not_movable"] = j.why_not;
     nlohmann::json a = nlohmann::json::array();
     for (const auto& at : j.attempts) {
@@ -131,6 +167,81 @@ nlohmann::json report_json(const std::vector<DrainJob>& jobs, const std::vector<
   for (const auto& [name, why] : remaining) rem.push_back({{"name", name}, {"why", why}});
   return {{"dry_run", dry_run}, {"cancelled", cancelled}, {"source", s.connect.empty() ? "default" : s.connect},
           {"parallel", s.parallel}, {"seconds", seconds}, {"targets", t}, {"domains", d}, {"remaining", rem}};
+}
+
+// The report (local, or a daemon's) as text.
+void print_text(const nlohmann::json& rep) {
+  const auto arr = [&](const char* k) { return rep.contains(k) && rep[k].is_array() ? rep[k] : nlohmann::json::array(); };
+  for (const auto& t : arr("targets")) {
+    const std::string a = t.contains("address") && t["address"].is_string() ? printable(t["address"].get<std::string>(), 300) : "?";
+    try {
+      const HostCapacity c = capacity_from_json(t.at("capacity"));
+      std::cout << fmt::format("target {}: {} available, {} of {} incoming\n", a, format_bytes(double(c.memory_available)),
+                               c.incoming, c.max_incoming);
+    } catch (const std::exception&) {
+      std::cout << fmt::format("target {}: unreachable ({})\n", a,
+                               t.contains("error") && t["error"].is_string() ? printable(t["error"].get<std::string>(), 300) : "?");
+    }
+  }
+  const bool dry_run = rep.value("dry_run", false);
+  std::cout << fmt::format(fmt::runtime(kStateWidth), "DOMAIN", "RAM", "TARGET", dry_run ? "PLAN" : "OUTCOME", "");
+  for (const auto& d : arr("domains")) std::cout << row_line(d);
+  const auto remaining = arr("remaining");
+  const std::size_t domains = arr("domains").size();
+  if (dry_run) {
+    std::cout << fmt::format("dry run: {} of {} domains have a target\n", domains - std::min(domains, remaining.size()), domains);
+    return;
+  }
+  const double seconds = rep.contains("seconds") && rep["seconds"].is_number() ? rep["seconds"].get<double>() : 0;
+  std::cout << fmt::format("drain {}in {:.1f} s: {} domain{} running here\n", rep.value("cancelled", false) ? "cancelled " : "",
+                           seconds, remaining.size(), remaining.size() == 1 ? " still" : "s still");
+  for (const auto& r : remaining)
+    if (r.is_object() && r.contains("name") && r["name"].is_string() && r.contains("why") && r["why"].is_string())
+      std::cout << "  " << printable(r["name"].get<std::string>(), 200) << ": " << printable(r["why"].get<std::string>(), 600)
+                << "\n";
+}
+
+// --node: the daemon there drains its own node; without --async this waits for it, showing its table.
+int drain_by_daemon(const std::string& node, const ClusterKey& key, const nlohmann::json& args, bool async,
+                    const std::string& format, bool table_on) {
+  const auto timeout = std::chrono::seconds(10);
+  const nlohmann::json a = query_daemon(node, key, "drain", args, timeout);
+  if (!a.value("accepted", false))
+    throw Error(ErrorKind::refused, node + " did not start the drain: " +
+                                        (a.contains("error") && a["error"].is_string() ? printable(a["error"].get<std::string>()) : "no reason given"));
+  if (async) {
+    if (format == "json") std::cout << nlohmann::json({{"accepted", true}, {"node", node}}).dump(2) << std::endl;
+    else if (format == "text") std::cout << "the drain runs on " << node << ": `hymig status " << node << "` shows it\n";
+    return kExitOk;
+  }
+  LiveTable table(table_on);
+  bool cancel_sent = false;
+  while (true) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    if (g_cancel.load() && !cancel_sent) {
+      query_daemon(node, key, "drain_cancel", nlohmann::json::object(), timeout);
+      cancel_sent = true;
+    }
+    nlohmann::json st;
+    try {
+      st = query_daemon(node, key, "status", nlohmann::json::object(), timeout);
+    } catch (const Error& e) {
+      std::cerr << "hymig drain: warning: " << node << " did not answer: " << e.what() << "\n";
+      continue;
+    }
+    const auto d = st.find("drain");
+    if (d == st.end() || !d->is_object()) throw Error(ErrorKind::protocol, node + "'s status has no drain");
+    if (d->contains("live")) table.show((*d)["live"]);
+    if (d->value("state", "") != "done") continue;
+    const int code = d->contains("exit_code") && (*d)["exit_code"].is_number_integer() ? (*d)["exit_code"].get<int>() : kExitFailed;
+    if (d->contains("report") && (*d)["report"].is_object()) {
+      if (format == "json") std::cout << (*d)["report"].dump(2) << std::endl;
+      else if (format == "text") print_text((*d)["report"]);
+    } else if (d->contains("error") && (*d)["error"].is_string()) {
+      std::cerr << "hymig drain: the drain on " << node << " failed: " << printable((*d)["error"].get<std::string>()) << "\n";
+    }
+    return code == kExitOk ? kExitOk : code == kExitUsage ? kExitUsage : kExitFailed;
+  }
 }
 
 }  // namespace
@@ -154,7 +265,10 @@ int run_drain(const std::vector<std::string>& args) {
       ("bind", po::value<std::string>(), "each migration leaves from this local address")
       ("dry-run", po::bool_switch(), "print the plan (each domain -> target and why, or why it cannot move) and exit")
       ("report", po::value<std::string>()->default_value("text"), "the result on stdout: text, json or none")
-      ("progress", po::value<std::string>()->default_value("auto"), "the live table on stderr: auto (on a terminal), on or off");
+      ("progress", po::value<std::string>()->default_value("auto"), "the live table on stderr: auto (on a terminal), on, off, or json (one line of every domain's state ~2 a second)")
+      ("node", po::value<std::string>(), "HOST:PORT of another node's `hymig serve --libvirt`: that daemon drains its own node (same options)")
+      ("async", po::bool_switch(), "with --node: return once the daemon started the drain (`hymig status HOST:PORT` follows it)")
+      ("cancel", po::bool_switch(), "with --node: cancel the drain that daemon runs");
   add_key_options(desc);
   po::variables_map vm;
   if (!parse_options("drain", "--targets H:P,... [--parallel N] [--dry-run] [options]",
@@ -169,11 +283,30 @@ int run_drain(const std::vector<std::string>& args) {
                      "--retries times. SIGINT/SIGTERM cancels: nothing new starts, a running migration stops before\n"
                      "its pause (the guest runs on here) or, already paused, finishes; the report says which.\n"
                      "\n"
+                     "With --node HOST:PORT the daemon there drains its own node (it must run `hymig serve\n"
+                     "--libvirt`); this command follows it (Ctrl-C cancels it there) or, with --async, returns once it\n"
+                     "started: the hand-off for a scheduler's hook (contrib/slurm/).\n"
+                     "\n"
                      "Exit codes: 0 no domain runs on this node any more (after --dry-run: every domain has a\n"
-                     "target); 1 some remain (listed with the reason); 2 usage error.\n",
+                     "target; with --async: the daemon started the drain); 1 some remain (listed with the reason)\n"
+                     "or the daemon refused; 2 usage error.\n",
                      desc, args, vm))
     return kExitOk;
 
+  const bool remote = vm.count("node") > 0;
+  for (const char* o : {"async", "cancel"})
+    if (vm[o].as<bool>() && !remote) throw Error(ErrorKind::usage, std::string("--") + o + " goes with --node HOST:PORT");
+  if (remote) {
+    for (const char* o : {"connect", "bind"})
+      if (vm.count(o)) throw Error(ErrorKind::usage, std::string("--") + o + " does not go with --node: that daemon uses its own");
+    if (vm["cancel"].as<bool>()) {
+      const std::string node = vm["node"].as<std::string>();
+      const nlohmann::json a = query_daemon(node, load_key(vm), "drain_cancel", nlohmann::json::object(), std::chrono::seconds(10));
+      const bool cancelled = a.value("cancelled", false);
+      std::cout << (cancelled ? "cancelling the drain on " : "no drain runs on ") << node << "\n";
+      return cancelled ? kExitOk : kExitFailed;
+    }
+  }
   DrainSettings s;
   std::vector<std::string> addresses;
   if (vm.count("targets")) addresses = split_list(vm["targets"].as<std::string>());
@@ -202,12 +335,33 @@ int run_drain(const std::vector<std::string>& args) {
   const std::string format = vm["report"].as<std::string>();
   if (format != "text" && format != "json" && format != "none") throw Error(ErrorKind::usage, "--report must be text, json or none");
   const std::string progress = vm["progress"].as<std::string>();
-  if (progress != "auto" && progress != "on" && progress != "off") throw Error(ErrorKind::usage, "--progress must be auto, on or off");
+  if (progress != "auto" && progress != "on" && progress != "off" && progress != "json")
+    throw Error(ErrorKind::usage, "--progress must be auto, on, off or json");
   const bool dry_run = vm["dry-run"].as<bool>();
+  const bool table_on = progress == "on" || (progress == "auto" && ::isatty(STDERR_FILENO));
+  if (remote) {
+    // The options given here, for the daemon's drain (it checks them again).
+    nlohmann::json a = {{"targets", addresses}};
+    for (const char* o : {"parallel", "retries"})
+      if (!vm[o].defaulted()) a[o] = vm[o].as<unsigned>();
+    for (const char* o : {"completion-timeout-per-gib", "progress-timeout", "retry-delay", "timeout"})
+      if (!vm[o].defaulted()) {
+        std::string k = o;
+        std::replace(k.begin(), k.end(), '-', '_');
+        a[k] = vm[o].as<double>();
+      }
+    for (const char* o : {"bandwidth", "total-bandwidth", "headroom"})
+      if (vm.count(o)) {
+        std::string k = o;
+        std::replace(k.begin(), k.end(), '-', '_');
+        a[k] = vm[o].as<std::string>();
+      }
+    if (s.fallback != "none") a["fallback"] = s.fallback;
+    if (dry_run) a["dry_run"] = true;
+    return drain_by_daemon(vm["node"].as<std::string>(), load_key(vm), a, vm["async"].as<bool>(), format, table_on);
+  }
   (void)load_key(vm);  // a missing or unusable key is a usage error now, not a failed migration each
-  const std::string given_key = vm.count("key-file") ? vm["key-file"].as<std::string>()
-                                : vm.count("secret-file") ? vm["secret-file"].as<std::string>() : std::string();
-  s.key_file = resolve_key_file(given_key);
+  s.key_file = key_file_path(vm);
   s.hymig = self_path();
 
   struct sigaction sa {};
@@ -242,8 +396,12 @@ int run_drain(const std::vector<std::string>& args) {
 
   if (dry_run) plan_only(jobs, targets, s);
   else {
-    LiveTable table(progress == "on" || (progress == "auto" && ::isatty(STDERR_FILENO)));
-    run_drain(jobs, targets, s, g_cancel, [&](const std::vector<DrainJob>& j, const std::vector<DrainTarget>& t) { table.show(j, t); });
+    LiveTable table(table_on);
+    run_drain(jobs, targets, s, g_cancel, [&](const std::vector<DrainJob>& j, const std::vector<DrainTarget>& t) {
+      const nlohmann::json rows = job_rows(j, t);
+      if (progress == "json") std::cerr << nlohmann::json({{"drain", rows}}).dump() << std::endl;
+      table.show(rows);
+    });
   }
 
   // The truth, from libvirt: what runs here now.
@@ -260,25 +418,9 @@ int run_drain(const std::vector<std::string>& args) {
     }
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (format == "json") {
-    std::cout << report_json(jobs, targets, remaining, dry_run, g_cancel.load(), seconds, s).dump(2) << std::endl;
-  } else if (format == "text") {
-    for (const auto& t : targets)
-      if (t.capacity)
-        std::cout << fmt::format("target {}: {} available, {} of {} incoming\n", t.address,
-                                 format_bytes(double(t.capacity->memory_available)), t.capacity->incoming, t.capacity->max_incoming);
-      else
-        std::cout << fmt::format("target {}: unreachable ({})\n", t.address, t.unreachable);
-    std::cout << fmt::format(fmt::runtime(kStateWidth), "DOMAIN", "RAM", "TARGET", dry_run ? "PLAN" : "OUTCOME", "");
-    for (const auto& j : jobs) std::cout << job_line(j, targets);
-    if (dry_run)
-      std::cout << fmt::format("dry run: {} of {} domains have a target\n", jobs.size() - remaining.size(), jobs.size());
-    else {
-      std::cout << fmt::format("drain {}in {:.1f} s: {} domain{} running here\n", g_cancel.load() ? "cancelled " : "", seconds,
-                               remaining.size(), remaining.size() == 1 ? " still" : "s still");
-      for (const auto& [name, why] : remaining) std::cout << "  " << name << ": " << why << "\n";
-    }
-  }
+  const nlohmann::json report = report_json(jobs, targets, remaining, dry_run, g_cancel.load(), seconds, s);
+  if (format == "json") std::cout << report.dump(2) << std::endl;
+  else if (format == "text") print_text(report);
   return remaining.empty() ? kExitOk : kExitFailed;
 }
 

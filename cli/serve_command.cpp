@@ -26,6 +26,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.hpp"
+#include "cli/drain_supervisor.hpp"
 #include "policy/capabilities.hpp"
 #include "policy/host_capacity.hpp"
 #include "transport/destination_engine.hpp"
@@ -95,6 +96,7 @@ class RcAcceptor final : public ReliableAcceptor {
 
 struct ServeConfig {
   ClusterKey key;
+  std::string key_file;  // where it was read: a drain this daemon runs reads it too
   std::string store;
   std::string vm_qmp;
   vm::RamFileRule vm_qmp_ram = vm::plain_qemu_ram_rule();  // where the --vm-qmp QEMU's RAM file may be
@@ -113,7 +115,9 @@ struct ServeConfig {
 
 class Server {
  public:
-  explicit Server(ServeConfig cfg) : cfg_(std::move(cfg)) {}
+  explicit Server(ServeConfig cfg) : cfg_(std::move(cfg)) {
+    if (cfg_.libvirt) drain_ = std::make_unique<DrainSupervisor>(self_path(), cfg_.key_file, cfg_.lv.uri);
+  }
 
   // The last results kept for `hymig status`.
   static constexpr std::size_t kRecentResults = 32;
@@ -304,13 +308,32 @@ class Server {
                     {"seconds", std::chrono::duration<double>(now - i->started).count()}});
     j["incoming"] = std::move(in);
     j["recent"] = nlohmann::json(recent_);
+    j["drain"] = drain_ ? drain_->status() : nlohmann::json{{"state", "none"}};
     return j;
   }
 
-  void answer_query(ReliableChannel& rel, const Message& m) {
+  void answer_query(ReliableChannel& rel, const Message& m, const std::string& peer) {
     nlohmann::json args;
-    decode_query(m.body, args, {"status"});
-    rel.send(wire(MsgType::answer), encode_answer(status()));
+    const std::string what = decode_query(m.body, args, {"status", "drain", "drain_cancel"});
+    nlohmann::json answer;
+    if (what == "status") {
+      answer = status();
+    } else if (!drain_) {
+      answer = {{"accepted", false}, {"cancelled", false},
+                {"error", "this daemon drains no node: start it with --libvirt (it drains its own libvirt)"}};
+    } else if (what == "drain") {
+      try {
+        drain_->start(args);
+        answer = {{"accepted", true}};
+        log_line("drain of this node started for " + peer + ": " + printable(args.dump(), 400));
+      } catch (const Error& e) {
+        answer = {{"accepted", false}, {"error", e.what()}};
+      }
+    } else {
+      answer = {{"cancelled", drain_->cancel()}};
+      if (answer["cancelled"]) log_line("drain of this node cancelled by " + peer);
+    }
+    rel.send(wire(MsgType::answer), encode_answer(answer));
   }
 
   void reap() {
@@ -352,7 +375,7 @@ class Server {
       const auto first = rel.receive(cfg_.handshake_timeout);
       if (!first) throw Error(ErrorKind::timeout, "the peer asked nothing within --handshake-timeout");
       if (static_cast<MsgType>(first->type) == MsgType::query) {
-        answer_query(rel, *first);
+        answer_query(rel, *first, peer);
         return;
       }
       if (static_cast<MsgType>(first->type) != MsgType::notify)
@@ -462,6 +485,7 @@ class Server {
   std::atomic<bool> once_claimed_{false};
   std::atomic<bool> once_done_{false};
   std::atomic<int> once_rc_{kExitOk};
+  std::unique_ptr<DrainSupervisor> drain_;  // with --libvirt: this node's drain, when asked for
 };
 
 }  // namespace
@@ -588,6 +612,7 @@ int run_serve(const std::vector<std::string>& args) {
     if (!vm::normalize_absolute_path(d))
       throw Error(ErrorKind::usage, "--memory-backing-dir '" + d + "': give an absolute path without '..'");
   cfg.key = load_key(vm);
+  cfg.key_file = key_file_path(vm);
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;

@@ -8,9 +8,12 @@
 #      is retried on T2. `hymig status` is scraped from T2 while it receives. Exit 0; every guest
 #      runs on lv2 only (one QEMU, persistent, not on lv1), its console continues the source's
 #      counter with bad=0; two migrations overlapped; T3 never got one.
-#   3. The drain back lv2 -> lv1 (--parallel 1, slow --bandwidth) cancelled by SIGTERM while the
-#      first guest streams: exit 1, the report says cancelled; nothing overlapped; every guest runs
-#      on exactly one host with bad=0, none paused.
+#   3. The drain back lv2 -> lv1 handed to lv2's daemon (`drain --node T2 --async`, --parallel 1,
+#      slow --bandwidth; a second request while it runs is refused), cancelled there (`--cancel`)
+#      while the first guest streams: T2's status shows it running, then done with exit 1 and a
+#      report that says cancelled; one migration had started; every guest runs on exactly one host
+#      with bad=0, none paused.
+#   4. `drain --node T2` again, followed to its end: exit 0, every guest back on lv1 with bad=0.
 # No timing is asserted. Exits 77 (reason printed) without root, libvirt, QEMU or a guest kernel.
 set -euo pipefail
 # shellcheck disable=SC2034  # read by common.sh
@@ -107,37 +110,59 @@ for g in "${guests[@]}"; do
 done
 hm_log "drain lv1 -> lv2 in $(jq -r '.seconds' "$out") s: $(jq -c '[.domains[] | {(.name): [.attempts[] | "\(.target) \(.outcome) \(.seconds | floor) s"]}] | add' "$out")"
 
-# 3. The drain back, cancelled while the first guest streams.
+# 3. The drain back, handed to lv2's own daemon (T2: `hymig drain --node --async`, as the Slurm hook
+#    does), then cancelled there (`--cancel`) while the first guest streams.
 drain_serve 1 "$HM_TMP/t4.log"
 T4=$HM_SERVE_ADDR
 for g in "${guests[@]}"; do
   src[$g]=$(lv_tag 2 "$g")
   lv_expect 1 "$g"
 done
+hymig1() { ip netns exec "${LV_NS[1]}" "$HYMIG" "$@"; }
+drain_state() { status_json 2 "$T2" | jq -r '.drain.state // "none"'; }
+drain_done() { [ "$(drain_state)" = done ]; }
+rc=0
+hymig1 drain --node "$T2" --async --targets "$T4" --parallel 1 --bandwidth 8M >"$HM_TMP/async.out" 2>&1 || rc=$?
+[ "$rc" -eq 0 ] || hm_fail "drain --node --async exited $rc: $(cat "$HM_TMP/async.out")"
+[ "$(drain_state)" = running ] || hm_fail "after --async, T2's status shows drain state '$(drain_state)'"
+rc=0
+hymig1 drain --node "$T2" --async --targets "$T4" >"$HM_TMP/async2.out" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] && grep -q "running already" "$HM_TMP/async2.out" ||
+  hm_fail "a second drain while one runs: exit $rc, $(cat "$HM_TMP/async2.out")"
+hm_wait_for 120 receiving 1 "$T4" || hm_fail "T4 received nothing within 120 s: $(status_json 2 "$T2" | jq -c .drain)"
+live=$(status_json 2 "$T2" | jq -c '.drain.live')
+jq -e 'any(.[]; .outcome == "running")' <<<"$live" >/dev/null || hm_fail "T2's status shows no running domain in its drain: $live"
+hymig1 drain --node "$T2" --cancel >/dev/null || hm_fail "drain --node --cancel failed"
+hm_wait_for 60 drain_done || hm_fail "the cancelled drain did not end within 60 s: $(status_json 2 "$T2" | jq -c .drain)"
 back=$HM_TMP/back.json
-ip netns exec "${LV_NS[2]}" "$HYMIG" drain --connect "${LV_URI[2]}" --targets "$T4" --parallel 1 --bandwidth 8M \
-  --report json --progress off >"$back" 2>"$HM_TMP/back.err" &
-drain_pid=$!
-hm_track_pid "$drain_pid"
-hm_wait_for 120 receiving 1 "$T4" || hm_fail "T4 received nothing within 120 s: $(cat "$HM_TMP/back.err")"
-kill -TERM "$drain_pid"
-hm_wait_pid "$drain_pid" 60
-[ "$HM_RC" -eq 1 ] || hm_fail "the cancelled drain exited $HM_RC, expected 1: $(tail -c 2000 "$HM_TMP/back.err") $(cat "$back")"
-hm_assert_json "$back" '.cancelled == true and (.remaining | length) >= 2' "cancelled drain report"
-hm_assert_json "$back" '[.domains[] | select(.outcome == "cancelled")] | length >= 2' "the guests not moved are reported cancelled"
-hm_assert_json "$back" '[.domains[].attempts[]] | length == 1' "--parallel 1: one migration had started"
+status_json 2 "$T2" | jq '.drain' >"$back"
+hm_assert_json "$back" '.exit_code == 1 and .report.cancelled == true and (.report.remaining | length) >= 2' "cancelled drain"
+hm_assert_json "$back" '[.report.domains[] | select(.outcome == "cancelled")] | length >= 2' "the guests not moved are reported cancelled"
+hm_assert_json "$back" '[.report.domains[].attempts[]] | length == 1' "--parallel 1: one migration had started"
 for g in "${guests[@]}"; do
-  moved=$(jq -r --arg g "$g" '.domains[] | select(.name == $g) | .outcome' "$back")
-  if [ "$moved" = moved ]; then
+  if [ "$(jq -r --arg g "$g" '.report.domains[] | select(.name == $g) | .outcome' "$back")" = moved ]; then
     lvh_assert_arrived 2 1 "$g" "cancelled drain, $g (it finished)"
-    dst=$(lv_tag 1 "$g")
+    src[$g]=$(lv_tag 1 "$g")
   else
     lvh_assert_only_on 2 "$g" "cancelled drain, $g"
-    dst=${src[$g]}
   fi
+  lv_vm vm_wait_running_after "${src[$g]}" "$(vm_last_tick "${src[$g]}")"
+  lv_vm vm_check_console "${src[$g]}"
+done
+hm_log "cancelled drain: $(jq -c '[.report.domains[] | {(.name): .outcome}] | add' "$back")"
+
+# 4. Asked again and followed to the end (`hymig drain --node` without --async): every guest back on lv1.
+for g in "${guests[@]}"; do [ "$(lv_domstate 2 "$g")" = running ] && lv_expect 1 "$g"; done
+rc=0
+hymig1 drain --node "$T2" --targets "$T4" --retry-delay 3 --report json --progress off >"$HM_TMP/sync.json" 2>"$HM_TMP/sync.err" || rc=$?
+[ "$rc" -eq 0 ] || hm_fail "drain --node exited $rc: $(cat "$HM_TMP/sync.err") $(cat "$HM_TMP/sync.json")"
+hm_assert_json "$HM_TMP/sync.json" '(.remaining | length) == 0 and .cancelled == false' "drain --node report"
+for g in "${guests[@]}"; do
+  lvh_assert_only_on 1 "$g" "drain back, $g"
+  dst=$(lv_tag 1 "$g")
   lv_vm vm_wait_running_after "$dst" "$(vm_last_tick "$dst")"
   lv_vm vm_check_console "$dst"
 done
-hm_log "cancelled drain: $(jq -c '[.domains[] | {(.name): .outcome}] | add' "$back")"
+hm_log "drain back by lv2's daemon: $(jq -c '[.domains[] | {(.name): .outcome}] | add' "$HM_TMP/sync.json")"
 echo "VM-FIGURE drain of 3 guests (${mem[dg1]}+${mem[dg2]}+${mem[dg3]} MiB) lv1->lv2, --parallel 2, --bandwidth 24M, one target killed: $(jq -r '.seconds' "$out") s"
 exit 0

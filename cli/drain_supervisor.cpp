@@ -1,0 +1,156 @@
+#include "cli/drain_supervisor.hpp"
+
+#include <poll.h>
+#include <signal.h>
+
+#include <fmt/format.h>
+
+#include "cli/child_process.hpp"
+#include "transport/error.hpp"
+#include "transport/wire.hpp"
+
+namespace hymig::cli {
+namespace {
+
+[[noreturn]] void bad(const std::string& what) { throw Error(ErrorKind::protocol, "drain request: " + what); }
+
+// A value from the request as one command-line argument: never an option of its own.
+std::string plain_text(const nlohmann::json& v, const char* key) {
+  if (!v.is_string()) bad(std::string("'") + key + "' must be a string");
+  const std::string s = v.get<std::string>();
+  if (s.empty() || s.size() > 256 || s[0] == '-' || !is_printable_text(s) || s.find_first_of(" ,") != std::string::npos)
+    bad(std::string("'") + key + "' is not a plain value");
+  return s;
+}
+
+std::string number(const nlohmann::json& v, const char* key, double min, double max) {
+  if (!v.is_number()) bad(std::string("'") + key + "' must be a number");
+  const double d = v.get<double>();
+  if (!(d >= min && d <= max)) bad(fmt::format("'{}' must be {}..{}", key, min, max));
+  return fmt::format("{}", d);
+}
+
+}  // namespace
+
+DrainSupervisor::DrainSupervisor(std::string hymig, std::string key_file, std::string connect)
+    : hymig_(std::move(hymig)), key_file_(std::move(key_file)), connect_(std::move(connect)) {}
+
+DrainSupervisor::~DrainSupervisor() {
+  cancel();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+std::vector<std::string> DrainSupervisor::command_line(const std::string& hymig, const std::string& key_file,
+                                                       const std::string& connect, const nlohmann::json& args) {
+  if (!args.is_object()) bad("arguments must be an object");
+  std::vector<std::string> argv = {hymig, "drain", "--report", "json", "--progress", "json", "--key-file", key_file};
+  if (!connect.empty()) argv.insert(argv.end(), {"--connect", connect});
+  bool targets = false;
+  for (const auto& [key, v] : args.items()) {
+    if (key == "targets") {
+      if (!v.is_array() || v.empty() || v.size() > 256) bad("'targets' must be a list of 1..256 HOST:PORT");
+      std::string list;
+      for (const auto& t : v) list += (list.empty() ? "" : ",") + plain_text(t, "targets");
+      argv.insert(argv.end(), {"--targets", list});
+      targets = true;
+    } else if (key == "parallel") {
+      argv.insert(argv.end(), {"--parallel", number(v, "parallel", 1, 16)});
+    } else if (key == "retries") {
+      argv.insert(argv.end(), {"--retries", number(v, "retries", 0, 10)});
+    } else if (key == "retry_delay") {
+      argv.insert(argv.end(), {"--retry-delay", number(v, "retry_delay", 0, 3600)});
+    } else if (key == "completion_timeout_per_gib") {
+      argv.insert(argv.end(), {"--completion-timeout-per-gib", number(v, key.c_str(), 1, 86400)});
+    } else if (key == "progress_timeout") {
+      argv.insert(argv.end(), {"--progress-timeout", number(v, key.c_str(), 1, 86400)});
+    } else if (key == "timeout") {
+      argv.insert(argv.end(), {"--timeout", number(v, key.c_str(), 0.1, 3600)});
+    } else if (key == "bandwidth" || key == "total_bandwidth" || key == "headroom") {
+      argv.insert(argv.end(), {key == "bandwidth" ? "--bandwidth" : key == "headroom" ? "--headroom" : "--total-bandwidth",
+                               plain_text(v, key.c_str())});
+    } else if (key == "fallback") {
+      const std::string f = plain_text(v, "fallback");
+      if (f != "none" && f != "native") bad("'fallback' must be none or native");
+      argv.insert(argv.end(), {"--fallback", f});
+    } else if (key == "dry_run") {
+      if (!v.is_boolean()) bad("'dry_run' must be true or false");
+      if (v.get<bool>()) argv.push_back("--dry-run");
+    } else {
+      bad("unknown argument '" + printable(key, 64) + "'");
+    }
+  }
+  if (!targets) bad("no targets");
+  return argv;
+}
+
+void DrainSupervisor::start(const nlohmann::json& args) {
+  const auto argv = command_line(hymig_, key_file_, connect_, args);
+  const std::lock_guard lock(mutex_);
+  if (state_["state"] == "running") throw Error(ErrorKind::refused, "a drain of this node is running already");
+  if (watcher_.joinable()) watcher_.join();  // the last one ended: its watcher is done
+  child_ = std::make_unique<ChildProcess>(ChildProcess::spawn(argv));
+  state_ = {{"state", "running"},
+            {"args", args},
+            {"started_unix", std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count()}};
+  watcher_ = std::thread([this] { watch(); });
+}
+
+bool DrainSupervisor::cancel() {
+  const std::lock_guard lock(mutex_);
+  if (state_["state"] != "running" || !child_) return false;
+  child_->signal(SIGTERM);
+  state_["cancel_requested"] = true;
+  return true;
+}
+
+nlohmann::json DrainSupervisor::status() const {
+  const std::lock_guard lock(mutex_);
+  return state_;
+}
+
+void DrainSupervisor::watch() {
+  std::vector<std::string> lines, errors;
+  while (true) {
+    int out, err;
+    {
+      const std::lock_guard lock(mutex_);
+      out = child_->stdout_fd();
+      err = child_->stderr_fd();
+    }
+    pollfd fds[2] = {{out, POLLIN, 0}, {err, POLLIN, 0}};
+    ::poll(fds, 2, 200);
+    const std::lock_guard lock(mutex_);
+    const bool open = child_->read_available(lines);
+    for (auto& l : lines) {
+      if (l.rfind("{\"drain\":", 0) == 0) {
+        auto j = nlohmann::json::parse(l, nullptr, false);
+        if (!j.is_discarded()) state_["live"] = std::move(j["drain"]);
+      } else if (!l.empty()) {
+        errors.push_back(printable(l, 600));
+        if (errors.size() > 20) errors.erase(errors.begin());
+      }
+    }
+    lines.clear();
+    if (const auto code = child_->poll_exit(); code && !open) {
+      state_["state"] = "done";
+      state_["exit_code"] = *code;
+      auto report = nlohmann::json::parse(child_->stdout_text(), nullptr, false);
+      if (!report.is_discarded() && report.is_object()) {
+        // Each attempt's full migration report stays in the child's output only: status stays small.
+        if (report.contains("domains") && report["domains"].is_array())
+          for (auto& d : report["domains"])
+            if (d.is_object() && d.contains("attempts") && d["attempts"].is_array())
+              for (auto& a : d["attempts"])
+                if (a.is_object()) a.erase("report");
+        state_["report"] = std::move(report);
+      }
+      if (*code != 0 && !errors.empty()) state_["error"] = errors.back();
+      child_.reset();
+      return;
+    }
+  }
+}
+
+}  // namespace hymig::cli
