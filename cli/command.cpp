@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 
@@ -10,8 +11,12 @@
 namespace hymig::cli {
 
 bool parse_options(const std::string& command, const std::string& synopsis, const std::string& epilog,
-                   po::options_description& desc, const std::vector<std::string>& args, po::variables_map& vm) {
-  desc.add_options()("config", po::value<std::string>(), "read options from FILE (KEY = VALUE per line; the command line wins)")(
+                   po::options_description& desc, const std::vector<std::string>& args, po::variables_map& vm,
+                   const char* default_config) {
+  desc.add_options()("config", po::value<std::string>(),
+                     default_config ? "read options from FILE (KEY = VALUE per line, every option above is a key; the "
+                                      "command line wins); default $HYMIG_CONFIG, else /etc/hymig/hymig.conf if it exists"
+                                    : "read options from FILE (KEY = VALUE per line; the command line wins)")(
       "help,h", "show this help");
   try {
     po::store(po::command_line_parser(args).options(desc).run(), vm);
@@ -19,8 +24,13 @@ bool parse_options(const std::string& command, const std::string& synopsis, cons
       std::cout << "usage: hymig " << command << " " << synopsis << "\n\n" << desc << "\n" << epilog;
       return false;
     }
-    if (vm.count("config")) {
-      const auto path = vm["config"].as<std::string>();
+    std::string path = vm.count("config") ? vm["config"].as<std::string>() : std::string();
+    if (path.empty() && default_config) {
+      const char* env = std::getenv("HYMIG_CONFIG");
+      if (env && *env) path = env;  // named: must exist
+      else if (::access(default_config, F_OK) == 0) path = default_config;
+    }
+    if (!path.empty()) {
       std::ifstream in(path);
       if (!in) throw Error(ErrorKind::usage, "cannot read config file '" + path + "'");
       po::store(po::parse_config_file(in, desc), vm);

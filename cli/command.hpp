@@ -19,11 +19,16 @@ inline constexpr int kExitUnknown = 3;  // commit sent but not confirmed; the so
 
 namespace po = boost::program_options;
 
+// The daemon's configuration file when no --config is given (and $HYMIG_CONFIG is unset).
+inline constexpr const char* kDefaultConfigFile = "/etc/hymig/hymig.conf";
+
 // Parses argv (after the subcommand name) into `vm`; options not on the command line are read from
-// --config FILE (KEY = VALUE lines, same names without the dashes). Returns false after printing
-// --help. Throws Error{usage} on anything wrong.
+// --config FILE (KEY = VALUE lines, same names without the dashes), else from $HYMIG_CONFIG or
+// `default_config` when given and the file exists. Returns false after printing --help. Throws
+// Error{usage} on anything wrong.
 bool parse_options(const std::string& command, const std::string& synopsis, const std::string& epilog,
-                   po::options_description& desc, const std::vector<std::string>& args, po::variables_map& vm);
+                   po::options_description& desc, const std::vector<std::string>& args, po::variables_map& vm,
+                   const char* default_config = nullptr);
 
 // --key-file FILE (and --secret-file, its old name) for `desc`.
 void add_key_options(po::options_description& desc);

@@ -27,6 +27,9 @@
 
 #include "cli/command.hpp"
 #include "cli/drain_supervisor.hpp"
+#include "cli/serve_metrics.hpp"
+#include "cli/service_log.hpp"
+#include "cli/service_notify.hpp"
 #include "policy/capabilities.hpp"
 #include "policy/host_capacity.hpp"
 #include "transport/destination_engine.hpp"
@@ -48,18 +51,10 @@ namespace {
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
-std::mutex g_log_mutex;
-void log_line(const std::string& s) {
-  const auto now = std::chrono::system_clock::now();
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  ::localtime_r(&t, &tm);
-  char stamp[32];
-  std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, int(ms));
-  const std::lock_guard lock(g_log_mutex);
-  std::cerr << "hymig serve: [" << stamp << "] " << s << std::endl;
-}
+// Levelled log lines (cli/service_log.hpp): info for what went as asked, warn for a peer turned
+// away or a session that failed.
+void log_info(const std::string& s) { service_log().info("{}", s); }
+void log_warn(const std::string& s) { service_log().warn("{}", s); }
 
 std::uint64_t physical_memory() {
   const long pages = ::sysconf(_SC_PHYS_PAGES), size = ::sysconf(_SC_PAGESIZE);
@@ -124,13 +119,18 @@ class Server {
 
   // Accepts until SIGINT/SIGTERM (or, with --once, until one authenticated session ended).
   int run(TcpListener& listener) {
+    auto last_status = std::chrono::steady_clock::now();
     while (!g_stop && !once_done_) {
       reap();
+      if (std::chrono::steady_clock::now() - last_status >= std::chrono::seconds(5)) {
+        notify_status(status_line());
+        last_status = std::chrono::steady_clock::now();
+      }
       try {
         auto conn = listener.accept(std::chrono::milliseconds(250));
         if (!conn) continue;
         if (handshakes_ >= cfg_.max_handshakes) {
-          log_line("connection from " + conn->peer_address() + " closed: " + std::to_string(cfg_.max_handshakes) +
+          log_warn("connection from " + conn->peer_address() + " closed: " + std::to_string(cfg_.max_handshakes) +
                    " handshakes already under way (--max-handshakes)");
           continue;
         }
@@ -143,8 +143,16 @@ class Server {
                             done});
       } catch (const std::exception& e) {
         // A connection that failed between the kernel's accept and ours (reset in the backlog).
-        log_line(std::string("accept: ") + e.what());
+        log_warn(std::string("accept: ") + e.what());
       }
+    }
+    if (g_stop) {
+      notify_stopping();
+      reap();
+      if (!workers_.empty())
+        log_info(fmt::format("stopping: {} connection{} under way finish or abort first", workers_.size(),
+                             workers_.size() == 1 ? "" : "s"));
+      if (drain_ && drain_->cancel()) log_info("stopping: the drain of this node is cancelled (its migrations finish or abort)");
     }
     for (auto& w : workers_) w.thread.join();
     workers_.clear();
@@ -273,6 +281,16 @@ class Server {
     if (recent_.size() > kRecentResults) recent_.pop_back();
   }
 
+  std::string status_line() const {
+    const HostCapacity c = capacity();
+    std::string s = fmt::format("receiving {} of {}", c.incoming, c.max_incoming);
+    if (drain_) {
+      const auto d = drain_->status();
+      if (d.value("state", "") == "running") s += "; draining this node";
+    }
+    return s;
+  }
+
   // What this daemon can take now: drain's placement reads it.
   HostCapacity capacity() const {
     HostCapacity c = probe_host_memory();
@@ -288,6 +306,28 @@ class Server {
     return c;
   }
 
+  std::string metrics() const {
+    std::vector<RunningMigration> running;
+    {
+      const std::lock_guard lock(status_mutex_);
+      for (const auto& i : incoming_) {
+        const std::uint64_t got = i->live.bytes_received.load(), start = i->live.round_start_bytes.load(),
+                            round = i->live.round_bytes.load();
+        const std::uint64_t done = got > start ? got - start : 0;
+        running.push_back({fmt::format("{:016x}", i->session), i->image_kind + ":" + i->image_name, got,
+                           round > done ? round - done : 0, i->live.dirty_rate.load()});
+      }
+    }
+    return metrics_.exposition(running, drain_ && drain_->status().value("state", "") == "running");
+  }
+
+ public:
+  void serve_metrics(const std::string& address) {
+    metrics_endpoint_ = std::make_unique<MetricsEndpoint>(address, [this] { return metrics(); });
+    log_info("metrics on http://" + metrics_endpoint_->address() + "/metrics");
+  }
+
+ private:
   nlohmann::json status() const {
     nlohmann::json j = {{"software", "hymig " HYMIG_VERSION},
                         {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
@@ -325,13 +365,13 @@ class Server {
       try {
         drain_->start(args);
         answer = {{"accepted", true}};
-        log_line("drain of this node started for " + peer + ": " + printable(args.dump(), 400));
+        log_info("drain of this node started for " + peer + ": " + printable(args.dump(), 400));
       } catch (const Error& e) {
         answer = {{"accepted", false}, {"error", e.what()}};
       }
     } else {
       answer = {{"cancelled", drain_->cancel()}};
-      if (answer["cancelled"]) log_line("drain of this node cancelled by " + peer);
+      if (answer["cancelled"]) log_info("drain of this node cancelled by " + peer);
     }
     rel.send(wire(MsgType::answer), encode_answer(answer));
   }
@@ -362,13 +402,14 @@ class Server {
                                     std::chrono::steady_clock::now() + cfg_.handshake_timeout, &detail);
     } catch (const std::exception& e) {
       // Pre-auth: the peer learnt nothing but a failed TLS handshake; the reason stays here.
-      log_line("connection from " + peer + " rejected: " + printable(detail.empty() ? e.what() : detail));
+      log_warn("connection from " + peer + " rejected: " + printable(detail.empty() ? e.what() : detail));
       return;
     }
     ReliableChannel& rel = *session.channel;
     rel.set_io_timeout(cfg_.timeout);
     DestinationReport rep;
     const auto began = std::chrono::steady_clock::now();
+    std::optional<Registration> reg;
     try {
       session.peer = exchange_hello(rel, Role::destination, to_json(probe_capabilities(peer_host, local_host)),
                                     cfg_.handshake_timeout);
@@ -390,27 +431,44 @@ class Server {
         throw Error(ErrorKind::refused, fmt::format("busy: this daemon is receiving {} migration{} already (--max-incoming {}); "
                                                     "try again later",
                                                     cfg_.max_incoming, cfg_.max_incoming == 1 ? "" : "s", cfg_.max_incoming));
-      Registration reg(*this, peer, *opts.notify);
-      opts.live = reg.live();
+      reg.emplace(*this, peer, *opts.notify);
+      opts.live = reg->live();
       rep = run_destination(rel, datagram_factory(local_host), target_factory(slot), opts);
     } catch (const std::exception& e) {
       rep.error = e.what();
       send_abort_quietly(rel, e.what());
     }
     const std::string id = fmt::format("{:016x}", rep.session);
-    if (rep.session) record_result(peer, rep, std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+    if (rep.session) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+      record_result(peer, rep, seconds);
+      FinishedMigration f{rep.committed, seconds};
+      if (reg) {
+        f.blackout_s = reg->live()->blackout_s.load();
+        f.bytes_received = reg->live()->bytes_received.load();
+      }
+      f.bad_mac = rep.bad_mac;
+      f.replayed = rep.replayed;
+      f.future_round = rep.future_round;
+      f.stale = rep.stale;
+      f.bad_hash = rep.bad_hash;
+      f.bad_compressed = rep.bad_compressed;
+      f.invalid = rep.invalid_datagrams;
+      metrics_.finished(f);
+    }
+    reg.reset();
     if (rep.committed)
-      log_line(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid: {} bad-mac, {} replayed, "
+      log_info(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid: {} bad-mac, {} replayed, "
                            "{} future-round; {} stale{}{})",
                            id, rep.image_name, rep.image_bytes, rep.stored_at, rep.datagrams, rep.invalid_datagrams,
                            rep.bad_mac, rep.replayed, rep.future_round, rep.stale,
                            rep.bad_compressed ? fmt::format("; {} bad-compressed", rep.bad_compressed) : "",
                            rep.device_state_bytes ? fmt::format(", device state {} bytes", rep.device_state_bytes) : ""));
     else if (rep.session)
-      log_line(fmt::format("session {}: aborted: {} ({} datagrams, {} bad-mac, {} replayed)", id, printable(rep.error),
+      log_warn(fmt::format("session {}: aborted: {} ({} datagrams, {} bad-mac, {} replayed)", id, printable(rep.error),
                            rep.datagrams, rep.bad_mac, rep.replayed));
     else
-      log_line("session with " + peer + " refused: " + printable(rep.error));
+      log_warn("session with " + peer + " refused: " + printable(rep.error));
     if (!rep.committed) linger_for_the_abort(socket);
     if (cfg_.once && rep.session) {
       once_rc_ = rep.committed ? kExitOk : kExitFailed;
@@ -486,6 +544,8 @@ class Server {
   std::atomic<bool> once_done_{false};
   std::atomic<int> once_rc_{kExitOk};
   std::unique_ptr<DrainSupervisor> drain_;  // with --libvirt: this node's drain, when asked for
+  ServeMetrics metrics_;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;  // last: stopped before what it reads
 };
 
 }  // namespace
@@ -530,6 +590,10 @@ int run_serve(const std::vector<std::string>& args) {
       ("timeout", po::value<double>()->default_value(10.0), "seconds a source may stay silent before its session is dropped")
       ("handshake-timeout", po::value<double>()->default_value(5.0), "seconds a new connection has to authenticate, in all")
       ("max-handshakes", po::value<unsigned>()->default_value(16), "connections authenticating at once; more are closed at once")
+      ("metrics", po::value<std::string>()->value_name("HOST:PORT"),
+       "serve Prometheus metrics at http://HOST:PORT/metrics (migrations by outcome, bytes, running ones' remaining bytes and "
+       "dirty rate, blackout and total-time histograms, datagrams dropped by reason); off by default. Bind it to a management "
+       "address: it needs no key")
       ("max-incoming", po::value<unsigned>()->default_value(2),
        "migrations received at once; an authenticated source beyond them waits up to --timeout for one to end, then is "
        "refused as busy. Store space and synthetic images' memory are counted over all of them");
@@ -568,7 +632,7 @@ int run_serve(const std::vector<std::string>& args) {
                      "chardev file, kernel, firmware or other host path outside --allow-path DIR or a volume\n"
                      "outside --allow-pool NAME. Interface scripts, a virtiofsd binary and static security labels\n"
                      "are always refused. Each option is also a config key (allow-path = /var/lib/libvirt/images).\n",
-                     desc, args, vm))
+                     desc, args, vm, kDefaultConfigFile))
     return kExitOk;
 
   ServeConfig cfg;
@@ -620,11 +684,13 @@ int run_serve(const std::vector<std::string>& args) {
   ::sigaction(SIGINT, &sa, nullptr);
 
   TcpListener listener = TcpListener::listen(vm["listen"].as<std::string>());
-  log_line("cluster key " + cfg.key.id());
-  log_line("listening on " + listener.local_address());
+  log_info("cluster key " + cfg.key.id());
+  log_info("listening on " + listener.local_address());
+  notify_ready("listening on " + listener.local_address());
   Server server(std::move(cfg));
+  if (vm.count("metrics")) server.serve_metrics(vm["metrics"].as<std::string>());
   const int rc = server.run(listener);
-  log_line("stopped");
+  log_info("stopped");
   return rc;
 }
 

@@ -9,8 +9,10 @@ PACKAGES=(
   # libraries
   libboost-program-options-dev libxxhash-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
   libsodium-dev libssl-dev nettle-dev libzstd-dev libxml2-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # the daemon as a service: readiness notification (Type=notify), its metrics endpoint
+  libsystemd-dev libmicrohttpd-dev
   # integration lane: namespaces, loss, rate limits, process tools
-  iproute2 nftables procps psmisc util-linux jq
+  iproute2 nftables procps psmisc util-linux jq curl
   # the security tests' packet capture (no page content may cross in clear)
   tcpdump
   # benchmark suite: MPI launch, the UDT and iperf3 peers, plots

@@ -73,7 +73,26 @@ class DestinationRun {
 
  private:
   void set_phase(SessionPhase p) {
-    if (opts_.live) opts_.live->phase.store(p, std::memory_order_relaxed);
+    if (!opts_.live) return;
+    opts_.live->phase.store(p, std::memory_order_relaxed);
+    const std::int64_t now = Clock::now().time_since_epoch().count();
+    if (p == SessionPhase::final_delta) opts_.live->paused_at_ns.store(now, std::memory_order_relaxed);
+    if (const std::int64_t paused = opts_.live->paused_at_ns.load(); p == SessionPhase::committed && paused)
+      opts_.live->blackout_s.store(double(now - paused) / 1e9, std::memory_order_relaxed);
+  }
+
+  // For status and metrics: the round's size, and the dirty rate its size implies.
+  void note_round(std::uint32_t round, std::uint64_t bytes) {
+    SessionLive& l = *opts_.live;
+    const auto now = Clock::now();
+    if (round > 0 && round_began_ != Clock::time_point{}) {
+      const double s = std::chrono::duration<double>(now - round_began_).count();
+      if (s > 0) l.dirty_rate.store(double(bytes) / s, std::memory_order_relaxed);
+    }
+    round_began_ = now;
+    l.round.store(round, std::memory_order_relaxed);
+    l.round_bytes.store(bytes, std::memory_order_relaxed);
+    l.round_start_bytes.store(l.bytes_received.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
 
   void prepare() {
@@ -293,7 +312,7 @@ class DestinationRun {
         const auto round = decode_page_set(m.body, applier_->page_count(), set);
         const std::unique_lock lock(state_);
         applier_->begin_round(round, set);
-        if (opts_.live) opts_.live->round.store(round, std::memory_order_relaxed);
+        if (opts_.live) note_round(round, set.count() * std::uint64_t{notify_.page_size});
         return false;
       }
       case MsgType::pages:
@@ -549,6 +568,7 @@ class DestinationRun {
   std::optional<ImageWindow> window_;  // the target image exposed for the source's writes
   bool in_final_ = false;
   Clock::time_point last_report_ = Clock::now();
+  Clock::time_point round_began_{};  // for the dirty rate (SessionLive)
 };
 
 }  // namespace

@@ -158,7 +158,7 @@ hm_wait_for() {
 }
 
 # hm_start_serve LOG ARGS...: starts `$HYMIG serve ARGS` in the background, stderr to LOG (stdout to
-# LOG.out), and waits at most HM_SERVE_START_SEC (20) seconds for "hymig serve: [TIME] listening on H:P".
+# LOG.out), and waits at most HM_SERVE_START_SEC (20) seconds for "listening on H:P" in its log.
 # A prefix command (e.g. `ip netns exec NS`) may be given in the array HM_SERVE_PREFIX.
 hm_start_serve() {
   local log=$1
