@@ -11,6 +11,8 @@ PACKAGES=(
   libsodium-dev libssl-dev nettle-dev libzstd-dev libxml2-dev libgtest-dev libgmock-dev libbenchmark-dev
   # the daemon as a service: readiness notification (Type=notify), its metrics endpoint
   libsystemd-dev libmicrohttpd-dev
+  # the package test: systemd-analyze verify of the unit (it looks its man pages up with man)
+  systemd man-db
   # integration lane: namespaces, loss, rate limits, process tools
   iproute2 nftables procps psmisc util-linux jq curl
   # the security tests' packet capture (no page content may cross in clear)
