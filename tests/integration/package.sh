@@ -3,9 +3,8 @@
 #   1. says what it is and needs (package hymig, dependencies from dpkg-shlibdeps, the config file a
 #      conffile) and holds the binary, the systemd unit, the example config and the man pages;
 #   2. installs with dpkg into a scratch root (its own dpkg database; the host is not touched);
-#   3. has a unit that `systemd-analyze verify` passes without a word, its man pages found in the
-#      scratch root (ExecStart pointed at the
-#      scratch root's binary: the one thing verify checks on the host);
+#   3. has a unit that `systemd-analyze verify` passes without a word (its man pages looked up in
+#      the scratch root, ExecStart pointed at the scratch root's binary: the host has neither);
 #   4. runs as the unit runs it: the installed binary, `hymig serve` reading the installed config,
 #      tells READY=1 on NOTIFY_SOCKET, receives a migration from the installed binary, and stops on
 #      SIGTERM with STOPPING=1 and exit 0. (No systemd runs as PID 1 on CI machines: the unit's
