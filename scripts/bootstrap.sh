@@ -13,6 +13,8 @@ PACKAGES=(
   libsystemd-dev libmicrohttpd-dev
   # the package test: systemd-analyze verify of the unit (it looks its man pages up with man)
   systemd man-db
+  # the Slurm lane: real slurmctld, slurmd and munged started by the test (contrib/slurm's hook)
+  slurm-wlm munge
   # integration lane: namespaces, loss, rate limits, process tools
   iproute2 nftables procps psmisc util-linux jq curl
   # the security tests' packet capture (no page content may cross in clear)
