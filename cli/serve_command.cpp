@@ -111,7 +111,18 @@ struct ServeConfig {
 class Server {
  public:
   explicit Server(ServeConfig cfg) : cfg_(std::move(cfg)) {
-    if (cfg_.libvirt) drain_ = std::make_unique<DrainSupervisor>(self_path(), cfg_.key_file, cfg_.lv.uri);
+    if (!cfg_.libvirt) return;
+    drain_ = std::make_unique<DrainSupervisor>(self_path(), cfg_.key_file, cfg_.lv.uri);
+    prefetch_ = std::thread([uri = cfg_.lv.uri] {
+      try {
+        vm::prefetch_libvirt_capabilities(uri);
+      } catch (const std::exception& e) {
+        log_warn(std::string("libvirt: ") + e.what() + " (incoming domains will fail until it answers)");
+      }
+    });
+  }
+  ~Server() {
+    if (prefetch_.joinable()) prefetch_.join();
   }
 
   // The last results kept for `hymig status`.
@@ -545,6 +556,7 @@ class Server {
   std::atomic<int> once_rc_{kExitOk};
   std::unique_ptr<DrainSupervisor> drain_;  // with --libvirt: this node's drain, when asked for
   ServeMetrics metrics_;
+  std::thread prefetch_;  // libvirt's capabilities, computed while nothing waits for them
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;  // last: stopped before what it reads
 };
 

@@ -253,6 +253,8 @@ std::string migrate_domain_natively(const std::string& name, const std::string& 
   return dom->migrate_native(dest_uri, migrate_uri);
 }
 
+void prefetch_libvirt_capabilities(const std::string& uri) { (void)libvirt_emulators(LibvirtConnection::open(uri)); }
+
 std::unique_ptr<TargetImage> open_libvirt_target(const LibvirtTargetOptions& opts, const Notify& n) {
   const Definition d = parse_definition(n.vm_definition);
   const LibvirtConnection conn = LibvirtConnection::open(opts.uri);

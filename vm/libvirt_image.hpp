@@ -50,6 +50,11 @@ struct LibvirtTargetOptions {
   std::vector<std::string> memory_backing_dirs = {kLibvirtMemoryBackingDir};
 };
 
+// Asks libvirt at `uri` for its capabilities once, so that it computes them now: libvirt builds
+// them on the first request (8 s on a freshly started daemon here), which would otherwise stand in
+// the first incoming migration's setup. Throws Error like the connection does.
+void prefetch_libvirt_capabilities(const std::string& uri);
+
 // The destination of a domain whose definition came in notify (vm_definition). The definition
 // (both its XML and its persistent XML) is parsed with libxml2 and must name the domain it says
 // (Error{protocol} otherwise), then is checked against opts.policy (Error{refused} naming what is
