@@ -57,6 +57,21 @@ void print_status(const std::string& address, const nlohmann::json& st, std::siz
                                format_bytes(number(i, "bytes_received")) + " / " + format_bytes(number(i, "image_bytes")),
                                duration(number(i, "seconds")));
   }
+  // Migrations out: the drain of its own node this daemon runs (hymig drain --node).
+  if (const auto d = st.find("drain"); d != st.end() && d->is_object() && text(*d, "state") != "none") {
+    const std::string state = text(*d, "state");
+    std::cout << "\ndrain of this node: " << state;
+    if (state == "done") std::cout << ", exit " << static_cast<long long>(number(*d, "exit_code"));
+    std::cout << "\n";
+    const nlohmann::json rows = d->contains("report") && (*d)["report"].is_object() && (*d)["report"].contains("domains")
+                                    ? (*d)["report"]["domains"]
+                                    : d->value("live", nlohmann::json::array());
+    if (rows.is_array())
+      for (const auto& r : rows)
+        if (r.is_object())
+          std::cout << fmt::format("  {:<24} {:<22} {:<12} {}\n", text(r, "name"), r.contains("target") ? text(r, "target") : "-",
+                                   text(r, "outcome"), r.contains("why") ? text(r, "why") : "");
+  }
   const auto recent = st.find("recent");
   if (recent != st.end() && recent->is_array() && !recent->empty() && last > 0) {
     std::cout << fmt::format("\nlast results:\n{:<16} {:<22} {:<24} {:<10} {:>9}  {}\n", "SESSION", "PEER", "IMAGE", "OUTCOME",
