@@ -11,8 +11,9 @@ PACKAGES=(
   libsodium-dev libssl-dev nettle-dev libzstd-dev libxml2-dev libgtest-dev libgmock-dev libbenchmark-dev
   # the daemon as a service: readiness notification (Type=notify), its metrics endpoint
   libsystemd-dev libmicrohttpd-dev
-  # the package test: systemd-analyze verify of the unit (it looks its man pages up with man)
-  systemd man-db
+  # the package test: systemd-analyze verify of the unit (it looks its man pages up with man), and the
+  # unit started under systemd in a container booted from this host's OS (systemd-nspawn)
+  systemd man-db systemd-container
   # the Slurm lane: real slurmctld, slurmd and munged started by the test (contrib/slurm's hook)
   slurm-wlm munge
   # integration lane: namespaces, loss, rate limits, process tools

@@ -7,15 +7,20 @@
 #      the scratch root, ExecStart pointed at the scratch root's binary: the host has neither);
 #   4. runs as the unit runs it: the installed binary, `hymig serve` reading the installed config,
 #      tells READY=1 on NOTIFY_SOCKET, receives a migration from the installed binary, and stops on
-#      SIGTERM with STOPPING=1 and exit 0. (No systemd runs as PID 1 on CI machines: the unit's
-#      sandbox itself is not exercised here.)
+#      SIGTERM with STOPPING=1 and exit 0;
+#   5. starts under a real systemd: this machine's own OS booted in a container (systemd-nspawn
+#      --volatile=yes: a fresh /etc, this host's /usr with the package's /usr laid over it, the
+#      host's network), the unit as shipped started as the boot's only goal with its hardening and
+#      Type=notify; systemd reports it started, it answers `hymig status`, receives a migration, and
+#      systemd reports it stopped when the container halts.
 set -u -o pipefail
 HM_TEST_NAME=package
 source "$(dirname "$0")/../lib/common.sh"
 hm_require_tools
 hm_deadline 200
 hm_tmpdir
-for t in cpack dpkg dpkg-deb systemd-analyze; do command -v "$t" >/dev/null || hm_skip "$t is not installed"; done
+[ "$(id -u)" -eq 0 ] || hm_skip "needs root (dpkg into a scratch root, systemd-nspawn)"
+for t in cpack dpkg dpkg-deb systemd-analyze systemd-nspawn; do command -v "$t" >/dev/null || hm_skip "$t is not installed"; done
 [ -n "${HYMIG_BUILD_DIR:-}" ] && [ -f "$HYMIG_BUILD_DIR/CPackConfig.cmake" ] || hm_fail "HYMIG_BUILD_DIR must be the configured build directory"
 [ -n "${HYMIG_NOTIFY_LISTEN:-}" ] || hm_fail "HYMIG_NOTIFY_LISTEN is not set"
 
@@ -72,5 +77,29 @@ kill -TERM "$HM_SERVE_PID"
 hm_wait_pid "$HM_SERVE_PID" 20
 [ "$HM_RC" -eq 0 ] || hm_fail "the installed daemon exited $HM_RC on SIGTERM"
 grep -q "STOPPING=1" "$HM_TMP/notify.txt" || hm_fail "no STOPPING=1"
-hm_log "$(basename "$deb") ($(stat -c %s "$deb") bytes): installed, unit verified, daemon ready, migration committed, stopped"
+
+# 5. Under systemd, in a container booted from this host's own OS.
+port=$((30000 + $$ % 20000))
+while ss -H -ltn "sport = :$port" | grep -q .; do port=$((port + 1)); done
+printf 'listen = 127.0.0.1:%s\nallow-synthetic = true\n' "$port" >"$HM_TMP/unit.conf"
+timeout 150 systemd-nspawn -D / --volatile=yes --register=no --keep-unit --quiet \
+  --overlay-ro="/usr:$root/usr:/usr" \
+  --bind-ro="$root/usr/lib/systemd/system/hymig.service:/etc/systemd/system/hymig.service" \
+  --bind-ro="$HM_TMP/unit.conf:/etc/hymig/hymig.conf" --bind-ro="$HM_TMP/unit.key:/etc/hymig/cluster.key" \
+  --boot -- systemd.firstboot=no --unit=hymig.service </dev/null >"$HM_TMP/boot.log" 2>&1 &
+nspawn=$!
+hm_track_pid "$nspawn"
+started() { sed 's/\x1b\[[0-9;]*m//g' "$HM_TMP/boot.log" | grep -q "Started hymig.service"; }
+hm_wait_for 60 started || hm_fail "systemd did not start hymig.service: $(sed 's/\x1b\[[0-9;]*m//g' "$HM_TMP/boot.log" | grep -a -i -E 'hymig|fail' | tail -n 8)"
+"$bin" status "127.0.0.1:$port" --key-file "$HM_TMP/unit.key" >"$HM_TMP/unit-status.txt" 2>&1 ||
+  hm_fail "the unit's daemon does not answer: $(cat "$HM_TMP/unit-status.txt")"
+rc=0
+"$bin" migrate --image synthetic:size=64M --to "127.0.0.1:$port" --key-file "$HM_TMP/unit.key" --report json \
+  >"$HM_TMP/u.json" 2>"$HM_TMP/u.err" || rc=$?
+hm_assert_committed "$rc" "$HM_TMP/u.json" "$HM_TMP/u.err" "migration to the unit's daemon"
+kill -TERM "$nspawn"
+hm_wait_pid "$nspawn" 60
+stopped() { sed 's/\x1b\[[0-9;]*m//g' "$HM_TMP/boot.log" | grep -q "Stopped hymig.service"; }
+stopped || hm_fail "systemd did not report hymig.service stopped: $(sed 's/\x1b\[[0-9;]*m//g' "$HM_TMP/boot.log" | grep -a -i hymig | tail -n 5)"
+hm_log "$(basename "$deb") ($(stat -c %s "$deb") bytes): installed, unit verified, daemon ready, migration committed, stopped; under systemd in a container: started, served, stopped"
 exit 0
