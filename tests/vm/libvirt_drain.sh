@@ -6,6 +6,8 @@
 #      A --dry-run plans the three largest first to T1 or T2, never T3, says the fourth cannot move
 #      (anonymous RAM) and exits 1; with --fallback native it exits 0; against T3 alone it exits 1
 #      naming its room.
+#   1b. A drain whose --completion-timeout-per-gib cannot be met: each migration cancelled before
+#      its pause, exit 1, every guest still on lv1 only.
 #   2. The drain lv1 -> lv2 (--parallel 2, --fallback native): T1 is SIGKILLed while a guest
 #      streams to it; that guest is retried on T2; the fourth goes by libvirt's own migration. `hymig status` is scraped from T2 while it receives. Exit 0; every guest
 #      runs on lv2 only (one QEMU, persistent, not on lv1), its console continues the source's
@@ -76,6 +78,21 @@ ip netns exec "${LV_NS[1]}" "$HYMIG" drain --connect "${LV_URI[1]}" --targets "$
 grep -q "no target has room" "$HM_TMP/plan3.txt" || hm_fail "dry run without room does not say why: $(cat "$HM_TMP/plan3.txt")"
 hm_log "dry runs: $(jq -c '[.domains[] | {(.name): (.target // .outcome)}] | add' "$plan"); with --fallback native every guest has a target; against T3 alone: exit 1, no room"
 
+# 1b. A completion timeout (2 s per GiB, at least one GiB's worth; 8 MiB/s cannot move 160 MiB in
+#     that): every migration is cancelled before its pause, no retry (--retries 0), exit 1, and the
+#     guests run on at lv1 only.
+rc=0
+ip netns exec "${LV_NS[1]}" "$HYMIG" drain --connect "${LV_URI[1]}" --targets "$T2" --parallel 2 --retries 0 \
+  --bandwidth 8M --completion-timeout-per-gib 2 --report json --progress off >"$HM_TMP/timeout.json" 2>"$HM_TMP/timeout.err" || rc=$?
+[ "$rc" -eq 1 ] || hm_fail "the drain that times out exited $rc: $(cat "$HM_TMP/timeout.err") $(cat "$HM_TMP/timeout.json")"
+hm_assert_json "$HM_TMP/timeout.json" '[.domains[] | select(.name != "dga")] | all(.outcome == "failed" and (.attempts | length) == 1 and (.attempts[0].error | test("completion timeout")) and .attempts[0].report.downtime_ms == 0)' \
+  "every migration timed out before its pause"
+for g in "${guests[@]}"; do lvh_assert_only_on 1 "$g" "after the completion timeout, $g"; done
+# The target ends its side of those sessions (destroys the copies) in its own time: wait for that.
+t2_idle() { [ "$(status_json 2 "$T2" | jq '.incoming | length')" = 0 ] && [ -z "$(lv_qemus 2)" ]; }
+hm_wait_for 60 t2_idle || hm_fail "T2 still holds the timed-out sessions: $(status_json 2 "$T2" | jq -c .incoming); QEMUs on lv2: $(lv_qemus 2)"
+hm_log "completion timeout: $(jq -c '[.domains[] | {(.name): .outcome}] | add' "$HM_TMP/timeout.json"), guests on lv1"
+
 # 2. The drain lv1 -> lv2 with T1 killed midway.
 declare -A src
 for g in "${guests[@]}"; do
@@ -95,7 +112,7 @@ while hm_alive "$drain_pid"; do
   s=$(status_json 2 "$T2")
   if [ -n "$s" ] && [ "$(jq '.incoming | length' <<<"$s")" -gt 0 ]; then
     [ "$snapshots" -gt 0 ] || hm_log "status of T2 while it receives: $(jq -c '.incoming[0] | {image_name, phase, round, bytes_received}' <<<"$s")"
-    jq -e '.incoming[0].phase | test("^(preparing|rounds|final-delta|verifying|device-state|committing)$")' <<<"$s" >/dev/null ||
+    jq -e '.incoming[0].phase | test("^(preparing|rounds|final-delta|verifying|device-state|committing|committed|failed)$")' <<<"$s" >/dev/null ||
       hm_fail "T2's status shows an unknown phase: $s"
     snapshots=$((snapshots + 1))
   fi
