@@ -3,7 +3,7 @@
 #
 # Boots hymig's Soft-RoCE lab guest (Debian's stock 6.1 kernel under QEMU TCG, 2 vCPUs, 1 GiB) with
 # the initramfs of build-initramfs.sh, runs tests/lab/guest/NAME.sh in it and turns its markers into
-# an exit status: 0 every check passed (SKIPs allowed, but not all); 1 a check failed, or the guest
+# an exit status: 0 every check passed (SKIPs, checks marked not applicable, allowed, but not all); 1 a check failed, or the guest
 # gave no verdict (crash, timeout); 77 the lab cannot run here (no QEMU, no kernel package, or every
 # check skipped) — the reason is printed.
 #

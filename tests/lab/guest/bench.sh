@@ -10,7 +10,7 @@
 JQ=/usr/bin/jq
 BENCH=/usr/bin/hymig-bench
 if [ ! -x "$BENCH" ] || [ ! -x /usr/bin/mpirun ]; then
-  skip bench "no hymig-bench or mpirun in this build (bench/suite/hymig-bench not built, or OpenMPI missing)"
+  result bench 1 "no hymig-bench or mpirun in the image (bench/suite/hymig-bench not built, or OpenMPI missing)"
   exit 0
 fi
 

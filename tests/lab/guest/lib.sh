@@ -4,7 +4,9 @@
 #
 #   result CHECK STATUS [REASON]   LAB-RESULT PASS CHECK (STATUS 0) or FAIL CHECK (REASON)
 #   pass CHECK [NOTE]              LAB-RESULT PASS CHECK (NOTE)
-#   skip CHECK REASON              LAB-RESULT SKIP CHECK (REASON): could not run in this build
+#   na CHECK REASON                LAB-RESULT SKIP CHECK (not applicable: REASON): the check does not
+#                                  apply here (only a gtest that skips itself); what the build or
+#                                  image lacks is a failure, never a skip
 #   info MSG...                    LAB-INFO MSG
 #   figure TRANSPORT LOSS MBPS     LAB-FIGURE TRANSPORT LOSS MBPS (run-lab.sh collects them)
 #   pair NAME TIMEOUT SERVER CLIENT
@@ -57,8 +59,10 @@ pass() {
   echo "LAB-RESULT PASS $1${2:+ ($2)}"
   echo "PASS $1" >>"$LAB_RESULTS"
 }
-skip() {
-  echo "LAB-RESULT SKIP $1 ($2)"
+# na CHECK REASON: the check does not apply to this lab (a gtest that skips itself, with its reason).
+# Anything this build or image should have and lacks is a failure (result CHECK 1 ...), never this.
+na() {
+  echo "LAB-RESULT SKIP $1 (not applicable: $2)"
   echo "SKIP $1" >>"$LAB_RESULTS"
 }
 figure() { echo "LAB-FIGURE $1 $2 $3"; }

@@ -38,11 +38,11 @@ if [ -x /usr/bin/ibv_devinfo ]; then
   result verbs-provider-loads $? "ibv_devinfo exit $drc, $n ports PORT_ACTIVE: libibverbs does not see rxe0 and rxe1 (rxe.driver, librxe-rdmav*.so?)"
   info "RoCE active_mtu: $(grep active_mtu /tmp/devinfo | awk '{ print $2 }' | tr '\n' ' ')"
 else
-  skip verbs-provider-loads "no ibv_devinfo in the image (install ibverbs-utils on the host: scripts/bootstrap.sh)"
+  result verbs-provider-loads 1 "no ibv_devinfo in the image (install ibverbs-utils on the host: scripts/bootstrap.sh)"
 fi
 for qp in ud rc; do
   if [ ! -x "/usr/bin/ibv_${qp}_pingpong" ]; then
-    skip "rdma-$qp-pingpong" "no ibv_${qp}_pingpong in the image (install ibverbs-utils on the host: scripts/bootstrap.sh)"
+    result "rdma-$qp-pingpong" 1 "no ibv_${qp}_pingpong in the image (install ibverbs-utils on the host: scripts/bootstrap.sh)"
     continue
   fi
   size=""
@@ -79,24 +79,17 @@ if [ "$prc" = 0 ] && $JQ -e 'type == "object"' /tmp/probe.json >/dev/null 2>&1; 
   # "true", "false" or "absent" each
   set -- $($JQ -r '.capabilities | [if has("rdma_ud") then .rdma_ud else "absent" end, if has("rdma_rc") then .rdma_rc else "absent" end] | map(tostring) | join(" ")' /tmp/probe.json)
   ud=${1:-absent} rc=${2:-absent}
-  # Both devices are ACTIVE here, so a hymig that can see RDMA must say so. A build without a verbs
-  # backend (not linked with libibverbs) cannot; then what it says is only shown.
-  if grep -q 'libibverbs\.so' "$HYMIG"; then
-    [ "$ud" = true ] && [ "$rc" = true ]
-    result hymig-probe-sees-rdma $? "hymig is linked with libibverbs but its probe says rdma_ud=$ud rdma_rc=$rc with rxe0/rxe1 ACTIVE"
-    # rxe is software RoCE: the policy must say so and put sockets first, with the reason; forced,
-    # it must pick UD and RC.
-    $JQ -e '.capabilities.rdma_software == true and .plan.bulk == "udp" and .plan.reliable == "tcp"
-            and (.plan.reasons[0] | test("software RoCE"))' /tmp/probe.json >/dev/null
-    result hymig-probe-soft-rdma-policy $? "expected rdma_software=true and a udp/tcp plan naming software RoCE: $($JQ -c '{caps: .capabilities.rdma_software, bulk: .plan.bulk, reliable: .plan.reliable, why: .plan.reasons[0]}' /tmp/probe.json)"
-    timeout 60 "$HYMIG" probe --json --bulk ud --reliable rc >/tmp/probe-forced.json 2>&1
-    $JQ -e '.plan.bulk == "ud" and .plan.reliable == "rc" and .plan.datagram_bytes == 1024' /tmp/probe-forced.json >/dev/null
-    result hymig-probe-forced-rdma $? "hymig probe --bulk ud --reliable rc: $(head -c 400 /tmp/probe-forced.json)"
-  elif [ "$ud" = true ] || [ "$rc" = true ]; then
-    result hymig-probe-sees-rdma 0
-  else
-    info "hymig probe says rdma_ud=$ud rdma_rc=$rc; this build's hymig is not linked with libibverbs (no verbs backend yet), so that is not asserted"
-  fi
+  # Both devices are ACTIVE here: hymig's probe must offer both RDMA transports.
+  [ "$ud" = true ] && [ "$rc" = true ]
+  result hymig-probe-sees-rdma $? "hymig probe says rdma_ud=$ud rdma_rc=$rc with rxe0/rxe1 ACTIVE (both must be true)"
+  # rxe is software RoCE: the policy must say so and put sockets first, with the reason; forced,
+  # it must pick UD and RC.
+  $JQ -e '.capabilities.rdma_software == true and .plan.bulk == "udp" and .plan.reliable == "tcp"
+          and (.plan.reasons[0] | test("software RoCE"))' /tmp/probe.json >/dev/null
+  result hymig-probe-soft-rdma-policy $? "expected rdma_software=true and a udp/tcp plan naming software RoCE: $($JQ -c '{caps: .capabilities.rdma_software, bulk: .plan.bulk, reliable: .plan.reliable, why: .plan.reasons[0]}' /tmp/probe.json)"
+  timeout 60 "$HYMIG" probe --json --bulk ud --reliable rc >/tmp/probe-forced.json 2>&1
+  $JQ -e '.plan.bulk == "ud" and .plan.reliable == "rc" and .plan.datagram_bytes == 1024' /tmp/probe-forced.json >/dev/null
+  result hymig-probe-forced-rdma $? "hymig probe --bulk ud --reliable rc: $(head -c 400 /tmp/probe-forced.json)"
 else
   lab_show /tmp/probe.json "hymig probe --json stdout"
   result hymig-probe-json 1 "hymig probe --json exited $prc or printed no JSON object"
