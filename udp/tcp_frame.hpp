@@ -2,7 +2,7 @@
 //   u32 magic 0x434D5948 ("HYMC" as bytes) | u8 version 1 | u8 type | u16 flags 0 |
 //   u32 body_len | u32 payload_len
 // followed by body_len bytes of body and payload_len raw bytes. Decoding checks every field
-// before the receiver allocates or reads anything (fuzz target: decode_frame_header).
+// before the receiver allocates or reads anything (tests/unit/test_tcp_frame.cpp: every bad field).
 #pragma once
 
 #include <array>
