@@ -23,9 +23,16 @@ enum class Fault { none, misdirect, fail_mid_delta, tamper };
 // Forwards everything to the fake channel; adds one-sided writes by memcpy (both ends live in this
 // process, so the exposed "address" is the target's pointer). Writes happen at once, before any
 // later message is enqueued: the ordering RC gives.
+// What a wrapper did, kept by the test: the harness destroys the channels when the session ends.
+struct WriteFigures {
+  int exposed = 0, registered = 0;
+  std::uint64_t written = 0;
+};
+
 class WritingChannel final : public ReliableChannel, public RemoteWriter {
  public:
-  WritingChannel(std::unique_ptr<ReliableChannel> inner, Fault fault) : inner_(std::move(inner)), fault_(fault) {}
+  WritingChannel(std::unique_ptr<ReliableChannel> inner, Fault fault, WriteFigures& figures)
+      : inner_(std::move(inner)), fault_(fault), f_(figures) {}
 
   std::string transport_name() const override { return inner_->transport_name(); }
   void set_limits(std::size_t b, std::uint64_t p) override { inner_->set_limits(b, p); }
@@ -44,11 +51,11 @@ class WritingChannel final : public ReliableChannel, public RemoteWriter {
   RemoteWriter* remote_writer() override { return this; }
 
   RemoteImage expose_target(std::span<std::byte> image) override {
-    ++exposed;
+    ++f_.exposed;
     return {reinterpret_cast<std::uint64_t>(image.data()), 0x5eed, image.size()};
   }
   void register_source(std::span<const std::byte> image) override {
-    ++registered;
+    ++f_.registered;
     source_ = image;
   }
   void set_remote_target(const RemoteImage& r) override { remote_ = r; }
@@ -66,20 +73,19 @@ class WritingChannel final : public ReliableChannel, public RemoteWriter {
     std::memcpy(dst, source_.data() + local, std::min<std::size_t>(bytes, remote_.bytes - to));
     // Tampered: one bit of every third write flipped on the way, as an attacker on the fabric would.
     if (fault_ == Fault::tamper && writes_ % 3 == 0) dst[bytes / 2] ^= std::byte{1};
-    written_ += bytes;
+    f_.written += bytes;
   }
   void flush_writes() override {}
   void wait_writes() override {}
-  std::uint64_t bytes_written() const override { return written_; }
-
-  int exposed = 0, registered = 0;
+  std::uint64_t bytes_written() const override { return f_.written; }
 
  private:
   std::unique_ptr<ReliableChannel> inner_;
   Fault fault_;
   std::span<const std::byte> source_;
   RemoteImage remote_{};
-  std::uint64_t writes_ = 0, written_ = 0;
+  std::uint64_t writes_ = 0;
+  WriteFigures& f_;
 };
 
 struct Session {
@@ -94,18 +100,11 @@ struct Session {
 Session migrate(SyntheticImage& image, SourceOptions opts, const std::string& writes_on, Fault fault = Fault::none) {
   Session run;
   harness::EngineChannels c = harness::fake_channels({.loss = 0.05, .seed = 3});
-  WritingChannel* src_w = nullptr;
-  WritingChannel* dst_w = nullptr;
-  if (writes_on == "both" || writes_on == "source") {
-    auto w = std::make_unique<WritingChannel>(std::move(c.source_rel), fault);
-    src_w = w.get();
-    c.source_rel = std::move(w);
-  }
-  if (writes_on == "both" || writes_on == "destination") {
-    auto w = std::make_unique<WritingChannel>(std::move(c.dest_rel), Fault::none);
-    dst_w = w.get();
-    c.dest_rel = std::move(w);
-  }
+  WriteFigures src_w, dst_w;
+  if (writes_on == "both" || writes_on == "source")
+    c.source_rel = std::make_unique<WritingChannel>(std::move(c.source_rel), fault, src_w);
+  if (writes_on == "both" || writes_on == "destination")
+    c.dest_rel = std::make_unique<WritingChannel>(std::move(c.dest_rel), Fault::none, dst_w);
   opts.initial_rate = 200 << 20;
   opts.downtime_ms = 50;
   opts.max_rounds = 6;
@@ -115,11 +114,9 @@ Session migrate(SyntheticImage& image, SourceOptions opts, const std::string& wr
   harness::EngineRun r = harness::run_engines(std::move(c), image, harness::kept_targets(run.target), opts);
   run.source = std::move(r.source);
   run.dest = std::move(r.dest);
-  if (src_w) {
-    run.source_bytes_written = src_w->bytes_written();
-    run.source_registered = src_w->registered;
-  }
-  if (dst_w) run.dest_exposed = dst_w->exposed;
+  run.source_bytes_written = src_w.written;
+  run.source_registered = src_w.registered;
+  run.dest_exposed = dst_w.exposed;
   return run;
 }
 
