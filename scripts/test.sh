@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
-# Builds and runs the whole test suite (unit + integration + bench smoke tests + the Soft-RoCE lab and the VM lane under QEMU; tests
-# needing root, namespaces, QEMU or the guest kernel package skip with a printed reason when they cannot run).
+# Builds and runs the whole test suite; tests needing root, namespaces, QEMU or the guest kernel
+# package skip with a printed reason when they cannot run. In order, so a break shows in minutes:
+#   1. the fast lane: unit and integration tests on the release build;
+#   2. the sanitizer lanes (scripts/sanitize.sh): unit + integration under ASan+UBSan, unit under
+#      TSan (HYMIG_SANITIZERS=0 leaves them out);
+#   3. the slow lanes: bench smoke tests, the Soft-RoCE lab and the VM lane under QEMU.
+# HYMIG_TEST_LABELS=REGEX runs only the release tests with those ctest labels (no sanitizers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
-ctest --preset release -L "${HYMIG_TEST_LABELS:-unit|integration|bench|lab|vm}" -j1 --timeout 600 "$@"
+run() { ctest --preset release -L "$1" -j1 --timeout 600 "${@:2}"; }
+if [ -n "${HYMIG_TEST_LABELS:-}" ]; then
+  run "$HYMIG_TEST_LABELS" "$@"
+  exit 0
+fi
+run "unit|integration" "$@"
+[ "${HYMIG_SANITIZERS:-1}" = 0 ] || bash scripts/sanitize.sh
+run "bench|lab|vm" "$@"
