@@ -14,6 +14,7 @@
 
 #include "cli/command.hpp"
 #include "cli/daemon_client.hpp"
+#include "cli/peer_json.hpp"
 #include "cli/drain_runner.hpp"
 #include "policy/host_capacity.hpp"
 #include "transport/error.hpp"
@@ -88,10 +89,8 @@ nlohmann::json job_rows(const std::vector<DrainJob>& jobs, const std::vector<Dra
 
 // A row as a table line (rows may come from a daemon: every field read defensively).
 std::string row_line(const nlohmann::json& r) {
-  const auto str = [&](const char* k) {
-    return r.contains(k) && r[k].is_string() ? printable(r[k].get<std::string>(), 400) : std::string();
-  };
-  const auto num = [&](const char* k) { return r.contains(k) && r[k].is_number() ? r[k].get<double>() : 0.0; };
+  const auto str = [&](const char* k) { return json_text(r, k); };
+  const auto num = [&](const char* k) { return json_number(r, k); };
   const std::string outcome = str("outcome");
   std::string detail;
   if (outcome == "running")

@@ -12,6 +12,7 @@
 
 #include "cli/child_process.hpp"
 #include "cli/daemon_client.hpp"
+#include "cli/peer_json.hpp"
 #include "transport/error.hpp"
 #include "transport/units.hpp"
 #include "transport/wire.hpp"
@@ -189,7 +190,7 @@ class Drain {
         const auto p = nlohmann::json::parse(l, nullptr, false);
         if (p.is_discarded() || !p.contains("progress") || !p["progress"].is_object()) continue;
         const auto& g = p["progress"];
-        const auto num = [&](const char* k) { return g.contains(k) && g[k].is_number() ? g[k].get<double>() : 0.0; };
+        const auto num = [&](const char* k) { return json_number(g, k); };
         const std::uint64_t moved = static_cast<std::uint64_t>(num("bytes_moved"));
         const std::string phase = g.contains("phase") && g["phase"].is_string() ? g["phase"].get<std::string>() : "";
         if (moved > r.best_bytes || phase != r.phase) r.last_progress = Clock::now();

@@ -6,6 +6,7 @@
 
 #include "cli/command.hpp"
 #include "cli/daemon_client.hpp"
+#include "cli/peer_json.hpp"
 #include "policy/host_capacity.hpp"
 #include "transport/error.hpp"
 #include "transport/units.hpp"
@@ -14,16 +15,13 @@
 namespace hymig::cli {
 namespace {
 
-// The answer comes from a daemon that proved the key, yet is printed only as far as it is sane:
-// a field of the wrong type prints as "?" and every text goes through printable().
+// The answer comes from a daemon that proved the key, yet is printed only as far as it is sane
+// (cli/peer_json.hpp): a field of the wrong type prints as "?".
 std::string text(const nlohmann::json& j, const char* key) {
-  const auto it = j.find(key);
-  return it != j.end() && it->is_string() ? printable(it->get<std::string>(), 200) : "?";
+  const std::string t = json_text(j, key, 200);
+  return t.empty() ? "?" : t;
 }
-double number(const nlohmann::json& j, const char* key) {
-  const auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
-}
+double number(const nlohmann::json& j, const char* key) { return json_number(j, key); }
 std::string duration(double s) {
   if (s < 120) return fmt::format("{:.1f} s", s);
   if (s < 7200) return fmt::format("{:.0f} min", s / 60);
