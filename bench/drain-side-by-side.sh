@@ -44,17 +44,8 @@ for i in $(seq 1 "$guests"); do
   names+=("bg$i")
   lv_define_start 1 "bg$i" "$mem"
 done
-node_serve() {
-  local n=$1 policy
-  mapfile -t policy < <(lvh_policy_args)
-  mkdir -p "$HM_TMP/store$n"
-  HM_SERVE_PREFIX=(ip netns exec "${LV_NS[$n]}")
-  hm_start_serve "$HM_TMP/serve$n.log" --listen "${LV_ADDR[$n]}:7470" --libvirt --connect "${LV_URI[$n]}" \
-    --vm-runtime-dir "${LV_RUNDIR[$n]}" --store "$HM_TMP/store$n" --memory-backing-dir "${LV_RAMDIR[$n]}" "${policy[@]}"
-  HM_SERVE_PREFIX=()
-}
-node_serve 1
-node_serve 2
+lvh_daemon 1 "$HM_TMP/serve1.log" 7470
+lvh_daemon 2 "$HM_TMP/serve2.log" 7470
 # A freshly started libvirtd computes its capabilities on the first request (8 s here); serve asks
 # at its start, and a node's daemon has long been running when a drain comes. Not measured here.
 for n in 1 2; do lv_virsh "$n" capabilities >/dev/null; done

@@ -33,28 +33,16 @@ for g in "${guests[@]}"; do lv_define_start 1 "$g" "${mem[$g]}"; done
 # A fourth guest whose RAM is anonymous: hymig cannot move it; --fallback native hands it to libvirt.
 LV_MEMORY_BACKING=anonymous lv_define_start 1 dga 144
 
-# drain_serve N LOG ARGS: a long-running `hymig serve --libvirt` for daemon N (not --once).
-drain_serve() {
-  local n=$1 log=$2 policy
-  shift 2
-  mapfile -t policy < <(lvh_policy_args)
-  mkdir -p "$HM_TMP/store$n"
-  HM_SERVE_PREFIX=(ip netns exec "${LV_NS[$n]}")
-  hm_start_serve "$log" --listen "${LV_ADDR[$n]}:0" --libvirt --connect "${LV_URI[$n]}" \
-    --vm-runtime-dir "${LV_RUNDIR[$n]}" --store "$HM_TMP/store$n" \
-    --memory-backing-dir "${LV_RAMDIR[$n]}" "${policy[@]}" "$@"
-  HM_SERVE_PREFIX=()
-}
 # status_json N ADDR: `hymig status ADDR --json` from daemon N's namespace (empty on failure).
 status_json() { ip netns exec "${LV_NS[$1]}" "$HYMIG" status "$2" --json 2>/dev/null || true; }
 incoming_bytes() { status_json "$1" "$2" | jq -r '[.incoming[]?.bytes_received] | add // 0'; }
 receiving() { [ "$(incoming_bytes "$1" "$2")" -gt $((8 << 20)) ]; }
 
-drain_serve 2 "$HM_TMP/t1.log" --max-incoming 1
+lvh_daemon 2 "$HM_TMP/t1.log" 0 --max-incoming 1
 T1=$HM_SERVE_ADDR T1_PID=$HM_SERVE_PID
-drain_serve 2 "$HM_TMP/t2.log" --max-incoming 1
+lvh_daemon 2 "$HM_TMP/t2.log" 0 --max-incoming 1
 T2=$HM_SERVE_ADDR T2_PID=$HM_SERVE_PID
-drain_serve 2 "$HM_TMP/t3.log" --max-image-bytes 64M
+lvh_daemon 2 "$HM_TMP/t3.log" 0 --max-image-bytes 64M
 T3=$HM_SERVE_ADDR
 
 # 1. Dry runs.
@@ -144,7 +132,7 @@ hm_log "drain lv1 -> lv2 in $(jq -r '.seconds' "$out") s: $(jq -c '[.domains[] |
 
 # 3. The drain back, handed to lv2's own daemon (T2: `hymig drain --node --async`, as the Slurm hook
 #    does), then cancelled there (`--cancel`) while the first guest streams.
-drain_serve 1 "$HM_TMP/t4.log"
+lvh_daemon 1 "$HM_TMP/t4.log" 0
 T4=$HM_SERVE_ADDR
 for g in "${guests[@]}"; do
   src[$g]=$(lv_tag 2 "$g")

@@ -8,6 +8,10 @@
 #   lvh_policy_args             the serve options that allow the lane's domain (lv_domain_xml):
 #                               its kernel's and initramfs's directories and the consoles'
 #                               /var/log/hymig (paths as the daemons see them)
+#   lvh_daemon N LOG PORT [ARGS]
+#                               a long-running `hymig serve --libvirt` for daemon N (not --once), in
+#                               LV_NS[N] on LV_ADDR[N]:PORT (0: any free port); HM_SERVE_PID,
+#                               HM_SERVE_ADDR. The same allowances as lvh_serve
 #   lvh_migrate FROM TO NAME WHAT [ARGS]
 #                               serve on TO, then `hymig migrate --domain NAME` from FROM (in
 #                               LV_NS[FROM]); asserts exit 0 and a committed, verified report with
@@ -34,6 +38,17 @@ lvh_serve() {
   hm_start_serve "$log" --listen "${LV_ADDR[$to]}:0" --once --libvirt --connect "${LV_URI[$to]}" \
     --vm-runtime-dir "${LV_RUNDIR[$to]}" --store "$HM_TMP/store$to" \
     --memory-backing-dir "${LV_RAMDIR[$to]}" "${policy[@]}" "$@"
+  HM_SERVE_PREFIX=()
+}
+
+lvh_daemon() {
+  local n=$1 log=$2 port=$3 policy
+  shift 3
+  mapfile -t policy < <(lvh_policy_args)
+  mkdir -p "$HM_TMP/store$n"
+  HM_SERVE_PREFIX=(ip netns exec "${LV_NS[$n]}")
+  hm_start_serve "$log" --listen "${LV_ADDR[$n]}:$port" --libvirt --connect "${LV_URI[$n]}" \
+    --vm-runtime-dir "${LV_RUNDIR[$n]}" --store "$HM_TMP/store$n" --memory-backing-dir "${LV_RAMDIR[$n]}" "${policy[@]}" "$@"
   HM_SERVE_PREFIX=()
 }
 

@@ -25,18 +25,9 @@ VM_APPEND=${VM_APPEND/hymig.ws_mib=96/hymig.ws_mib=48}
 lv_define_start 1 sg1 192
 lv_define_start 1 sg2 160
 
-# The nodes' daemons (not --once).
-node_serve() {
-  local n=$1 policy
-  mapfile -t policy < <(lvh_policy_args)
-  mkdir -p "$HM_TMP/store$n"
-  HM_SERVE_PREFIX=(ip netns exec "${LV_NS[$n]}")
-  hm_start_serve "$HM_TMP/serve$n.log" --listen "${LV_ADDR[$n]}:7470" --libvirt --connect "${LV_URI[$n]}" \
-    --vm-runtime-dir "${LV_RUNDIR[$n]}" --store "$HM_TMP/store$n" --memory-backing-dir "${LV_RAMDIR[$n]}" "${policy[@]}"
-  HM_SERVE_PREFIX=()
-}
-node_serve 1
-node_serve 2
+# The nodes' daemons (not --once), on the port the hook's configuration names.
+lvh_daemon 1 "$HM_TMP/serve1.log" 7470
+lvh_daemon 2 "$HM_TMP/serve2.log" 7470
 echo "${LV_ADDR[2]}:7470" >"$HM_TMP/targets"
 
 # Slurm: munged, slurmctld (lv2's namespace), slurmd (lv1's), all from a generated configuration.
