@@ -35,10 +35,6 @@ class DrainSupervisor {
   // when done "exit_code" and "report" (the child's JSON report) or "error"}.
   nlohmann::json status() const;
 
-  // The child's command line for `args` (exposed for tests).
-  static std::vector<std::string> command_line(const std::string& hymig, const std::string& key_file,
-                                               const std::string& connect, const nlohmann::json& args);
-
  private:
   void watch();
 

@@ -2,10 +2,12 @@
 // (policy/host_capacity.hpp): what a target reports, how room is counted, and where each domain goes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "policy/drain_plan.hpp"
+#include "policy/drain_request.hpp"
 #include "policy/host_capacity.hpp"
 #include "transport/error.hpp"
 
@@ -162,6 +164,44 @@ TEST(HostCapacity, TravelsAsJsonAndHostileValuesAreRefused) {
   j["max_incoming"] = 1u << 20;
   refused(j);
   refused(nlohmann::json::array());
+}
+
+}  // namespace
+}  // namespace hymig
+
+namespace hymig {
+namespace {
+
+// A drain request comes from a peer: only known keys, typed and bounded values, no value that
+// would be read as an option or split into two.
+TEST(DrainRequest, BecomesTheChildsCommandLineAndGarbageIsRefused) {
+  const auto argv = drain_command_line("/usr/bin/hymig", "/etc/hymig/cluster.key", "qemu:///system",
+                                       {{"targets", {"10.0.0.2:7470", "10.0.0.3:7470"}}, {"parallel", 2}, {"dry_run", true}});
+  const std::vector<std::string> want = {"/usr/bin/hymig", "drain", "--report", "json", "--progress", "json", "--key-file",
+                                         "/etc/hymig/cluster.key", "--connect", "qemu:///system", "--parallel", "2",
+                                         "--dry-run", "--targets", "10.0.0.2:7470,10.0.0.3:7470"};
+  auto sorted = [](std::vector<std::string> v) {
+    std::sort(v.begin() + 10, v.end());  // the args' order is the JSON object's
+    return v;
+  };
+  EXPECT_EQ(sorted(argv), sorted(want));
+  const auto refused = [](const nlohmann::json& args) {
+    EXPECT_THROW(drain_command_line("h", "k", "", args), Error) << args.dump();
+  };
+  refused(nlohmann::json::array());
+  refused({{"parallel", 2}});                                       // no targets
+  refused({{"targets", nlohmann::json::array()}});                  // none
+  refused({{"targets", {"--connect=qemu+ssh://evil/system"}}});     // an option in disguise
+  refused({{"targets", {"a:1,b:2"}}});                              // a list in one value
+  refused({{"targets", {"a:1 --dry-run"}}});                        // two words
+  refused({{"targets", {"a\n:1"}}});                                // not printable
+  refused({{"targets", {1}}});                                      // not a string
+  refused({{"targets", {"a:1"}}, {"parallel", 17}});                // out of range
+  refused({{"targets", {"a:1"}}, {"parallel", "2"}});               // not a number
+  refused({{"targets", {"a:1"}}, {"fallback", "ssh"}});             // not none or native
+  refused({{"targets", {"a:1"}}, {"dry_run", "yes"}});              // not a boolean
+  refused({{"targets", {"a:1"}}, {"connect", "qemu+ssh://evil"}});  // not a key a peer may give
+  refused({{"targets", std::vector<std::string>(257, "a:1")}});
 }
 
 }  // namespace
