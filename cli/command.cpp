@@ -1,5 +1,6 @@
 #include "cli/command.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -59,6 +60,19 @@ std::string key_file_path(const po::variables_map& vm) {
 }
 
 ClusterKey load_key(const po::variables_map& vm) { return load_cluster_key(key_file_path(vm)); }
+
+namespace {
+std::atomic<bool> g_stop_requested{false};
+void on_stop_signal(int) { g_stop_requested = true; }
+}  // namespace
+
+const std::atomic<bool>& stop_on_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  return g_stop_requested;
+}
 
 std::string self_path() {
   char buf[4096];

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,10 @@ void add_key_options(po::options_description& desc);
 ClusterKey load_key(const po::variables_map& vm);
 // The path load_key reads (for a child process that must read the same key).
 std::string key_file_path(const po::variables_map& vm);
+
+// Installs SIGINT/SIGTERM handlers that set one process-wide flag, and returns it: how serve stops,
+// and how migrate and drain cancel (each command runs alone in its process).
+const std::atomic<bool>& stop_on_signals();
 
 // This program's own path (/proc/self/exe), for the children it runs.
 std::string self_path();

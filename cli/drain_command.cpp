@@ -25,8 +25,6 @@
 namespace hymig::cli {
 namespace {
 
-std::atomic<bool> g_cancel{false};
-void on_cancel_signal(int) { g_cancel = true; }
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -202,7 +200,7 @@ void print_text(const nlohmann::json& rep) {
 
 // --node: the daemon there drains its own node; without --async this waits for it, showing its table.
 int drain_by_daemon(const std::string& node, const ClusterKey& key, const nlohmann::json& args, bool async,
-                    const std::string& format, bool table_on) {
+                    const std::string& format, bool table_on, const std::atomic<bool>& cancel) {
   const auto timeout = std::chrono::seconds(10);
   const nlohmann::json a = query_daemon(node, key, "drain", args, timeout);
   if (!a.value("accepted", false))
@@ -217,7 +215,7 @@ int drain_by_daemon(const std::string& node, const ClusterKey& key, const nlohma
   bool cancel_sent = false;
   while (true) {
     std::this_thread::sleep_for(std::chrono::seconds(1));
-    if (g_cancel.load() && !cancel_sent) {
+    if (cancel.load() && !cancel_sent) {
       query_daemon(node, key, "drain_cancel", nlohmann::json::object(), timeout);
       cancel_sent = true;
     }
@@ -292,6 +290,8 @@ int run_drain(const std::vector<std::string>& args) {
                      desc, args, vm))
     return kExitOk;
 
+  // SIGINT/SIGTERM cancels the drain: this one, or (--node) the daemon's it follows.
+  const std::atomic<bool>& cancel = stop_on_signals();
   const bool remote = vm.count("node") > 0;
   for (const char* o : {"async", "cancel"})
     if (vm[o].as<bool>() && !remote) throw Error(ErrorKind::usage, std::string("--") + o + " goes with --node HOST:PORT");
@@ -357,16 +357,12 @@ int run_drain(const std::vector<std::string>& args) {
       }
     if (s.fallback != "none") a["fallback"] = s.fallback;
     if (dry_run) a["dry_run"] = true;
-    return drain_by_daemon(vm["node"].as<std::string>(), load_key(vm), a, vm["async"].as<bool>(), format, table_on);
+    return drain_by_daemon(vm["node"].as<std::string>(), load_key(vm), a, vm["async"].as<bool>(), format, table_on, cancel);
   }
   (void)load_key(vm);  // a missing or unusable key is a usage error now, not a failed migration each
   s.key_file = key_file_path(vm);
   s.hymig = self_path();
 
-  struct sigaction sa {};
-  sa.sa_handler = on_cancel_signal;
-  ::sigaction(SIGTERM, &sa, nullptr);
-  ::sigaction(SIGINT, &sa, nullptr);
   const auto start = std::chrono::steady_clock::now();
 
   std::vector<DrainJob> jobs;
@@ -396,7 +392,7 @@ int run_drain(const std::vector<std::string>& args) {
   if (dry_run) plan_only(jobs, targets, s);
   else {
     LiveTable table(table_on);
-    run_drain(jobs, targets, s, g_cancel, [&](const std::vector<DrainJob>& j, const std::vector<DrainTarget>& t) {
+    run_drain(jobs, targets, s, cancel, [&](const std::vector<DrainJob>& j, const std::vector<DrainTarget>& t) {
       const nlohmann::json rows = job_rows(j, t);
       if (progress == "json") std::cerr << nlohmann::json({{"drain", rows}}).dump() << std::endl;
       table.show(rows);
@@ -417,7 +413,7 @@ int run_drain(const std::vector<std::string>& args) {
     }
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const nlohmann::json report = report_json(jobs, targets, remaining, dry_run, g_cancel.load(), seconds, s);
+  const nlohmann::json report = report_json(jobs, targets, remaining, dry_run, cancel.load(), seconds, s);
   if (format == "json") std::cout << report.dump(2) << std::endl;
   else if (format == "text") print_text(report);
   return remaining.empty() ? kExitOk : kExitFailed;

@@ -31,11 +31,6 @@
 namespace hymig::cli {
 namespace {
 
-// SIGINT/SIGTERM (an operator's Ctrl-C, `hymig drain` cancelling or timing out a migration): the
-// engine stops before the pause and the image runs on here; a paused image finishes its short
-// final phase instead, so a signal never leaves a guest paused.
-std::atomic<bool> g_cancel{false};
-void on_cancel_signal(int) { g_cancel = true; }
 
 void print_report(const MigrationReport& r, const std::string& format) {
   if (format == "json") std::cout << r.to_json().dump(2) << std::endl;
@@ -219,10 +214,10 @@ int run_migrate(const std::vector<std::string>& args) {
     image = vm::is_vm_image_spec(spec) ? vm::open_vm_source_image(spec) : open_source_image(spec);
   }
 
-  struct sigaction sa {};
-  sa.sa_handler = on_cancel_signal;
-  ::sigaction(SIGTERM, &sa, nullptr);
-  ::sigaction(SIGINT, &sa, nullptr);
+  // SIGINT/SIGTERM (an operator's Ctrl-C, `hymig drain` cancelling or timing out a migration): the
+  // engine stops before the pause and the image runs on here; a paused image finishes its short
+  // final phase instead, so a signal never leaves a guest paused.
+  const std::atomic<bool>& cancel = stop_on_signals();
   const CpuTimes cpu_start = process_cpu_times();
   MigrationReport failed;
   failed.image_kind = image->kind();
@@ -283,7 +278,7 @@ int run_migrate(const std::vector<std::string>& args) {
                     : terminal         ? ProgressLine::Mode::terminal
                                        : ProgressLine::Mode::off);
   opts.on_progress = [&](const LiveProgress& p) { line.show(p); };
-  opts.cancel = &g_cancel;
+  opts.cancel = &cancel;
 
   DatagramFactory datagrams = [&]() -> std::unique_ptr<DatagramChannel> {
     if (plan.bulk == BulkTransport::rdma_ud) return verbs::UdDatagramChannel::open(rel.local_host(), plan.datagram_bytes);

@@ -48,8 +48,6 @@
 namespace hymig::cli {
 namespace {
 
-std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop = true; }
 
 // Levelled log lines (cli/service_log.hpp): info for what went as asked, warn for a peer turned
 // away or a session that failed.
@@ -129,9 +127,9 @@ class Server {
   static constexpr std::size_t kRecentResults = 32;
 
   // Accepts until SIGINT/SIGTERM (or, with --once, until one authenticated session ended).
-  int run(TcpListener& listener) {
+  int run(TcpListener& listener, const std::atomic<bool>& stop) {
     auto last_status = std::chrono::steady_clock::now();
-    while (!g_stop && !once_done_) {
+    while (!stop && !once_done_) {
       reap();
       if (std::chrono::steady_clock::now() - last_status >= std::chrono::seconds(5)) {
         notify_status(status_line());
@@ -157,7 +155,7 @@ class Server {
         log_warn(std::string("accept: ") + e.what());
       }
     }
-    if (g_stop) {
+    if (stop) {
       notify_stopping();
       reap();
       if (!workers_.empty())
@@ -690,10 +688,7 @@ int run_serve(const std::vector<std::string>& args) {
   cfg.key = load_key(vm);
   cfg.key_file = key_file_path(vm);
 
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  ::sigaction(SIGTERM, &sa, nullptr);
-  ::sigaction(SIGINT, &sa, nullptr);
+  const std::atomic<bool>& stop = stop_on_signals();
 
   TcpListener listener = TcpListener::listen(vm["listen"].as<std::string>());
   log_info("cluster key " + cfg.key.id());
@@ -701,7 +696,7 @@ int run_serve(const std::vector<std::string>& args) {
   notify_ready("listening on " + listener.local_address());
   Server server(std::move(cfg));
   if (vm.count("metrics")) server.serve_metrics(vm["metrics"].as<std::string>());
-  const int rc = server.run(listener);
+  const int rc = server.run(listener, stop);
   log_info("stopped");
   return rc;
 }

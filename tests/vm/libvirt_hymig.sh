@@ -19,6 +19,9 @@
 #   lvh_assert_arrived FROM TO NAME WHAT
 #                               NAME runs and is persistent on TO, x-ignore-shared off there, is
 #                               not defined on FROM, and exactly one QEMU runs it (TO's)
+#   lvh_assert_moved FROM TO NAME SRC_TAG WHAT
+#                               lvh_assert_arrived, then the guest runs on at TO and TO's console
+#                               continues SRC_TAG's counter with bad=0 (vm_check_handover)
 #   lvh_assert_only_on N NAME WHAT
 #                               NAME runs on N only (domstate running, one QEMU, N's)
 #   lvh_ignore_shared N NAME    "true"/"false": the x-ignore-shared capability of NAME's QEMU on N
@@ -94,6 +97,14 @@ lvh_assert_arrived() {
   local ign
   ign=$(lvh_ignore_shared "$to" "$dom")
   [ "$ign" = false ] || hm_fail "$what: x-ignore-shared is '$ign' on the destination's QEMU, expected false"
+}
+
+lvh_assert_moved() {
+  local from=$1 to=$2 dom=$3 src=$4 what=$5 dst
+  lvh_assert_arrived "$from" "$to" "$dom" "$what"
+  dst=$(lv_tag "$to" "$dom")
+  lv_vm vm_wait_running_after "$dst" "$(vm_first_tick "$dst")"
+  lv_vm vm_check_handover "$src" "$dst"
 }
 
 lvh_report_line() {
