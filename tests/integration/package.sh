@@ -11,8 +11,8 @@
 #   5. starts under a real systemd: this machine's own OS booted in a container (systemd-nspawn
 #      --volatile=yes: a fresh /etc, this host's /usr with the package's /usr laid over it, the
 #      host's network), the unit as shipped started as the boot's only goal with its hardening and
-#      Type=notify; systemd reports it started, it answers `hymig status`, receives a migration, and
-#      systemd reports it stopped when the container halts.
+#      Type=notify; systemd (asked with systemctl inside the container) reports it active, it answers
+#      `hymig status`, receives a migration, and `systemctl stop` leaves it inactive with exit status 0.
 set -u -o pipefail
 HM_TEST_NAME=package
 source "$(dirname "$0")/../lib/common.sh"
@@ -82,24 +82,39 @@ grep -q "STOPPING=1" "$HM_TMP/notify.txt" || hm_fail "no STOPPING=1"
 port=$((30000 + $$ % 20000))
 while ss -H -ltn "sport = :$port" | grep -q .; do port=$((port + 1)); done
 printf 'listen = 127.0.0.1:%s\nallow-synthetic = true\n' "$port" >"$HM_TMP/unit.conf"
-timeout 150 systemd-nspawn -D / --volatile=yes --register=no --keep-unit --quiet \
+systemd-nspawn -D / --volatile=yes --register=no --keep-unit --quiet \
   --overlay-ro="/usr:$root/usr:/usr" \
   --bind-ro="$root/usr/lib/systemd/system/hymig.service:/etc/systemd/system/hymig.service" \
   --bind-ro="$HM_TMP/unit.conf:/etc/hymig/hymig.conf" --bind-ro="$HM_TMP/unit.key:/etc/hymig/cluster.key" \
   --boot -- systemd.firstboot=no --unit=hymig.service </dev/null >"$HM_TMP/boot.log" 2>&1 &
 nspawn=$!
 hm_track_pid "$nspawn"
-started() { sed 's/\x1b\[[0-9;]*m//g' "$HM_TMP/boot.log" | grep -q "Started hymig.service"; }
-hm_wait_for 60 started || hm_fail "systemd did not start hymig.service: $(sed 's/\x1b\[[0-9;]*m//g' "$HM_TMP/boot.log" | grep -a -i -E 'hymig|fail' | tail -n 8)"
+# The container's systemd is asked directly (systemctl inside its namespaces), not read from the
+# console: nspawn forwards the console through a pseudo-TTY and may exit before the last lines reach
+# the log.
+init=
+# The container's init (a child of nspawn) is tracked too: should the test fail, the cleanup kills it,
+# and with it the container, which would outlive a killed nspawn.
+container_init() { init=$(pgrep -P "$nspawn" | head -n1) && [ -n "$init" ]; }
+in_container() { nsenter -t "$init" -m -u -i -n -p -r -w -- "$@"; }
+unit_state() { in_container systemctl show -p ActiveState -p SubState -p Result -p ExecMainStatus hymig.service 2>/dev/null | sort | paste -s -d ' '; }
+hm_wait_for 60 container_init || hm_fail "systemd-nspawn started no container: $(tail -n 5 "$HM_TMP/boot.log")"
+hm_track_pid "$init"
+active() { [ "$(in_container systemctl is-active hymig.service 2>/dev/null)" = active ]; }
+hm_wait_for 60 active || hm_fail "systemd did not start hymig.service: $(unit_state); $(sed 's/\x1b\[[0-9;]*m//g' "$HM_TMP/boot.log" | grep -a -i -E 'hymig|fail' | tail -n 8)"
 "$bin" status "127.0.0.1:$port" --key-file "$HM_TMP/unit.key" >"$HM_TMP/unit-status.txt" 2>&1 ||
   hm_fail "the unit's daemon does not answer: $(cat "$HM_TMP/unit-status.txt")"
 rc=0
 "$bin" migrate --image synthetic:size=64M --to "127.0.0.1:$port" --key-file "$HM_TMP/unit.key" --report json \
   >"$HM_TMP/u.json" 2>"$HM_TMP/u.err" || rc=$?
 hm_assert_committed "$rc" "$HM_TMP/u.json" "$HM_TMP/u.err" "migration to the unit's daemon"
+# Stopped by systemd: SIGTERM, then the daemon's own clean exit (exit status 0, result success).
+in_container systemctl stop hymig.service >"$HM_TMP/stop.txt" 2>&1 || hm_fail "systemctl stop hymig.service failed: $(cat "$HM_TMP/stop.txt")"
+state=$(unit_state)
+[ "$state" = "ActiveState=inactive ExecMainStatus=0 Result=success SubState=dead" ] || hm_fail "hymig.service did not stop cleanly under systemd: $state"
 kill -TERM "$nspawn"
 hm_wait_pid "$nspawn" 60
-stopped() { sed 's/\x1b\[[0-9;]*m//g' "$HM_TMP/boot.log" | grep -q "Stopped hymig.service"; }
-stopped || hm_fail "systemd did not report hymig.service stopped: $(sed 's/\x1b\[[0-9;]*m//g' "$HM_TMP/boot.log" | grep -a -i hymig | tail -n 5)"
+[ "$HM_RC" -ne 124 ] || hm_fail "the container did not halt within 60 s on SIGTERM: $(tail -n 5 "$HM_TMP/boot.log")"
+hm_alive "$init" && hm_fail "the container's init outlived nspawn"
 hm_log "$(basename "$deb") ($(stat -c %s "$deb") bytes): installed, unit verified, daemon ready, migration committed, stopped; under systemd in a container: started, served, stopped"
 exit 0

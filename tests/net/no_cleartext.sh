@@ -24,25 +24,27 @@ capture() {
   shift
   cap=$HM_TMP/$name.pcap
   # A 256 MiB capture buffer: every packet of the session must be in the file, or the check below
-  # proves nothing (tcpdump says how many the kernel dropped; none may be).
-  tcpdump -i lo -B 262144 -U -w "$cap" "tcp port $HM_SERVE_PORT or udp" 2>"$HM_TMP/$name.tcpdump" &
+  # proves nothing (tcpdump says how many the kernel dropped; none may be). --immediate-mode: without
+  # it libpcap hands packets over in blocks retired up to a second late, and the last ones of the
+  # session may still be in the kernel's ring when tcpdump is stopped.
+  tcpdump -i lo -B 262144 --immediate-mode -U -w "$cap" "tcp port $HM_SERVE_PORT or udp" 2>"$HM_TMP/$name.tcpdump" &
   local tp=$!
   hm_track_pid "$tp"
   hm_wait_for 10 grep -q "listening on" "$HM_TMP/$name.tcpdump" || hm_fail "tcpdump did not start: $(cat "$HM_TMP/$name.tcpdump")"
   hm_migrate_run 60 "$HM_TMP/$name.json" "$HM_TMP/$name.err" --image "file:$img" --to "$HM_SERVE_ADDR" --report json "$@"
   hm_assert_committed "$HM_RC" "$HM_TMP/$name.json" "$HM_TMP/$name.err" "$name"
   cmp "$img" "$store/marked.bin" || hm_fail "$name: image differs"
-  hm_sleep 0.3
+  # The source's report says how many bytes it sent on both channels (after compression): the
+  # capture, headers included, must grow past that, or it missed part of the session.
+  local sent bytes
+  sent=$(jq '.bulk.bytes + .reliable.bytes' "$HM_TMP/$name.json")
+  holds_session() { bytes=$(stat -c %s "$cap") && [ "$bytes" -gt "$sent" ]; }
+  hm_wait_for 10 holds_session || true
   kill -INT "$tp"
   hm_wait_pid "$tp" 10
-  local bytes
   bytes=$(stat -c %s "$cap")
   grep -q "^0 packets dropped by kernel" "$HM_TMP/$name.tcpdump" ||
     hm_fail "$name: the capture is incomplete: $(tr '\n' ' ' <"$HM_TMP/$name.tcpdump")"
-  # The source's report says how many bytes it sent on both channels (after compression): the
-  # capture, headers included, holds at least that many, or it missed part of the session.
-  local sent
-  sent=$(jq '.bulk.bytes + .reliable.bytes' "$HM_TMP/$name.json")
   [ "$bytes" -gt "$sent" ] || hm_fail "$name: the capture holds only $bytes bytes of the $sent sent: it missed the session"
 }
 
