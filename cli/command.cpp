@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -10,6 +11,10 @@
 #include "transport/error.hpp"
 
 namespace hymig::cli {
+
+void store_config(std::istream& in, const po::options_description& desc, po::variables_map& vm) {
+  po::store(po::parse_config_file(in, desc), vm);
+}
 
 bool parse_options(const std::string& command, const std::string& synopsis, const std::string& epilog,
                    po::options_description& desc, const std::vector<std::string>& args, po::variables_map& vm,
@@ -34,13 +39,19 @@ bool parse_options(const std::string& command, const std::string& synopsis, cons
     if (!path.empty()) {
       std::ifstream in(path);
       if (!in) throw Error(ErrorKind::usage, "cannot read config file '" + path + "'");
-      po::store(po::parse_config_file(in, desc), vm);
+      store_config(in, desc, vm);
     }
     po::notify(vm);
   } catch (const po::error& e) {
     throw Error(ErrorKind::usage, std::string(e.what()) + " (see hymig " + command + " --help)");
   }
   return true;
+}
+
+std::chrono::milliseconds timeout_option(const po::variables_map& vm, const char* name) {
+  const double s = vm[name].as<double>();
+  if (!(s > 0 && s <= 86400)) throw Error(ErrorKind::usage, std::string("--") + name + " must be more than 0 and at most 86400 seconds");
+  return std::chrono::milliseconds(std::max<long>(1, static_cast<long>(s * 1000)));
 }
 
 void add_key_options(po::options_description& desc) {

@@ -4,6 +4,8 @@
 
 #include <boost/program_options.hpp>
 #include <atomic>
+#include <chrono>
+#include <istream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +32,15 @@ inline constexpr const char* kDefaultConfigFile = "/etc/hymig/hymig.conf";
 bool parse_options(const std::string& command, const std::string& synopsis, const std::string& epilog,
                    po::options_description& desc, const std::vector<std::string>& args, po::variables_map& vm,
                    const char* default_config = nullptr);
+
+// A duration option in seconds (`name` without dashes): more than 0 and at most a day; NaN,
+// infinities and larger values are refused (Error{usage}) rather than overflowing a clock.
+std::chrono::milliseconds timeout_option(const po::variables_map& vm, const char* name);
+
+// Stores a config file's KEY = VALUE lines (the same code for every command, and for the config
+// fuzzer): po::error on what the description does not allow (parse_options turns it into
+// Error{usage}).
+void store_config(std::istream& in, const po::options_description& desc, po::variables_map& vm);
 
 // --key-file FILE (and --secret-file, its old name) for `desc`.
 void add_key_options(po::options_description& desc);

@@ -162,8 +162,7 @@ int run_migrate(const std::vector<std::string>& args) {
   const std::string progress = vm["progress"].as<std::string>();
   if (progress != "auto" && progress != "on" && progress != "off" && progress != "json")
     throw Error(ErrorKind::usage, "--progress must be auto, on, off or json");
-  const auto timeout = std::chrono::milliseconds(static_cast<long>(vm["timeout"].as<double>() * 1000));
-  if (timeout.count() <= 0) throw Error(ErrorKind::usage, "--timeout must be positive");
+  const auto timeout = timeout_option(vm, "timeout");
   if (vm["max-rounds"].as<unsigned>() == 0) throw Error(ErrorKind::usage, "--max-rounds must be at least 1");
 
   Preferences prefs;

@@ -105,8 +105,7 @@ int run_status(const std::vector<std::string>& args) {
                      "Exit codes: 0 answered, 1 the daemon could not be asked, 2 usage error.\n",
                      desc, rest, vm))
     return kExitOk;
-  const auto timeout = std::chrono::milliseconds(static_cast<long>(vm["timeout"].as<double>() * 1000));
-  if (timeout.count() <= 0) throw Error(ErrorKind::usage, "--timeout must be positive");
+  const auto timeout = timeout_option(vm, "timeout");
   const std::string address = vm["daemon"].as<std::string>();
   const ClusterKey key = load_key(vm);
   const nlohmann::json st = query_daemon(address, key, "status", nlohmann::json::object(), timeout);

@@ -7,6 +7,7 @@
 #include "transport/file_image.hpp"
 #include "transport/synthetic_image.hpp"
 #include "transport/units.hpp"
+#include "transport/wire.hpp"
 
 namespace hymig {
 namespace {
@@ -71,7 +72,7 @@ const char* image_spec_help() {
          "      failure and killed once the destination committed\n";
 }
 
-std::unique_ptr<SourceImage> open_source_image(const std::string& spec) {
+ImageSpec parse_image_spec(const std::string& spec) {
   const auto colon = spec.find(':');
   const std::string kind = spec.substr(0, colon);
   const std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
@@ -85,18 +86,30 @@ std::unique_ptr<SourceImage> open_source_image(const std::string& spec) {
     if (o.count("writers")) s.writers = static_cast<unsigned>(std::min<std::uint64_t>(64, parse_uint(o.at("writers"), "writers")));
     if (o.count("zero-fraction")) s.zero_fraction = parse_fraction(o.at("zero-fraction"), "zero-fraction");
     if (o.count("compressible")) s.compressible = parse_fraction(o.at("compressible"), "compressible");
-    return std::make_unique<SyntheticImage>(s);
+    return s;
   }
   if (kind == "file") {
     const auto comma = rest.find(',');
-    const std::string path = rest.substr(0, comma);
-    if (path.empty()) bad("file: needs a path, e.g. file:/dev/shm/guest.ram");
+    FileImageSpec f;
+    f.path = rest.substr(0, comma);
+    if (f.path.empty()) bad("file: needs a path, e.g. file:/dev/shm/guest.ram");
     const auto o = parse_options(comma == std::string::npos ? "" : rest.substr(comma + 1), kind, {"pause-pid"});
-    std::optional<pid_t> pid;
-    if (o.count("pause-pid")) pid = static_cast<pid_t>(parse_uint(o.at("pause-pid"), "pause-pid"));
-    return std::make_unique<FileImage>(path, pid);
+    if (o.count("pause-pid")) {
+      const std::uint64_t pid = parse_uint(o.at("pause-pid"), "pause-pid");
+      // A pid_t is positive and 31 bits: 0 or a wrapped value would signal a whole process group.
+      if (pid == 0 || pid > 0x7fffffff) bad("pause-pid: '" + o.at("pause-pid") + "' is not a process id");
+      f.pause_pid = static_cast<pid_t>(pid);
+    }
+    return f;
   }
-  bad("unknown image kind '" + kind + "' in '" + spec + "'; expected synthetic:... or file:PATH");
+  bad("unknown image kind '" + kind + "' in '" + printable(spec, 200) + "'; expected synthetic:... or file:PATH");
+}
+
+std::unique_ptr<SourceImage> open_source_image(const std::string& spec) {
+  const ImageSpec parsed = parse_image_spec(spec);
+  if (const auto* s = std::get_if<SyntheticSpec>(&parsed)) return std::make_unique<SyntheticImage>(*s);
+  const auto& f = std::get<FileImageSpec>(parsed);
+  return std::make_unique<FileImage>(f.path, f.pause_pid);
 }
 
 }  // namespace hymig

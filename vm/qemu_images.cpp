@@ -26,7 +26,6 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr std::size_t kPageSize = 4096;
-constexpr milliseconds kAttachTimeout{5000};
 constexpr milliseconds kDeviceStateTimeout{30000};  // QEMU producing or loading ~0.3 MB
 
 std::string join(const std::vector<std::string>& v) {
