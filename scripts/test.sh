@@ -4,7 +4,9 @@
 #   1. the fast lane: unit and integration tests on the release build;
 #   2. the sanitizer lanes (scripts/sanitize.sh): unit + integration under ASan+UBSan, unit under
 #      TSan (HYMIG_SANITIZERS=0 leaves them out);
-#   3. the slow lanes: bench smoke tests, the Soft-RoCE lab and the VM lane under QEMU.
+#   3. the fuzz lane (scripts/fuzz.sh): every libFuzzer target for a few seconds from its seed
+#      corpus (HYMIG_FUZZ=0 leaves it out);
+#   4. the slow lanes: bench smoke tests, the Soft-RoCE lab and the VM lane under QEMU.
 # HYMIG_TEST_LABELS=REGEX runs only the release tests with those ctest labels (no sanitizers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +18,5 @@ if [ -n "${HYMIG_TEST_LABELS:-}" ]; then
 fi
 run "unit|integration" "$@"
 [ "${HYMIG_SANITIZERS:-1}" = 0 ] || bash scripts/sanitize.sh
+[ "${HYMIG_FUZZ:-1}" = 0 ] || bash scripts/fuzz.sh
 run "bench|lab|vm" "$@"
