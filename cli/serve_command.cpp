@@ -28,6 +28,7 @@
 #include "cli/command.hpp"
 #include "cli/drain_supervisor.hpp"
 #include "cli/serve_config.hpp"
+#include "cli/store_claim.hpp"
 #include "cli/serve_metrics.hpp"
 #include "cli/service_log.hpp"
 #include "cli/service_notify.hpp"
@@ -581,6 +582,11 @@ int run_serve(const std::vector<std::string>& args) {
   ServeConfig cfg = serve_config_from(vm);
   cfg.key = load_key(vm);
   cfg.key_file = key_file_path(vm);
+
+  // One daemon per store; what a daemon killed mid-session left there goes now.
+  const StoreClaim store = claim_store(cfg.store);
+  for (const auto& name : store.removed)
+    log_warn("removed the partial image " + name + " from the store: a daemon stopped in the middle of receiving it");
 
   const std::atomic<bool>& stop = stop_on_signals();
 

@@ -1,3 +1,4 @@
+#include "transport/stop_point.hpp"
 #include "transport/destination_engine.hpp"
 
 #include <poll.h>
@@ -141,6 +142,7 @@ class DestinationRun {
       ready.reliable_endpoint = acceptor->endpoint();
     }
     rel_->send(wire(MsgType::ready), encode_ready(ready));
+    stop_point(Role::destination, "ready");
     if (acceptor) {
       // From here on every message goes over the new channel; the first connection stays open, idle.
       moved_rel_ = accept_bound(*acceptor);
@@ -313,6 +315,7 @@ class DestinationRun {
         const std::unique_lock lock(state_);
         applier_->begin_round(round, set);
         if (opts_.live) note_round(round, set.count() * std::uint64_t{notify_.page_size});
+        stop_point(Role::destination, "round", round);
         return false;
       }
       case MsgType::pages:
@@ -352,6 +355,7 @@ class DestinationRun {
         return false;
       }
       case MsgType::pause:
+        stop_point(Role::destination, "final-delta");
         return true;
       default:
         reject_message(*rel_, m, "the source",
@@ -444,6 +448,7 @@ class DestinationRun {
     stop_lanes();
     check_lanes();
     const Digest theirs = decode_digest(expect(*rel_, MsgType::digest, opts_.peer_timeout).body);
+    stop_point(Role::destination, "verify");
     set_phase(SessionPhase::verifying);
     Verify v;
     v.missing_pages = applier_->page_count() - applier_->present().count();
@@ -461,9 +466,11 @@ class DestinationRun {
 
     set_phase(target_->takes_device_state() ? SessionPhase::device_state : SessionPhase::committing);
     await_commit();
+    stop_point(Role::destination, "commit");
     set_phase(SessionPhase::committing);
     target_->commit();
     report_.committed = true;
+    stop_point(Role::destination, "committed");
     // The source resumes nothing once it sent commit; its answer may be lost without harm.
     try {
       rel_->send(wire(MsgType::committed), {});

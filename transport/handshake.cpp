@@ -1,4 +1,5 @@
 #include "transport/handshake.hpp"
+#include "transport/stop_point.hpp"
 
 #include "security/tls_psk_handshake.hpp"
 #include "transport/error.hpp"
@@ -67,6 +68,7 @@ PeerHello exchange_hello(ReliableChannel& ch, Role role, const nlohmann::json& l
 SecureSession open_secure_session(std::unique_ptr<ReliableChannel> connection, int socket, Role role,
                                   const ClusterKey& key, std::chrono::steady_clock::time_point deadline,
                                   std::string* detail) {
+  stop_point(role, "connect");
   SecureSession s;
   s.secrets = tls_psk_handshake(socket, role, key, deadline, detail);
   s.channel = seal_channel(std::move(connection), s.secrets, "control", role);

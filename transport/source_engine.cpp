@@ -1,3 +1,4 @@
+#include "transport/stop_point.hpp"
 #include "transport/source_engine.hpp"
 
 #include <sodium.h>
@@ -139,6 +140,7 @@ class SourceRun {
       n.datagram_bytes = static_cast<std::uint32_t>(datagram_bytes);
     }
     rel_->send(wire(MsgType::notify), encode_notify(n));
+    stop_point(Role::source, "notify");
     // The destination may be starting a VM to receive into (a libvirt domain on a loaded host
     // takes seconds): ready gets at least 30 s. Nothing is paused meanwhile.
     const Ready ready = decode_ready(expect(*rel_, MsgType::ready, std::max(opts_.peer_timeout, kReadyTimeout)).body);
@@ -339,6 +341,7 @@ class SourceRun {
       live_ = {round, 0, rs.pages * ps, pacer_.rate(), live_.loss, live_.qdelay_s, pacer_.phase(), bytes_of_finished_rounds()};
       const std::uint64_t bytes_before = bulk_bytes_sent();
       rel_->send(wire(MsgType::round_begin), encode_page_set(round, to_send));
+      stop_point(Role::source, "round", round);
       const std::uint64_t lost_before = tracker_.datagrams_lost();
       const std::uint64_t sent_before = bulk_datagrams_sent();
       if (!lanes_.empty()) {
@@ -564,6 +567,7 @@ class SourceRun {
     report_.missing_pages = missing.count();
     final_set |= missing;
     report_.final_delta_pages = final_set.count();
+    stop_point(Role::source, "final-delta");
 
     // The image is frozen now: with full verification, rehash all of it while the delta streams.
     Digest full_digest{};
@@ -597,6 +601,7 @@ class SourceRun {
     const Digest mine = opts_.verify == "full" ? full_digest : keyed_digest_of_hashes(*opts_.secrets, sent_hashes_);
     report_.digest = to_hex(mine);
     rel_->send(wire(MsgType::digest), encode_digest(mine));
+    stop_point(Role::source, "verify");
     const Verify v = decode_verify(expect(*rel_, MsgType::verify, opts_.peer_timeout).body);
     if (v.missing_pages)
       throw Error(ErrorKind::verify, "the destination still lacks " + std::to_string(v.missing_pages) + " pages after the final delta");
@@ -606,12 +611,20 @@ class SourceRun {
     report_.downtime_parts.verify_ms = split();
 
     if (image_.has_device_state()) {
+      stop_point(Role::source, "device-state");
       move_device_state();
       report_.downtime_parts.device_state_ms = split();
     }
 
+    // A destination already gone (its connection closed or reset: killed, or given up after its
+    // --timeout with an abort) cannot take the commit: found now, the source resumes (exit 1)
+    // instead of staying paused for an operator (exit 3). The window left is the commit's flight.
+    if (const auto early = rel_->receive(std::chrono::milliseconds(0)))
+      reject_message(*rel_, *early, "the destination",
+                     std::string("unexpected ") + to_string(static_cast<MsgType>(early->type)) + " before commit");
     commit_sent_ = true;
     rel_->send(wire(MsgType::commit), {});
+    stop_point(Role::source, "commit");
     expect(*rel_, MsgType::committed, opts_.peer_timeout);
     report_.downtime_parts.commit_ms = split();
     report_.downtime_ms = seconds_since(pause_time_) * 1000;
