@@ -86,8 +86,18 @@ void UdpDatagramChannel::connect(std::string_view peer_endpoint) {
 GsoLimits UdpDatagramChannel::gso_limits() const {
   GsoLimits limits;
   limits.enabled = gso_;
-  limits.max_segment = max_datagram_;  // a segment must fit the path, or the kernel rejects the run
+  // A segment must fit the path, or the kernel rejects the run (EINVAL): after the path shrank,
+  // datagrams larger than it go one per msghdr, for the kernel to fragment.
+  limits.max_segment = narrowed_path_ ? std::min(max_datagram_, narrowed_path_) : max_datagram_;
   return limits;
+}
+
+bool UdpDatagramChannel::path_shrank() {
+  const std::size_t path = path_max_udp_payload(socket_.get(), family_);
+  if (path == 0 || path >= max_datagram_) return false;
+  narrowed_path_ = path;
+  ++path_shrinks_;
+  return true;
 }
 
 void UdpDatagramChannel::fail_send(int err, std::size_t message_bytes) {
@@ -112,6 +122,7 @@ std::size_t UdpDatagramChannel::send_batch(std::span<const OutDatagram> datagram
     while (sent < count && !repack) {
       const int rc = ::sendmmsg(socket_.get(), send_arena_.messages() + sent, static_cast<unsigned>(count - sent), 0);
       if (rc > 0) {
+        unanswered_path_reports_ = 0;
         for (std::size_t m = sent; m < sent + std::size_t(rc); ++m) {
           accepted += send_arena_.datagrams_in(m);
           stats_.datagrams_sent += send_arena_.datagrams_in(m);
@@ -130,6 +141,17 @@ std::size_t UdpDatagramChannel::send_batch(std::span<const OutDatagram> datagram
       // one datagram per msghdr for the life of the channel and try the rest again.
       if ((err == EIO || err == EINVAL) && gso_ && send_arena_.segmented(sent)) {
         gso_ = false;
+        repack = true;
+        continue;
+      }
+      // EMSGSIZE here is the kernel passing on an ICMP "fragmentation needed" / "packet too big"
+      // for a datagram already sent (the socket's pending error: this message did not go), and
+      // the route's path MTU is lower now. The session's datagram size was agreed with the peer
+      // and cannot change, so the stream goes on over the narrower path: the kernel fragments
+      // datagrams larger than it at this end from now on (IP_PMTUDISC_WANT, Linux's default), and
+      // no GSO run is formed for them. Sent again; a socket that refuses every time still fails.
+      if (err == EMSGSIZE && unanswered_path_reports_ < kMaxPathReports && path_shrank()) {
+        ++unanswered_path_reports_;
         repack = true;
         continue;
       }

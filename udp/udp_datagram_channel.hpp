@@ -33,7 +33,9 @@ class UdpDatagramChannel final : public DatagramChannel {
   std::string transport_name() const override { return "udp"; }
 
   // Before connect(): the requested size capped by the family's UDP limit. After: also capped by
-  // the route's MTU minus the IP and UDP headers, as the kernel knew it at connect() time.
+  // the route's MTU minus the IP and UDP headers, as the kernel knew it at connect() time. If the
+  // path shrinks later, this stays (the session's datagrams are sized by it) and send_batch()
+  // goes on with datagrams the kernel fragments (see path_shrinks()).
   std::size_t max_datagram() const override { return max_datagram_; }
 
   std::string local_endpoint() const override { return local_endpoint_; }
@@ -44,7 +46,8 @@ class UdpDatagramChannel final : public DatagramChannel {
   std::string endpoint_host(std::string_view peer_endpoint) const override;
 
   // Throws std::logic_error before connect(); Error{peer_vanished} once the peer's port is closed
-  // (ICMP port unreachable); Error{io} for other failures.
+  // (ICMP port unreachable); Error{io} for other failures. An ICMP "fragmentation needed" from the
+  // path is not a failure: the batch is sent again, in fragments (path_shrinks()).
   std::size_t send_batch(std::span<const OutDatagram> datagrams) override;
 
   // Datagrams of a coalesced buffer that do not fit `out` are kept for the next call; while some
@@ -65,6 +68,11 @@ class UdpDatagramChannel final : public DatagramChannel {
 
   // Beyond the interface: what the kernel granted, for reports and tests.
   bool gso_enabled() const { return gso_; }
+  // Times the path MTU was found below max_datagram() after an ICMP "fragmentation needed" (or
+  // "packet too big") from the path; from the first one on, datagrams larger than the path leave
+  // this host in IP fragments (the largest payload that fits the path unfragmented: narrowed_path()).
+  std::uint64_t path_shrinks() const { return path_shrinks_; }
+  std::size_t narrowed_path() const { return narrowed_path_; }
   bool gro_enabled() const { return gro_; }
   std::string peer_endpoint() const { return peer_endpoint_; }
   int socket_fd() const { return socket_.get(); }
@@ -73,6 +81,9 @@ class UdpDatagramChannel final : public DatagramChannel {
   UdpDatagramChannel() = default;
 
   GsoLimits gso_limits() const;
+  // After EMSGSIZE from a send: true (and narrowed_path_ set) when the route's path MTU is now
+  // below the datagrams this channel sends.
+  bool path_shrank();
   void update_pending_signal();
   [[noreturn]] void fail_send(int err, std::size_t message_bytes);
 
@@ -86,6 +97,12 @@ class UdpDatagramChannel final : public DatagramChannel {
   std::size_t requested_max_ = 0;
   std::size_t max_datagram_ = 0;
   bool connected_ = false;
+  std::size_t narrowed_path_ = 0;  // 0: the path carries max_datagram_ whole
+  std::uint64_t path_shrinks_ = 0;
+  // EMSGSIZE reports answered by sending again without a datagram accepted since: a socket that
+  // returns EMSGSIZE for every send (IP_PMTUDISC_DO set from outside) fails after a few.
+  static constexpr unsigned kMaxPathReports = 4;
+  unsigned unanswered_path_reports_ = 0;
   bool gso_ = false;
   bool gro_ = false;
   std::string local_endpoint_;
