@@ -226,3 +226,159 @@ netlab_down() {
   NETLAB_NS_MID=""
   NETLAB_UP=0
 }
+
+# ---- loss patterns beyond random (tests/integration/loss_patterns.sh) ---------------------------
+#
+#   netlab_up_relay MTU RELAY-ARGS...
+#                                like netlab_up, but SRC (NETLAB_ADDR_SRC 10.213.X.1) and DST
+#                                (NETLAB_ADDR_DST 10.213.X.2, the same /30) are joined through the
+#                                middle namespace NETLAB_NS_MID by a user-space wire, not by the
+#                                kernel: hymig-test-relay ($HYMIG_TEST_RELAY) bridges its two veth
+#                                ends (no addresses, no forwarding) and impairs frames from SRC to
+#                                DST as RELAY-ARGS say (--ge, --reorder, --dup, --match; see
+#                                tests/tools/test_relay.cpp). Offloads are off on all four veth ends,
+#                                so frames are single datagrams of at most the MTU.
+#   netlab_relay_start ARGS...   (re)starts the relay with ARGS (--seed $HM_RELAY_SEED or 1 added)
+#   netlab_relay_stop            SIGTERM to the relay; its final counters (JSON) in NETLAB_RELAY_STATS
+#   netlab_relay_stat KEY        prints one counter of NETLAB_RELAY_STATS
+#   netlab_offload_off           offloads off on both ends of netlab_up's veth (direct topology)
+#   netlab_loss_runs N K         drops K consecutive incoming UDP packets out of every N in DST
+#                                (nftables numgen inc: deterministic runs); counted by netlab_loss_drops
+#   netlab_mtu_middle MTU        (middle only) sets the MTU of the middle's link towards DST, both ends:
+#                                the path shrinks (or grows) under whatever is running
+#   netlab_snmp NS PROTO FIELD   prints a counter of /proc/net/snmp in NS (e.g. Icmp OutDestUnreachs)
+
+NETLAB_RELAY_PID=""
+NETLAB_RELAY_STATS=""
+
+netlab__require_relay() {
+  [ -n "${HYMIG_TEST_RELAY:-}" ] || hm_fail "HYMIG_TEST_RELAY is not set (build/release/tests/tools/hymig-test-relay)"
+  [ -x "$HYMIG_TEST_RELAY" ] || hm_fail "HYMIG_TEST_RELAY=$HYMIG_TEST_RELAY is not an executable"
+  HYMIG_TEST_RELAY=$(realpath "$HYMIG_TEST_RELAY")
+}
+
+# netlab__offload NS IFACE...: offloads off (hymig-test-relay --offload-off) on the named interfaces.
+netlab__offload() {
+  local ns=$1 out
+  shift
+  out=$(ip netns exec "$ns" "$HYMIG_TEST_RELAY" --offload-off "$@" 2>&1) ||
+    hm_fail "netlab: turning offloads off on $* in $ns failed: $out"
+}
+
+netlab_up_relay() {
+  local mtu=$1
+  shift
+  netlab_require
+  netlab__require_relay
+  ((NETLAB_UP)) && hm_fail "netlab_up_relay: the lab is already up (netlab_down first)"
+  local id=$$ out ns ifc
+  local x=$((id % 250 + 1))
+  NETLAB_NS_SRC="hymig-$id-src"
+  NETLAB_NS_DST="hymig-$id-dst"
+  NETLAB_NS_MID="hymig-$id-mid"
+  NETLAB_IF_SRC="hm${id}s"
+  NETLAB_IF_DST="hm${id}d"
+  NETLAB_IF_MID_SRC="hm${id}ms"
+  NETLAB_IF_MID_DST="hm${id}md"
+  NETLAB_ADDR_SRC="10.213.$x.1"
+  NETLAB_ADDR_DST="10.213.$x.2"
+  if ! out=$(ip netns add "$NETLAB_NS_SRC" 2>&1); then
+    hm_skip "cannot create network namespace $NETLAB_NS_SRC: $out"
+  fi
+  NETLAB_UP=1
+  hm_on_exit netlab_down
+  for ns in "$NETLAB_NS_MID" "$NETLAB_NS_DST"; do
+    out=$(ip netns add "$ns" 2>&1) || hm_fail "netlab: ip netns add $ns: $out"
+  done
+  ip link add "$NETLAB_IF_SRC" netns "$NETLAB_NS_SRC" mtu "$mtu" type veth \
+    peer name "$NETLAB_IF_MID_SRC" netns "$NETLAB_NS_MID" mtu "$mtu" || hm_skip "cannot create a veth pair"
+  ip link add "$NETLAB_IF_MID_DST" netns "$NETLAB_NS_MID" mtu "$mtu" type veth \
+    peer name "$NETLAB_IF_DST" netns "$NETLAB_NS_DST" mtu "$mtu" || hm_fail "netlab: second veth pair"
+  # The middle is a wire, not a host: no IPv6 of its own (no router solicitations to carry).
+  ip netns exec "$NETLAB_NS_MID" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 ||
+    hm_fail "netlab: disabling IPv6 in $NETLAB_NS_MID"
+  for ns in "$NETLAB_NS_SRC" "$NETLAB_NS_MID" "$NETLAB_NS_DST"; do
+    ip -n "$ns" link set lo up || hm_fail "netlab: lo up in $ns"
+  done
+  ip -n "$NETLAB_NS_SRC" addr add "$NETLAB_ADDR_SRC/30" dev "$NETLAB_IF_SRC" || hm_fail "netlab: address on $NETLAB_IF_SRC"
+  ip -n "$NETLAB_NS_DST" addr add "$NETLAB_ADDR_DST/30" dev "$NETLAB_IF_DST" || hm_fail "netlab: address on $NETLAB_IF_DST"
+  for ifc in "$NETLAB_NS_SRC:$NETLAB_IF_SRC" "$NETLAB_NS_MID:$NETLAB_IF_MID_SRC" "$NETLAB_NS_MID:$NETLAB_IF_MID_DST" \
+    "$NETLAB_NS_DST:$NETLAB_IF_DST"; do
+    netlab__offload "${ifc%%:*}" "${ifc#*:}"
+    ip -n "${ifc%%:*}" link set "${ifc#*:}" up || hm_fail "netlab: ${ifc#*:} up"
+  done
+  if ! out=$(printf 'table inet hymig_probe {\n}\n' | netlab__nft "$NETLAB_NS_DST" 2>&1); then
+    hm_skip "nftables does not work in a network namespace here: $out"
+  fi
+  ip netns exec "$NETLAB_NS_DST" nft delete table inet hymig_probe
+  netlab_relay_start "$@"
+  # Reachability through the relay (TCP: not impaired unless --match ip/all asks; a lost SYN is
+  # sent again within the 5 s).
+  out=$(ip netns exec "$NETLAB_NS_SRC" timeout 5 bash -c "exec 3<>/dev/tcp/$NETLAB_ADDR_DST/9" 2>&1)
+  case $out in
+    *"Connection refused"*) ;;
+    *) hm_fail "netlab: $NETLAB_ADDR_DST not reachable from $NETLAB_NS_SRC through the relay: $out; relay: $(cat "$HM_TMP/relay.log")" ;;
+  esac
+  hm_log "netlab up: $NETLAB_NS_SRC ($NETLAB_ADDR_SRC) <-> relay in $NETLAB_NS_MID ($NETLAB_IF_MID_SRC<->$NETLAB_IF_MID_DST) <-> $NETLAB_NS_DST ($NETLAB_ADDR_DST), mtu $mtu, offloads off"
+}
+
+netlab_relay_start() {
+  [ -n "$NETLAB_NS_MID" ] || hm_fail "netlab_relay_start: no middle namespace (netlab_up_relay)"
+  hm_tmpdir
+  [ -n "$NETLAB_RELAY_PID" ] && netlab_relay_stop
+  : >"$HM_TMP/relay.log"
+  netlab_bg "$NETLAB_NS_MID" "$HM_TMP/relay.log" "$HYMIG_TEST_RELAY" --a "$NETLAB_IF_MID_SRC" --b "$NETLAB_IF_MID_DST" \
+    --seed "${HM_RELAY_SEED:-1}" "$@"
+  NETLAB_RELAY_PID=$NETLAB_LAST_PID
+  hm_wait_for 10 grep -q '^relay ready' "$HM_TMP/relay.log" ||
+    hm_fail "hymig-test-relay $* did not get ready: $(cat "$HM_TMP/relay.log")"
+  hm_alive "$NETLAB_RELAY_PID" || hm_fail "hymig-test-relay $* died: $(cat "$HM_TMP/relay.log")"
+  hm_log "netlab: relay pid $NETLAB_RELAY_PID: $* (seed ${HM_RELAY_SEED:-1})"
+}
+
+netlab_relay_stop() {
+  [ -n "$NETLAB_RELAY_PID" ] || hm_fail "netlab_relay_stop: no relay running"
+  kill -TERM "$NETLAB_RELAY_PID" 2>/dev/null
+  hm_wait_pid "$NETLAB_RELAY_PID" 10
+  [ "$HM_RC" -eq 0 ] || hm_fail "hymig-test-relay exited $HM_RC on SIGTERM, expected 0: $(cat "$HM_TMP/relay.log")"
+  NETLAB_RELAY_STATS=$(grep '^{' "$HM_TMP/relay.log" | tail -1)
+  jq -e 'type == "object"' <<<"$NETLAB_RELAY_STATS" >/dev/null 2>&1 ||
+    hm_fail "hymig-test-relay printed no counters: $(cat "$HM_TMP/relay.log")"
+  NETLAB_RELAY_PID=""
+}
+
+netlab_relay_stat() { jq -r ".$1" <<<"$NETLAB_RELAY_STATS"; }
+
+netlab_offload_off() {
+  netlab__require_relay
+  netlab__offload "$NETLAB_NS_SRC" "$NETLAB_IF_SRC"
+  netlab__offload "$NETLAB_NS_DST" "$NETLAB_IF_DST"
+  hm_log "netlab: offloads off on $NETLAB_IF_SRC and $NETLAB_IF_DST"
+}
+
+netlab_loss_runs() {
+  local n=$1 k=$2
+  [[ $n =~ ^[0-9]+$ && $k =~ ^[0-9]+$ ]] && ((k > 0 && k < n)) || hm_fail "netlab_loss_runs: want 0 < K < N, got N=$n K=$k"
+  ip netns exec "$NETLAB_NS_DST" nft delete table inet loss 2>/dev/null
+  netlab__nft "$NETLAB_NS_DST" <<EOF2 || hm_fail "netlab_loss_runs: nft rejected the loss table"
+table inet loss { chain in { type filter hook input priority 0;
+meta l4proto udp numgen inc mod $n < $k counter drop
+}
+}
+EOF2
+  hm_log "netlab: dropping runs of $k consecutive incoming UDP packets out of every $n in $NETLAB_NS_DST"
+}
+
+netlab_mtu_middle() {
+  local mtu=$1
+  [ -n "$NETLAB_NS_MID" ] || hm_fail "netlab_mtu_middle: netlab_up was not given 'middle'"
+  ip -n "$NETLAB_NS_MID" link set "$NETLAB_IF_MID_DST" mtu "$mtu" || hm_fail "netlab_mtu_middle: mtu $mtu on $NETLAB_IF_MID_DST"
+  ip -n "$NETLAB_NS_DST" link set "$NETLAB_IF_DST" mtu "$mtu" || hm_fail "netlab_mtu_middle: mtu $mtu on $NETLAB_IF_DST"
+  hm_log "netlab: mtu $mtu on $NETLAB_NS_MID's link to $NETLAB_NS_DST"
+}
+
+netlab_snmp() {
+  ip netns exec "$1" cat /proc/net/snmp | awk -v p="$2:" -v f="$3" '
+    $1 == p && !names { for (i = 2; i <= NF; i++) col[$i] = i; names = 1; next }
+    $1 == p && names { if (f in col) print $col[f]; exit }'
+}
