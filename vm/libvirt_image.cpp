@@ -105,7 +105,8 @@ class LibvirtTargetControl final : public TargetGuestControl {
         if (!prior_xml_.empty()) LibvirtDomain::define(conn_, prior_xml_);
         else if (dom_.persistent()) dom_.undefine();
       } catch (const std::exception& e) {
-        std::cerr << "hymig: warning: the failed copy's definition stays: " << e.what() << "\n";
+        std::cerr << "hymig: warning: the failed copy's definition stays on this host (" << e.what()
+                  << "); the guest is not running here: `virsh undefine " << dom_.name() << "` before anyone starts it\n";
       }
     }
     ::unlink(socket_.c_str());
