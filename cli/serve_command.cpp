@@ -583,9 +583,8 @@ int run_serve(const std::vector<std::string>& args) {
   cfg.key = load_key(vm);
   cfg.key_file = key_file_path(vm);
 
-  // One daemon per store; what a daemon killed mid-session left there goes now.
-  const StoreClaim store = claim_store(cfg.store);
-  for (const auto& name : store.removed)
+  // What a daemon killed mid-session left in the store goes now.
+  for (const auto& name : remove_stale_partial_images(cfg.store))
     log_warn("removed the partial image " + name + " from the store: a daemon stopped in the middle of receiving it");
 
   const std::atomic<bool>& stop = stop_on_signals();

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "transport/error.hpp"
+#include "transport/unique_fd.hpp"
 
 namespace hymig::cli {
 
@@ -23,30 +24,27 @@ bool is_partial_image_name(const std::string& name) {
   return true;
 }
 
-StoreClaim claim_store(const std::string& dir) {
-  StoreClaim c;
+std::vector<std::string> remove_stale_partial_images(const std::string& dir) {
+  std::vector<std::string> removed;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return c;
-  c.lock = UniqueFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!c.lock) throw_errno("cannot open the store '" + dir + "'");
-  if (::flock(c.lock.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK)
-      throw Error(ErrorKind::usage, "the store '" + dir + "' is in use by another hymig serve: give each daemon its own --store");
-    throw_errno("cannot lock the store '" + dir + "'");
-  }
-  DIR* d = ::fdopendir(::dup(c.lock.get()));
+  if (ec) return removed;
+  const UniqueFd store(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!store) throw_errno("cannot open the store '" + dir + "'");
+  DIR* d = ::fdopendir(::dup(store.get()));
   if (!d) throw_errno("cannot list the store '" + dir + "'");
   while (const dirent* e = ::readdir(d)) {
     const std::string name = e->d_name;
+    if (!is_partial_image_name(name)) continue;
+    const UniqueFd part(::openat(store.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     struct stat st {};
-    if (!is_partial_image_name(name) || ::fstatat(c.lock.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !S_ISREG(st.st_mode))
-      continue;
-    if (::unlinkat(c.lock.get(), name.c_str(), 0) == 0) c.removed.push_back(name);
+    if (!part || ::fstat(part.get(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    // Held: a session of a live daemon writes it. Free: its writer is gone.
+    if (::flock(part.get(), LOCK_EX | LOCK_NB) != 0) continue;
+    if (::unlinkat(store.get(), name.c_str(), 0) == 0) removed.push_back(name);
   }
   ::closedir(d);
-  return c;
+  return removed;
 }
 
 }  // namespace hymig::cli

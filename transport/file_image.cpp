@@ -1,5 +1,6 @@
 #include "transport/file_image.hpp"
 
+#include <sys/file.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -131,6 +132,9 @@ class FileTarget final : public TargetImage {
     fd_ = UniqueFd(::openat(dir_fd_.get(), temp_name_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!fd_) throw_errno("cannot create '" + temp_path_ + "' in the store");
     created_ = true;
+    // Locked while this session owns it: a daemon starting on the same store removes only partial
+    // files nobody holds (cli/store_claim.hpp). The lock goes with the process, however it ends.
+    ::flock(fd_.get(), LOCK_EX | LOCK_NB);
     if (int err = ::posix_fallocate(fd_.get(), 0, static_cast<off_t>(bytes)); err != 0) {
       discard();
       if (err == ENOSPC)

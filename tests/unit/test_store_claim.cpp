@@ -1,11 +1,15 @@
-// cli/store_claim.hpp: one daemon per store, and stale partial images removed at start.
+// cli/store_claim.hpp: stale partial images removed when a daemon starts, the ones a live session
+// holds left alone.
 #include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "cli/store_claim.hpp"
-#include "transport/error.hpp"
+#include "transport/unique_fd.hpp"
 
 namespace fs = std::filesystem;
 using namespace hymig;
@@ -19,31 +23,27 @@ TEST(StoreClaim, PartialImageNamesAreRecognisedExactly) {
     EXPECT_FALSE(cli::is_partial_image_name(other)) << other;
 }
 
-TEST(StoreClaim, RemovesStalePartsKeepsImagesAndRefusesASecondDaemon) {
+TEST(StoreClaim, RemovesStalePartsKeepsImagesAndPartsInUse) {
   const fs::path dir = fs::temp_directory_path() / ("hymig-store-claim-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::ofstream(dir / "guest.ram") << "image";
-  std::ofstream(dir / ".guest.ram.00000000000000aa.part") << "partial";
+  std::ofstream(dir / ".guest.ram.00000000000000aa.part") << "partial, its writer gone";
+  std::ofstream(dir / ".other.ram.00000000000000cc.part") << "partial, being written";
   fs::create_directory(dir / ".dir.00000000000000bb.part");  // not a regular file: left alone
-  {
-    const cli::StoreClaim first = cli::claim_store(dir.string());
-    ASSERT_TRUE(first.lock);
-    ASSERT_EQ(first.removed.size(), 1u);
-    EXPECT_EQ(first.removed[0], ".guest.ram.00000000000000aa.part");
-    EXPECT_TRUE(fs::exists(dir / "guest.ram"));
-    EXPECT_FALSE(fs::exists(dir / ".guest.ram.00000000000000aa.part"));
-    EXPECT_TRUE(fs::exists(dir / ".dir.00000000000000bb.part"));
-    try {
-      cli::claim_store(dir.string());
-      ADD_FAILURE() << "a second claim on a held store succeeded";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.kind(), ErrorKind::usage);
-      EXPECT_NE(std::string(e.what()).find("in use by another hymig serve"), std::string::npos);
-    }
-  }
-  EXPECT_TRUE(cli::claim_store(dir.string()).lock);  // released with the first
-  const cli::StoreClaim made = cli::claim_store((dir / "new" / "store").string());
-  EXPECT_TRUE(made.lock);
+  // A live session's lock, as FileTarget takes it (another daemon on the same store).
+  const UniqueFd held(::open((dir / ".other.ram.00000000000000cc.part").c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(held);
+  ASSERT_EQ(::flock(held.get(), LOCK_EX | LOCK_NB), 0);
+
+  const auto removed = cli::remove_stale_partial_images(dir.string());
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0], ".guest.ram.00000000000000aa.part");
+  EXPECT_TRUE(fs::exists(dir / "guest.ram"));
+  EXPECT_FALSE(fs::exists(dir / ".guest.ram.00000000000000aa.part"));
+  EXPECT_TRUE(fs::exists(dir / ".other.ram.00000000000000cc.part"));
+  EXPECT_TRUE(fs::exists(dir / ".dir.00000000000000bb.part"));
+  EXPECT_TRUE(cli::remove_stale_partial_images((dir / "new" / "store").string()).empty());  // made
+  EXPECT_TRUE(fs::is_directory(dir / "new" / "store"));
   fs::remove_all(dir);
 }
