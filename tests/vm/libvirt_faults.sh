@@ -8,14 +8,12 @@
 #   4. destination QEMU killed (SIGKILL);
 #   5. destination libvirtd killed (SIGKILL): hymig's session runs on, but the copy can be neither
 #      defined nor resumed through libvirt: hymig kills the copy's QEMU itself; libvirtd restarted.
-# Two more strike at a phase exactly (the fault matrix's VM cells, docs/operations.md "Faults"; the
-# process stops itself there: HYMIG_STOP_AT):
-#   7. the copy's QEMU killed in the device-state phase (the source stopped before sending it):
-#      as above, the guest runs on at lv1;
-#   8. the destination's libvirtd killed in the commit phase (the daemon stopped with the commit
-#      taken, before acting on it): migrate exits 3 (commit sent, unconfirmed) and the guest stays
-#      paused at lv1; lv2 holds no copy; following docs/operations.md, the operator resumes it at
-#      lv1, where it runs on alone.
+#   7. the fault matrix's VM cells (docs/operations.md "Faults"): the copy's QEMU killed, and the
+#      destination's libvirtd killed, at each phase exactly (the process stops itself there:
+#      HYMIG_STOP_AT): ready, round 0, round 1, final delta, verify, device state: as above, exit 1
+#      and the guest runs on at lv1; commit: migrate exits 3 (commit sent, unconfirmed), the guest
+#      stays paused at lv1 and the copy does not run at lv2; following docs/operations.md, the
+#      operator removes what is left at lv2 and resumes the guest at lv1, where it runs on alone.
 # After each: migrate exits 1 with an error; lvg runs on lv1 (running, persistent, x-ignore-shared
 # off, its counter grows through two full check passes with bad=0); the copy on lv2 never ran (no
 # tick on its console), no QEMU of lvg is left on lv2 and lv2 does not know lvg. Then (6.) the
@@ -125,7 +123,7 @@ strike_at() {
   HM_MIGRATE_PREFIX=(ip netns exec "${LV_NS[1]}")
   [ "${at%%:*}" = source ] && HM_MIGRATE_PREFIX+=(env "HYMIG_STOP_AT=$at")
   hm_migrate_bg "$HM_TMP/$what.json" "$HM_TMP/$what.err" --domain "$name" --connect "${LV_URI[1]}" \
-    --to "$HM_SERVE_ADDR" --report json --progress off --timeout 3
+    --to "$HM_SERVE_ADDR" --report json --progress off --timeout 3 --downtime-ms 1 --max-rounds 3
   HM_MIGRATE_PREFIX=()
   STOPPED_PID=$HM_MIGRATE_PID
   [ "${at%%:*}" = destination ] && STOPPED_PID=$SERVE_PID
@@ -134,47 +132,67 @@ strike_at() {
   hm_log "$what: stopped at $at"
 }
 
-# 7. the copy's QEMU dies in the device-state phase.
-strike_at source:device-state qemu_killed_device_state
-qpid=$(lv_qemu_pid 2 "$name")
-[ -n "$qpid" ] || hm_fail "qemu_killed_device_state: no QEMU of the copy on lv2"
-kill -KILL "$qpid"
-kill -CONT "$STOPPED_PID"
-survived qemu_killed_device_state
-
-# 8. the destination's libvirtd dies in the commit phase: the window where hymig cannot know.
-strike_at destination:commit libvirtd_killed_commit
-lv_kill_daemon 2
-kill -CONT "$STOPPED_PID"
-hm_wait_pid "$HM_MIGRATE_PID" 90
-[ "$HM_RC" -eq 3 ] || hm_fail "libvirtd_killed_commit: migrate exited $HM_RC, expected 3: $(tail -c 800 "$HM_TMP/libvirtd_killed_commit.err")"
-grep -q "commit sent but not confirmed" "$HM_TMP/libvirtd_killed_commit.err" ||
-  hm_fail "libvirtd_killed_commit: no 'commit sent but not confirmed': $(tail -c 800 "$HM_TMP/libvirtd_killed_commit.err")"
-hm_wait_pid "$SERVE_PID" 30
-lv_start_daemon 2
-# No QEMU of the copy is left; the persistent definition it had before the commit may stay (libvirt
-# was gone when hymig undid it), never running, and hymig says so.
+# unconfirmed CASE: migrate ended with exit 3 (commit sent, unconfirmed) and the copy does not
+# run at lv2: the guest stays paused at lv1. Then the operator's part (docs/operations.md, exit 3):
+# the copy's definition, if one stayed, goes at lv2 and the guest resumes at lv1, where it runs on.
+unconfirmed() {
+  local what=$1 tick
+  [ "$HM_RC" -eq 3 ] || hm_fail "$what: migrate exited $HM_RC, expected 3: $(tail -c 800 "$HM_TMP/$what.err")"
+  grep -q "commit sent but not confirmed" "$HM_TMP/$what.err" || hm_fail "$what: no 'commit sent but not confirmed': $(tail -c 800 "$HM_TMP/$what.err")"
+  hm_wait_for 30 lv__copy_stopped || hm_fail "$what: the copy's QEMU still runs on lv2: $(lv_qemus 2 | tr '\n' ' ')"
+  case $(lv_domstate 2 "$name") in running | paused) hm_fail "$what: the copy on lv2 is $(lv_domstate_reason 2 "$name")" ;; esac
+  [ "$(lv_domstate 1 "$name")" = paused ] || hm_fail "$what: lvg is '$(lv_domstate_reason 1 "$name")' on lv1, expected paused (exit 3)"
+  [ -z "$(vm_ticks "$DST_TAG")" ] || hm_fail "$what: the copy on lv2 ran the guest"
+  if lv_domain_defined 2 "$name"; then lv_virsh 2 undefine "$name" >/dev/null || hm_fail "$what: virsh undefine at lv2 failed"; fi
+  lv_virsh 1 qemu-monitor-command "$name" \
+    '{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":false}]}}' >/dev/null ||
+    hm_fail "$what: cannot switch x-ignore-shared off at lv1"
+  lv_virsh 1 resume "$name" >/dev/null || hm_fail "$what: virsh resume at lv1 failed"
+  lvh_assert_only_on 1 "$name" "$what"
+  tick=$(vm_last_tick "$src")
+  lv_vm vm_wait_running_after "$src" "$tick"
+  lv_vm vm_check_console "$src"
+  hm_log "$what: exit 3, lvg paused at lv1 and not running at lv2; resumed by hand, it runs on at lv1, bad=0"
+}
 lv__copy_stopped() { [ -z "$(lv_qemus 2 | grep "^$name:" || true)" ]; }
-hm_wait_for 30 lv__copy_stopped || hm_fail "libvirtd_killed_commit: the copy's QEMU still runs on lv2: $(lv_qemus 2 | tr '\n' ' ')"
-case $(lv_domstate 2 "$name") in running | paused) hm_fail "libvirtd_killed_commit: the copy on lv2 is $(lv_domstate_reason 2 "$name")" ;; esac
-if lv_domain_defined 2 "$name"; then
-  grep -q "definition stays on this host" "$HM_TMP/libvirtd_killed_commit.serve.log" ||
-    hm_fail "libvirtd_killed_commit: lv2 keeps the copy's definition and serve did not say so: $(tail -n 5 "$HM_TMP/libvirtd_killed_commit.serve.log")"
-fi
-[ "$(lv_domstate 1 "$name")" = paused ] || hm_fail "libvirtd_killed_commit: lvg is '$(lv_domstate_reason 1 "$name")' on lv1, expected paused (exit 3)"
-[ -z "$(vm_ticks "$DST_TAG")" ] || hm_fail "libvirtd_killed_commit: the copy on lv2 ran the guest"
-# The operator's part (docs/operations.md, exit 3): lv2 does not run it, so its definition goes
-# there and the source resumes.
-if lv_domain_defined 2 "$name"; then lv_virsh 2 undefine "$name" >/dev/null || hm_fail "libvirtd_killed_commit: virsh undefine at lv2 failed"; fi
-lv_virsh 1 qemu-monitor-command "$name" \
-  '{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":false}]}}' >/dev/null ||
-  hm_fail "libvirtd_killed_commit: cannot switch x-ignore-shared off at lv1"
-lv_virsh 1 resume "$name" >/dev/null || hm_fail "libvirtd_killed_commit: virsh resume at lv1 failed"
-lvh_assert_only_on 1 "$name" libvirtd_killed_commit
-tick=$(vm_last_tick "$src")
-lv_vm vm_wait_running_after "$src" "$tick"
-lv_vm vm_check_console "$src"
-hm_log "libvirtd_killed_commit: exit 3, lvg paused at lv1 and nothing at lv2; resumed by hand, it runs on at lv1, bad=0"
+
+# 7. The fault matrix's VM cells (docs/operations.md, "Faults"): the copy's QEMU killed, and the
+# destination's libvirtd killed, at each phase where the copy exists. The daemon stops itself at
+# the phase (ready sent; a round begun; paused; the digest taken; the commit taken, not acted on),
+# except in the device-state phase, where the source stops before sending it. Before the commit:
+# exit 1 and the guest runs on at lv1 (survived). At the commit: exit 3 (unconfirmed).
+for phase in ready round0 round1 final-delta verify device-state commit; do
+  at=destination:$phase
+  [ "$phase" = device-state ] && at=source:device-state
+  for fault in qemu libvirtd; do
+    what=${fault}_killed_$phase
+    strike_at "$at" "$what"
+    if [ "$fault" = qemu ]; then
+      qpid=$(lv_qemu_pid 2 "$name")
+      [ -n "$qpid" ] || hm_fail "$what: no QEMU of the copy on lv2"
+      kill -KILL "$qpid"
+    else
+      lv_kill_daemon 2
+    fi
+    kill -CONT "$STOPPED_PID"
+    hm_wait_pid "$HM_MIGRATE_PID" 90
+    rc=$HM_RC
+    if [ "$fault" = libvirtd ]; then
+      hm_wait_pid "$SERVE_PID" 30
+      # A libvirtd that died at the commit leaves the copy's definition, shut off; hymig says so.
+      lv_start_daemon 2
+    fi
+    HM_RC=$rc
+    if [ "$phase" = commit ]; then
+      unconfirmed "$what"
+      if [ "$fault" = libvirtd ] && ! grep -q "definition stays on this host" "$HM_TMP/$what.serve.log"; then
+        hm_fail "$what: serve did not say the copy's definition stays: $(tail -n 5 "$HM_TMP/$what.serve.log")"
+      fi
+    else
+      survived "$what"
+    fi
+  done
+done
 
 # 6. after all that, it still migrates.
 lvh_migrate 1 2 "$name" "final lv1->lv2"
