@@ -59,6 +59,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/tools/seeded_rng.hpp"
 #include "transport/unique_fd.hpp"
 
 namespace {
@@ -86,39 +87,7 @@ volatile sig_atomic_t g_dump = 0;
 void on_stop(int) { g_stop = 1; }
 void on_dump(int) { g_dump = 1; }
 
-// xoshiro256** through splitmix64 (as hymig-test-writer): decisions reproducible from the seed.
-class Rng {
- public:
-  explicit Rng(std::uint64_t seed) {
-    for (auto& w : s_) {
-      seed += 0x9e3779b97f4a7c15ull;
-      std::uint64_t z = seed;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-      w = z ^ (z >> 31);
-    }
-  }
-  std::uint64_t next() {
-    const std::uint64_t r = rotl(s_[1] * 5, 7) * 9, t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = rotl(s_[3], 45);
-    return r;
-  }
-  // True with probability p (0 never, 1 always).
-  bool chance(double p) {
-    if (p <= 0) return false;
-    if (p >= 1) return true;
-    return double(next() >> 11) * 0x1.0p-53 < p;
-  }
-
- private:
-  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  std::uint64_t s_[4];
-};
+using hymig::test_tools::Rng;  // tests/tools/seeded_rng.hpp
 
 double parse_probability(const std::string& s, const std::string& what) {
   std::size_t used = 0;
