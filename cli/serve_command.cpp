@@ -28,7 +28,7 @@
 #include "cli/command.hpp"
 #include "cli/drain_supervisor.hpp"
 #include "cli/serve_config.hpp"
-#include "cli/store_claim.hpp"
+#include "cli/stale_partial_images.hpp"
 #include "cli/serve_metrics.hpp"
 #include "cli/service_log.hpp"
 #include "cli/service_notify.hpp"

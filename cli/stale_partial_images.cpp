@@ -1,4 +1,4 @@
-#include "cli/store_claim.hpp"
+#include "cli/stale_partial_images.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

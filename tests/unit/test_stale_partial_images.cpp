@@ -1,4 +1,4 @@
-// cli/store_claim.hpp: stale partial images removed when a daemon starts, the ones a live session
+// cli/stale_partial_images.hpp: stale partial images removed when a daemon starts, the ones a live session
 // holds left alone.
 #include <gtest/gtest.h>
 
@@ -8,13 +8,13 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cli/store_claim.hpp"
+#include "cli/stale_partial_images.hpp"
 #include "transport/unique_fd.hpp"
 
 namespace fs = std::filesystem;
 using namespace hymig;
 
-TEST(StoreClaim, PartialImageNamesAreRecognisedExactly) {
+TEST(StalePartialImages, PartialImageNamesAreRecognisedExactly) {
   EXPECT_TRUE(cli::is_partial_image_name(".guest.ram.00000000deadbeef.part"));
   EXPECT_TRUE(cli::is_partial_image_name(".a.0123456789abcdef.part"));
   for (const char* other : {"guest.ram", ".guest.ram", ".guest.ram.part", "..0123456789abcdef.part",
@@ -23,8 +23,8 @@ TEST(StoreClaim, PartialImageNamesAreRecognisedExactly) {
     EXPECT_FALSE(cli::is_partial_image_name(other)) << other;
 }
 
-TEST(StoreClaim, RemovesStalePartsKeepsImagesAndPartsInUse) {
-  const fs::path dir = fs::temp_directory_path() / ("hymig-store-claim-" + std::to_string(::getpid()));
+TEST(StalePartialImages, RemovesStalePartsKeepsImagesAndPartsInUse) {
+  const fs::path dir = fs::temp_directory_path() / ("hymig-stale-parts-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::ofstream(dir / "guest.ram") << "image";
