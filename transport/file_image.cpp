@@ -133,7 +133,7 @@ class FileTarget final : public TargetImage {
     if (!fd_) throw_errno("cannot create '" + temp_path_ + "' in the store");
     created_ = true;
     // Locked while this session owns it: a daemon starting on the same store removes only partial
-    // files nobody holds (cli/store_claim.hpp). The lock goes with the process, however it ends.
+    // files nobody holds (cli/stale_partial_images.hpp). The lock goes with the process, however it ends.
     ::flock(fd_.get(), LOCK_EX | LOCK_NB);
     if (int err = ::posix_fallocate(fd_.get(), 0, static_cast<off_t>(bytes)); err != 0) {
       discard();
