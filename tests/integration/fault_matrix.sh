@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# fault_matrix FAULT [PHASE...]: the fault matrix of docs/operations.md ("Faults"), one row (FAULT)
-# over the phases given (default: all), on a file image dirtied by a writer process (pause-pid)
-# migrated between two namespaces (netlab). Each cell strikes at exactly its phase: the process
+# fault_matrix FAULT [--synthetic] [PHASE...]: the fault matrix of docs/operations.md ("Faults"), one
+# row (FAULT) over the phases given (default: all), on a file image dirtied by a writer process
+# (pause-pid) migrated between two namespaces (netlab), or with --synthetic on a synthetic image
+# dirtied inside the source process (no writer, nothing stored: the daemon's log and migrate's exit
+# tell the outcome). Each cell strikes at exactly its phase: the process
 # named by the cell stops itself there (HYMIG_STOP_AT=ROLE:POINT, transport/stop_point.hpp), the
 # test applies the fault, then lets it go on. Per cell it asserts the documented outcome:
 #   failed        migrate exits 1 with an error line; the writer runs again; the store holds
@@ -27,12 +29,16 @@ hm_tmpdir
 
 fault=${1:-}
 shift || true
+kind=file
+if [ "${1:-}" = --synthetic ]; then kind=synthetic; shift; fi
 phases=("$@")
 [ ${#phases[@]} -gt 0 ] || phases=(connect notify round0 round1 final-delta verify commit)
 case $fault in
   source-killed | destination-killed | link-cut | destination-stalled | source-stalled | disk-full) ;;
   *) hm_fail "unknown fault '$fault'" ;;
 esac
+# A synthetic image is held in memory at the destination: a full disk cannot touch it.
+[ "$kind:$fault" != synthetic:disk-full ] || hm_fail "disk-full does not apply to synthetic images (docs/operations.md)"
 
 TIMEOUT=2  # both sides' --timeout (and the daemon's --handshake-timeout)
 
@@ -76,13 +82,17 @@ HM_MIGRATE_PREFIX=(ip netns exec "$NETLAB_NS_SRC")
 
 # start_daemon [STOP_AT]: (re)starts the daemon in the destination namespace.
 start_daemon() {
+  local extra=()
+  [ "$kind" = synthetic ] && extra=(--allow-synthetic)
   HM_SERVE_PREFIX=(ip netns exec "$NETLAB_NS_DST" env "HYMIG_STOP_AT=${1:-}")
-  hm_start_serve "$log" --listen "$NETLAB_ADDR_DST:0" --store "$store" --timeout "$TIMEOUT" --handshake-timeout "$TIMEOUT"
+  hm_start_serve "$log" --listen "$NETLAB_ADDR_DST:0" --store "$store" --timeout "$TIMEOUT" --handshake-timeout "$TIMEOUT" "${extra[@]}"
   serve_pid=$HM_SERVE_PID
 }
 
 # A session is over at the daemon: no partial file any more (it discarded it) or the image committed.
 no_partial() { ! compgen -G "$store/.*.part" >/dev/null; }
+# The daemon's log says the session committed (a synthetic image leaves nothing else behind).
+daemon_committed() { grep -q -E 'session [0-9a-f]+: committed' "$log"; }
 writer_running() { local s; s=$(hm_proc_state "$1"); [ -n "$s" ] && [ "$s" != T ] && [ "$s" != t ] && [ "$s" != Z ]; }
 
 cell() {
@@ -97,12 +107,19 @@ cell() {
   hm_log "cell $name: stop at $stop_at, expect $want"
 
   if [ "$who" = destination ]; then start_daemon "$stop_at"; else start_daemon; fi
-  "$HYMIG_TEST_WRITER" --create "$img" --size 16M --seed 7 2>/dev/null || hm_fail "$name: cannot create the image"
-  hm_start_writer "$img" 4000
-  local writer=$HM_WRITER_PID src_env=()
+  local writer="" spec src_env=()
+  if [ "$kind" = file ]; then
+    "$HYMIG_TEST_WRITER" --create "$img" --size 16M --seed 7 2>/dev/null || hm_fail "$name: cannot create the image"
+    hm_start_writer "$img" 4000
+    writer=$HM_WRITER_PID
+    spec="file:$img,pause-pid=$writer"
+  else
+    # The same size and dirty rate as the file image's writer (4000 pages/s), inside the source.
+    spec="synthetic:size=16M,dirty-rate=16M,seed=7"
+  fi
   [ "$who" = source ] && src_env=(env "HYMIG_STOP_AT=$stop_at")
   HM_MIGRATE_PREFIX=(ip netns exec "$NETLAB_NS_SRC" "${src_env[@]}")
-  hm_migrate_bg "$out" "$err" --image "file:$img,pause-pid=$writer" --to "$HM_SERVE_ADDR" --bulk udp --rate 200M \
+  hm_migrate_bg "$out" "$err" --image "$spec" --to "$HM_SERVE_ADDR" --bulk udp --rate 200M \
     --timeout "$TIMEOUT" --downtime-ms 1 --max-rounds 3 --report json
   local migrate=$HM_MIGRATE_PID stopped_pid=$HM_MIGRATE_PID
   [ "$who" = destination ] && stopped_pid=$serve_pid
@@ -143,13 +160,37 @@ cell() {
   [ "$fault" = disk-full ] && rm -f "$HM_TMP/disk/filler"
 
   # The outcome.
+  if [ "$kind" = file ]; then
+    file_outcome
+  else
+    synthetic_outcome
+  fi
+  hm_alive "$serve_pid" || hm_fail "$name: the daemon died: $(tail -n 5 "$log")"
+  [ -n "$writer" ] && hm_kill "$writer"
+  rm -f "$store/$name.bin"
+  kill -TERM "$serve_pid"
+  hm_wait_pid "$serve_pid" 10
+  hm_log "cell $name: $want (exit $rc)"
+}
+
+# restart_after_kill: a killed daemon is restarted, and removes what the dead one left.
+restart_after_kill() {
+  [ "$fault" = destination-killed ] || return 0
+  start_daemon
+  hm_wait_for 5 no_partial || hm_fail "$name: the restarted daemon left the dead one's partial file: $(hm_store_files "$store" | tr '\n' ' ')"
+  if [ "$kind:$phase" != file:connect ] && [ "$kind" = file ]; then
+    grep -q "removed the partial image" "$log" || hm_fail "$name: the restarted daemon did not say it removed the partial image: $(tail -n 5 "$log")"
+  fi
+}
+
+# file_outcome: the cell's outcome for a file image (variables of cell()).
+file_outcome() {
   case $want in
     failed)
       hm_assert_failed_cleanly "$rc" "$err" "$name"
       hm_assert_writer_resumed "$writer" ;;
     unknown:*)
-      [ "$rc" -eq 3 ] || hm_fail "$name: migrate exited $rc, expected 3 (commit sent, unconfirmed): $(tail -c 600 "$err")"
-      grep -q "commit sent but not confirmed" "$err" || hm_fail "$name: no 'commit sent but not confirmed' on stderr: $(tail -c 600 "$err")"
+      assert_unconfirmed
       hm_stopped "$writer" || hm_fail "$name: the writer runs (state $(hm_proc_state "$writer")) although the commit may have landed" ;;
     committed)
       hm_assert_committed "$rc" "$out" "$err" "$name"
@@ -164,14 +205,7 @@ cell() {
       hm_stopped "$writer" || hm_fail "$name: the writer runs (state $(hm_proc_state "$writer")) although the destination committed" ;;
   esac
 
-  # The destination: a killed daemon is restarted, and removes what the dead one left.
-  if [ "$fault" = destination-killed ]; then
-    start_daemon
-    hm_wait_for 5 no_partial || hm_fail "$name: the restarted daemon left the dead one's partial file: $(hm_store_files "$store" | tr '\n' ' ')"
-    if [ "$phase" != connect ]; then
-      grep -q "removed the partial image" "$log" || hm_fail "$name: the restarted daemon did not say it removed the partial image: $(tail -n 5 "$log")"
-    fi
-  fi
+  restart_after_kill
   hm_wait_for $((TIMEOUT + 10)) no_partial || hm_fail "$name: a partial image is still in the store: $(hm_store_files "$store" | tr '\n' ' ')"
   case $want in
     committed | unknown:committed | dst-committed)
@@ -181,7 +215,6 @@ cell() {
       [ -e "$store/$name.bin" ] && hm_fail "$name: the image is in the store although the migration did not commit"
       ;;
   esac
-  hm_alive "$serve_pid" || hm_fail "$name: the daemon died: $(tail -n 5 "$log")"
 
   # Whatever stayed paused for the operator is resumable: resume it, as the operator would when
   # the destination holds nothing.
@@ -190,11 +223,40 @@ cell() {
       kill -CONT "$writer"
       hm_assert_writer_resumed "$writer" ;;
   esac
-  hm_kill "$writer"
-  rm -f "$store/$name.bin"
-  kill -TERM "$serve_pid"
-  hm_wait_pid "$serve_pid" 10
-  hm_log "cell $name: $want (exit $rc)"
+}
+
+# synthetic_outcome: the cell's outcome for a synthetic image. Its pages live in the source process
+# and, at the destination, in the daemon's memory until verified: migrate's exit code and the
+# daemon's log say where it ended, and the store must stay untouched throughout.
+synthetic_outcome() {
+  case $want in
+    failed) hm_assert_failed_cleanly "$rc" "$err" "$name" ;;
+    unknown:*) assert_unconfirmed ;;
+    committed) hm_assert_committed "$rc" "$out" "$err" "$name" ;;
+  esac
+  case $want in
+    committed | unknown:committed | dst-committed)
+      hm_wait_for 10 daemon_committed || hm_fail "$name: the daemon did not log the commit: $(tail -n 5 "$log")" ;;
+    *)
+      # Given the daemon's --timeout to give the session up, it must not have committed it.
+      [ "$fault" = destination-killed ] || hm_wait_for $((TIMEOUT + 10)) session_over ||
+        hm_fail "$name: the daemon did not end the session: $(tail -n 5 "$log")"
+      daemon_committed && hm_fail "$name: the daemon committed an image whose migration did not commit: $(tail -n 5 "$log")"
+      ;;
+  esac
+  restart_after_kill
+  hm_store_empty "$store" || hm_fail "$name: a synthetic migration left '$(hm_store_files "$store" | tr '\n' ' ')' in the store"
+}
+
+# assert_unconfirmed: exit 3 and the documented message (commit sent, its answer never came).
+assert_unconfirmed() {
+  [ "$rc" -eq 3 ] || hm_fail "$name: migrate exited $rc, expected 3 (commit sent, unconfirmed): $(tail -c 600 "$err")"
+  grep -q "commit sent but not confirmed" "$err" || hm_fail "$name: no 'commit sent but not confirmed' on stderr: $(tail -c 600 "$err")"
+}
+
+# session_over: the daemon has no session coming in (it ended this one, or never began it).
+session_over() {
+  ip netns exec "$NETLAB_NS_SRC" "$HYMIG" status "$HM_SERVE_ADDR" --json 2>/dev/null | jq -e '(.incoming | length) == 0' >/dev/null
 }
 
 for p in "${phases[@]}"; do cell "$p"; done

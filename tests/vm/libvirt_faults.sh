@@ -10,7 +10,8 @@
 #      defined nor resumed through libvirt: hymig kills the copy's QEMU itself; libvirtd restarted.
 #   7. the fault matrix's VM cells (docs/operations.md "Faults"): the copy's QEMU killed, and the
 #      destination's libvirtd killed, at each phase exactly (the process stops itself there:
-#      HYMIG_STOP_AT): ready, round 0, round 1, final delta, verify, device state: as above, exit 1
+#      HYMIG_STOP_AT): connect (libvirtd only: no copy exists yet), ready, round 0, round 1, final
+#      delta, verify, device state: as above, exit 1
 #      and the guest runs on at lv1; commit: migrate exits 3 (commit sent, unconfirmed), the guest
 #      stays paused at lv1 and the copy does not run at lv2; following docs/operations.md, the
 #      operator removes what is left at lv2 and resumes the guest at lv1, where it runs on alone.
@@ -157,14 +158,18 @@ unconfirmed() {
 lv__copy_stopped() { [ -z "$(lv_qemus 2 | grep "^$name:" || true)" ]; }
 
 # 7. The fault matrix's VM cells (docs/operations.md, "Faults"): the copy's QEMU killed, and the
-# destination's libvirtd killed, at each phase where the copy exists. The daemon stops itself at
-# the phase (ready sent; a round begun; paused; the digest taken; the commit taken, not acted on),
+# destination's libvirtd killed, at each phase (the copy's QEMU only where the copy exists: from
+# ready on). The daemon stops itself at the phase (connection accepted, before the handshake; ready
+# sent; a round begun; paused; the digest taken; the commit taken, not acted on),
 # except in the device-state phase, where the source stops before sending it. Before the commit:
 # exit 1 and the guest runs on at lv1 (survived). At the commit: exit 3 (unconfirmed).
-for phase in ready round0 round1 final-delta verify device-state commit; do
+for phase in connect ready round0 round1 final-delta verify device-state commit; do
   at=destination:$phase
   [ "$phase" = device-state ] && at=source:device-state
   for fault in qemu libvirtd; do
+    # At connect (the daemon has accepted the connection, before the handshake) no copy exists yet:
+    # only libvirtd can be killed there.
+    [ "$phase:$fault" = connect:qemu ] && continue
     what=${fault}_killed_$phase
     strike_at "$at" "$what"
     if [ "$fault" = qemu ]; then
