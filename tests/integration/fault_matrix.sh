@@ -29,7 +29,7 @@ hm_tmpdir
 
 fault=${1:-}
 shift || true
-kind=file
+kind="file"
 if [ "${1:-}" = --synthetic ]; then kind=synthetic; shift; fi
 phases=("$@")
 [ ${#phases[@]} -gt 0 ] || phases=(connect notify round0 round1 final-delta verify commit)
