@@ -6,7 +6,7 @@
 #include <cstring>
 #include <string>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::bench {
 

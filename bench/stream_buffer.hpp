@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <span>
 
-#include "transport/mapping.hpp"
+#include "core/mapping.hpp"
 
 namespace hymig::bench {
 

@@ -7,9 +7,9 @@
 
 #include <sys/resource.h>
 
-#include "transport/error.hpp"
-#include "transport/units.hpp"
-#include "udp/socket_address.hpp"
+#include "core/error.hpp"
+#include "core/socket_address.hpp"
+#include "core/units.hpp"
 
 namespace hymig::bench {
 

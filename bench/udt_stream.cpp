@@ -19,9 +19,9 @@
 
 #include "bench/stream_buffer.hpp"
 #include "bench/stream_tool.hpp"
-#include "transport/error.hpp"
-#include "transport/units.hpp"
-#include "udp/socket_address.hpp"
+#include "core/error.hpp"
+#include "core/socket_address.hpp"
+#include "core/units.hpp"
 
 namespace hymig::bench {
 namespace {

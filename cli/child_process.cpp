@@ -9,7 +9,7 @@
 
 #include <cerrno>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 extern char** environ;
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "transport/unique_fd.hpp"
+#include "core/unique_fd.hpp"
 
 namespace hymig::cli {
 

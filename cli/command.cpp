@@ -8,7 +8,7 @@
 #include <fstream>
 #include <iostream>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::cli {
 

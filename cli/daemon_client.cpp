@@ -1,9 +1,9 @@
 #include "cli/daemon_client.hpp"
 
-#include "transport/handshake.hpp"
-#include "transport/wire.hpp"
-#include "udp/tcp_connect.hpp"
-#include "udp/tcp_reliable_channel.hpp"
+#include "protocol/handshake.hpp"
+#include "protocol/wire.hpp"
+#include "tcp/tcp_connect.hpp"
+#include "tcp/tcp_reliable_channel.hpp"
 
 namespace hymig::cli {
 

@@ -14,12 +14,12 @@
 
 #include "cli/command.hpp"
 #include "cli/daemon_client.hpp"
-#include "cli/peer_json.hpp"
 #include "cli/drain_runner.hpp"
+#include "cli/peer_json.hpp"
+#include "core/error.hpp"
+#include "core/units.hpp"
 #include "policy/host_capacity.hpp"
-#include "transport/error.hpp"
-#include "transport/units.hpp"
-#include "transport/wire.hpp"
+#include "protocol/wire.hpp"
 #include "vm/domain_survey.hpp"
 
 namespace hymig::cli {

@@ -13,9 +13,9 @@
 #include "cli/child_process.hpp"
 #include "cli/daemon_client.hpp"
 #include "cli/peer_json.hpp"
-#include "transport/error.hpp"
-#include "transport/units.hpp"
-#include "transport/wire.hpp"
+#include "core/error.hpp"
+#include "core/units.hpp"
+#include "protocol/wire.hpp"
 
 namespace hymig::cli {
 namespace {

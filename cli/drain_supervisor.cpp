@@ -6,9 +6,9 @@
 #include <fmt/format.h>
 
 #include "cli/child_process.hpp"
+#include "core/error.hpp"
 #include "policy/drain_request.hpp"
-#include "transport/error.hpp"
-#include "transport/wire.hpp"
+#include "protocol/wire.hpp"
 
 namespace hymig::cli {
 namespace {

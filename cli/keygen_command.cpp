@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "cli/command.hpp"
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::cli {
 

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "cli/command.hpp"
-#include "transport/error.hpp"
-#include "transport/wire.hpp"
+#include "core/error.hpp"
+#include "protocol/wire.hpp"
 
 namespace {
 

@@ -1,13 +1,13 @@
 // Reading JSON that came from another process or host (a daemon's answer, a child's progress line)
 // for display: a field of the wrong type reads as empty or 0, and every text goes through
-// printable() (transport/wire.hpp), so nothing a peer sends can break the output or the terminal.
+// printable() (protocol/wire.hpp), so nothing a peer sends can break the output or the terminal.
 #pragma once
 
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "transport/wire.hpp"
+#include "protocol/wire.hpp"
 
 namespace hymig::cli {
 

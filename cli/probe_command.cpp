@@ -5,10 +5,10 @@
 #include <fmt/format.h>
 
 #include "cli/command.hpp"
+#include "core/units.hpp"
 #include "policy/capabilities.hpp"
 #include "policy/link_probe.hpp"
 #include "policy/plan.hpp"
-#include "transport/units.hpp"
 
 namespace hymig::cli {
 

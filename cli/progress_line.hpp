@@ -2,7 +2,7 @@
 // (for schedulers and the benchmark, which plot a migration's rate over time).
 #pragma once
 
-#include "transport/source_engine.hpp"
+#include "engine/source_engine.hpp"
 
 namespace hymig::cli {
 

@@ -3,9 +3,9 @@
 #include <unistd.h>
 
 #include "cli/command.hpp"
-#include "transport/error.hpp"
-#include "transport/units.hpp"
-#include "udp/socket_address.hpp"
+#include "core/error.hpp"
+#include "core/socket_address.hpp"
+#include "core/units.hpp"
 #include "vm/domain_policy.hpp"
 
 namespace hymig::cli {

@@ -8,9 +8,9 @@
 
 #include <fmt/format.h>
 
-#include "transport/error.hpp"
-#include "transport/unique_fd.hpp"
-#include "udp/socket_address.hpp"
+#include "core/error.hpp"
+#include "core/socket_address.hpp"
+#include "core/unique_fd.hpp"
 
 namespace hymig::cli {
 namespace {

@@ -9,8 +9,8 @@
 #include <cerrno>
 #include <filesystem>
 
-#include "transport/error.hpp"
-#include "transport/unique_fd.hpp"
+#include "core/error.hpp"
+#include "core/unique_fd.hpp"
 
 namespace hymig::cli {
 

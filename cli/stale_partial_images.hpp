@@ -1,6 +1,6 @@
 // The partial images (.NAME.SESSION.part) a daemon that died mid-session left in its store,
 // removed when a daemon starts. A session holds an flock on its partial file while it writes it
-// (transport/file_image.cpp), and the kernel drops that lock with the process however it ends: a
+// (images/file_image.cpp), and the kernel drops that lock with the process however it ends: a
 // file nobody holds is stale. Several daemons may share a store (e.g. several on one host): the
 // files of their running sessions are locked, and left alone.
 #pragma once

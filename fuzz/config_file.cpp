@@ -7,8 +7,8 @@
 
 #include "cli/command.hpp"
 #include "cli/serve_config.hpp"
+#include "core/error.hpp"
 #include "fuzz/decoder_table.hpp"
-#include "transport/error.hpp"
 
 namespace po = boost::program_options;
 

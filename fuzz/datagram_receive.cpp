@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "core/bitmap.hpp"
+#include "engine/page_applier.hpp"
 #include "fuzz/decoder_table.hpp"
+#include "protocol/wire.hpp"
 #include "security/epoch_keys.hpp"
-#include "transport/bitmap.hpp"
-#include "transport/page_applier.hpp"
-#include "transport/wire.hpp"
 
 using namespace hymig;
 

@@ -8,13 +8,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.hpp"
+#include "core/numeric_host.hpp"
+#include "core/socket_address.hpp"
 #include "policy/drain_request.hpp"
 #include "policy/host_capacity.hpp"
-#include "transport/error.hpp"
-#include "transport/numeric_host.hpp"
-#include "transport/wire.hpp"
-#include "udp/socket_address.hpp"
-#include "udp/tcp_frame.hpp"
+#include "protocol/wire.hpp"
+#include "tcp/tcp_frame.hpp"
 #include "verbs/rc_wire.hpp"
 #include "verbs/ud_endpoint.hpp"
 

@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/error.hpp"
 #include "fuzz/decoder_table.hpp"
-#include "transport/error.hpp"
 
 namespace {
 const hymig::fuzz::Decoder& the_decoder() {

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
 #include "fuzz/decoder_table.hpp"
-#include "transport/error.hpp"
 #include "vm/domain_policy.hpp"
 #include "vm/domain_xml.hpp"
 

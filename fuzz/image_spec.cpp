@@ -1,12 +1,12 @@
-// --image specs (transport/image_spec.hpp): parsed only, nothing opened or allocated.
+// --image specs (images/image_spec.hpp): parsed only, nothing opened or allocated.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <variant>
 
+#include "core/error.hpp"
 #include "fuzz/decoder_table.hpp"
-#include "transport/error.hpp"
-#include "transport/image_spec.hpp"
+#include "images/image_spec.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

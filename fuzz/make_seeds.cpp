@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "policy/host_capacity.hpp"
-#include "transport/wire.hpp"
-#include "udp/tcp_frame.hpp"
+#include "protocol/wire.hpp"
+#include "tcp/tcp_frame.hpp"
 #include "verbs/rc_wire.hpp"
 #include "verbs/ud_endpoint.hpp"
 

@@ -10,9 +10,9 @@
 #include <filesystem>
 #include <thread>
 
+#include "core/error.hpp"
+#include "core/unique_fd.hpp"
 #include "policy/link_probe.hpp"
-#include "transport/error.hpp"
-#include "transport/unique_fd.hpp"
 #include "verbs/device_discovery.hpp"
 
 namespace hymig {

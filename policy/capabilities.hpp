@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "transport/wire.hpp"  // kProtocolVersion
+#include "protocol/wire.hpp"  // kProtocolVersion
 
 namespace hymig {
 

@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "transport/units.hpp"
+#include "core/units.hpp"
 
 namespace hymig {
 

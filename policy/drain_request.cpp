@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 
-#include "transport/error.hpp"
-#include "transport/wire.hpp"
+#include "core/error.hpp"
+#include "protocol/wire.hpp"
 
 namespace hymig {
 namespace {

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig {
 namespace {

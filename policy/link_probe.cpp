@@ -15,8 +15,8 @@
 #include <map>
 #include <memory>
 
-#include "transport/error.hpp"
-#include "transport/unique_fd.hpp"
+#include "core/error.hpp"
+#include "core/unique_fd.hpp"
 
 namespace hymig {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig {
 namespace {

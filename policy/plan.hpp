@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "policy/capabilities.hpp"
-#include "transport/page_compressor.hpp"  // Compression
+#include "protocol/page_compressor.hpp"  // Compression
 
 namespace hymig {
 

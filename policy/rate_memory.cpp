@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "transport/unique_fd.hpp"
+#include "core/unique_fd.hpp"
 
 namespace hymig {
 namespace {

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <utility>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig {
 namespace {

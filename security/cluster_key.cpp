@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig {
 namespace {

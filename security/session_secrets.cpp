@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig {
 

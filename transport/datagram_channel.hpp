@@ -1,6 +1,6 @@
 // The unreliable, batched datagram channel that carries the bulk page stream.
 // Backends: udp/ (UDP sockets, sendmmsg/GSO/GRO), verbs/ (RoCE UD queue pairs), and the in-memory
-// fake (transport/fake_channel.hpp) for engine tests. Datagrams may be lost, reordered, duplicated
+// fake (testing/fake_channel.hpp) for engine tests. Datagrams may be lost, reordered, duplicated
 // or corrupted; the engine validates every byte it receives.
 #pragma once
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "transport/buffer.hpp"
+#include "core/buffer.hpp"
 
 namespace hymig {
 
@@ -28,6 +28,10 @@ class DatagramChannel {
 
   // Name for reports: "udp", "ud", "fake".
   virtual std::string transport_name() const = 0;
+
+  // What notify tells the destination to build to receive these datagrams: "udp" (sockets) or
+  // "ud" (queue pairs). The only values the wire takes; a test double names the kind it mimics.
+  virtual std::string wire_kind() const { return transport_name(); }
 
   // Largest datagram (all parts together) this channel can carry to the peer.
   virtual std::size_t max_datagram() const = 0;

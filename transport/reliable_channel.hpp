@@ -1,7 +1,7 @@
 // The reliable, ordered message channel: hello/notify/ready, reports, and the final delta.
-// Backends: udp/ (TCP), verbs/ (RC queue pairs), the in-memory fake for engine tests.
+// Backends: tcp/ (TCP), verbs/ (RC queue pairs), the in-memory fake (testing/) for engine tests.
 //
-// A message is a type byte and a body (a small encoded struct, see transport/wire.hpp), optionally
+// A message is a type byte and a body (a small encoded struct, see protocol/wire.hpp), optionally
 // followed by a raw payload (page contents) that the sender gathers straight from the image and the
 // receiver scatters straight into the target image: no staging copy on either side.
 #pragma once
@@ -14,8 +14,8 @@
 #include <span>
 #include <string>
 
+#include "core/buffer.hpp"
 #include "security/aead.hpp"
-#include "transport/buffer.hpp"
 
 namespace hymig {
 

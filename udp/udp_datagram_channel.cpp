@@ -10,9 +10,9 @@
 #include <cerrno>
 #include <stdexcept>
 
-#include "transport/error.hpp"
-#include "udp/fd_wait.hpp"
-#include "udp/socket_address.hpp"
+#include "core/error.hpp"
+#include "core/fd_wait.hpp"
+#include "core/socket_address.hpp"
 #include "udp/udp_socket_options.hpp"
 
 namespace hymig {

@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
+#include "core/unique_fd.hpp"
 #include "transport/datagram_channel.hpp"
-#include "transport/unique_fd.hpp"
 #include "udp/udp_receive_ring.hpp"
 #include "udp/udp_send_arena.hpp"
 

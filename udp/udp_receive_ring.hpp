@@ -11,7 +11,7 @@
 #include <span>
 #include <vector>
 
-#include "transport/buffer.hpp"
+#include "core/buffer.hpp"
 
 namespace hymig {
 

@@ -12,7 +12,7 @@
 #include <span>
 #include <vector>
 
-#include "transport/buffer.hpp"
+#include "core/buffer.hpp"
 
 namespace hymig {
 

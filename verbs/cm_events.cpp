@@ -6,8 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "transport/error.hpp"
-#include "udp/fd_wait.hpp"
+#include "core/error.hpp"
+#include "core/fd_wait.hpp"
 
 namespace hymig::verbs {
 

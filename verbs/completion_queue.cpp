@@ -5,8 +5,8 @@
 
 #include <cerrno>
 
-#include "transport/error.hpp"
-#include "udp/fd_wait.hpp"
+#include "core/error.hpp"
+#include "core/fd_wait.hpp"
 
 namespace hymig::verbs {
 

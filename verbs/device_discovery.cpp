@@ -9,7 +9,7 @@
 #include <fstream>
 #include <string_view>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::verbs {
 

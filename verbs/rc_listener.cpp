@@ -3,8 +3,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "transport/error.hpp"
-#include "udp/socket_address.hpp"
+#include "core/error.hpp"
+#include "core/socket_address.hpp"
 #include "verbs/cm_events.hpp"
 #include "verbs/device_discovery.hpp"
 #include "verbs/rc_wire.hpp"

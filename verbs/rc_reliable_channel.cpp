@@ -8,8 +8,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "udp/fd_wait.hpp"
-#include "udp/socket_address.hpp"
+#include "core/fd_wait.hpp"
+#include "core/socket_address.hpp"
 #include "verbs/device_discovery.hpp"
 
 namespace hymig::verbs {

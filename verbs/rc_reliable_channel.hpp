@@ -75,7 +75,7 @@
 #include <string>
 #include <vector>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 #include "transport/reliable_channel.hpp"
 #include "verbs/cm_events.hpp"
 #include "verbs/completion_queue.hpp"

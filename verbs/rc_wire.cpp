@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <string>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::verbs {
 

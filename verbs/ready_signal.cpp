@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::verbs {
 

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "transport/unique_fd.hpp"
+#include "core/unique_fd.hpp"
 
 namespace hymig::verbs {
 

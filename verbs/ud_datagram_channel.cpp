@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::verbs {
 

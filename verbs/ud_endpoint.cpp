@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 #include "verbs/device_discovery.hpp"
 
 namespace hymig::verbs {

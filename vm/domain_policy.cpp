@@ -62,7 +62,7 @@
 
 #include <algorithm>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 #include "vm/domain_xml.hpp"
 
 namespace hymig::vm {

@@ -3,7 +3,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 #include "vm/domain_xml.hpp"
 #include "vm/libvirt_domain.hpp"
 #include "vm/libvirt_image.hpp"

@@ -8,7 +8,7 @@
 #include <mutex>
 #include <optional>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::vm {
 namespace {

@@ -7,7 +7,7 @@
 #include <mutex>
 #include <vector>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::vm {
 namespace {

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "transport/error.hpp"
-#include "transport/image.hpp"
-#include "transport/wire.hpp"
+#include "core/error.hpp"
+#include "images/image.hpp"
+#include "protocol/wire.hpp"
 #include "vm/domain_policy.hpp"
 
 namespace hymig::vm {

@@ -6,7 +6,7 @@
 
 #include <cstdlib>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 #include "vm/qmp_client.hpp"
 
 namespace hymig::vm {

@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <string>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::vm {
 

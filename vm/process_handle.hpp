@@ -6,7 +6,7 @@
 
 #include <chrono>
 
-#include "transport/unique_fd.hpp"
+#include "core/unique_fd.hpp"
 
 namespace hymig::vm {
 

@@ -13,10 +13,10 @@
 #include <iostream>
 #include <vector>
 
-#include "transport/error.hpp"
-#include "transport/mapping.hpp"
-#include "transport/file_image.hpp"
-#include "transport/unique_fd.hpp"
+#include "core/error.hpp"
+#include "core/mapping.hpp"
+#include "core/unique_fd.hpp"
+#include "images/file_image.hpp"
 #include "vm/domain_policy.hpp"
 
 namespace hymig::vm {

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "transport/image.hpp"
-#include "transport/unique_fd.hpp"
-#include "transport/wire.hpp"
+#include "core/unique_fd.hpp"
+#include "images/image.hpp"
+#include "protocol/wire.hpp"
 #include "vm/qemu_vm.hpp"
 
 namespace hymig::vm {

@@ -4,7 +4,7 @@
 
 #include <thread>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::vm {
 namespace {

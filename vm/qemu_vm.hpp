@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "transport/unique_fd.hpp"
+#include "core/unique_fd.hpp"
 #include "vm/process_handle.hpp"
 #include "vm/qmp_client.hpp"
 

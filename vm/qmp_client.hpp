@@ -16,8 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "transport/error.hpp"
-#include "transport/unique_fd.hpp"
+#include "core/error.hpp"
+#include "core/unique_fd.hpp"
 #include "vm/qmp_endpoint.hpp"
 
 namespace hymig::vm {

@@ -2,7 +2,7 @@
 
 #include <iostream>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 #include "vm/qemu_images.hpp"
 #include "vm/qemu_vm.hpp"
 

@@ -15,8 +15,8 @@
 #include <memory>
 #include <string>
 
-#include "transport/image.hpp"
-#include "transport/wire.hpp"
+#include "images/image.hpp"
+#include "protocol/wire.hpp"
 
 namespace hymig::vm {
 

@@ -8,7 +8,7 @@
 #include <random>
 
 #include "bench/micro/buffers.hpp"
-#include "transport/bitmap.hpp"
+#include "core/bitmap.hpp"
 
 namespace hymig::micro {
 namespace {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "bench/micro/buffers.hpp"
-#include "transport/page_hash.hpp"
+#include "protocol/page_hash.hpp"
 
 namespace hymig::micro {
 namespace {

@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "bench/micro/buffers.hpp"
+#include "protocol/page_hash.hpp"
+#include "protocol/wire.hpp"
 #include "security/epoch_keys.hpp"
-#include "transport/page_hash.hpp"
-#include "transport/wire.hpp"
 
 namespace hymig::micro {
 namespace {

@@ -4,7 +4,7 @@
 #include <benchmark/benchmark.h>
 
 #include "bench/micro/buffers.hpp"
-#include "transport/page_hash.hpp"
+#include "protocol/page_hash.hpp"
 
 namespace hymig::micro {
 namespace {

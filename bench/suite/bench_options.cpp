@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "bench/suite/peer.hpp"
-#include "transport/error.hpp"
-#include "transport/units.hpp"
+#include "core/error.hpp"
+#include "core/units.hpp"
 
 namespace hymig::bench {
 namespace {

@@ -14,7 +14,7 @@
 #include <sstream>
 #include <thread>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 extern char** environ;
 

@@ -27,10 +27,10 @@
 #include "bench/suite/peer.hpp"
 #include "bench/suite/shared_link.hpp"
 #include "bench/suite/summary.hpp"
+#include "core/error.hpp"
+#include "core/socket_address.hpp"
 #include "policy/link_probe.hpp"
 #include "security/cluster_key.hpp"
-#include "transport/error.hpp"
-#include "udp/socket_address.hpp"
 
 namespace hymig::bench {
 namespace {

@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/suite/child_process.hpp"
-#include "transport/error.hpp"
-#include "transport/unique_fd.hpp"
+#include "core/error.hpp"
+#include "core/unique_fd.hpp"
 
 namespace hymig::bench {
 namespace {

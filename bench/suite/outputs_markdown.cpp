@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "bench/suite/outputs.hpp"
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::bench {
 namespace {

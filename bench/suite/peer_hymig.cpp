@@ -7,7 +7,7 @@
 #include <sstream>
 #include "bench/suite/child_process.hpp"
 #include "bench/suite/peer.hpp"
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::bench {
 namespace {

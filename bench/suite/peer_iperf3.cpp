@@ -11,9 +11,9 @@
 
 #include "bench/suite/child_process.hpp"
 #include "bench/suite/peer.hpp"
-#include "transport/error.hpp"
-#include "transport/unique_fd.hpp"
-#include "udp/socket_address.hpp"
+#include "core/error.hpp"
+#include "core/socket_address.hpp"
+#include "core/unique_fd.hpp"
 
 namespace hymig::bench {
 namespace {

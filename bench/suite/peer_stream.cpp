@@ -9,7 +9,7 @@
 
 #include "bench/suite/child_process.hpp"
 #include "bench/suite/peer.hpp"
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::bench {
 namespace {

@@ -3,7 +3,7 @@
 #include <thread>
 
 #include "bench/suite/pair_runner.hpp"
-#include "transport/error.hpp"
+#include "core/error.hpp"
 
 namespace hymig::bench {
 namespace {

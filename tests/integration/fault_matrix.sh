@@ -4,7 +4,7 @@
 # (pause-pid) migrated between two namespaces (netlab), or with --synthetic on a synthetic image
 # dirtied inside the source process (no writer, nothing stored: the daemon's log and migrate's exit
 # tell the outcome). Each cell strikes at exactly its phase: the process
-# named by the cell stops itself there (HYMIG_STOP_AT=ROLE:POINT, transport/stop_point.hpp), the
+# named by the cell stops itself there (HYMIG_STOP_AT=ROLE:POINT, protocol/stop_point.hpp), the
 # test applies the fault, then lets it go on. Per cell it asserts the documented outcome:
 #   failed        migrate exits 1 with an error line; the writer runs again; the store holds
 #                 neither the image nor a partial file once the daemon gave up; the daemon lives

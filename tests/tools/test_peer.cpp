@@ -61,14 +61,14 @@
 #include <thread>
 #include <vector>
 
+#include "core/error.hpp"
+#include "core/socket_address.hpp"
+#include "core/unique_fd.hpp"
+#include "protocol/handshake.hpp"
+#include "protocol/wire.hpp"
 #include "security/cluster_key.hpp"
-#include "transport/error.hpp"
-#include "transport/handshake.hpp"
-#include "transport/unique_fd.hpp"
-#include "transport/wire.hpp"
-#include "udp/socket_address.hpp"
-#include "udp/tcp_connect.hpp"
-#include "udp/tcp_listener.hpp"
+#include "tcp/tcp_connect.hpp"
+#include "tcp/tcp_listener.hpp"
 
 namespace hymig::testpeer {
 namespace {

@@ -59,8 +59,8 @@
 #include <string>
 #include <vector>
 
+#include "core/unique_fd.hpp"
 #include "tests/tools/seeded_rng.hpp"
-#include "transport/unique_fd.hpp"
 
 namespace {
 

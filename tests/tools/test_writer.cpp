@@ -34,10 +34,10 @@
 #include <utility>
 #include <vector>
 
+#include "core/error.hpp"
+#include "core/unique_fd.hpp"
+#include "core/units.hpp"
 #include "tests/tools/seeded_rng.hpp"
-#include "transport/error.hpp"
-#include "transport/unique_fd.hpp"
-#include "transport/units.hpp"
 
 namespace {
 
@@ -101,7 +101,7 @@ std::uint64_t parse_u64(std::string_view flag, std::string_view s) {
   return v;
 }
 
-// Sizes as the hymig command reads them (transport/units.hpp), reported as usage errors.
+// Sizes as the hymig command reads them (core/units.hpp), reported as usage errors.
 std::uint64_t parse_size(std::string_view flag, std::string_view s) {
   try {
     return hymig::parse_size(s, flag);

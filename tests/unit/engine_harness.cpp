@@ -4,7 +4,7 @@
 #include <thread>
 #include <vector>
 
-#include "transport/handshake.hpp"
+#include "protocol/handshake.hpp"
 
 namespace hymig::harness {
 

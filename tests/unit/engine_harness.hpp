@@ -9,11 +9,11 @@
 #include <memory>
 #include <string>
 
+#include "core/mapping.hpp"
+#include "engine/destination_engine.hpp"
+#include "engine/source_engine.hpp"
 #include "security/session_secrets.hpp"
-#include "transport/destination_engine.hpp"
-#include "transport/fake_channel.hpp"
-#include "transport/mapping.hpp"
-#include "transport/source_engine.hpp"
+#include "testing/fake_channel.hpp"
 
 namespace hymig::harness {
 

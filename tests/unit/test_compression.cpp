@@ -9,14 +9,14 @@
 
 #include <zstd.h>
 
+#include "engine/compression_governor.hpp"
+#include "engine/page_applier.hpp"
+#include "images/synthetic_image.hpp"
+#include "protocol/page_compressor.hpp"
+#include "protocol/page_hash.hpp"
+#include "protocol/wire.hpp"
 #include "security/epoch_keys.hpp"
 #include "tests/unit/engine_harness.hpp"
-#include "transport/compression_governor.hpp"
-#include "transport/page_applier.hpp"
-#include "transport/page_compressor.hpp"
-#include "transport/page_hash.hpp"
-#include "transport/synthetic_image.hpp"
-#include "transport/wire.hpp"
 
 namespace hymig {
 namespace {

@@ -8,13 +8,13 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/error.hpp"
+#include "core/mapping.hpp"
+#include "engine/destination_engine.hpp"
+#include "engine/source_engine.hpp"
+#include "images/synthetic_image.hpp"
+#include "testing/fake_channel.hpp"
 #include "tests/unit/engine_harness.hpp"
-#include "transport/destination_engine.hpp"
-#include "transport/error.hpp"
-#include "transport/fake_channel.hpp"
-#include "transport/mapping.hpp"
-#include "transport/source_engine.hpp"
-#include "transport/synthetic_image.hpp"
 
 namespace hymig {
 namespace {

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "transport/error.hpp"
+#include "core/error.hpp"
 #include "vm/domain_policy.hpp"
 #include "vm/domain_xml.hpp"
 #include "vm/qemu_images.hpp"

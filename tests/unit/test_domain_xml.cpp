@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "transport/error.hpp"
-#include "transport/wire.hpp"
+#include "core/error.hpp"
+#include "protocol/wire.hpp"
 #include "vm/domain_xml.hpp"
 #include "vm/libvirt_image.hpp"
 

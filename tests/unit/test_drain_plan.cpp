@@ -6,10 +6,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/error.hpp"
 #include "policy/drain_plan.hpp"
 #include "policy/drain_request.hpp"
 #include "policy/host_capacity.hpp"
-#include "transport/error.hpp"
 
 namespace hymig {
 namespace {

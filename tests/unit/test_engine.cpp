@@ -7,8 +7,8 @@
 #include <cstring>
 #include <thread>
 
+#include "images/synthetic_image.hpp"
 #include "tests/unit/engine_harness.hpp"
-#include "transport/synthetic_image.hpp"
 
 namespace hymig {
 namespace {

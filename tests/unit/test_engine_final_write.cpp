@@ -11,9 +11,9 @@
 #include <cstring>
 #include <thread>
 
+#include "core/error.hpp"
+#include "images/synthetic_image.hpp"
 #include "tests/unit/engine_harness.hpp"
-#include "transport/error.hpp"
-#include "transport/synthetic_image.hpp"
 
 namespace hymig {
 namespace {

@@ -8,14 +8,14 @@
 #include <cstring>
 #include <thread>
 
+#include "core/mapping.hpp"
+#include "engine/destination_engine.hpp"
+#include "engine/source_engine.hpp"
+#include "images/file_image.hpp"
+#include "images/synthetic_image.hpp"
+#include "protocol/page_hash.hpp"
+#include "testing/fake_channel.hpp"
 #include "tests/unit/engine_harness.hpp"
-#include "transport/destination_engine.hpp"
-#include "transport/fake_channel.hpp"
-#include "transport/file_image.hpp"
-#include "transport/mapping.hpp"
-#include "transport/page_hash.hpp"
-#include "transport/source_engine.hpp"
-#include "transport/synthetic_image.hpp"
 
 namespace hymig {
 namespace {

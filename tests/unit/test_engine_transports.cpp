@@ -10,10 +10,10 @@
 #include <future>
 #include <thread>
 
+#include "images/synthetic_image.hpp"
+#include "tcp/tcp_connect.hpp"
+#include "tcp/tcp_listener.hpp"
 #include "tests/unit/engine_harness.hpp"
-#include "transport/synthetic_image.hpp"
-#include "udp/tcp_connect.hpp"
-#include "udp/tcp_listener.hpp"
 #include "udp/udp_datagram_channel.hpp"
 #include "verbs/device_discovery.hpp"
 #include "verbs/rc_connect.hpp"

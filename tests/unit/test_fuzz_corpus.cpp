@@ -10,9 +10,9 @@
 
 #include "cli/command.hpp"
 #include "cli/serve_config.hpp"
+#include "core/error.hpp"
 #include "fuzz/decoder_table.hpp"
-#include "transport/error.hpp"
-#include "transport/image_spec.hpp"
+#include "images/image_spec.hpp"
 #include "vm/domain_policy.hpp"
 #include "vm/domain_xml.hpp"
 

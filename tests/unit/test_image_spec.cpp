@@ -1,11 +1,11 @@
-// transport/image_spec.hpp: --image specs parsed without opening anything, and refused as usage
+// images/image_spec.hpp: --image specs parsed without opening anything, and refused as usage
 // errors where they would be dangerous.
 #include <gtest/gtest.h>
 
 #include <variant>
 
-#include "transport/error.hpp"
-#include "transport/image_spec.hpp"
+#include "core/error.hpp"
+#include "images/image_spec.hpp"
 
 using namespace hymig;
 

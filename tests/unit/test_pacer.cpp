@@ -6,8 +6,8 @@
 #include <random>
 #include <string>
 
-#include "transport/pacer.hpp"
-#include "transport/units.hpp"
+#include "core/units.hpp"
+#include "engine/pacer.hpp"
 
 namespace hymig {
 namespace {

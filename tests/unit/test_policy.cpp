@@ -5,8 +5,8 @@
 #include <optional>
 #include <string>
 
+#include "core/error.hpp"
 #include "policy/plan.hpp"
-#include "transport/error.hpp"
 
 namespace hymig {
 namespace {

@@ -3,8 +3,8 @@
 
 #include <string>
 
+#include "core/error.hpp"
 #include "policy/capabilities.hpp"
-#include "transport/error.hpp"
 
 namespace hymig {
 namespace {

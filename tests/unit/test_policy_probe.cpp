@@ -3,9 +3,9 @@
 
 #include <algorithm>
 
+#include "core/error.hpp"
 #include "policy/capabilities.hpp"
 #include "policy/link_probe.hpp"
-#include "transport/error.hpp"
 
 namespace hymig {
 namespace {

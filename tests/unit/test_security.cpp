@@ -10,21 +10,21 @@
 #include <future>
 #include <thread>
 
+#include "core/byte_codec.hpp"
+#include "core/error.hpp"
+#include "core/unique_fd.hpp"
+#include "protocol/handshake.hpp"
+#include "protocol/page_hash.hpp"
+#include "protocol/sealed_channel.hpp"
+#include "protocol/wire.hpp"
 #include "security/aead.hpp"
 #include "security/cluster_key.hpp"
 #include "security/epoch_keys.hpp"
 #include "security/replay_window.hpp"
 #include "security/tls_psk_handshake.hpp"
-#include "transport/byte_codec.hpp"
-#include "transport/error.hpp"
-#include "transport/fake_channel.hpp"
-#include "transport/handshake.hpp"
-#include "transport/page_hash.hpp"
-#include "transport/sealed_channel.hpp"
-#include "transport/unique_fd.hpp"
-#include "transport/wire.hpp"
-#include "udp/tcp_connect.hpp"
-#include "udp/tcp_listener.hpp"
+#include "tcp/tcp_connect.hpp"
+#include "tcp/tcp_listener.hpp"
+#include "testing/fake_channel.hpp"
 
 namespace hymig {
 namespace {

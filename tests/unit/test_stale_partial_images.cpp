@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "cli/stale_partial_images.hpp"
-#include "transport/unique_fd.hpp"
+#include "core/unique_fd.hpp"
 
 namespace fs = std::filesystem;
 using namespace hymig;

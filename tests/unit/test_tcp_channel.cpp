@@ -12,11 +12,11 @@
 #include <thread>
 #include <vector>
 
-#include "transport/error.hpp"
-#include "udp/socket_address.hpp"
-#include "udp/tcp_connect.hpp"
-#include "udp/tcp_frame.hpp"
-#include "udp/tcp_listener.hpp"
+#include "core/error.hpp"
+#include "core/socket_address.hpp"
+#include "tcp/tcp_connect.hpp"
+#include "tcp/tcp_frame.hpp"
+#include "tcp/tcp_listener.hpp"
 
 namespace hymig {
 namespace {

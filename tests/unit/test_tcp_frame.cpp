@@ -1,8 +1,8 @@
 // The TCP frame header: layout on the wire and validation of every field.
 #include <gtest/gtest.h>
 
-#include "transport/error.hpp"
-#include "udp/tcp_frame.hpp"
+#include "core/error.hpp"
+#include "tcp/tcp_frame.hpp"
 
 namespace hymig {
 namespace {

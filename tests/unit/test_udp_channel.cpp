@@ -15,9 +15,9 @@
 #include <thread>
 #include <vector>
 
-#include "transport/error.hpp"
-#include "transport/unique_fd.hpp"
-#include "udp/socket_address.hpp"
+#include "core/error.hpp"
+#include "core/socket_address.hpp"
+#include "core/unique_fd.hpp"
 #include "udp/udp_datagram_channel.hpp"
 
 namespace hymig {

@@ -3,8 +3,8 @@
 
 #include <netinet/in.h>
 
-#include "transport/error.hpp"
-#include "udp/socket_address.hpp"
+#include "core/error.hpp"
+#include "core/socket_address.hpp"
 
 namespace hymig {
 namespace {

@@ -16,8 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/error.hpp"
 #include "tests/unit/test_verbs_lab.hpp"
-#include "transport/error.hpp"
 #include "verbs/rc_connect.hpp"
 #include "verbs/rc_listener.hpp"
 #include "verbs/rc_reliable_channel.hpp"

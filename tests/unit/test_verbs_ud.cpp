@@ -10,8 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/error.hpp"
 #include "tests/unit/test_verbs_lab.hpp"
-#include "transport/error.hpp"
 #include "verbs/ud_datagram_channel.hpp"
 #include "verbs/ud_endpoint.hpp"
 

@@ -6,11 +6,11 @@
 #include <array>
 #include <random>
 
+#include "core/error.hpp"
+#include "engine/page_applier.hpp"
+#include "protocol/page_hash.hpp"
+#include "protocol/wire.hpp"
 #include "security/epoch_keys.hpp"
-#include "transport/error.hpp"
-#include "transport/page_applier.hpp"
-#include "transport/page_hash.hpp"
-#include "transport/wire.hpp"
 
 namespace hymig {
 namespace {
@@ -82,6 +82,7 @@ TEST(WireHandshake, NotifyRejectsBadFields) {
   bad([](auto& j) { j.erase("datagram_protection"); });
   bad([](auto& j) { j["image_kind"] = "disk"; });
   bad([](auto& j) { j["bulk"] = "carrier-pigeon"; });
+  bad([](auto& j) { j["bulk"] = "fake"; });  // the test double's report name is no wire kind
   bad([](auto& j) { j["session"] = -1; });
   bad([](auto& j) { j["datagram_bytes"] = 10; });
   bad([](auto& j) { j.erase("verify"); });

@@ -37,7 +37,7 @@ lvh_serve() {
   shift 2
   lv_expect "$to" "$name"
   mapfile -t policy < <(lvh_policy_args)
-  # LVH_STOP_AT=destination:POINT: the daemon stops itself there (transport/stop_point.hpp).
+  # LVH_STOP_AT=destination:POINT: the daemon stops itself there (protocol/stop_point.hpp).
   HM_SERVE_PREFIX=(ip netns exec "${LV_NS[$to]}" env "HYMIG_STOP_AT=${LVH_STOP_AT:-}")
   hm_start_serve "$log" --listen "${LV_ADDR[$to]}:0" --once --libvirt --connect "${LV_URI[$to]}" \
     --vm-runtime-dir "${LV_RUNDIR[$to]}" --store "$HM_TMP/store$to" \

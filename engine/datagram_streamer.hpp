@@ -1,0 +1,109 @@
+// The source's hot path: cuts the pages of a round into datagrams (header + entries in a reused
+// arena), seals each (AES-GCM: page bytes encrypted from the image straight into the arena; with
+// protection mac they are gathered from the image and only authenticated), paces them and hands
+// them to the channel in batches. Pages zstd shrinks go compressed where the lane's governor says
+// it pays. No allocation and no system call per page.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "core/bitmap.hpp"
+#include "engine/compression_governor.hpp"
+#include "engine/pacer.hpp"
+#include "protocol/page_compressor.hpp"
+#include "protocol/wire.hpp"
+#include "security/epoch_keys.hpp"
+#include "transport/datagram_channel.hpp"
+
+namespace hymig {
+
+class DatagramStreamer {
+ public:
+  // `lane`: which lane this streamer feeds (its keys, its sequence numbers, the header's lane).
+  DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
+                   std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
+                   std::chrono::milliseconds stall_timeout, DatagramProtection protection,
+                   const SessionSecrets& secrets, std::uint32_t lane = 0,
+                   Compression compression = Compression::off);
+
+  struct RoundResult {
+    std::uint64_t zero_pages = 0;  // bytes and datagrams: the difference of the running counters
+  };
+
+  // Sends every page in `pages` tagged with `round`, recording each page's hash in sent_hashes.
+  // Pages set in `known_zero` (holes of the image's file, SourceImage::find_zero_pages) go as zero
+  // entries without being read. `rate` gives the pacing rate (bytes/s) before each batch;
+  // `between_batches` runs after each batch (the caller reads reports there) and may throw to stop
+  // the round.
+  RoundResult send_round(std::uint32_t round, const Bitmap& pages, const Bitmap& known_zero,
+                         const std::function<double()>& rate, const std::function<void()>& between_batches);
+
+  // Safe to read from another thread while a round is sent. next_seq() and bytes_sealed() count
+  // datagrams made (each is sent before the next batch is made): what the receiver can have seen.
+  std::uint64_t next_seq() const { return next_seq_.load(std::memory_order_relaxed); }
+  std::uint64_t bytes_sealed() const { return bytes_sealed_.load(std::memory_order_relaxed); }
+  std::uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
+  std::uint64_t datagrams_sent() const { return datagrams_sent_.load(std::memory_order_relaxed); }
+  // Pages sent compressed, and their compressed bytes.
+  std::uint64_t compressed_pages() const { return compressed_pages_.load(std::memory_order_relaxed); }
+  std::uint64_t compressed_bytes() const { return compressed_bytes_.load(std::memory_order_relaxed); }
+  const CompressionGovernor& governor() const { return governor_; }
+
+ private:
+  struct Slot {
+    std::vector<std::byte> buf;           // header + entries, then (aead) the sealed payload and tag
+    std::vector<std::byte> zbuf;          // the compressed pages the datagram carries
+    std::size_t zused = 0;
+    std::vector<DatagramEntry> entries;
+    std::vector<ConstBuffer> parts;       // while filling: [0] = head, then page payloads
+    std::size_t payload = 0;
+    AeadTag tag{};                        // protection mac: the datagram's last part
+  };
+
+  void add_page(std::uint64_t page, std::uint32_t round, bool known_zero);
+  // Compresses the page into zscratch_ when the governor says so; its length, or 0.
+  std::size_t try_compress(const std::byte* data);
+  void add_packed(Slot& s, std::uint64_t page, std::uint64_t hash, std::size_t compressed);
+  void seal(Slot& s, std::uint32_t round, std::uint16_t chunk_index, std::uint16_t chunk_count);
+  Slot& open_slot();
+  void flush(const std::function<double()>& rate, const std::function<void()>& between_batches);
+
+  DatagramChannel& ch_;
+  DatagramLayout layout_;
+  std::uint64_t session_;
+  std::span<const std::byte> image_;
+  std::span<std::uint64_t> sent_hashes_;
+  std::chrono::milliseconds stall_timeout_;
+  std::uint64_t zero_hash_;
+  std::uint16_t max_zero_entries_;
+  DatagramProtection protection_;
+  EpochKeys keys_;
+
+  std::vector<Slot> slots_;
+  std::vector<OutDatagram> out_;
+  std::size_t used_ = 0;         // sealed slots waiting in the batch
+  std::size_t batch_bytes_ = 0;  // their bytes
+  std::size_t batch_limit_ = 0;  // flush at this many bytes (about 1 ms at the current rate)
+  int open_whole_ = -1;          // slot collecting whole pages, or -1
+  int open_zero_ = -1;           // slot collecting zero and compressed pages (chunked mode), or -1
+
+  TokenBucket bucket_;
+  std::uint32_t lane_;
+  std::atomic<std::uint64_t> next_seq_{0}, bytes_sealed_{0}, bytes_sent_{0}, datagrams_sent_{0};
+  std::atomic<std::uint64_t> compressed_pages_{0}, compressed_bytes_{0};
+
+  PageCompressor compressor_;
+  CompressionGovernor governor_;
+  std::vector<std::byte> zscratch_;    // one compressed page, before it goes into its slot
+  std::size_t compress_cap_ = 0;       // the most a compressed page may take here
+  std::uint64_t batch_pages_ = 0;      // pages added since the last batch went
+  std::chrono::steady_clock::time_point batch_start_{};
+  RoundResult result_;
+};
+
+}  // namespace hymig

@@ -1,0 +1,286 @@
+#include "engine/pacer.hpp"
+
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <vector>
+#include <thread>
+
+namespace hymig {
+
+std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, std::uint64_t sender_bytes_sent,
+                                                           std::chrono::steady_clock::time_point now, bool quick) {
+  if (p.min_owd_ns != INT64_MAX && p.datagrams) {
+    min_owd_ns_ = std::min(min_owd_ns_, p.min_owd_ns);
+    interval_min_owd_ns_ = std::min(interval_min_owd_ns_, p.min_owd_ns);
+  }
+  // The round trip: our own stamp, echoed with how long the receiver held it (both clocks'
+  // offsets cancel). A smoothed value, as TCP keeps one; absurd samples are ignored.
+  const auto now_ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count());
+  const std::uint64_t sent_ns = p.echo_send_time_ns;
+  if (sent_ns && sent_ns <= now_ns && p.echo_hold_ns <= now_ns - sent_ns) {
+    const double rtt = static_cast<double>(now_ns - sent_ns - p.echo_hold_ns) * 1e-9;
+    if (rtt < 10) srtt_s_ = srtt_s_ == 0 ? rtt : 0.875 * srtt_s_ + 0.125 * rtt;
+  }
+  if (!have_base_) {
+    have_base_ = true;
+    base_ = p;
+    base_sender_bytes_ = sender_bytes_sent;
+    base_time_ = now;
+    return std::nullopt;
+  }
+  if (p.next_seq < base_.next_seq || p.datagrams < base_.datagrams || p.receiver_time_ns <= base_.receiver_time_ns)
+    return std::nullopt;  // out of order or a counter went backwards: not a usable span
+  const std::uint64_t seq_span = p.next_seq - base_.next_seq;
+  const double dt = (p.receiver_time_ns - base_.receiver_time_ns) * 1e-9;
+  // Long enough to average out a receiver that was descheduled for a few ms (2 cores, shared).
+  // Startup leaves only on two such samples in a row, so its shorter ones are still ~20 ms of evidence.
+  const std::uint64_t min_datagrams = quick ? 32 : 64;
+  const double min_dt = quick ? 0.0095 : 0.02;  // the receiver reports every 10 ms: not one report late
+  if ((seq_span < min_datagrams || dt < min_dt) && dt < 0.2) return std::nullopt;
+
+  FeedbackSample s;
+  s.interval_s = dt;
+  const std::uint64_t got = p.datagrams - base_.datagrams;
+  s.datagrams = static_cast<double>(seq_span);
+  s.loss = seq_span ? std::clamp(1.0 - static_cast<double>(got) / seq_span, 0.0, 1.0) : 0.0;
+  if (seq_span > got) lost_ += seq_span - got;
+  s.delivered_rate = (p.bytes - base_.bytes) / dt;
+  const double sender_dt = std::chrono::duration<double>(now - base_time_).count();
+  s.send_rate = sender_dt > 0 ? (sender_bytes_sent - base_sender_bytes_) / sender_dt : 0;
+  s.qdelay_s = interval_min_owd_ns_ != INT64_MAX ? (interval_min_owd_ns_ - min_owd_ns_) * 1e-9 : 0;
+  s.receiver_queue_s = s.delivered_rate > 0 ? static_cast<double>(p.backlog_bytes) / s.delivered_rate : 0;
+  s.datagram_bytes = got ? static_cast<double>(p.bytes - base_.bytes) / static_cast<double>(got) : 0;
+  s.rtt_s = srtt_s_;
+
+  base_ = p;
+  base_sender_bytes_ = sender_bytes_sent;
+  base_time_ = now;
+  interval_min_owd_ns_ = INT64_MAX;
+  return s;
+}
+
+RateController::RateController(const RateConfig& cfg)
+    : cfg_(cfg), rate_(static_cast<double>(cfg.initial_rate)) {
+  clamp();
+}
+
+const char* RateController::phase() const {
+  if (cfg_.fixed) return "fixed";
+  if (phase_ == Phase::cruise && competing()) return "compete";
+  if (phase_ == Phase::cruise && sharing()) return "share";
+  switch (phase_) {
+    case Phase::startup: return "startup";
+    case Phase::drain: return "drain";
+    case Phase::cruise: return "cruise";
+  }
+  return "?";
+}
+
+void RateController::clamp() {
+  rate_ = std::clamp(rate_, static_cast<double>(cfg_.min_rate), static_cast<double>(cfg_.max_rate));
+}
+
+namespace {
+constexpr int kCutSpacing = 3;    // samples between two cuts: the last one must show in the reports first
+constexpr double kCutFactor = 0.8;
+constexpr double kContestedShare = 0.7;  // of the typical link: a queue while sending less = not alone
+constexpr double kShareFloor = 0.25;  // of the long-term link: yield, but never starve
+constexpr double kLongLinkDecay = 0.9998;  // per sample: a half-life of ~3500 samples (over a minute)
+// While competing: grow as a TCP-friendly AIMD flow does. A flow that cuts by b on a loss and adds
+// a datagrams per round trip gets a Reno flow's share when a = 3b / (2 - b) (Floyd, Handley and
+// Padhye, "A comparison of equation-based and AIMD congestion control", 2000): b = 0.2 -> 1/3.
+constexpr double kFriendlyStep = 3 * (1 - kCutFactor) / (1 + kCutFactor);
+constexpr double kFallbackStep = 0.003;  // of the peak link per sample, when no round trip is known
+constexpr double kReceiverPace = 0.9;    // of what a receiver that falls behind took in the sample
+}  // namespace
+
+// The path is full (a queue of ours or another flow's, or loss above the random floor): cut the
+// rate multiplicatively and forget the link maximum measured before, so that the next clear sample
+// does not put the old rate back (that jump is what filled a shared queue and starved TCP). The probe
+// cycle then regrows the estimate by at most 25 % per cycle, and only if the extra is delivered.
+// Cuts stop at half the long-term link: a loss-driven flow that fills any queue it is given
+// must not push the migration to nothing.
+void RateController::yield_to_congestion(double carried) {
+  if (since_cut_ < kCutSpacing) return;
+  rate_ = std::max(kShareFloor * long_link_, kCutFactor * std::min(rate_, carried));
+  bw_window_.assign(1, rate_);
+  since_cut_ = 0;
+}
+
+// a datagrams per round trip, every round trip: a / rtt^2 bytes/s per second (at most the old
+// fixed step, for round trips of microseconds).
+double RateController::friendly_step(const FeedbackSample& s) const {
+  const double fixed = kFallbackStep * long_link_;
+  if (s.rtt_s <= 0 || s.datagram_bytes <= 0) return fixed;
+  return std::min(fixed, kFriendlyStep * s.datagram_bytes * s.interval_s / (s.rtt_s * s.rtt_s));
+}
+
+void RateController::on_sample(const FeedbackSample& s) {
+  if (cfg_.fixed) return;
+  ++since_cut_;
+
+  // Where the queue is. The receiver's own buffers (it cannot take in what arrives: a host with
+  // its cores busy, or descheduled for a moment) ask for pacing to what it takes; a queue on the
+  // path (another flow, or our overshoot) asks for a cut, and one that outlives our cuts is
+  // another flow's (compete). Telling the two apart keeps a busy receiver from reading as a
+  // congested link: the rate then follows the receiver, and the link estimate is kept.
+  const bool receiver_behind = s.receiver_queue_s > cfg_.qdelay_target_s;
+  const bool queue_building = std::max(0.0, s.qdelay_s - s.receiver_queue_s) > cfg_.qdelay_target_s;
+  receiver_streak_ = receiver_behind ? receiver_streak_ + 1 : 0;
+  const bool receiver_full = receiver_streak_ >= 2;
+  // Random loss floor: a low percentile of the last 16 samples' loss. Loss caused by sending too
+  // fast vanishes in the samples taken below the link rate; random loss stays in all of them. Not
+  // the minimum: a sample of 64 datagrams at 30 % loss varies by +-6 %, and the minimum of 16 such
+  // samples would put the floor far below the real random loss. Only samples taken while no queue
+  // stood count: a full tail-drop queue's losses are congestion, and counting them as random is
+  // the loop that kept the rate above a shared link's capacity.
+  if (!queue_building) {
+    loss_window_.push_back(s.loss);
+    if (loss_window_.size() > 16) loss_window_.pop_front();
+    std::vector<double> sorted(loss_window_.begin(), loss_window_.end());
+    std::sort(sorted.begin(), sorted.end());
+    base_loss_ = sorted[sorted.size() / 4];
+  }
+  // And no higher than the loss of the samples sent 15 % below the link estimate. Random loss is
+  // there too; loss from overfilling the link is not. Without this, a flow that joins a link
+  // whose queue is already full (so it never sees the queue's delay) reads the drops as random,
+  // adds them back into its link estimate and sends ever faster: the floor must not feed itself.
+  if (last_gain_ < 1) {
+    drain_losses_.push_back(s.loss);
+    if (drain_losses_.size() > 3) drain_losses_.pop_front();
+  }
+  if (drain_losses_.size() >= 2) {
+    std::vector<double> d(drain_losses_.begin(), drain_losses_.end());
+    std::sort(d.begin(), d.end());
+    base_loss_ = std::min(base_loss_, d[d.size() / 2]);
+  }
+  last_gain_ = 1;
+
+  // What the path carried, with random loss added back: under 5 % random loss a link that takes
+  // everything we send delivers 95 % of it, and that must not read as a slower link.
+  const double carried = s.delivered_rate / std::max(0.05, 1.0 - base_loss_);
+  bw_window_.push_back(carried);
+  if (bw_window_.size() > 10) bw_window_.pop_front();
+  const double link = *std::max_element(bw_window_.begin(), bw_window_.end());
+
+  // Loss above the floor by more than the sample's own noise (3 standard errors of a binomial),
+  // twice in a row: one noisy sample must not cut the rate.
+  const double noise = 3 * std::sqrt(base_loss_ * (1 - base_loss_) / std::max(1.0, s.datagrams));
+  const bool above = loss_window_.size() >= 4 && s.loss > base_loss_ + std::max({0.02, 0.25 * base_loss_, noise});
+  excess_streak_ = above ? excess_streak_ + 1 : 0;
+  const bool excess_loss = excess_streak_ >= 2;
+  const bool app_limited = s.send_rate < 0.7 * rate_;
+  queued_streak_ = queue_building ? queued_streak_ + 1 : 0;
+  // A queue on the path while we send well under what the path gave us is another flow's: alone, a
+  // queue builds only while we send above the link (a probe, startup), and our cuts stop at 0.8 of
+  // it. Seen in 4 of the last 16 samples (a receiver descheduled for a moment makes single
+  // samples): share the path as a TCP-friendly flow would, until no queue is seen for a while.
+  // Probing on instead (+25 % every 8 samples) takes a CUBIC flow's room faster than it can grow.
+  // Counted only once a sample in cruise showed no queue: the queue startup built drains slowly.
+  if (phase_ == Phase::cruise && !queue_building) drained_once_ = true;
+  const bool foreign = drained_once_ && queue_building && s.send_rate < kContestedShare * typical_link_;
+  foreign_samples_ = static_cast<std::uint16_t>((foreign_samples_ << 1) | (foreign ? 1 : 0));
+  if (phase_ == Phase::cruise && std::popcount(foreign_samples_) >= 4)
+    contested_ = kSharingSamples;
+  else if (contested_ > 0 && !queue_building)
+    --contested_;
+  // A queue counts when two samples in a row show it: one alone is as likely a receiver that was
+  // descheduled for a few ms (a shared 2-core host, a TCG guest) as a queue on the path.
+  const bool full = queued_streak_ >= 2 || excess_loss;
+  // From measured samples only (the initial rate is a guess). For telling another flow's queue from
+  // ours, the median of the recent ones: one sample can read high (a token bucket's burst, a report
+  // that came late), and a high estimate makes our own drain below it look like another flow.
+  std::array<double, 10> recent{};
+  std::copy(bw_window_.begin(), bw_window_.end(), recent.begin());
+  std::nth_element(recent.begin(), recent.begin() + bw_window_.size() / 2, recent.begin() + bw_window_.size());
+  typical_link_ = std::max(typical_link_ * kLongLinkDecay, recent[bw_window_.size() / 2]);
+  long_link_ = std::max(long_link_ * kLongLinkDecay, carried);
+
+  switch (phase_) {
+    case Phase::startup:
+      // Leave startup on a queue seen twice in a row (or loss above the floor twice in a row), not
+      // on one sample: under TCG or on a shared 2-core host one receiver that was descheduled for a
+      // few ms reads as 5+ ms of queue with a delivered rate far below the link, and draining to
+      // that one sample's rate left UD migrations in the lab crawling at a fraction of the link.
+      if (full) {
+        phase_ = Phase::drain;
+        // Let the queue we built drain: below the link as the recent samples measured it (their
+        // maximum), not below the one sample that showed the queue.
+        rate_ = 0.8 * link;
+        since_cut_ = 0;
+        break;
+      }
+      if (receiver_full) {
+        // The receiver is the bottleneck: no point doubling further, and no queue to drain on
+        // the path. Cruise at what it takes, a little under so its backlog empties.
+        phase_ = Phase::cruise;
+        rate_ = kReceiverPace * carried;
+        since_cut_ = 0;
+        break;
+      }
+      if (queue_building || receiver_behind) break;  // one sample over the target: hold until the next says more
+      if (carried > 1.25 * startup_best_) {
+        startup_best_ = carried;
+        startup_flat_ = 0;
+      } else if (!app_limited && ++startup_flat_ >= 3) {
+        phase_ = Phase::cruise;
+        rate_ = link;
+        break;
+      }
+      if (!app_limited) rate_ *= 2;
+      break;
+    case Phase::drain:
+      phase_ = Phase::cruise;
+      rate_ = std::min(rate_ / 0.8, link);
+      break;
+    case Phase::cruise: {
+      // Probe up one sample in eight, drain a little after, hold at the link rate otherwise.
+      static constexpr double gains[] = {1.25, 0.85, 1, 1, 1, 1, 1, 1};
+      const double gain = gains[cycle_++ % 8];
+      const double target = link * gain;
+      if (competing()) {
+        // A standing queue we cannot drain: the delay signal is saturated by another flow, and
+        // yielding to it would hand that flow the whole link. Compete as it does: add a little
+        // each sample, cut on loss above the random floor.
+        if (s.loss > base_loss_ + std::max({0.005, 0.25 * base_loss_, noise})) yield_to_congestion(carried);
+        else rate_ = std::min(rate_, 1.1 * carried) + friendly_step(s);
+      } else if (full) {
+        yield_to_congestion(carried);
+      } else if (sharing() && !receiver_full) {
+        rate_ = std::min(rate_, 1.1 * carried) + friendly_step(s);
+      } else if (receiver_full) {
+        if (since_cut_ >= kCutSpacing) {
+          rate_ = std::min(rate_, kReceiverPace * carried);
+          since_cut_ = 0;
+        }
+      } else if (app_limited) {
+        rate_ = std::max(std::min(rate_, target), s.send_rate);
+      } else {
+        rate_ = target;
+        last_gain_ = gain;
+      }
+      break;
+    }
+  }
+  clamp();
+}
+
+void TokenBucket::acquire(std::size_t bytes) {
+  using clock = std::chrono::steady_clock;
+  const auto now = clock::now();
+  // Credit at most ~1 ms of idle time: an idle sender may burst that much, no more.
+  const auto burst = std::chrono::microseconds(1000);
+  if (next_ < now - burst) next_ = now - burst;
+  const auto start = next_;
+  next_ += std::chrono::nanoseconds(static_cast<std::int64_t>(bytes / rate_ * 1e9));
+  // Sleep, never spin: a sleep that oversleeps (timer slack, a busy core) leaves the bucket in
+  // credit, and the next batches catch up within the burst, so the mean rate holds. Spinning out
+  // the last stretch cost 10-20 % of a core at cruise, on a host whose 2 cores also receive.
+  if (start > now) std::this_thread::sleep_until(start);
+}
+
+}  // namespace hymig

@@ -1,0 +1,121 @@
+// Pacing of the datagram stream (docs/protocol.md, "Pacing", says how and why).
+//
+// RateController turns the receiver's reports into a sending rate. It treats loss that does not
+// grow with the sending rate as random (a lost chunk only costs a resend: the rate must not fall),
+// and a rising queueing delay or loss above that floor as a full link (yield). TokenBucket then
+// spaces the batches in user space: the kernel here has no fq qdisc, so SO_MAX_PACING_RATE
+// does nothing for UDP.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+
+#include "protocol/wire.hpp"
+
+namespace hymig {
+
+struct FeedbackSample {
+  double interval_s = 0;      // receiver-clock length of the sample
+  double send_rate = 0;       // bytes/s the sender actually put out over the same span
+  double delivered_rate = 0;  // bytes/s the receiver took in
+  double loss = 0;            // fraction of datagrams of the span that never arrived
+  double qdelay_s = 0;        // one-way delay above the smallest seen: the queue on the path and at the receiver
+  double receiver_queue_s = 0;  // of it, the receiver's own backlog (its buffers / the delivered rate)
+  double datagrams = 0;       // datagrams the sample covers (its loss is that noisy)
+  double datagram_bytes = 0;  // their mean size (the unit of a TCP-friendly step)
+  double rtt_s = 0;           // smoothed round trip of a datagram and a report (0: unknown)
+};
+
+// Builds samples from the cumulative Progress reports: one per >= 64 datagrams and >= 20 ms, or
+// per 200 ms; `quick` (the pacer's startup, which doubles the rate per sample): per >= 32
+// datagrams and >= 10 ms, the receiver's report interval, so the ramp takes half as long.
+class FeedbackTracker {
+ public:
+  // `sender_bytes_sent` is the sender's cumulative datagram bytes when the report was read.
+  std::optional<FeedbackSample> on_progress(const Progress& p, std::uint64_t sender_bytes_sent,
+                                            std::chrono::steady_clock::time_point now, bool quick = false);
+  std::uint64_t datagrams_lost() const { return lost_; }
+
+ private:
+  bool have_base_ = false;
+  Progress base_{};
+  std::uint64_t base_sender_bytes_ = 0;
+  std::chrono::steady_clock::time_point base_time_{};
+  std::int64_t min_owd_ns_ = INT64_MAX;
+  std::int64_t interval_min_owd_ns_ = INT64_MAX;
+  std::uint64_t lost_ = 0;
+  double srtt_s_ = 0;
+};
+
+struct RateConfig {
+  std::uint64_t initial_rate = 100ull << 20;
+  bool fixed = false;  // --rate R: never adapt
+  std::uint64_t min_rate = 1ull << 20;
+  std::uint64_t max_rate = 200ull << 30;
+  double qdelay_target_s = 0.005;
+};
+
+class RateController {
+ public:
+  explicit RateController(const RateConfig& cfg);
+  void on_sample(const FeedbackSample& s);
+  double rate() const { return rate_; }
+  double random_loss() const { return base_loss_; }
+  const char* phase() const;
+  bool starting() const { return !cfg_.fixed && phase_ == Phase::startup; }
+  bool competing() const { return queued_streak_ >= kStandingQueue; }
+  bool sharing() const { return contested_ > 0; }
+  static constexpr int kStandingQueue = 50;  // samples (~1 s) with a queue that our cuts did not drain
+  static constexpr int kSharingSamples = 200;  // ~4 s without another flow's queue end sharing
+
+ private:
+  enum class Phase { startup, drain, cruise };
+  void clamp();
+
+  RateConfig cfg_;
+  double rate_;
+  Phase phase_ = Phase::startup;
+  void yield_to_congestion(double carried);
+
+  std::deque<double> loss_window_;   // losses of recent samples taken with no queue: the random floor
+  std::deque<double> bw_window_;     // recent loss-corrected delivery rates: their maximum is the link
+  double base_loss_ = 0;
+  double startup_best_ = 0;
+  int startup_flat_ = 0;
+  int excess_streak_ = 0;
+  unsigned cycle_ = 0;
+  int since_cut_ = 0;
+  // Samples since the queue was last below target: a queue that outlives our cuts is another
+  // flow's, standing (a loss-driven flow fills any buffer); then compete on loss, not on delay.
+  int queued_streak_ = 0;
+  int receiver_streak_ = 0;  // samples in a row with the receiver's own backlog above target
+  // Another flow's queue was seen (one we did not build by probing): samples left in which the
+  // rate grows only as a TCP-friendly flow's does, without probes.
+  int contested_ = 0;
+  bool drained_once_ = false;           // a cruise sample without a queue was seen
+  std::uint16_t foreign_samples_ = 0;  // of the last 16 samples, those with another flow's signs
+  double friendly_step(const FeedbackSample& s) const;
+  std::deque<double> drain_losses_;  // losses of the last samples sent at the drain gain (0.85)
+  double last_gain_ = 1;             // the gain the rate of the sample now arriving was set with
+  // The largest carried rate, forgotten slowly (half-life over a minute): what the path gave
+  // us lately. Cuts stop at a quarter of it; the additive step is capped by it.
+  double long_link_ = 0;
+  double typical_link_ = 0;  // the same, of the recent samples' median: no single high sample in it
+};
+
+// Spaces sends to `rate` bytes/s with a burst of about one millisecond.
+class TokenBucket {
+ public:
+  void set_rate(double bytes_per_s) { rate_ = bytes_per_s; }
+  // Sleeps until `bytes` may go, then books them.
+  void acquire(std::size_t bytes);
+
+ private:
+  double rate_ = 100e6;
+  std::chrono::steady_clock::time_point next_{};
+};
+
+}  // namespace hymig

@@ -1,0 +1,329 @@
+#include "engine/page_applier.hpp"
+
+#include <cstring>
+
+#include "protocol/page_hash.hpp"
+
+namespace hymig {
+
+PageApplier::Lane::Lane(const SessionSecrets& secrets, std::uint32_t index, std::size_t datagram_bytes,
+                        std::size_t page_size)
+    : index(index), keys(secrets, "datagram/" + std::to_string(index), Role::source, AeadCipher::Direction::open),
+      scratch(datagram_bytes) {
+  staging.bytes.resize(page_size);
+}
+
+PageApplier::PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session,
+                         const DatagramLayout& layout, DatagramProtection protection, const SessionSecrets& secrets,
+                         std::uint32_t lanes, bool keep_hashes, bool starts_zeroed, bool compressed_pages)
+    : image_(image), page_size_(page_size), page_count_(image.size() / page_size), session_(session), layout_(layout),
+      protection_(protection), compressed_pages_(compressed_pages), present_(page_count_), round_tag_(page_count_, 0), hashes_(page_count_, 0),
+      keep_hashes_(keep_hashes), maybe_nonzero_(page_count_) {
+  for (std::uint32_t l = 0; l < std::max<std::uint32_t>(lanes, 1); ++l)
+    lanes_.push_back(std::make_unique<Lane>(secrets, l, layout.datagram_bytes, page_size));
+  if (layout_.chunked()) chunk_mask_.assign(page_count_, 0);
+  if (!starts_zeroed) maybe_nonzero_.set_all();
+}
+
+std::uint64_t PageApplier::datagrams() const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n += l->datagrams.load(std::memory_order_relaxed);
+  return n;
+}
+
+std::uint64_t PageApplier::bytes() const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n += l->bytes.load(std::memory_order_relaxed);
+  return n;
+}
+
+std::uint64_t PageApplier::next_seq() const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n += l->next_seq.load(std::memory_order_relaxed);
+  return n;
+}
+
+std::uint64_t PageApplier::dropped(DropReason r) const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n += l->drops[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
+  return n;
+}
+
+std::uint64_t PageApplier::invalid() const {
+  std::uint64_t n = 0;
+  for (std::size_t r = 0; r < static_cast<std::size_t>(DropReason::count_); ++r)
+    if (r != static_cast<std::size_t>(DropReason::stale_round)) n += dropped(static_cast<DropReason>(r));
+  return n;
+}
+
+std::int64_t PageApplier::take_min_owd() {
+  std::int64_t v = INT64_MAX;
+  for (auto& l : lanes_) v = std::min(v, l->min_owd.exchange(INT64_MAX, std::memory_order_relaxed));
+  return v;
+}
+
+std::pair<std::uint64_t, std::uint64_t> PageApplier::newest_stamp() const {
+  std::pair<std::uint64_t, std::uint64_t> best{0, 0};
+  for (const auto& l : lanes_) {
+    const std::uint64_t arrival = l->newest_arrival.load(std::memory_order_relaxed);
+    const std::uint64_t stamp = l->newest_stamp.load(std::memory_order_relaxed);
+    if (stamp > best.first) best = {stamp, arrival};
+  }
+  return best;
+}
+
+Bitmap PageApplier::written_since(std::uint32_t round) const {
+  Bitmap out(page_count_);
+  const std::uint32_t tag = round + 1;  // kFinalRound pages carry kFinalRound itself, above any round + 1
+  for (std::uint64_t p = 0; p < page_count_; ++p)
+    if (round_tag_[p] >= tag) out.set(p);
+  return out;
+}
+
+void PageApplier::cut_off_rounds(std::uint32_t round) {
+  min_round_.store(std::max(min_round_.load(std::memory_order_relaxed), round), std::memory_order_relaxed);
+}
+
+bool PageApplier::may_write_page(std::uint64_t p, std::uint32_t tag) const {
+  return !present_.test(p) && round_tag_[p] <= tag;
+}
+
+bool PageApplier::may_write_chunk(std::uint64_t p, std::uint32_t tag, std::uint64_t bit) const {
+  // Not over a received chunk of any round: an older round's partial copy may still complete.
+  return !present_.test(p) && round_tag_[p] <= tag && !(chunk_mask_[p] & bit);
+}
+
+// Opens the entries (decrypted, or taken as they are with protection mac), then decrypts (or
+// checks) the payload; the datagram's drop reason: none when the tag verified and the entries make
+// sense. Each payload piece is opened into its page where may_write allows, else into the lane's
+// scratch; lane.opened says where. Entries that make no sense (out of range, a wrong count, a
+// page of another lane) cannot say where anything goes: the payload is then opened into scratch
+// only, and the tag decides whether the datagram was forged (bad-mac) or a sender's mistake.
+DropReason PageApplier::open_datagram(Lane& lane, DatagramView& v, std::uint32_t tag) {
+  AeadCipher& c = lane.keys.for_seq(v.header.seq);
+  c.begin(v.header.seq, v.head);
+  const bool clear = protection_ == DatagramProtection::mac;
+  if (clear) {
+    c.authenticate(v.sealed_entries);
+    v.entries = v.sealed_entries.data();
+  } else {
+    c.crypt(v.sealed_entries, lane.entries.data());
+    v.entries = lane.entries.data();
+  }
+  const DropReason shape = check_datagram_entries(v, page_count_, lanes(), layout_, compressed_pages_);
+  const auto verified = [&] {
+    return c.finish_open(std::span<const std::byte, kDatagramTagBytes>(v.tag, kDatagramTagBytes));
+  };
+  if (shape != DropReason::none) {
+    if (clear) c.authenticate(v.payload);
+    else c.crypt(v.payload, lane.scratch.data());
+    return verified() ? shape : DropReason::bad_mac;
+  }
+  // A raw chunk's payload is the chunk, then the padding that makes every chunk one size.
+  const bool raw_chunk = v.header.chunk_count > 1 && !v.entry_at(0).compressed;
+  const std::size_t chunk_len = raw_chunk ? layout_.chunk_len(v.header.chunk_index) : v.payload.size();
+  const auto padding_is_zero = [&](const std::byte* pad) {
+    for (std::size_t i = 0; i < v.payload.size() - chunk_len; ++i)
+      if (pad[i] != std::byte{0}) return false;
+    return true;
+  };
+  if (clear) {
+    c.authenticate(v.payload);
+    if (raw_chunk && !padding_is_zero(v.payload.data() + chunk_len))
+      return verified() ? DropReason::bad_shape : DropReason::bad_mac;
+    std::size_t off = 0;
+    for (std::size_t i = 0; i < v.header.entry_count; ++i) {
+      if (v.header.chunk_count == 1 && v.entry_at(i).zero) continue;
+      lane.opened[i] = const_cast<std::byte*>(v.payload.data()) + off;  // read only, after the tag verified
+      off += v.header.chunk_count == 1 ? v.entry_at(i).payload_bytes(page_size_) : v.payload.size();
+    }
+  } else if (v.header.chunk_count > 1) {
+    const DatagramEntry e = v.entry_at(0);
+    const std::uint64_t p = e.page;
+    std::byte* dst = image_.data() + p * page_size_ + std::size_t{v.header.chunk_index} * layout_.chunk_bytes;
+    if (e.compressed) {
+      dst = lane.scratch.data();  // compressed bytes, assembled and decompressed once authentic
+    } else if (may_write_chunk(p, tag, std::uint64_t{1} << v.header.chunk_index)) {
+      maybe_nonzero_.set(p);  // conservatively, before any byte lands
+    } else {
+      dst = lane.scratch.data();
+    }
+    c.crypt(v.payload.first(chunk_len), dst);
+    lane.opened[0] = dst;
+    if (raw_chunk && v.payload.size() > chunk_len) {
+      c.crypt(v.payload.subspan(chunk_len), lane.padding.data());
+      if (!verified()) return DropReason::bad_mac;
+      return padding_is_zero(lane.padding.data()) ? DropReason::none : DropReason::bad_shape;
+    }
+  } else {
+    std::size_t off = 0, used = 0;
+    for (std::size_t i = 0; i < v.header.entry_count; ++i) {
+      const DatagramEntry e = v.entry_at(i);
+      if (e.zero) continue;
+      const std::size_t len = e.payload_bytes(page_size_);
+      std::byte* dst;
+      if (!e.compressed && may_write_page(e.page, tag)) {
+        dst = image_.data() + e.page * page_size_;
+        maybe_nonzero_.set(e.page);
+      } else {
+        dst = lane.scratch.data() + used;  // the payload fits the datagram, so its pieces fit the scratch
+        used += len;
+      }
+      c.crypt(v.payload.subspan(off, len), dst);
+      lane.opened[i] = dst;
+      off += len;
+    }
+  }
+  return verified() ? DropReason::none : DropReason::bad_mac;
+}
+
+DropReason PageApplier::apply_datagram(std::uint32_t lane_index, std::span<const std::byte> bytes, std::uint64_t now_ns) {
+  Lane& lane = *lanes_[lane_index];
+  DatagramView v;
+  DropReason r = decode_datagram(bytes, session_, lane.index, layout_, protection_, v);
+  if (r == DropReason::none && v.header.round > announced_round_.load(std::memory_order_relaxed))
+    r = DropReason::future_round;
+  if (r == DropReason::none && v.header.round < min_round_.load(std::memory_order_relaxed)) r = DropReason::stale_round;
+  if (r == DropReason::none && lane.window.check(v.header.seq) != ReplayWindow::Verdict::fresh) r = DropReason::replayed;
+  // A key epoch more than one past the newest authentic datagram's is no sender's: not derived.
+  if (r == DropReason::none && EpochKeys::epoch_of(v.header.seq) > EpochKeys::epoch_of(lane.window.highest()) + 1)
+    r = DropReason::bad_shape;
+  // Round tag: round + 1, so 0 means "never written".
+  const std::uint32_t tag = v.header.round + 1;
+  if (r == DropReason::none) r = open_datagram(lane, v, tag);
+  if (r != DropReason::none) {
+    lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+    return r;
+  }
+  lane.window.mark(v.header.seq);
+  r = v.header.chunk_count > 1 ? apply_chunk(lane, v, tag) : apply_whole(lane, v, tag);
+  lane.datagrams.fetch_add(1, std::memory_order_relaxed);
+  lane.bytes.fetch_add(bytes.size(), std::memory_order_relaxed);
+  if (v.header.seq + 1 > lane.next_seq.load(std::memory_order_relaxed))
+    lane.next_seq.store(v.header.seq + 1, std::memory_order_relaxed);
+  if (v.header.send_time_ns > lane.newest_stamp.load(std::memory_order_relaxed)) {
+    lane.newest_arrival.store(now_ns, std::memory_order_relaxed);
+    lane.newest_stamp.store(v.header.send_time_ns, std::memory_order_relaxed);
+  }
+  const auto owd = static_cast<std::int64_t>(now_ns - v.header.send_time_ns);
+  if (owd < lane.min_owd.load(std::memory_order_relaxed)) lane.min_owd.store(owd, std::memory_order_relaxed);
+  // Stale or bad-hash entries inside an authentic datagram are counted but the datagram counts as
+  // received: the loss estimate is about the path, not about our page bookkeeping.
+  if (r != DropReason::none) lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+  return r;
+}
+
+DropReason PageApplier::apply_whole(Lane& lane, const DatagramView& v, std::uint32_t tag) {
+  DropReason result = DropReason::none;
+  for (std::size_t i = 0; i < v.header.entry_count; ++i) {
+    const DatagramEntry e = v.entry_at(i);
+    if (round_tag_[e.page] > tag) {
+      result = DropReason::stale_round;
+      continue;
+    }
+    std::byte* page = image_.data() + e.page * page_size_;
+    if (e.zero) {
+      if (maybe_nonzero_.test(e.page)) {
+        std::memset(page, 0, page_size_);
+        maybe_nonzero_.reset(e.page);
+      }
+    } else if (e.compressed) {
+      maybe_nonzero_.set(e.page);
+      if (!lane.zstd.decompress({lane.opened[i], e.compressed}, {page, page_size_})) {
+        // Authentic but not a page: whatever the page held is gone, so it is missing now.
+        present_.reset(e.page);
+        result = DropReason::bad_compressed;
+        continue;
+      }
+    } else {
+      if (lane.opened[i] != page) std::memcpy(page, lane.opened[i], page_size_);
+      maybe_nonzero_.set(e.page);
+    }
+    if (keep_hashes_) hashes_[e.page] = e.zero ? e.hash : hash_page(page, page_size_);
+    round_tag_[e.page] = tag;
+    present_.set(e.page);
+  }
+  return result;
+}
+
+DropReason PageApplier::apply_compressed_chunk(Lane& lane, const DatagramView& v, std::uint32_t tag) {
+  const DatagramEntry e = v.entry_at(0);
+  const std::uint64_t p = e.page;
+  if (round_tag_[p] > tag) return DropReason::stale_round;
+  // One page's compressed chunks at a time per lane (a lane sends them back to back): another
+  // page, round or length starts over, and what was gathered is lost like a lost chunk.
+  auto& z = lane.staging;
+  if (z.page != p || z.tag != tag || z.length != e.compressed) {
+    z.page = p;
+    z.tag = tag;
+    z.length = e.compressed;
+    z.mask = 0;
+  }
+  const std::uint64_t bit = std::uint64_t{1} << v.header.chunk_index;
+  if (z.mask & bit) return DropReason::none;  // a duplicate
+  std::memcpy(z.bytes.data() + std::size_t{v.header.chunk_index} * layout_.chunk_bytes, lane.opened[0], v.payload.size());
+  z.mask |= bit;
+  if (z.mask != (std::uint64_t{1} << v.header.chunk_count) - 1) return DropReason::none;
+  z.page = ~std::uint64_t{0};
+  std::byte* page = image_.data() + p * page_size_;
+  maybe_nonzero_.set(p);
+  if (!lane.zstd.decompress({z.bytes.data(), e.compressed}, {page, page_size_})) {
+    present_.reset(p);
+    return DropReason::bad_compressed;
+  }
+  if (keep_hashes_) hashes_[p] = hash_page(page, page_size_);
+  round_tag_[p] = tag;
+  chunk_mask_[p] = ~std::uint64_t{0};  // complete: no raw chunk of this round may tear it
+  present_.set(p);
+  return DropReason::none;
+}
+
+DropReason PageApplier::apply_chunk(Lane& lane, const DatagramView& v, std::uint32_t tag) {
+  const DatagramEntry e = v.entry_at(0);
+  const std::uint64_t p = e.page;
+  if (e.compressed) return apply_compressed_chunk(lane, v, tag);
+  if (round_tag_[p] > tag) return DropReason::stale_round;
+  if (round_tag_[p] < tag) {
+    // First chunk of a newer round: the page is torn until all its chunks are in.
+    round_tag_[p] = tag;
+    chunk_mask_[p] = 0;
+    present_.reset(p);
+  }
+  const std::uint64_t bit = std::uint64_t{1} << v.header.chunk_index;
+  if (chunk_mask_[p] & bit) return DropReason::none;  // a duplicate: same round, same bytes
+  std::byte* dst = image_.data() + p * page_size_ + std::size_t{v.header.chunk_index} * layout_.chunk_bytes;
+  if (lane.opened[0] != dst) std::memcpy(dst, lane.opened[0], layout_.chunk_len(v.header.chunk_index));
+  maybe_nonzero_.set(p);
+  chunk_mask_[p] |= bit;
+  const std::uint64_t full = layout_.chunk_count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << layout_.chunk_count) - 1;
+  if (chunk_mask_[p] != full) return DropReason::none;
+  if (keep_hashes_) {
+    const std::uint64_t h = hash_page(image_.data() + p * page_size_, page_size_);
+    if (h != e.hash) {
+      chunk_mask_[p] = 0;  // cannot happen with authentic chunks of one send; wait for a resend
+      return DropReason::bad_hash;
+    }
+    hashes_[p] = h;
+  }
+  present_.set(p);
+  return DropReason::none;
+}
+
+void PageApplier::begin_round(std::uint32_t r, const Bitmap& pages) {
+  announced_round_.store(std::max(announced_round_.load(std::memory_order_relaxed), r), std::memory_order_relaxed);
+  pages.for_each_set([&](std::uint64_t p) {
+    if (round_tag_[p] < r + 1) present_.reset(p);
+  });
+}
+
+void PageApplier::note_pages_written(std::span<const std::uint64_t> pages, std::uint32_t round) {
+  for (auto p : pages) {
+    if (keep_hashes_) hashes_[p] = hash_page(image_.data() + p * page_size_, page_size_);
+    round_tag_[p] = std::max(round_tag_[p], round == kFinalRound ? kFinalRound : round + 1);
+    if (!chunk_mask_.empty()) chunk_mask_[p] = ~std::uint64_t{0};
+    maybe_nonzero_.set(p);
+    present_.set(p);
+  }
+}
+
+}  // namespace hymig
