@@ -7,6 +7,7 @@
 
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "protocol/wire.hpp"
 
 namespace {
@@ -47,6 +48,8 @@ int main(int argc, char** argv) {
     std::cout << "hymig " HYMIG_VERSION " (protocol " << hymig::kProtocolVersion << ")\n";
     return 0;
   }
+  // The daemon logs timestamped lines (or journald's); the other commands speak to a person.
+  hymig::set_log(cmd, cmd == "serve" ? hymig::LogStyle::service : hymig::LogStyle::command);
   try {
     if (cmd == "serve") return hymig::cli::run_serve(args);
     if (cmd == "migrate") return hymig::cli::run_migrate(args);

@@ -29,10 +29,10 @@
 #include "cli/drain_supervisor.hpp"
 #include "cli/serve_config.hpp"
 #include "cli/serve_metrics.hpp"
-#include "cli/service_log.hpp"
 #include "cli/service_notify.hpp"
 #include "cli/stale_partial_images.hpp"
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/units.hpp"
 #include "engine/destination_engine.hpp"
 #include "images/file_image.hpp"
@@ -51,10 +51,10 @@ namespace hymig::cli {
 namespace {
 
 
-// Levelled log lines (cli/service_log.hpp): info for what went as asked, warn for a peer turned
-// away or a session that failed.
-void log_info(const std::string& s) { service_log().info("{}", s); }
-void log_warn(const std::string& s) { service_log().warn("{}", s); }
+// Levelled log lines (core/log.hpp): info for what went as asked, warn for a peer turned away or a
+// session that failed.
+void log_info(const std::string& s) { logger().info("{}", s); }
+void log_warn(const std::string& s) { logger().warn("{}", s); }
 
 // After an abort: stop sending, and read (discarding) what the source still sends for a moment
 // before the socket closes, so the close is not a reset that would destroy the abort unread in

@@ -9,12 +9,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <iostream>
 #include <optional>
 #include <regex>
 
 #include <nlohmann/json.hpp>
 
+#include "core/log.hpp"
 #include "vm/domain_policy.hpp"
 #include "vm/domain_xml.hpp"
 #include "vm/libvirt_domain.hpp"
@@ -53,8 +53,9 @@ class LibvirtSourceControl final : public SourceGuestControl {
     try {
       dom_.undefine();
     } catch (const std::exception& e) {
-      std::cerr << "hymig: warning: the guest runs at the destination and is stopped here, but its definition stays here ("
-                << e.what() << "): virsh undefine " << dom_.name() << " before anyone starts it\n";
+      logger().warn("the guest runs at the destination and is stopped here, but its definition stays here ({}): "
+                    "virsh undefine {} before anyone starts it",
+                    e.what(), dom_.name());
     }
   }
 
@@ -96,7 +97,7 @@ class LibvirtTargetControl final : public TargetGuestControl {
     } catch (const std::exception& e) {
       // libvirt is gone or stuck (its daemon killed): end the QEMU through hymig's own handle on
       // it, so no paused copy is left behind.
-      std::cerr << "hymig: warning: " << e.what() << "; killing the copy's QEMU directly\n";
+      logger().warn("{}; killing the copy's QEMU directly", e.what());
       gone = vm.kill();
     }
     if (defined_) {
@@ -105,8 +106,9 @@ class LibvirtTargetControl final : public TargetGuestControl {
         if (!prior_xml_.empty()) LibvirtDomain::define(conn_, prior_xml_);
         else if (dom_.persistent()) dom_.undefine();
       } catch (const std::exception& e) {
-        std::cerr << "hymig: warning: the failed copy's definition stays on this host (" << e.what()
-                  << "); the guest is not running here: `virsh undefine " << dom_.name() << "` before anyone starts it\n";
+        logger().warn("the failed copy's definition stays on this host ({}); the guest is not running here: "
+                      "`virsh undefine {}` before anyone starts it",
+                      e.what(), dom_.name());
       }
     }
     ::unlink(socket_.c_str());
@@ -197,7 +199,7 @@ struct StartedDomainGuard {
     try {
       dom->destroy();
     } catch (const std::exception& e) {
-      std::cerr << "hymig: warning: " << e.what() << "\n";
+      logger().warn("{}", e.what());
     }
     ::unlink(socket.c_str());
   }

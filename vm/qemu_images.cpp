@@ -10,10 +10,10 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <iostream>
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/mapping.hpp"
 #include "core/unique_fd.hpp"
 #include "images/file_image.hpp"
@@ -373,8 +373,9 @@ class QemuTargetImage final : public TargetImage {
     try {
       vm_.set_ignore_shared(false);
     } catch (const std::exception& e) {
-      std::cerr << "hymig: warning: the guest runs, but x-ignore-shared stays on in its QEMU (" << e.what()
-                << "); a later native migration needs migrate-set-capabilities x-ignore-shared=false\n";
+      logger().warn("the guest runs, but x-ignore-shared stays on in its QEMU ({}); a later native migration needs "
+                    "migrate-set-capabilities x-ignore-shared=false",
+                    e.what());
     }
   }
 
@@ -383,7 +384,7 @@ class QemuTargetImage final : public TargetImage {
     discarded_ = true;
     stream_.reset();
     if (adopted_) {
-      if (!control_->destroy(vm_)) std::cerr << "hymig: warning: " << where_ << " could not be confirmed gone\n";
+      if (!control_->destroy(vm_)) logger().warn("{} could not be confirmed gone", where_);
       ram_.unlink();
     }
     ram_.map.reset();
