@@ -54,6 +54,17 @@ std::chrono::milliseconds timeout_option(const po::variables_map& vm, const char
   return std::chrono::milliseconds(std::max<long>(1, static_cast<long>(s * 1000)));
 }
 
+std::optional<FinalDeltaMethod> final_delta_option(const std::string& option, const char* env) {
+  std::string v = option;
+  const bool from_env = v == "auto" && env && *env;
+  if (from_env) v = env;
+  if (v == "write") return FinalDeltaMethod::write;
+  if (v == "send") return FinalDeltaMethod::send;
+  if (v == "auto" && !from_env) return std::nullopt;
+  throw Error(ErrorKind::usage, from_env ? "HYMIG_FINAL_DELTA='" + printable(v, 64) + "': use send or write (or unset it)"
+                                         : "--final-delta must be auto, write or send");
+}
+
 void add_key_options(po::options_description& desc) {
   desc.add_options()("key-file", po::value<std::string>(),
                      "the cluster key (made by `hymig keygen FILE`, mode 0600, the same on every node); default "

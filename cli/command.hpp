@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "protocol/wire.hpp"
 #include "security/cluster_key.hpp"
 
 namespace hymig::cli {
@@ -36,6 +37,10 @@ bool parse_options(const std::string& command, const std::string& synopsis, cons
 // A duration option in seconds (`name` without dashes): more than 0 and at most a day; NaN,
 // infinities and larger values are refused (Error{usage}) rather than overflowing a clock.
 std::chrono::milliseconds timeout_option(const po::variables_map& vm, const char* name);
+
+// --final-delta: write or send, or auto: $HYMIG_FINAL_DELTA (write|send) when set (`env`, may be
+// null), else nullopt (the engine's kDefaultFinalDelta). A bad value of either is Error{usage}.
+std::optional<FinalDeltaMethod> final_delta_option(const std::string& option, const char* env);
 
 // Stores a config file's KEY = VALUE lines (the same code for every command, and for the config
 // fuzzer): po::error on what the description does not allow (parse_options turns it into

@@ -154,11 +154,11 @@ int run_migrate(const std::vector<std::string>& args) {
   const std::string format = vm["report"].as<std::string>();
   if (format != "text" && format != "json" && format != "none")
     throw Error(ErrorKind::usage, "--report must be text, json or none");
-  const std::string final_delta = vm["final-delta"].as<std::string>();
-  if (final_delta != "auto" && final_delta != "write" && final_delta != "send")
-    throw Error(ErrorKind::usage, "--final-delta must be auto, write or send");
-  const std::string verify = vm["verify"].as<std::string>();
-  if (verify != "full" && verify != "fast") throw Error(ErrorKind::usage, "--verify must be full or fast");
+  const std::optional<FinalDeltaMethod> final_delta =
+      final_delta_option(vm["final-delta"].as<std::string>(), std::getenv("HYMIG_FINAL_DELTA"));
+  const std::string verify_text = vm["verify"].as<std::string>();
+  if (verify_text != "full" && verify_text != "fast") throw Error(ErrorKind::usage, "--verify must be full or fast");
+  const VerifyMode verify = verify_text == "fast" ? VerifyMode::fast : VerifyMode::full;
   const std::string progress = vm["progress"].as<std::string>();
   if (progress != "auto" && progress != "on" && progress != "off" && progress != "json")
     throw Error(ErrorKind::usage, "--progress must be auto, on, off or json");
@@ -259,8 +259,8 @@ int run_migrate(const std::vector<std::string>& args) {
   opts.protection = encrypt == "on" ? DatagramProtection::aead : DatagramProtection::mac;
   opts.lanes = plan.lanes;
   opts.compression = plan.compression;
-  opts.bulk = plan.bulk == BulkTransport::tcp ? "tcp" : "udp";
-  opts.reliable = std::string(to_string(plan.reliable));
+  opts.bulk = plan.bulk;
+  opts.reliable = plan.reliable;
   opts.connect_reliable = [&](const std::string& endpoint) {
     return verbs::connect_rc(rel.local_host(), endpoint, timeout);
   };

@@ -465,7 +465,7 @@ class Server {
 
   ReceiverDatagramFactory datagram_factory(const std::string& local_host) const {
     return [local_host](const Notify& n) -> std::unique_ptr<DatagramChannel> {
-      if (n.bulk == "ud") return verbs::UdDatagramChannel::open(local_host);
+      if (n.bulk == BulkTransport::rdma_ud) return verbs::UdDatagramChannel::open(local_host);
       return UdpDatagramChannel::open(local_host);
     };
   }

@@ -16,6 +16,7 @@
 #include "core/error.hpp"
 #include "core/numeric_host.hpp"
 #include "engine/page_applier.hpp"
+#include "engine/session_phase.hpp"
 #include "protocol/handshake.hpp"
 #include "protocol/page_hash.hpp"
 #include "protocol/stop_point.hpp"
@@ -32,7 +33,8 @@ class DestinationRun {
  public:
   DestinationRun(ReliableChannel& rel, const ReceiverDatagramFactory& make_datagram, const TargetFactory& make_target,
                  const DestinationOptions& opts)
-      : rel_(&rel), make_datagram_(make_datagram), make_target_(make_target), opts_(opts) {
+      : rel_(&rel), make_datagram_(make_datagram), make_target_(make_target), opts_(opts),
+        phase_(Role::destination, [this](SessionPhase p) { publish_phase(p); }) {
     if (!opts_.secrets) throw std::logic_error("run_destination: DestinationOptions::secrets is required");
   }
 
@@ -50,6 +52,8 @@ class DestinationRun {
       final_phase();
       set_phase(SessionPhase::committed);
     } catch (const std::exception& e) {
+      // Whatever the phase, the destination's copy goes: the source resumes, or (commit taken, the
+      // target failed to start) it never ran here.
       set_phase(SessionPhase::failed);
       report_.error = e.what();
       stop_lanes();  // before the target goes: lanes write into it, the tagger reads it
@@ -73,7 +77,10 @@ class DestinationRun {
   }
 
  private:
-  void set_phase(SessionPhase p) {
+  void set_phase(SessionPhase p) { phase_.to(p); }
+
+  // The phase as status and metrics read it (SessionLive); the pause-to-commit time with it.
+  void publish_phase(SessionPhase p) {
     if (!opts_.live) return;
     opts_.live->phase.store(p, std::memory_order_relaxed);
     const std::int64_t now = Clock::now().time_since_epoch().count();
@@ -111,7 +118,7 @@ class DestinationRun {
     report_.stored_at = target_->description();
     Ready ready;
     DatagramLayout layout{};
-    if (notify_.bulk != "tcp") {
+    if (uses_datagrams(notify_.bulk)) {
       std::size_t datagram_bytes = notify_.datagram_bytes;
       for (std::uint32_t l = 0; l < notify_.lanes; ++l) {
         auto ch = make_datagram_(notify_);
@@ -133,11 +140,11 @@ class DestinationRun {
     // would be the same work twice on the receive thread.
     applier_ = std::make_unique<PageApplier>(target_->memory(), notify_.page_size, notify_.session, layout,
                                              notify_.protection, *opts_.secrets, notify_.lanes,
-                                             notify_.verify != "full", target_->starts_zeroed(), notify_.compressed_pages);
+                                             notify_.verify != VerifyMode::full, target_->starts_zeroed(), notify_.compressed_pages);
     std::unique_ptr<ReliableAcceptor> acceptor;
-    if (notify_.reliable != "tcp") {
+    if (notify_.reliable != ReliableTransport::tcp) {
       if (!opts_.make_reliable)
-        throw Error(ErrorKind::refused, "this daemon cannot move a session to " + notify_.reliable);
+        throw Error(ErrorKind::refused, "this daemon cannot move a session to " + std::string(wire_name(notify_.reliable)));
       acceptor = opts_.make_reliable(notify_);
       ready.reliable_endpoint = acceptor->endpoint();
     }
@@ -150,7 +157,7 @@ class DestinationRun {
                              std::uint64_t{kMaxPagesPerMessage} * notify_.page_size);
       rel_ = moved_rel_.get();
     }
-    if (notify_.final_delta == "write") expose_target();
+    if (notify_.final_delta == FinalDeltaMethod::write) expose_target();
     start_lanes();
   }
 
@@ -161,7 +168,7 @@ class DestinationRun {
     const auto deadline = Clock::now() + opts_.peer_timeout;
     for (;;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) throw Error(ErrorKind::timeout, "the source did not connect its " + notify_.reliable + " channel in time");
+      if (left.count() <= 0) throw Error(ErrorKind::timeout, "the source did not connect its " + std::string(wire_name(notify_.reliable)) + " channel in time");
       auto ch = seal_channel(acceptor.accept(left), *opts_.secrets, "rc", Role::destination);
       ch->set_io_timeout(std::min(left, kBindTimeout));
       ch->set_limits(1024, 0);
@@ -452,7 +459,7 @@ class DestinationRun {
     set_phase(SessionPhase::verifying);
     Verify v;
     v.missing_pages = applier_->page_count() - applier_->present().count();
-    if (notify_.verify == "full") {
+    if (notify_.verify == VerifyMode::full) {
       v.digest = finish_tagging();
     } else {
       v.digest = keyed_digest_of_hashes(*opts_.secrets, applier_->page_hashes());
@@ -464,10 +471,12 @@ class DestinationRun {
       throw Error(ErrorKind::verify, v.missing_pages ? std::to_string(v.missing_pages) + " pages missing after the final delta"
                                                      : "image digest differs from the source's");
 
-    set_phase(target_->takes_device_state() ? SessionPhase::device_state : SessionPhase::committing);
+    // Waiting for commit shows as committing, or as device-state while a VM's state arrives.
+    const bool device_state = target_->takes_device_state();
+    set_phase(device_state ? SessionPhase::device_state : SessionPhase::committing);
     await_commit();
     stop_point(Role::destination, "commit");
-    set_phase(SessionPhase::committing);
+    if (device_state) set_phase(SessionPhase::committing);
     target_->commit();
     report_.committed = true;
     stop_point(Role::destination, "committed");
@@ -483,7 +492,7 @@ class DestinationRun {
   // pages written since (rounds from the cut-off on, and the reliable channel's) are tagged again at
   // the end. A page written while the thread read it got a wrong tag: it is among those.
   void start_tagging() {
-    if (notify_.verify != "full") return;
+    if (notify_.verify != VerifyMode::full) return;
     tags_.emplace(*opts_.secrets, notify_.page_size, applier_->page_count());
     tag_holes_ = Bitmap(applier_->page_count());
     target_->find_zero_pages(tag_holes_);
@@ -576,6 +585,7 @@ class DestinationRun {
   bool in_final_ = false;
   Clock::time_point last_report_ = Clock::now();
   Clock::time_point round_began_{};  // for the dirty rate (SessionLive)
+  PhaseMachine phase_;
 };
 
 }  // namespace

@@ -5,24 +5,9 @@
 #include <atomic>
 #include <cstdint>
 
+#include "engine/session_phase.hpp"
+
 namespace hymig {
-
-// The phases of a destination session, in order; a failure ends any of them.
-enum class SessionPhase : std::uint8_t { preparing, rounds, final_delta, verifying, device_state, committing, committed, failed };
-
-inline const char* to_string(SessionPhase p) {
-  switch (p) {
-    case SessionPhase::preparing: return "preparing";
-    case SessionPhase::rounds: return "rounds";
-    case SessionPhase::final_delta: return "final-delta";
-    case SessionPhase::verifying: return "verifying";
-    case SessionPhase::device_state: return "device-state";
-    case SessionPhase::committing: return "committing";
-    case SessionPhase::committed: return "committed";
-    case SessionPhase::failed: return "failed";
-  }
-  return "?";
-}
 
 struct SessionLive {
   std::atomic<SessionPhase> phase{SessionPhase::preparing};

@@ -13,6 +13,7 @@
 #include "core/numeric_host.hpp"
 #include "engine/datagram_streamer.hpp"
 #include "engine/pacer.hpp"
+#include "engine/session_phase.hpp"
 #include "protocol/handshake.hpp"
 #include "protocol/page_hash.hpp"
 #include "protocol/stop_point.hpp"
@@ -24,17 +25,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// SourceOptions::final_delta resolved: "send" or "write".
-std::string wanted_final_delta(const std::string& option) {
-  std::string v = option;
-  if (v == "auto")
-    if (const char* e = std::getenv("HYMIG_FINAL_DELTA"); e && *e) v = e;
-  if (v == "auto") v = kDefaultFinalDelta;
-  if (v != "send" && v != "write")
-    throw Error(ErrorKind::usage, "final delta method '" + v + "': use send, write or auto (HYMIG_FINAL_DELTA)");
-  return v;
-}
 
 // The final delta by datagrams (docs/protocol.md, "Final delta"): used from this much datagram loss
 // and this many pages, for at most this many rounds, until at most this many pages remain.
@@ -51,7 +41,10 @@ class SourceRun {
  public:
   SourceRun(ReliableChannel& rel, const DatagramFactory& make_datagram, SourceImage& image, const SourceOptions& opts)
       : rel_(&rel), make_datagram_(make_datagram), image_(image), opts_(opts),
-        pacer_(RateConfig{opts.fixed_rate ? opts.fixed_rate : opts.initial_rate, opts.fixed_rate != 0}) {
+        pacer_(RateConfig{opts.fixed_rate ? opts.fixed_rate : opts.initial_rate, opts.fixed_rate != 0}),
+        phase_(Role::source, [this](SessionPhase p) {
+          if (p >= SessionPhase::final_delta) live_.phase = to_string(p);  // in the rounds: the pacer's
+        }) {
     peer_host_ = rel.peer_host();
     if (!opts_.secrets) throw std::logic_error("run_source: SourceOptions::secrets is required");
   }
@@ -63,11 +56,12 @@ class SourceRun {
     report_.image_name = image_.name();
     report_.page_size = image_.page_size();
     report_.pages_total = image_.page_count();
-    report_.bulk_transport = opts_.bulk;
+    report_.bulk_transport = std::string(wire_name(opts_.bulk));
     report_.reliable_transport = rel_->transport_name();
     try {
       notify_and_ready();
       report_.setup_ms = seconds_since(start) * 1000;
+      phase_.to(SessionPhase::rounds);
       bulk_rounds();
       final_phase();
     } catch (const std::exception& e) {
@@ -117,16 +111,16 @@ class SourceRun {
     n.reliable = opts_.reliable;
     n.vm_definition = image_.vm_definition();
     n.protection = opts_.protection;
-    n.compressed_pages = opts_.compression != Compression::off && opts_.bulk != "tcp" &&
+    n.compressed_pages = opts_.compression != Compression::off && uses_datagrams(opts_.bulk) &&
                          image_.page_size() <= kMaxCompressiblePage;
     compression_ = n.compressed_pages ? opts_.compression : Compression::off;
     // The final delta by one-sided writes: asked for in notify when the reliable channel the
     // session ends up on may have them (RC); used if the destination then exposes its image.
-    if (wanted_final_delta(opts_.final_delta) == "write") {
-      if (opts_.reliable == "rc" || rel_->image_writer()) n.final_delta = "write";
+    if (opts_.final_delta.value_or(kDefaultFinalDelta) == FinalDeltaMethod::write) {
+      if (opts_.reliable == ReliableTransport::rdma_rc || rel_->image_writer()) n.final_delta = FinalDeltaMethod::write;
       else report_.final_delta_note = "no one-sided writes on " + rel_->transport_name();
     }
-    if (opts_.bulk != "tcp") {
+    if (uses_datagrams(opts_.bulk)) {
       n.lanes = std::clamp<std::uint32_t>(opts_.lanes, 1, kMaxLanes);
       std::size_t datagram_bytes = std::min(opts_.datagram_bytes, std::size_t{65535});
       for (std::uint32_t l = 0; l < n.lanes; ++l) {
@@ -144,8 +138,8 @@ class SourceRun {
     // The destination may be starting a VM to receive into (a libvirt domain on a loaded host
     // takes seconds): ready gets at least 30 s. Nothing is paused meanwhile.
     const Ready ready = decode_ready(expect(*rel_, MsgType::ready, std::max(opts_.peer_timeout, kReadyTimeout)).body);
-    if (opts_.reliable != "tcp") move_reliable(ready.reliable_endpoint);
-    asked_write_ = n.final_delta == "write";
+    if (opts_.reliable != ReliableTransport::tcp) move_reliable(ready.reliable_endpoint);
+    asked_write_ = n.final_delta == FinalDeltaMethod::write;
     if (asked_write_) prepare_writes();
 
     if (!lanes_.empty()) {
@@ -179,7 +173,7 @@ class SourceRun {
   // From here on every message goes over the new channel; the first connection stays open, idle.
   void move_reliable(const std::string& endpoint) {
     if (endpoint.empty() || !opts_.connect_reliable)
-      throw Error(ErrorKind::protocol, "the destination gave no " + opts_.reliable + " endpoint to move the session to");
+      throw Error(ErrorKind::protocol, "the destination gave no " + std::string(wire_name(opts_.reliable)) + " endpoint to move the session to");
     moved_rel_ = seal_channel(opts_.connect_reliable(endpoint), *opts_.secrets, "rc", Role::source);
     moved_rel_->set_limits(std::max<std::size_t>(1 << 20, image_.page_count() / 8 + 1024), 0);
     moved_rel_->set_io_timeout(opts_.peer_timeout);
@@ -249,7 +243,7 @@ class SourceRun {
           live_.qdelay_s = s->qdelay_s;
         }
         live_.rate = pacer_.rate();
-        live_.phase = pacer_.phase();
+        if (phase_.now() == SessionPhase::rounds) live_.phase = pacer_.phase();
         return;
       }
       default:
@@ -378,7 +372,7 @@ class SourceRun {
       const std::uint64_t next_count = next.count();
       const double round_rate = rs.seconds > 0 ? rs.pages * ps / rs.seconds : 1e9;
       const double est_s = next_count * ps / final_rate_estimate(round_rate, std::max(rs.loss, pacer_.random_loss())) +
-                           (opts_.verify == "full" ? image_.bytes() / kVerifyBytesPerSecond : 0.0);
+                           (opts_.verify == VerifyMode::full ? image_.bytes() / kVerifyBytesPerSecond : 0.0);
       if (est_s * 1000 <= opts_.downtime_ms) {
         report_.stop_reason = "converged";
         break;
@@ -518,7 +512,7 @@ class SourceRun {
   }
 
   void check_cancel() const {
-    if (!paused_ && opts_.cancel && opts_.cancel->load(std::memory_order_relaxed))
+    if (phase_.now() < SessionPhase::final_delta && opts_.cancel && opts_.cancel->load(std::memory_order_relaxed))
       throw Error(ErrorKind::cancelled, "cancelled before the pause");
   }
 
@@ -526,7 +520,7 @@ class SourceRun {
     check_cancel();
     const std::uint64_t pages = image_.page_count();
     pause_time_ = Clock::now();
-    paused_ = true;  // before pause(): a pause that fails half-way must still be undone
+    phase_.to(SessionPhase::final_delta);  // before pause(): a pause that fails half-way must still be undone
     image_.pause();
     auto lap = pause_time_;
     auto split = [&lap] {  // ms since the previous split
@@ -536,7 +530,6 @@ class SourceRun {
       return ms;
     };
     report_.downtime_parts.pause_ms = split();
-    live_.phase = "final";
     rel_->send(wire(MsgType::pause), {});
 
     Bitmap missing;
@@ -572,7 +565,7 @@ class SourceRun {
     // The image is frozen now: with full verification, rehash all of it while the delta streams.
     Digest full_digest{};
     std::thread hasher;
-    if (opts_.verify == "full") {
+    if (opts_.verify == VerifyMode::full) {
       hasher = std::thread([&] {
         Bitmap holes(pages);
         image_.find_zero_pages(holes);
@@ -593,13 +586,14 @@ class SourceRun {
     // as datagram rounds first, and the reliable channel repairs only what is still missing.
     if (use_datagrams_for_final(final_set)) final_set = final_datagram_rounds(std::move(final_set));
     // With full verification the digest comes from the rehash running meanwhile: no page hashes.
-    send_pages_reliable(kFinalRound, final_set, false, opts_.verify != "full", by_write);
+    send_pages_reliable(kFinalRound, final_set, false, opts_.verify != VerifyMode::full, by_write);
     rel_->send(wire(MsgType::final_end), encode_u64(report_.final_delta_pages));
     report_.downtime_parts.final_delta_ms = split();
     if (hasher.joinable()) hasher.join();
 
-    const Digest mine = opts_.verify == "full" ? full_digest : keyed_digest_of_hashes(*opts_.secrets, sent_hashes_);
+    const Digest mine = opts_.verify == VerifyMode::full ? full_digest : keyed_digest_of_hashes(*opts_.secrets, sent_hashes_);
     report_.digest = to_hex(mine);
+    phase_.to(SessionPhase::verifying);
     rel_->send(wire(MsgType::digest), encode_digest(mine));
     stop_point(Role::source, "verify");
     const Verify v = decode_verify(expect(*rel_, MsgType::verify, opts_.peer_timeout).body);
@@ -622,13 +616,14 @@ class SourceRun {
     if (const auto early = rel_->receive(std::chrono::milliseconds(0)))
       reject_message(*rel_, *early, "the destination",
                      std::string("unexpected ") + to_string(static_cast<MsgType>(early->type)) + " before commit");
-    commit_sent_ = true;
+    phase_.to(SessionPhase::committing);
     rel_->send(wire(MsgType::commit), {});
     stop_point(Role::source, "commit");
     expect(*rel_, MsgType::committed, opts_.peer_timeout);
     report_.downtime_parts.commit_ms = split();
     report_.downtime_ms = seconds_since(pause_time_) * 1000;
     report_.outcome = Outcome::committed;
+    phase_.to(SessionPhase::committed);
     // The workload runs at the destination: the migration's time ends here. Ending the source's
     // copy (a QEMU takes ~1 s to exit) is reported apart.
     report_.total_ms = seconds_since(start_) * 1000;
@@ -698,7 +693,7 @@ class SourceRun {
   // The memory verified on both sides: the image's device state goes over the reliable channel in
   // pieces as the image produces it; the destination answers once it applied all of it.
   void move_device_state() {
-    live_.phase = "device-state";
+    phase_.to(SessionPhase::device_state);
     StreamDigest digest;
     std::uint64_t offset = 0;
     image_.produce_device_state([&](std::span<const std::byte> bytes) {
@@ -717,27 +712,33 @@ class SourceRun {
     expect(*rel_, MsgType::device_state_loaded, opts_.peer_timeout);
   }
 
+  // What a failure means follows from the phase it struck in (engine/session_phase.hpp).
   void fail(const std::string& why) {
-    if (commit_sent_) {
+    const SessionPhase at = phase_.now();
+    if (at == SessionPhase::committed || at == SessionPhase::failed || at == SessionPhase::unknown) return;  // ended
+    const SourceFailure f = source_failure(at);
+    const bool paused = at >= SessionPhase::final_delta;
+    report_.outcome = f.outcome;
+    if (f.outcome == Outcome::unknown) {
       // The destination may or may not have resumed: never resume here (the workload must not run
       // twice). An operator decides from the destination's log.
-      report_.outcome = Outcome::unknown;
       report_.error = "commit sent but not confirmed (" + why +
                       "); the source stays paused: check the destination before resuming it";
-      if (paused_) report_.downtime_ms = seconds_since(pause_time_) * 1000;
+      if (paused) report_.downtime_ms = seconds_since(pause_time_) * 1000;
+      phase_.to(SessionPhase::unknown);
       return;
     }
-    report_.outcome = Outcome::failed;
     report_.error = why;
     send_abort_quietly(*rel_, "source failed: " + why);
-    if (paused_) {
+    if (f.resume_image) {
       try {
         image_.resume();
       } catch (const std::exception& e) {
         report_.error += std::string("; resuming the source also failed: ") + e.what();
       }
-      report_.downtime_ms = seconds_since(pause_time_) * 1000;
     }
+    if (paused) report_.downtime_ms = seconds_since(pause_time_) * 1000;
+    phase_.to(SessionPhase::failed);
   }
 
   ReliableChannel* rel_;  // the connection the session started on, or the RC channel it moved to
@@ -764,8 +765,7 @@ class SourceRun {
   Clock::time_point last_heard_ = Clock::now();
   Clock::time_point last_progress_call_ = Clock::now();
   Clock::time_point pause_time_{};
-  bool paused_ = false;
-  bool commit_sent_ = false;
+  PhaseMachine phase_;  // its observer writes live_: declared after it
   std::string peer_host_;  // the authenticated connection's peer: datagrams go there only
 };
 

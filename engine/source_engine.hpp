@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "engine/report.hpp"
@@ -40,7 +41,9 @@ struct SourceOptions {
   const SessionSecrets* secrets = nullptr;
   // aead: datagrams encrypted and authenticated; mac: authenticated only (--encrypt off).
   DatagramProtection protection = DatagramProtection::aead;
-  std::string bulk = "udp";               // "udp" (datagram channel from the factory) | "tcp"
+  // udp or rdma_ud: datagram channels from the factory (which decides the kind); tcp: the pages go
+  // over the reliable channel.
+  BulkTransport bulk = BulkTransport::udp;
   // Datagram lanes: the factory is called this many times, each channel gets its own thread and
   // its share of the pages and of the rate (docs/protocol.md, "Lanes").
   std::uint32_t lanes = 1;
@@ -50,19 +53,18 @@ struct SourceOptions {
   std::uint32_t downtime_ms = 300;
   std::uint32_t max_rounds = 30;
   std::chrono::milliseconds peer_timeout{10000};
-  std::string verify = "full";            // "full": both sides rehash the whole image at the end
+  VerifyMode verify = VerifyMode::full;   // full: both sides rehash the whole image at the end
   std::function<void(const LiveProgress&)> on_progress;  // ~5 times a second
-  // "rc": after notify/ready the session moves from the connection it started on to the channel
+  // rdma_rc: after notify/ready the session moves from the connection it started on to the channel
   // connect_reliable returns for the destination's ready.reliable_endpoint (a raw channel: the
   // engine seals it with the session's "rc" keys and answers the destination's bind challenge).
-  std::string reliable = "tcp";
+  ReliableTransport reliable = ReliableTransport::tcp;
   std::function<std::unique_ptr<ReliableChannel>(const std::string& endpoint)> connect_reliable;
-  // How the final delta travels: "write" (one-sided writes into the destination's registered image,
-  // where the reliable channel has them: RDMA RC), "send" (pages messages), or "auto": the
-  // environment's HYMIG_FINAL_DELTA (send|write) if set, else kDefaultFinalDelta. "write" falls
-  // back to "send" (the report says why) on a channel without one-sided writes or when either side
-  // cannot register its image.
-  std::string final_delta = "auto";
+  // How the final delta travels: write (one-sided writes into the destination's registered image,
+  // where the reliable channel has them: RDMA RC) or send (pages messages); unset: kDefaultFinalDelta.
+  // write falls back to send (the report says why) on a channel without one-sided writes or when
+  // either side cannot register its image.
+  std::optional<FinalDeltaMethod> final_delta;
   // The final delta as datagram rounds before the reliable channel: automatic (under loss),
   // always, never (tests).
   FinalDatagrams final_datagrams = FinalDatagrams::automatic;
@@ -75,7 +77,7 @@ struct SourceOptions {
 };
 
 // What "auto" means (docs/protocol.md, "Final delta", has the lab figures it was chosen by).
-inline constexpr const char* kDefaultFinalDelta = "write";
+inline constexpr FinalDeltaMethod kDefaultFinalDelta = FinalDeltaMethod::write;
 
 MigrationReport run_source(ReliableChannel& rel, const DatagramFactory& make_datagram, SourceImage& image,
                            const SourceOptions& opts);

@@ -55,11 +55,11 @@ Notify sample_notify() {
   n.page_count = n.image_bytes / 4096;
   n.image_kind = "file";
   n.image_name = "guest.ram";
-  n.bulk = "udp";
+  n.bulk = BulkTransport::udp;
   n.lanes = 2;
   n.bulk_endpoints = {"10.0.0.1:40001", "10.0.0.1:40002"};
   n.datagram_bytes = 8952;
-  n.verify = "full";
+  n.verify = VerifyMode::full;
   return n;
 }
 
@@ -116,10 +116,10 @@ int main(int argc, char** argv) {
   put("hello", "source", encode_hello(Hello{kProtocolVersion, "source", "hymig 0.2.0"}, caps));
   put("notify", "udp-2-lanes", encode_notify(sample_notify()));
   Notify tcp = sample_notify();
-  tcp.bulk = "tcp";
+  tcp.bulk = BulkTransport::tcp;
   tcp.lanes = 1;
   tcp.bulk_endpoints.clear();
-  tcp.final_delta = "write";
+  tcp.final_delta = FinalDeltaMethod::write;
   put("notify", "tcp", encode_notify(tcp));
   put("ready", "two-lanes", encode_ready(Ready{{"10.0.0.2:50001", "10.0.0.2:50002"}, 8952, ""}));
   put("query", "status", encode_query("status", nlohmann::json::object()));

@@ -14,11 +14,9 @@
 
 #include "policy/capabilities.hpp"
 #include "protocol/page_compressor.hpp"  // Compression
+#include "transport/transport_kind.hpp"
 
 namespace hymig {
-
-enum class BulkTransport { udp, tcp, rdma_ud };
-enum class ReliableTransport { tcp, rdma_rc };
 
 // Command-line spellings: "udp", "tcp", "ud" and "tcp", "rc".
 std::string_view to_string(BulkTransport t);

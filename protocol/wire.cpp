@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -187,6 +188,32 @@ Hello decode_hello(std::span<const std::byte> body, nlohmann::json& caps_out) {
   return h;
 }
 
+std::string_view wire_name(BulkTransport t) {
+  switch (t) {
+    case BulkTransport::udp: return "udp";
+    case BulkTransport::tcp: return "tcp";
+    case BulkTransport::rdma_ud: return "ud";
+  }
+  return "?";
+}
+std::string_view wire_name(ReliableTransport t) { return t == ReliableTransport::rdma_rc ? "rc" : "tcp"; }
+std::string_view wire_name(VerifyMode v) { return v == VerifyMode::fast ? "fast" : "full"; }
+std::string_view wire_name(FinalDeltaMethod f) { return f == FinalDeltaMethod::write ? "write" : "send"; }
+
+namespace {
+
+// The value of `e` whose wire_name is `s`, or a bad-message error naming the field.
+template <typename E, std::size_t N>
+E from_wire(const std::string& s, const std::array<E, N>& values, const char* what) {
+  for (E v : values)
+    if (wire_name(v) == s) return v;
+  std::string names;
+  for (E v : values) names += (names.empty() ? "" : ", ") + std::string(wire_name(v));
+  bad(std::string("notify: unknown ") + what + " '" + printable(s, 64) + "' (" + names + ")");
+}
+
+}  // namespace
+
 std::vector<std::byte> encode_notify(const Notify& n) {
   nlohmann::json j = {{"session", n.session},
                       {"image_bytes", n.image_bytes},
@@ -194,13 +221,13 @@ std::vector<std::byte> encode_notify(const Notify& n) {
                       {"page_count", n.page_count},
                       {"image_kind", n.image_kind},
                       {"image_name", n.image_name},
-                      {"bulk", n.bulk},
+                      {"bulk", wire_name(n.bulk)},
                       {"lanes", n.lanes},
                       {"bulk_endpoints", n.bulk_endpoints},
                       {"datagram_bytes", n.datagram_bytes},
-                      {"verify", n.verify},
-                      {"reliable", n.reliable},
-                      {"final_delta", n.final_delta},
+                      {"verify", wire_name(n.verify)},
+                      {"reliable", wire_name(n.reliable)},
+                      {"final_delta", wire_name(n.final_delta)},
                       {"datagram_protection", n.protection == DatagramProtection::aead ? "aead" : "mac"}};
   if (!n.vm_definition.empty()) j["vm_definition"] = n.vm_definition;
   if (n.compressed_pages) j["page_compression"] = "zstd";
@@ -217,16 +244,21 @@ Notify decode_notify(std::span<const std::byte> body) {
   n.page_count = field<std::uint64_t>(j, m, "page_count");
   n.image_kind = field<std::string>(j, m, "image_kind");
   n.image_name = check_text(field<std::string>(j, m, "image_name"), m, "image_name", 255);
-  n.bulk = field<std::string>(j, m, "bulk");
+  n.bulk = from_wire(field<std::string>(j, m, "bulk"),
+                     std::array{BulkTransport::udp, BulkTransport::tcp, BulkTransport::rdma_ud}, "bulk transport");
   n.lanes = field<std::uint32_t>(j, m, "lanes");
   n.bulk_endpoints = endpoints(j, m);
   n.datagram_bytes = field<std::uint32_t>(j, m, "datagram_bytes");
-  n.verify = field<std::string>(j, m, "verify");
+  n.verify = from_wire(field<std::string>(j, m, "verify"), std::array{VerifyMode::full, VerifyMode::fast}, "verify mode");
   // Absent in notifies of hymig before RDMA: the session stays on TCP.
-  if (j.contains("reliable")) n.reliable = field<std::string>(j, m, "reliable");
+  if (j.contains("reliable"))
+    n.reliable = from_wire(field<std::string>(j, m, "reliable"),
+                           std::array{ReliableTransport::tcp, ReliableTransport::rdma_rc}, "reliable transport");
   if (j.contains("vm_definition")) n.vm_definition = field<std::string>(j, m, "vm_definition");
   // Absent before the final delta could go by RDMA WRITE: pages messages.
-  if (j.contains("final_delta")) n.final_delta = field<std::string>(j, m, "final_delta");
+  if (j.contains("final_delta"))
+    n.final_delta = from_wire(field<std::string>(j, m, "final_delta"),
+                              std::array{FinalDeltaMethod::send, FinalDeltaMethod::write}, "final delta method");
   const auto protection = field<std::string>(j, m, "datagram_protection");
   if (!one_of(protection, {"aead", "mac"})) bad("notify: datagram_protection must be aead or mac");
   n.protection = protection == "aead" ? DatagramProtection::aead : DatagramProtection::mac;
@@ -245,18 +277,15 @@ Notify decode_notify(std::span<const std::byte> body) {
   if (!is_safe_image_name(n.image_name))
     bad("notify: image_name must be 1.." + std::to_string(kMaxImageNameBytes) +
         " of A-Z a-z 0-9 . _ - +, not starting with '.'");
-  if (!one_of(n.bulk, {"udp", "tcp", "ud"})) bad("notify: unknown bulk transport '" + n.bulk + "'");
   if (n.lanes == 0 || n.lanes > kMaxLanes) bad("notify: lanes must be 1.." + std::to_string(kMaxLanes));
-  if (n.bulk != "tcp" && n.bulk_endpoints.size() != n.lanes) bad("notify: one bulk endpoint per lane");
-  if (n.bulk == "tcp" && !n.bulk_endpoints.empty()) bad("notify: bulk endpoints for the tcp transport");
-  if (n.bulk != "tcp" && (n.datagram_bytes < 256 || n.datagram_bytes > 65535))
+  const bool datagrams = uses_datagrams(n.bulk);
+  if (datagrams && n.bulk_endpoints.size() != n.lanes) bad("notify: one bulk endpoint per lane");
+  if (!datagrams && !n.bulk_endpoints.empty()) bad("notify: bulk endpoints for the tcp transport");
+  if (datagrams && (n.datagram_bytes < 256 || n.datagram_bytes > 65535))
     bad("notify: datagram_bytes out of range 256..65535");
-  if (!one_of(n.verify, {"full", "fast"})) bad("notify: verify must be full or fast");
-  if (!one_of(n.reliable, {"tcp", "rc"})) bad("notify: unknown reliable transport '" + n.reliable + "'");
   if (!n.vm_definition.empty() && n.image_kind != "vm") bad("notify: vm_definition on a '" + n.image_kind + "' image");
   if (n.vm_definition.size() > (256u << 10)) bad("notify: vm_definition longer than 256 KiB");
-  if (!one_of(n.final_delta, {"send", "write"})) bad("notify: final_delta must be send or write");
-  if (n.compressed_pages && (n.bulk == "tcp" || n.page_size > kMaxCompressiblePage))
+  if (n.compressed_pages && (!datagrams || n.page_size > kMaxCompressiblePage))
     bad("notify: page_compression needs datagrams and pages of at most 16 KiB");
   return n;
 }

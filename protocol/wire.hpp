@@ -31,6 +31,7 @@
 #include "core/bitmap.hpp"
 #include "protocol/page_hash.hpp"
 #include "security/aead.hpp"
+#include "transport/transport_kind.hpp"
 
 namespace hymig {
 
@@ -96,6 +97,19 @@ inline constexpr int kMaxJsonDepth = 8;
 // "mac" authenticates only (--encrypt off: to measure what encryption costs).
 enum class DatagramProtection : std::uint8_t { aead = 1, mac = 0 };
 
+// How the two sides check the image at the end: full (both rehash the whole image, keyed) or fast
+// (a keyed digest of the page hashes sent). How the final delta travels: pages messages, or
+// one-sided writes into the target image where the reliable channel has them (RDMA RC).
+enum class VerifyMode { full, fast };
+enum class FinalDeltaMethod { send, write };
+
+// The names notify gives them on the wire (and reports and messages show): "udp", "tcp", "ud";
+// "tcp", "rc"; "full", "fast"; "send", "write".
+std::string_view wire_name(BulkTransport t);
+std::string_view wire_name(ReliableTransport t);
+std::string_view wire_name(VerifyMode v);
+std::string_view wire_name(FinalDeltaMethod f);
+
 struct Notify {
   std::uint64_t session = 0;
   std::uint64_t image_bytes = 0;
@@ -103,18 +117,19 @@ struct Notify {
   std::uint64_t page_count = 0;
   std::string image_kind;     // "synthetic" | "file" | "vm"
   std::string image_name;     // a plain file name, no '/'
-  std::string bulk;           // "udp" | "tcp" | "ud"
+  BulkTransport bulk = BulkTransport::udp;
   // Datagram lanes (1..kMaxLanes): each its own channel and thread on both sides, the pages split
   // among them (lane_of_page). One endpoint of the source's per lane; none for tcp.
   std::uint32_t lanes = 1;
   std::vector<std::string> bulk_endpoints;
   std::uint32_t datagram_bytes = 0;
-  std::string verify;         // "full" | "fast"
-  std::string reliable = "tcp";  // "tcp": the session stays on this connection; "rc": it moves to RDMA RC
+  VerifyMode verify = VerifyMode::full;
+  // tcp: the session stays on this connection; rdma_rc: it moves to RDMA RC after ready.
+  ReliableTransport reliable = ReliableTransport::tcp;
   std::string vm_definition;     // a VM image's hypervisor definition (see SourceImage::vm_definition), or ""
-  // "write": the source would send the final delta by one-sided writes into the target image
-  // (ImageWriter) if the destination exposes it (image-window); "send": pages messages.
-  std::string final_delta = "send";
+  // write: the source would send the final delta by one-sided writes into the target image
+  // (ImageWriter) if the destination exposes it (image-window); send: pages messages.
+  FinalDeltaMethod final_delta = FinalDeltaMethod::send;
   DatagramProtection protection = DatagramProtection::aead;
   // Datagrams may carry zstd-compressed pages ("page_compression": "zstd"); the destination
   // refuses compressed entries otherwise.

@@ -49,7 +49,7 @@ class FakeDatagram final : public DatagramChannel {
 
   std::string transport_name() const override { return "fake"; }
   // Socket-shaped datagrams; the test builds the receiving twin, never a daemon.
-  std::string wire_kind() const override { return "udp"; }
+  BulkTransport wire_kind() const override { return BulkTransport::udp; }
   std::size_t max_datagram() const override { return imp_.max_datagram; }
   std::string local_endpoint() const override { return "fake:" + std::to_string(id_); }
   std::string endpoint_host(std::string_view) const override { return "127.0.0.1"; }

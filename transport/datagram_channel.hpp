@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "core/buffer.hpp"
+#include "transport/transport_kind.hpp"
 
 namespace hymig {
 
@@ -29,9 +30,9 @@ class DatagramChannel {
   // Name for reports: "udp", "ud", "fake".
   virtual std::string transport_name() const = 0;
 
-  // What notify tells the destination to build to receive these datagrams: "udp" (sockets) or
-  // "ud" (queue pairs). The only values the wire takes; a test double names the kind it mimics.
-  virtual std::string wire_kind() const { return transport_name(); }
+  // What notify tells the destination to build to receive these datagrams: udp (sockets) or
+  // rdma_ud (queue pairs). A test double names the kind it mimics.
+  virtual BulkTransport wire_kind() const = 0;
 
   // Largest datagram (all parts together) this channel can carry to the peer.
   virtual std::size_t max_datagram() const = 0;

@@ -31,6 +31,7 @@ class UdpDatagramChannel final : public DatagramChannel {
   static std::unique_ptr<UdpDatagramChannel> open(const std::string& bind_host, const UdpChannelOptions& options);
 
   std::string transport_name() const override { return "udp"; }
+  BulkTransport wire_kind() const override { return BulkTransport::udp; }
 
   // Before connect(): the requested size capped by the family's UDP limit. After: also capped by
   // the route's MTU minus the IP and UDP headers, as the kernel knew it at connect() time. If the

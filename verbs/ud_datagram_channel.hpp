@@ -62,6 +62,7 @@ class UdDatagramChannel final : public DatagramChannel {
   ~UdDatagramChannel() override;
 
   std::string transport_name() const override { return "ud"; }
+  BulkTransport wire_kind() const override { return BulkTransport::rdma_ud; }
 
   // min(requested, port MTU); after connect() also capped by the peer's port MTU.
   std::size_t max_datagram() const override { return max_datagram_; }

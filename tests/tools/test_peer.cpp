@@ -330,8 +330,8 @@ int hostile_source(const Args& a, const std::string& mode) {
     n.image_bytes = n.page_count * n.page_size;
     n.image_kind = "synthetic";
     n.image_name = "huge";
-    n.bulk = "tcp";
-    n.verify = "full";
+    n.bulk = BulkTransport::tcp;
+    n.verify = VerifyMode::full;
     s.channel->send(wire(MsgType::notify), encode_notify(n));
   }
   report_answer(*s.channel);
@@ -356,8 +356,8 @@ int notify_domain(const Args& a) {
   n.image_bytes = n.page_count * n.page_size;
   n.image_kind = "vm";
   n.image_name = "hostile";
-  n.bulk = "tcp";
-  n.verify = "full";
+  n.bulk = BulkTransport::tcp;
+  n.verify = VerifyMode::full;
   n.vm_definition = def.dump();
   s.channel->set_limits(1 << 20, 0);
   s.channel->send(wire(MsgType::notify), encode_notify(n));

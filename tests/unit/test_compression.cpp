@@ -16,7 +16,7 @@
 #include "protocol/page_hash.hpp"
 #include "protocol/wire.hpp"
 #include "security/epoch_keys.hpp"
-#include "tests/unit/engine_harness.hpp"
+#include "testing/engine_harness.hpp"
 
 namespace hymig {
 namespace {

@@ -13,8 +13,8 @@
 #include "engine/destination_engine.hpp"
 #include "engine/source_engine.hpp"
 #include "images/synthetic_image.hpp"
+#include "testing/engine_harness.hpp"
 #include "testing/fake_channel.hpp"
-#include "tests/unit/engine_harness.hpp"
 
 namespace hymig {
 namespace {

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "images/synthetic_image.hpp"
-#include "tests/unit/engine_harness.hpp"
+#include "testing/engine_harness.hpp"
 
 namespace hymig {
 namespace {
@@ -101,7 +101,7 @@ TEST(EngineFakeChannels, BulkOverReliableChannelMatches) {
   spec.dirty_rate = 8 << 20;
   SyntheticImage image(spec);
   SourceOptions opts;
-  opts.bulk = "tcp";
+  opts.bulk = BulkTransport::tcp;
   const auto out = migrate(image, {}, opts);
   ASSERT_TRUE(out.source.committed()) << out.source.error;
   EXPECT_EQ(out.source.bulk_transport, "tcp");

@@ -11,9 +11,10 @@
 #include <cstring>
 #include <thread>
 
+#include "cli/command.hpp"
 #include "core/error.hpp"
 #include "images/synthetic_image.hpp"
-#include "tests/unit/engine_harness.hpp"
+#include "testing/engine_harness.hpp"
 
 namespace hymig {
 namespace {
@@ -141,9 +142,9 @@ TEST_P(EngineFinalDeltaByWrite, DestinationEqualsPausedSourceByteForByte) {
   const auto [bulk, verify] = GetParam();
   SyntheticImage image(spec_for(7));
   SourceOptions opts;
-  opts.bulk = bulk;
-  opts.verify = verify;
-  opts.final_delta = "write";
+  opts.bulk = std::string(bulk) == "tcp" ? BulkTransport::tcp : BulkTransport::udp;
+  opts.verify = std::string(verify) == "fast" ? VerifyMode::fast : VerifyMode::full;
+  opts.final_delta = FinalDeltaMethod::write;
   const Session r = migrate(image, opts, "both");
   ASSERT_TRUE(r.source.committed()) << r.source.error << " / destination: " << r.dest.error;
   EXPECT_TRUE(r.dest.committed);
@@ -165,7 +166,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, EngineFinalDeltaByWrite,
 TEST(EngineFinalDelta, SendWhenAskedForSend) {
   SyntheticImage image(spec_for(8));
   SourceOptions opts;
-  opts.final_delta = "send";
+  opts.final_delta = FinalDeltaMethod::send;
   const Session r = migrate(image, opts, "both");
   ASSERT_TRUE(r.source.committed()) << r.source.error << " / destination: " << r.dest.error;
   EXPECT_EQ(r.source.final_delta_method, "send");
@@ -176,22 +177,28 @@ TEST(EngineFinalDelta, SendWhenAskedForSend) {
   expect_equal(r, image);
 }
 
+// --final-delta auto: the environment chooses (resolved by the command, cli/command.hpp), and a bad
+// value is a usage error before any migration begins.
 TEST(EngineFinalDelta, EnvironmentChoosesWhenAuto) {
   SyntheticImage image(spec_for(9));
-  SourceOptions opts;  // final_delta "auto"
-  ::setenv("HYMIG_FINAL_DELTA", "send", 1);
+  SourceOptions opts;
+  opts.final_delta = cli::final_delta_option("auto", "send");
   const Session r = migrate(image, opts, "both");
-  ::unsetenv("HYMIG_FINAL_DELTA");
   ASSERT_TRUE(r.source.committed()) << r.source.error;
   EXPECT_EQ(r.source.final_delta_method, "send");
   expect_equal(r, image);
 
-  ::setenv("HYMIG_FINAL_DELTA", "sideways", 1);
-  SyntheticImage image2(spec_for(10));
-  const Session bad = migrate(image2, opts, "both");
-  ::unsetenv("HYMIG_FINAL_DELTA");
-  EXPECT_FALSE(bad.source.committed());
-  EXPECT_NE(bad.source.error.find("HYMIG_FINAL_DELTA"), std::string::npos) << bad.source.error;
+  EXPECT_EQ(cli::final_delta_option("auto", nullptr), std::nullopt);  // kDefaultFinalDelta
+  EXPECT_EQ(cli::final_delta_option("auto", ""), std::nullopt);
+  EXPECT_EQ(cli::final_delta_option("send", "write"), FinalDeltaMethod::send);  // the flag wins
+  try {
+    cli::final_delta_option("auto", "sideways");
+    ADD_FAILURE() << "HYMIG_FINAL_DELTA=sideways was taken";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::usage);
+    EXPECT_NE(std::string(e.what()).find("HYMIG_FINAL_DELTA"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(cli::final_delta_option("sideways", nullptr), Error);
 }
 
 // A side without one-sided writes: the final delta goes as pages messages, and the report says why.
@@ -199,7 +206,7 @@ TEST(EngineFinalDelta, FallsBackToSendWhereASideHasNoWrites) {
   for (const char* side : {"source", "destination", "none"}) {
     SyntheticImage image(spec_for(11));
     SourceOptions opts;
-    opts.final_delta = "write";
+    opts.final_delta = FinalDeltaMethod::write;
     const Session r = migrate(image, opts, side);
     ASSERT_TRUE(r.source.committed()) << side << ": " << r.source.error << " / destination: " << r.dest.error;
     EXPECT_EQ(r.source.final_delta_method, "send") << side;
@@ -216,7 +223,7 @@ TEST(EngineFinalDelta, MisdirectedOrTamperedWritesFailAuthentication) {
   for (const Fault f : {Fault::misdirect, Fault::tamper}) {
     SyntheticImage image(spec_for(12));
     SourceOptions opts;
-    opts.final_delta = "write";
+    opts.final_delta = FinalDeltaMethod::write;
     const Session r = migrate(image, opts, "both", f);
     EXPECT_FALSE(r.source.committed());
     EXPECT_NE(r.dest.error.find("failed authentication"), std::string::npos) << r.dest.error;
@@ -233,7 +240,7 @@ TEST(EngineFinalDelta, MisdirectedOrTamperedWritesFailAuthentication) {
 TEST(EngineFinalDelta, WriteFailureMidDeltaFailsCleanly) {
   SyntheticImage image(spec_for(13));
   SourceOptions opts;
-  opts.final_delta = "write";
+  opts.final_delta = FinalDeltaMethod::write;
   const Session r = migrate(image, opts, "both", Fault::fail_mid_delta);
   EXPECT_FALSE(r.source.committed());
   EXPECT_NE(r.source.error.find("mid-write"), std::string::npos) << r.source.error;

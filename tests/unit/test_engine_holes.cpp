@@ -14,8 +14,8 @@
 #include "images/file_image.hpp"
 #include "images/synthetic_image.hpp"
 #include "protocol/page_hash.hpp"
+#include "testing/engine_harness.hpp"
 #include "testing/fake_channel.hpp"
-#include "tests/unit/engine_harness.hpp"
 
 namespace hymig {
 namespace {
@@ -84,7 +84,7 @@ Run migrate(SourceImage& image, const Impairments& imp, const std::string& verif
   opts.initial_rate = 200 << 20;
   opts.downtime_ms = 50;
   opts.max_rounds = 6;
-  opts.verify = verify;
+  opts.verify = verify == "fast" ? VerifyMode::fast : VerifyMode::full;
   harness::EngineRun r = harness::run_engines(harness::fake_channels(imp), image, targets, opts);
   out.source = std::move(r.source);
   out.dest = std::move(r.dest);

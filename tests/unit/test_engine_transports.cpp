@@ -10,10 +10,11 @@
 #include <future>
 #include <thread>
 
+#include "cli/command.hpp"
 #include "images/synthetic_image.hpp"
 #include "tcp/tcp_connect.hpp"
 #include "tcp/tcp_listener.hpp"
-#include "tests/unit/engine_harness.hpp"
+#include "testing/engine_harness.hpp"
 #include "udp/udp_datagram_channel.hpp"
 #include "verbs/device_discovery.hpp"
 #include "verbs/rc_connect.hpp"
@@ -124,12 +125,12 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
 
   harness::TargetRecord target;
   SourceOptions opts;
-  opts.bulk = p.bulk == Bulk::over_reliable ? "tcp" : "udp";
+  opts.bulk = p.bulk == Bulk::over_reliable ? BulkTransport::tcp : BulkTransport::udp;
   opts.initial_rate = 16 << 20;
   opts.downtime_ms = 100;
   opts.max_rounds = 6;
   opts.peer_timeout = kTimeout;
-  opts.final_delta = p.final_delta;
+  opts.final_delta = cli::final_delta_option(p.final_delta, nullptr);
   opts.lanes = p.lanes;
   harness::EngineRun run = harness::run_engines(std::move(c), image, harness::kept_targets(target), opts);
   const MigrationReport& src = run.source;
@@ -144,7 +145,7 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
   EXPECT_EQ(src.reliable_transport, p.reliable == Reliable::rc ? "rc" : p.reliable == Reliable::tcp ? "tcp" : "fake");
   // Over RC the final delta goes by RDMA WRITE into the registered target unless asked to send.
   const bool by_write = p.reliable == Reliable::rc && std::string(p.final_delta) != "send" &&
-                        (std::string(p.final_delta) == "write" || std::string(kDefaultFinalDelta) == "write");
+                        (std::string(p.final_delta) == "write" || kDefaultFinalDelta == FinalDeltaMethod::write);
   EXPECT_EQ(src.final_delta_method, by_write ? "write" : "send") << src.final_delta_note;
   EXPECT_EQ(dest.final_delta, by_write && src.final_delta_pages > 0 ? "write" : "send");
   ASSERT_EQ(target.memory.size(), image.memory().size());

@@ -23,10 +23,10 @@ Notify sample_notify() {
   n.image_bytes = 4096 * 256;
   n.image_kind = "file";
   n.image_name = "guest.ram";
-  n.bulk = "udp";
+  n.bulk = BulkTransport::udp;
   n.bulk_endpoints = {"127.0.0.1:4000"};
   n.datagram_bytes = 65507;
-  n.verify = "full";
+  n.verify = VerifyMode::full;
   n.protection = DatagramProtection::aead;
   return n;
 }

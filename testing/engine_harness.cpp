@@ -1,4 +1,4 @@
-#include "tests/unit/engine_harness.hpp"
+#include "testing/engine_harness.hpp"
 
 #include <mutex>
 #include <thread>
