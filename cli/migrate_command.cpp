@@ -37,25 +37,6 @@ void print_report(const MigrationReport& r, const std::string& format) {
   else if (format == "text") std::cout << r.to_text() << std::flush;
 }
 
-// libvirt's job figures ("key=value" lines) as a JSON object, numbers where they are numbers.
-nlohmann::json job_figures(const std::string& lines) {
-  nlohmann::json j = nlohmann::json::object();
-  std::size_t pos = 0;
-  while (pos < lines.size()) {
-    const auto nl = lines.find('\n', pos);
-    const std::string line = lines.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-    pos = nl == std::string::npos ? lines.size() : nl + 1;
-    const auto eq = line.find('=');
-    if (eq == std::string::npos) continue;
-    const std::string v = line.substr(eq + 1);
-    char* end = nullptr;
-    const double d = std::strtod(v.c_str(), &end);
-    if (!v.empty() && end && *end == '\0') j[line.substr(0, eq)] = d;
-    else j[line.substr(0, eq)] = v;
-  }
-  return j;
-}
-
 // --fallback native: libvirt's own live migration of a domain hymig cannot move.
 int migrate_natively(const std::string& domain, const std::string& uri, const std::string& dest_uri,
                      const std::string& migrate_uri, const std::string& why, const std::string& format) {
@@ -65,7 +46,7 @@ int migrate_natively(const std::string& domain, const std::string& uri, const st
                       {"fallback_reason", why}, {"dest_uri", dest_uri}};
   int rc = kExitOk;
   try {
-    r["libvirt_job"] = job_figures(vm::migrate_domain_natively(domain, uri, dest_uri, migrate_uri));
+    r["libvirt_job"] = vm::migrate_domain_natively(domain, uri, dest_uri, migrate_uri);
   } catch (const Error& e) {
     r["outcome"] = "failed";
     r["error"] = e.what();

@@ -1,9 +1,10 @@
 #include "cli/progress_line.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
-#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace hymig::cli {
 
@@ -12,12 +13,19 @@ void ProgressLine::show(const LiveProgress& p) {
   if (mode_ == Mode::json) {
     // Wall-clock time, so lines from two hosts (or from iperf3 beside us) can be put on one axis.
     const double t = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    std::fputs(fmt::format("{{\"progress\":{{\"t\":{:.3f},\"phase\":\"{}\",\"round\":{},\"round_bytes_done\":{},"
-                           "\"round_bytes\":{},\"bytes_moved\":{},\"rate\":{:.0f},\"loss\":{:.5f},\"qdelay_ms\":{:.2f}}}}}\n",
-                           t, p.phase, p.round, p.round_bytes_done, p.round_bytes,
-                           p.bytes_before_round + p.round_bytes_done, p.rate, p.loss, p.qdelay_s * 1e3)
-                   .c_str(),
-               stderr);
+    // Rounded where more digits would be noise: ms, whole bytes/s, 10 µs of queueing delay.
+    const auto round_to = [](double v, double unit) { return std::round(v / unit) * unit; };
+    const nlohmann::json line = {{"progress",
+                                  {{"t", round_to(t, 1e-3)},
+                                   {"phase", p.phase},
+                                   {"round", p.round},
+                                   {"round_bytes_done", p.round_bytes_done},
+                                   {"round_bytes", p.round_bytes},
+                                   {"bytes_moved", p.bytes_before_round + p.round_bytes_done},
+                                   {"rate", std::llround(p.rate)},
+                                   {"loss", round_to(p.loss, 1e-5)},
+                                   {"qdelay_ms", round_to(p.qdelay_s * 1e3, 1e-2)}}}};
+    std::fputs((line.dump() + "\n").c_str(), stderr);
     std::fflush(stderr);
     return;
   }

@@ -167,7 +167,7 @@ void LibvirtDomain::undefine() {
   if (virDomainUndefineFlags(dom_.get(), flags) != 0) fail(ErrorKind::io, "cannot undefine domain '" + name() + "'");
 }
 
-std::string LibvirtDomain::migrate_native(const std::string& dest_uri, const std::string& migrate_uri) {
+nlohmann::json LibvirtDomain::migrate_native(const std::string& dest_uri, const std::string& migrate_uri) {
   virTypedParameterPtr params = nullptr;
   int n = 0, max = 0;
   if (!migrate_uri.empty() && virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, migrate_uri.c_str()) != 0)
@@ -178,23 +178,23 @@ std::string LibvirtDomain::migrate_native(const std::string& dest_uri, const std
   virTypedParamsFree(params, n);
   if (r != 0) fail(ErrorKind::io, "libvirt's own migration of domain '" + name() + "' to " + dest_uri + " failed");
   // The completed job's figures (the source keeps them after the domain left).
-  std::string out;
+  nlohmann::json out = nlohmann::json::object();
   int type = 0, np = 0;
   virTypedParameterPtr stats = nullptr;
   if (virDomainGetJobStats(dom_.get(), &type, &stats, &np, VIR_DOMAIN_JOB_STATS_COMPLETED) == 0) {
     for (int i = 0; i < np; ++i) {
       const auto& p = stats[i];
-      out += std::string(p.field) + "=";
+      auto& v = out[p.field];
       switch (p.type) {
-        case VIR_TYPED_PARAM_ULLONG: out += std::to_string(p.value.ul); break;
-        case VIR_TYPED_PARAM_LLONG: out += std::to_string(p.value.l); break;
-        case VIR_TYPED_PARAM_UINT: out += std::to_string(p.value.ui); break;
-        case VIR_TYPED_PARAM_INT: out += std::to_string(p.value.i); break;
-        case VIR_TYPED_PARAM_DOUBLE: out += std::to_string(p.value.d); break;
-        case VIR_TYPED_PARAM_STRING: out += p.value.s ? p.value.s : ""; break;
-        default: out += "?";
+        case VIR_TYPED_PARAM_ULLONG: v = p.value.ul; break;
+        case VIR_TYPED_PARAM_LLONG: v = p.value.l; break;
+        case VIR_TYPED_PARAM_UINT: v = p.value.ui; break;
+        case VIR_TYPED_PARAM_INT: v = p.value.i; break;
+        case VIR_TYPED_PARAM_DOUBLE: v = p.value.d; break;
+        case VIR_TYPED_PARAM_BOOLEAN: v = p.value.b != 0; break;
+        case VIR_TYPED_PARAM_STRING: v = p.value.s ? p.value.s : ""; break;
+        default: v = nullptr;
       }
-      out += "\n";
     }
     virTypedParamsFree(stats, np);
   }

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 // libvirt's handle types, without its headers in ours.
 struct _virConnect;
 struct _virDomain;
@@ -61,8 +63,8 @@ class LibvirtDomain {
 
   // libvirt's own live migration, peer to peer: to the libvirt at `dest_uri`, the stream going to
   // `migrate_uri` ("" = libvirt's choice); persistent there and undefined here when it was
-  // persistent here. Returns libvirt's completed-job figures as "key=value" lines.
-  std::string migrate_native(const std::string& dest_uri, const std::string& migrate_uri);
+  // persistent here. Returns libvirt's completed-job figures (field: number or text).
+  nlohmann::json migrate_native(const std::string& dest_uri, const std::string& migrate_uri);
 
   _virDomain* get() const { return dom_.get(); }
   const std::string& connection_uri() const { return uri_; }

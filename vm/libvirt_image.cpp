@@ -248,7 +248,7 @@ std::unique_ptr<SourceImage> open_libvirt_source_image(const std::string& name, 
   return make_qemu_source_image(std::move(vm), std::move(control), vm_image_name(name, std::string()));
 }
 
-std::string migrate_domain_natively(const std::string& name, const std::string& uri, const std::string& dest_uri,
+nlohmann::json migrate_domain_natively(const std::string& name, const std::string& uri, const std::string& dest_uri,
                                     const std::string& migrate_uri) {
   const LibvirtConnection conn = LibvirtConnection::open(uri);
   auto dom = LibvirtDomain::find(conn, name);

@@ -32,7 +32,7 @@ class NotMigratableByHymig : public Error {
 std::unique_ptr<SourceImage> open_libvirt_source_image(const std::string& name, const std::string& uri);
 
 // libvirt's own live migration of `name` (the fallback): returns its completed-job figures.
-std::string migrate_domain_natively(const std::string& name, const std::string& uri, const std::string& dest_uri,
+nlohmann::json migrate_domain_natively(const std::string& name, const std::string& uri, const std::string& dest_uri,
                                     const std::string& migrate_uri);
 
 // libvirt's memory_backing_dir by default (qemu.conf): where the RAM files of its domains live.
