@@ -17,7 +17,7 @@
 #     --lab      also the lab guest's run (QEMU TCG, ~4 min; tests/lab/run-lab.sh bench)
 # Environment: HYMIG_BUILD (default build/release), HYMIG_MPIRUN_ARGS (extra mpirun options).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
 QUICK=""
 DOCS=1

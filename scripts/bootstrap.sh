@@ -6,8 +6,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config git
-  # the fuzz lane: clang with libFuzzer and the sanitizers' runtimes
-  clang libclang-rt-14-dev
+  # the fuzz lane: clang with libFuzzer and the sanitizers' runtimes; the lint lane (scripts/lint.sh)
+  clang libclang-rt-14-dev clang-format clang-tidy shellcheck
   # libraries
   libboost-program-options-dev libxxhash-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
   libsodium-dev libssl-dev nettle-dev libzstd-dev libxml2-dev libgtest-dev libgmock-dev libbenchmark-dev

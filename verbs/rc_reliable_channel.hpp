@@ -1,65 +1,10 @@
 // ReliableChannel over an RDMA reliable-connected queue pair set up with librdmacm.
-//
-// A message (verbs/rc_wire.hpp: header, body, payload) is a byte stream cut into SENDs of at most
-// the peer's receive-slot size, copied into registered send slots (the interface gives no way to
-// register the caller's payload, and a few-KiB memcpy costs far less than a per-message
-// registration). The receiver has `recv_slots` registered slots posted; it copies header and body
-// into a buffer of its own and the payload straight into the caller's buffers, re-posting each
-// slot as soon as it is emptied.
-//
-// Flow control is by credits, not by RNR retries: a sender may have at most as many SENDs
-// unconsumed as the receiver has slots. The receiver returns credits by RDMA-WRITing its running
-// count of re-posted slots into an 8-byte registered word of the sender (address and rkey travel in
-// the connect private data), every recv_slots/4 slots. A WRITE consumes no receive WQE, so credits
-// can never be blocked by the very shortage they are meant to relieve, and a slow reader makes its
-// sender wait in user space instead of flooding the link with RNR NAKs and retries (which, under
-// loss or on a slow host, is what makes RC crawl). The QP keeps a small rnr_retry_count only as a
-// safety net: an RNR would mean a credit bug, and it surfaces as an error instead of a stall. The
-// cost is that a sender out of credits polls its credit word (with growing sleeps, up to 1 ms)
-// instead of sleeping on a descriptor; a sender only runs out when the receiver is slower.
-//
-// Two ends that both send without reading would each wait for the other's credit forever (TCP
-// hides this behind megabytes of socket buffer; here every small message holds a whole slot). So a
-// sender waiting for credit moves what it has received out of its slots into memory of its own (up
-// to 64 MiB), re-posts them and returns the credit; receive() hands those bytes out first.
-//
-// Loss. RC recovers lost packets in the device, by go-back-N: a gap makes the responder NAK once
-// and drop everything after it until the requester resends from the gap. Soft-RoCE (rdma_rxe) asks
-// for an ACK only at the end of a SEND (or every 64 packets), and while a retry is under way it
-// ignores further NAKs until a positive ACK: a second loss before the end of the SEND waits for the
-// ACK timeout and spends one more unit of the retry counter. With 64 KiB SENDs (64 packets at a
-// 1024-byte path MTU) 5 % random loss brought ~3 losses per SEND, a 1 s timeout each, and the
-// counter (6) ran out within seconds (IBV_WC_RETRY_EXC_ERR: "stopped acknowledging"). So:
-//   - a SEND is 4 path-MTU packets (4 KiB at MTU 1024, 16 KiB at 4096): a positive ACK, which
-//     re-arms the fast NAK retry and resets the counter, comes every 4 packets;
-//   - at most 8 SENDs are in flight (32 packets): each go-back-N resends little;
-//   - retry_count 7 (rdma_rxe and the spec's RNR counter treat 7 as "retry forever"; hardware
-//     takes it as 7 retries) with a short ACK timeout on Soft-RoCE (33 ms; 1.07 s on hardware, where
-//     loss recovery is not the device's everyday work and a fabric stall must not look like death).
-// A peer that is really gone is then found by this channel, not by the device: while any of our
-// SENDs or credit WRITEs is unacknowledged, the device must complete one at least every io timeout,
-// else every call that waits throws Error{peer_vanished} ("acknowledged nothing for N s"). A peer
-// process that exits or is killed is noticed sooner, by the CM's DISCONNECTED event.
-// The price of small SENDs is an ACK and two completions per 4 packets. Soft-RoCE under QEMU TCG,
-// 8 MiB in 1 MiB messages, one boot (a noisy host): without loss 12-16 MB/s in 4 KiB SENDs posted
-// in chains against 11-20 MB/s in 64 KiB ones; at 5 % loss 2.5-2.9 MB/s against 0.36 (64 KiB,
-// retry 7, 2^14) and 0.75 (16 KiB: 128 packets in flight). Hardware does the same per-packet work
-// for either.
-//
-// One-sided writes (RemoteWriter: the final delta by RDMA WRITE, sealed by the layer above). The
-// destination registers its target image once with this connection's PD (remote write access) and
-// tells the source its address and rkey in a message; the source registers its region once (local
-// access: the sealed layer's staging buffer) and WRITEs from it to the given offset of the peer's
-// image: no receive slot, no credit. A WRITE is at most one SEND's size (kSendPackets path-MTU packets; contiguous
-// pages are merged up to it), for the loss behaviour described above; WRITEs are posted in chains
-// of half the window, the last of each chain signalled, at most `send_slots` WRITEs in flight.
-// RC executes a queue pair's requests in order: a SEND posted after WRITEs completes at the
-// receiver only once they are placed, so the message that names the written pages (the engine's
-// `written`) tells the destination they are there. Write failures (peer gone, queue pair in
-// error, a bad rkey) are completions in error like a SEND's and break the channel the same way.
-//
-// After any failure in the middle of a message the stream is out of step: every later call throws
-// again, naming the first error (like the TCP channel).
+// Messages (verbs/rc_wire.hpp) are cut into SENDs of a few path-MTU packets copied through
+// registered slots; flow control is by credits the receiver RDMA-WRITEs back (never RNR retries);
+// small SENDs and a short ACK timeout keep go-back-N recovery fast under loss; a peer that
+// acknowledges nothing for an io timeout is gone. One-sided writes (RemoteWriter) carry the final
+// delta into the peer's registered image. After a failure mid-message every call throws again.
+// The reasoning and the lab figures behind each choice: docs/rc-channel.md.
 #pragma once
 
 #include <infiniband/verbs.h>

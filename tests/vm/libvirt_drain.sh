@@ -135,7 +135,7 @@ for g in "${guests[@]}"; do
 done
 hymig1() { ip netns exec "${LV_NS[1]}" "$HYMIG" "$@"; }
 drain_state() { status_json 2 "$T2" | jq -r '.drain.state // "none"'; }
-drain_done() { [ "$(drain_state)" = done ]; }
+drain_done() { [ "$(drain_state)" = "done" ]; }
 rc=0
 hymig1 drain --node "$T2" --async --targets "$T4" --parallel 1 --bandwidth 8M >"$HM_TMP/async.out" 2>&1 || rc=$?
 [ "$rc" -eq 0 ] || hm_fail "drain --node --async exited $rc: $(cat "$HM_TMP/async.out")"

@@ -77,6 +77,7 @@ if [ "$prc" = 0 ] && $JQ -e 'type == "object"' /tmp/probe.json >/dev/null 2>&1; 
   result hymig-probe-json 0
   info "hymig probe: $($JQ -c '{capabilities, plan: (.plan | {bulk, reliable, datagram_bytes})}' /tmp/probe.json)"
   # "true", "false" or "absent" each
+  # shellcheck disable=SC2046  # split on purpose: two words, one per capability
   set -- $($JQ -r '.capabilities | [if has("rdma_ud") then .rdma_ud else "absent" end, if has("rdma_rc") then .rdma_rc else "absent" end] | map(tostring) | join(" ")' /tmp/probe.json)
   ud=${1:-absent} rc=${2:-absent}
   # Both devices are ACTIVE here: hymig's probe must offer both RDMA transports.

@@ -23,9 +23,12 @@ if [ ! -x "$bin" ]; then
 fi
 
 export HYMIG_LAB=1
-export HYMIG_LAB_SRC_DEV=rxe0 HYMIG_LAB_SRC_ADDR=$LAB_SRC HYMIG_LAB_SRC_GID_INDEX="$(gid_index rxe0 "$LAB_SRC")"
-export HYMIG_LAB_DST_DEV=rxe1 HYMIG_LAB_DST_ADDR=$LAB_DST HYMIG_LAB_DST_GID_INDEX="$(gid_index rxe1 "$LAB_DST")"
-export HYMIG_LAB_MTU="$(cat /sys/class/net/veth0/mtu)"
+HYMIG_LAB_SRC_GID_INDEX=$(gid_index rxe0 "$LAB_SRC")
+HYMIG_LAB_DST_GID_INDEX=$(gid_index rxe1 "$LAB_DST")
+HYMIG_LAB_MTU=$(cat /sys/class/net/veth0/mtu)
+export HYMIG_LAB_SRC_DEV=rxe0 HYMIG_LAB_SRC_ADDR=$LAB_SRC HYMIG_LAB_SRC_GID_INDEX
+export HYMIG_LAB_DST_DEV=rxe1 HYMIG_LAB_DST_ADDR=$LAB_DST HYMIG_LAB_DST_GID_INDEX
+export HYMIG_LAB_MTU
 info "environment: $(env | grep '^HYMIG_LAB' | sort | tr '\n' ' ')"
 
 "$bin" --gtest_list_tests --gtest_filter="$filter" >/tmp/verbs-list 2>&1
