@@ -249,7 +249,7 @@ std::unique_ptr<SourceImage> open_libvirt_source_image(const std::string& name, 
 }
 
 nlohmann::json migrate_domain_natively(const std::string& name, const std::string& uri, const std::string& dest_uri,
-                                    const std::string& migrate_uri) {
+                                       const std::string& migrate_uri) {
   const LibvirtConnection conn = LibvirtConnection::open(uri);
   auto dom = LibvirtDomain::find(conn, name);
   if (!dom) throw Error(ErrorKind::usage, "no domain '" + name + "' at " + conn.uri());

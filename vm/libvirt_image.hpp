@@ -33,7 +33,7 @@ std::unique_ptr<SourceImage> open_libvirt_source_image(const std::string& name, 
 
 // libvirt's own live migration of `name` (the fallback): returns its completed-job figures.
 nlohmann::json migrate_domain_natively(const std::string& name, const std::string& uri, const std::string& dest_uri,
-                                    const std::string& migrate_uri);
+                                       const std::string& migrate_uri);
 
 // libvirt's memory_backing_dir by default (qemu.conf): where the RAM files of its domains live.
 inline constexpr const char* kLibvirtMemoryBackingDir = "/var/lib/libvirt/qemu/ram";
