@@ -20,11 +20,9 @@
 #include "policy/plan.hpp"
 #include "policy/rate_memory.hpp"
 #include "protocol/handshake.hpp"
+#include "runtime/session_backends.hpp"
 #include "tcp/tcp_connect.hpp"
 #include "tcp/tcp_reliable_channel.hpp"
-#include "udp/udp_datagram_channel.hpp"
-#include "verbs/rc_connect.hpp"
-#include "verbs/ud_datagram_channel.hpp"
 #include "vm/libvirt_image.hpp"
 #include "vm/vm_image.hpp"
 
@@ -242,9 +240,7 @@ int run_migrate(const std::vector<std::string>& args) {
   opts.compression = plan.compression;
   opts.bulk = plan.bulk;
   opts.reliable = plan.reliable;
-  opts.connect_reliable = [&](const std::string& endpoint) {
-    return verbs::connect_rc(rel.local_host(), endpoint, timeout);
-  };
+  opts.connect_reliable = runtime::rc_connector(rel.local_host(), timeout);
   opts.datagram_bytes = plan.datagram_bytes;
   opts.initial_rate = plan.initial_rate_bytes_per_s;
   opts.fixed_rate = prefs.rate_bytes_per_s.value_or(0);
@@ -260,10 +256,7 @@ int run_migrate(const std::vector<std::string>& args) {
   opts.on_progress = [&](const LiveProgress& p) { line.show(p); };
   opts.cancel = &cancel;
 
-  DatagramFactory datagrams = [&]() -> std::unique_ptr<DatagramChannel> {
-    if (plan.bulk == BulkTransport::rdma_ud) return verbs::UdDatagramChannel::open(rel.local_host(), plan.datagram_bytes);
-    return UdpDatagramChannel::open(rel.local_host(), plan.datagram_bytes);
-  };
+  const DatagramFactory datagrams = runtime::source_datagrams(plan.bulk, rel.local_host(), plan.datagram_bytes);
   MigrationReport report = run_source(rel, datagrams, *image, opts);
   const CpuTimes cpu_end = process_cpu_times();
   report.cpu_user_s = cpu_end.user_s - cpu_start.user_s;

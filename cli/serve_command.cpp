@@ -39,11 +39,9 @@
 #include "policy/capabilities.hpp"
 #include "policy/host_capacity.hpp"
 #include "protocol/handshake.hpp"
+#include "runtime/session_backends.hpp"
 #include "tcp/tcp_listener.hpp"
 #include "tcp/tcp_reliable_channel.hpp"
-#include "udp/udp_datagram_channel.hpp"
-#include "verbs/rc_listener.hpp"
-#include "verbs/ud_datagram_channel.hpp"
 #include "vm/libvirt_image.hpp"
 #include "vm/vm_image.hpp"
 
@@ -70,19 +68,6 @@ void linger_for_the_abort(int socket) {
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
   }
 }
-
-// The RC listener a session moves to, one per session on the address the source connected to.
-class RcAcceptor final : public ReliableAcceptor {
- public:
-  explicit RcAcceptor(std::unique_ptr<verbs::RcListener> listener) : listener_(std::move(listener)) {}
-  std::string endpoint() const override { return listener_->endpoint(); }
-  std::unique_ptr<ReliableChannel> accept(std::chrono::milliseconds timeout) override {
-    return listener_->accept(timeout);
-  }
-
- private:
-  std::unique_ptr<verbs::RcListener> listener_;
-};
 
 class Server {
  public:
@@ -420,7 +405,7 @@ class Server {
                                                     cfg_.max_incoming, cfg_.max_incoming == 1 ? "" : "s", cfg_.max_incoming));
       reg.emplace(*this, peer, *opts.notify);
       opts.live = reg->live();
-      rep = run_destination(rel, datagram_factory(local_host), target_factory(slot), opts);
+      rep = run_destination(rel, runtime::destination_datagrams(local_host), target_factory(slot), opts);
     } catch (const std::exception& e) {
       rep.error = e.what();
       send_abort_quietly(rel, e.what());
@@ -463,20 +448,11 @@ class Server {
     }
   }
 
-  ReceiverDatagramFactory datagram_factory(const std::string& local_host) const {
-    return [local_host](const Notify& n) -> std::unique_ptr<DatagramChannel> {
-      if (n.bulk == BulkTransport::rdma_ud) return verbs::UdDatagramChannel::open(local_host);
-      return UdpDatagramChannel::open(local_host);
-    };
-  }
-
   DestinationOptions destination_options(const SecureSession& session, const std::string& local_host) const {
     DestinationOptions d;
     d.secrets = &session.secrets;
     d.peer_timeout = cfg_.timeout;
-    d.make_reliable = [local_host](const Notify&) -> std::unique_ptr<ReliableAcceptor> {
-      return std::make_unique<RcAcceptor>(verbs::RcListener::open(local_host));
-    };
+    d.make_reliable = runtime::rc_acceptors(local_host);
     return d;
   }
 

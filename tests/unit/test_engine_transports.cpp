@@ -12,14 +12,13 @@
 
 #include "cli/command.hpp"
 #include "images/synthetic_image.hpp"
+#include "runtime/session_backends.hpp"
 #include "tcp/tcp_connect.hpp"
 #include "tcp/tcp_listener.hpp"
 #include "testing/engine_harness.hpp"
-#include "udp/udp_datagram_channel.hpp"
 #include "verbs/device_discovery.hpp"
 #include "verbs/rc_connect.hpp"
 #include "verbs/rc_listener.hpp"
-#include "verbs/ud_datagram_channel.hpp"
 
 namespace hymig {
 namespace {
@@ -31,8 +30,7 @@ std::string env_or(const char* name, const char* fallback) {
   return v && *v ? v : fallback;
 }
 
-
-enum class Reliable { fake, tcp, rc };
+enum class Reliable { fake, tcp, rc, tcp_then_rc };  // tcp_then_rc: the session moves after ready
 enum class Bulk { fake, udp, ud, over_reliable };
 
 struct Pair {
@@ -41,7 +39,8 @@ struct Pair {
   Bulk bulk;
   const char* final_delta = "auto";  // SourceOptions::final_delta; auto = write where RC has it
   std::uint32_t lanes = 1;
-  bool rdma() const { return reliable == Reliable::rc || bulk == Bulk::ud; }
+  bool ends_on_rc() const { return reliable == Reliable::rc || reliable == Reliable::tcp_then_rc; }
+  bool rdma() const { return ends_on_rc() || bulk == Bulk::ud; }
 };
 
 // The addresses the pair runs between: loopback for sockets alone, the lab's two RoCE addresses
@@ -55,7 +54,8 @@ Ends ends_for(const Pair& p) {
   return {env_or("HYMIG_LAB_IP_A", "10.9.0.1"), env_or("HYMIG_LAB_IP_B", "10.9.0.2")};
 }
 
-// Both ends of one session's channels, made the way the CLI makes them.
+// Both ends of one session's channels, made the way the CLI makes them (runtime/ for the lanes and
+// the move to RC).
 harness::EngineChannels make_channels(const Pair& p, const Ends& e) {
   harness::EngineChannels c;
   switch (p.reliable) {
@@ -67,11 +67,16 @@ harness::EngineChannels make_channels(const Pair& p, const Ends& e) {
       c.cut = [raw = c.raw_source] { cut_fake_reliable(*raw); };
       break;
     }
-    case Reliable::tcp: {
+    case Reliable::tcp:
+    case Reliable::tcp_then_rc: {
       TcpListener listener = TcpListener::listen(e.b + ":0");
       auto accepted = std::async(std::launch::async, [&] { return listener.accept(kTimeout); });
       c.source_rel = connect_tcp(listener.local_address(), kTimeout, e.a);
       c.dest_rel = accepted.get();
+      if (p.reliable == Reliable::tcp_then_rc) {
+        c.connect_reliable = runtime::rc_connector(e.a, kTimeout);
+        c.dest_reliable = runtime::rc_acceptors(e.b);
+      }
       break;
     }
     case Reliable::rc: {
@@ -90,14 +95,9 @@ harness::EngineChannels make_channels(const Pair& p, const Ends& e) {
       break;
     }
     case Bulk::udp:
-      c.source_dgram = [a = e.a]() -> std::unique_ptr<DatagramChannel> { return UdpDatagramChannel::open(a); };
-      c.dest_dgram = [b = e.b](const Notify&) -> std::unique_ptr<DatagramChannel> { return UdpDatagramChannel::open(b); };
-      break;
     case Bulk::ud:
-      c.source_dgram = [a = e.a]() -> std::unique_ptr<DatagramChannel> { return verbs::UdDatagramChannel::open(a); };
-      c.dest_dgram = [b = e.b](const Notify&) -> std::unique_ptr<DatagramChannel> {
-        return verbs::UdDatagramChannel::open(b);
-      };
+      c.source_dgram = runtime::source_datagrams(p.bulk == Bulk::ud ? BulkTransport::rdma_ud : BulkTransport::udp, e.a);
+      c.dest_dgram = runtime::destination_datagrams(e.b);
       break;
     case Bulk::over_reliable:
       break;
@@ -132,6 +132,7 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
   opts.peer_timeout = kTimeout;
   opts.final_delta = cli::final_delta_option(p.final_delta, nullptr);
   opts.lanes = p.lanes;
+  if (p.reliable == Reliable::tcp_then_rc) opts.reliable = ReliableTransport::rdma_rc;
   harness::EngineRun run = harness::run_engines(std::move(c), image, harness::kept_targets(target), opts);
   const MigrationReport& src = run.source;
   const DestinationReport& dest = run.dest;
@@ -142,9 +143,9 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
   const char* bulk_name = p.bulk == Bulk::over_reliable ? "tcp" : p.bulk == Bulk::ud ? "ud" : p.bulk == Bulk::udp ? "udp" : "fake";
   EXPECT_EQ(src.bulk_transport, bulk_name);
   EXPECT_EQ(src.lanes, p.bulk == Bulk::over_reliable ? 0u : p.lanes);
-  EXPECT_EQ(src.reliable_transport, p.reliable == Reliable::rc ? "rc" : p.reliable == Reliable::tcp ? "tcp" : "fake");
+  EXPECT_EQ(src.reliable_transport, p.ends_on_rc() ? "rc" : p.reliable == Reliable::tcp ? "tcp" : "fake");
   // Over RC the final delta goes by RDMA WRITE into the registered target unless asked to send.
-  const bool by_write = p.reliable == Reliable::rc && std::string(p.final_delta) != "send" &&
+  const bool by_write = p.ends_on_rc() && std::string(p.final_delta) != "send" &&
                         (std::string(p.final_delta) == "write" || kDefaultFinalDelta == FinalDeltaMethod::write);
   EXPECT_EQ(src.final_delta_method, by_write ? "write" : "send") << src.final_delta_note;
   EXPECT_EQ(dest.final_delta, by_write && src.final_delta_pages > 0 ? "write" : "send");
@@ -152,19 +153,20 @@ TEST_P(EngineOverEveryTransport, DestinationEqualsPausedSourceByteForByte) {
   EXPECT_EQ(0, std::memcmp(target.memory.data(), image.memory().data(), image.memory().size()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Pairs, EngineOverEveryTransport,
-                         ::testing::Values(Pair{"fake", Reliable::fake, Bulk::fake},
-                                           Pair{"udp_tcp", Reliable::tcp, Bulk::udp},
-                                           Pair{"tcp_only", Reliable::tcp, Bulk::over_reliable},
-                                           Pair{"ud_rc", Reliable::rc, Bulk::ud},
-                                           Pair{"ud_tcp", Reliable::tcp, Bulk::ud},
-                                           Pair{"rc_only", Reliable::rc, Bulk::over_reliable},
-                                           Pair{"ud_rc_send", Reliable::rc, Bulk::ud, "send"},
-                                           Pair{"rc_only_send", Reliable::rc, Bulk::over_reliable, "send"},
-                                           Pair{"ud_rc_write", Reliable::rc, Bulk::ud, "write"},
-                                           Pair{"udp_tcp_2lanes", Reliable::tcp, Bulk::udp, "auto", 2},
-                                           Pair{"ud_rc_2lanes", Reliable::rc, Bulk::ud, "auto", 2}),
-                         [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(
+    Pairs, EngineOverEveryTransport,
+    ::testing::Values(Pair{"fake", Reliable::fake, Bulk::fake}, Pair{"udp_tcp", Reliable::tcp, Bulk::udp},
+                      Pair{"tcp_only", Reliable::tcp, Bulk::over_reliable}, Pair{"ud_rc", Reliable::rc, Bulk::ud},
+                      Pair{"ud_tcp", Reliable::tcp, Bulk::ud}, Pair{"rc_only", Reliable::rc, Bulk::over_reliable},
+                      Pair{"ud_rc_send", Reliable::rc, Bulk::ud, "send"},
+                      Pair{"rc_only_send", Reliable::rc, Bulk::over_reliable, "send"},
+                      Pair{"ud_rc_write", Reliable::rc, Bulk::ud, "write"},
+                      Pair{"udp_tcp_2lanes", Reliable::tcp, Bulk::udp, "auto", 2},
+                      Pair{"ud_rc_2lanes", Reliable::rc, Bulk::ud, "auto", 2},
+                      // As `hymig migrate --reliable rc` does it: TCP first, RC after ready.
+                      Pair{"ud_tcp_then_rc", Reliable::tcp_then_rc, Bulk::ud},
+                      Pair{"udp_tcp_then_rc", Reliable::tcp_then_rc, Bulk::udp}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace hymig

@@ -1,0 +1,34 @@
+// The one place that knows which backend makes which channel of a session: the datagram lanes
+// and the channel a session moves to, from what the policy chose (the source) or what notify
+// names (the destination). The commands and the engine tests build sessions through it, so the
+// wiring a test exercises is the product's. (QEMU registers multifd backends in an ops table;
+// hymig's kinds are few and fixed, so a switch on the kind does.)
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "engine/destination_engine.hpp"
+#include "engine/source_engine.hpp"
+#include "transport/transport_kind.hpp"
+
+namespace hymig::runtime {
+
+// The source's lanes: each call opens one datagram channel of `kind` (udp: a UDP socket, rdma_ud:
+// a UD queue pair) on `local_host`, datagrams of at most `datagram_bytes` (0: the channel's own).
+DatagramFactory source_datagrams(BulkTransport kind, const std::string& local_host, std::size_t datagram_bytes = 0);
+
+// The source's move to RDMA RC: connects to the endpoint the destination's ready names.
+using ReliableConnector = std::function<std::unique_ptr<ReliableChannel>(const std::string& endpoint)>;
+ReliableConnector rc_connector(const std::string& local_host, std::chrono::milliseconds timeout);
+
+// The destination's lanes: the kind notify names, on `local_host`.
+ReceiverDatagramFactory destination_datagrams(const std::string& local_host);
+
+// The destination's end of the move to RDMA RC: a listener on `local_host` per session.
+ReliableAcceptorFactory rc_acceptors(const std::string& local_host);
+
+}  // namespace hymig::runtime
