@@ -46,15 +46,15 @@ class DestinationRun {
   DestinationReport run() {
     try {
       prepare();
-      set_phase(SessionPhase::rounds);
+      phase_.to(SessionPhase::rounds);
       rounds();
-      set_phase(SessionPhase::final_delta);
+      phase_.to(SessionPhase::final_delta);
       final_phase();
-      set_phase(SessionPhase::committed);
+      phase_.to(SessionPhase::committed);
     } catch (const std::exception& e) {
       // Whatever the phase, the destination's copy goes: the source resumes, or (commit taken, the
       // target failed to start) it never ran here.
-      set_phase(SessionPhase::failed);
+      phase_.to(SessionPhase::failed);
       report_.error = e.what();
       stop_lanes();  // before the target goes: lanes write into it, the tagger reads it
       if (tagger_.joinable()) tagger_.join();
@@ -77,8 +77,6 @@ class DestinationRun {
   }
 
  private:
-  void set_phase(SessionPhase p) { phase_.to(p); }
-
   // The phase as status and metrics read it (SessionLive); the pause-to-commit time with it.
   void publish_phase(SessionPhase p) {
     if (!opts_.live) return;
@@ -456,7 +454,7 @@ class DestinationRun {
     check_lanes();
     const Digest theirs = decode_digest(expect(*rel_, MsgType::digest, opts_.peer_timeout).body);
     stop_point(Role::destination, "verify");
-    set_phase(SessionPhase::verifying);
+    phase_.to(SessionPhase::verifying);
     Verify v;
     v.missing_pages = applier_->page_count() - applier_->present().count();
     if (notify_.verify == VerifyMode::full) {
@@ -473,10 +471,10 @@ class DestinationRun {
 
     // Waiting for commit shows as committing, or as device-state while a VM's state arrives.
     const bool device_state = target_->takes_device_state();
-    set_phase(device_state ? SessionPhase::device_state : SessionPhase::committing);
+    phase_.to(device_state ? SessionPhase::device_state : SessionPhase::committing);
     await_commit();
     stop_point(Role::destination, "commit");
-    if (device_state) set_phase(SessionPhase::committing);
+    if (device_state) phase_.to(SessionPhase::committing);
     target_->commit();
     report_.committed = true;
     stop_point(Role::destination, "committed");

@@ -178,7 +178,7 @@ restart_after_kill() {
   [ "$fault" = destination-killed ] || return 0
   start_daemon
   hm_wait_for 5 no_partial || hm_fail "$name: the restarted daemon left the dead one's partial file: $(hm_store_files "$store" | tr '\n' ' ')"
-  if [ "$kind:$phase" != file:connect ] && [ "$kind" = file ]; then
+  if [ "$kind" = file ] && [ "$phase" != connect ]; then
     grep -q "removed the partial image" "$log" || hm_fail "$name: the restarted daemon did not say it removed the partial image: $(tail -n 5 "$log")"
   fi
 }
