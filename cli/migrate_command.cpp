@@ -240,7 +240,10 @@ int run_migrate(const std::vector<std::string>& args) {
   opts.compression = plan.compression;
   opts.bulk = plan.bulk;
   opts.reliable = plan.reliable;
-  opts.connect_reliable = runtime::rc_connector(rel.local_host(), timeout);
+  // The session's lanes and its move to RC: one bundle, sharing the RDMA device between them.
+  const runtime::SourceBackends backends =
+      runtime::source_backends(plan.bulk, rel.local_host(), plan.datagram_bytes, timeout);
+  opts.connect_reliable = backends.connect_rc;
   opts.datagram_bytes = plan.datagram_bytes;
   opts.initial_rate = plan.initial_rate_bytes_per_s;
   opts.fixed_rate = prefs.rate_bytes_per_s.value_or(0);
@@ -256,8 +259,7 @@ int run_migrate(const std::vector<std::string>& args) {
   opts.on_progress = [&](const LiveProgress& p) { line.show(p); };
   opts.cancel = &cancel;
 
-  const DatagramFactory datagrams = runtime::source_datagrams(plan.bulk, rel.local_host(), plan.datagram_bytes);
-  MigrationReport report = run_source(rel, datagrams, *image, opts);
+  MigrationReport report = run_source(rel, backends.datagrams, *image, opts);
   const CpuTimes cpu_end = process_cpu_times();
   report.cpu_user_s = cpu_end.user_s - cpu_start.user_s;
   report.cpu_system_s = cpu_end.system_s - cpu_start.system_s;

@@ -394,7 +394,9 @@ class Server {
       if (static_cast<MsgType>(first->type) != MsgType::notify)
         reject_message(rel, *first, "the source", std::string("expected notify or query, got ") +
                                                       to_string(static_cast<MsgType>(first->type)));
-      DestinationOptions opts = destination_options(session, local_host);
+      // The session's lanes and its end of the move to RC share the RDMA device between them.
+      const runtime::DestinationBackends backends = runtime::destination_backends(local_host);
+      DestinationOptions opts = destination_options(session, backends);
       opts.notify = decode_notify(first->body);
       if (cfg_.once && once_claimed_.exchange(true))
         throw Error(ErrorKind::refused, "busy: this daemon (--once) is serving another migration");
@@ -405,7 +407,7 @@ class Server {
                                                     cfg_.max_incoming, cfg_.max_incoming == 1 ? "" : "s", cfg_.max_incoming));
       reg.emplace(*this, peer, *opts.notify);
       opts.live = reg->live();
-      rep = run_destination(rel, runtime::destination_datagrams(local_host), target_factory(slot), opts);
+      rep = run_destination(rel, backends.datagrams, target_factory(slot), opts);
     } catch (const std::exception& e) {
       rep.error = e.what();
       send_abort_quietly(rel, e.what());
@@ -448,11 +450,12 @@ class Server {
     }
   }
 
-  DestinationOptions destination_options(const SecureSession& session, const std::string& local_host) const {
+  DestinationOptions destination_options(const SecureSession& session,
+                                         const runtime::DestinationBackends& backends) const {
     DestinationOptions d;
     d.secrets = &session.secrets;
     d.peer_timeout = cfg_.timeout;
-    d.make_reliable = runtime::rc_acceptors(local_host);
+    d.make_reliable = backends.rc_acceptors;
     return d;
   }
 

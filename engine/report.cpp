@@ -13,7 +13,9 @@ nlohmann::json MigrationReport::to_json() const {
                         {"dirty_after", r.dirty_after}});
   nlohmann::json j = {
       {"committed", outcome == Outcome::committed},
-      {"outcome", outcome == Outcome::committed ? "committed" : outcome == Outcome::unknown ? "unknown" : "failed"},
+      {"outcome", outcome == Outcome::committed ? "committed"
+                  : outcome == Outcome::unknown ? "unknown"
+                                                : "failed"},
       {"verified", verified},
       {"session", fmt::format("{:016x}", session)},
       {"image", {{"kind", image_kind}, {"name", image_name}, {"bytes", image_bytes}}},
@@ -29,21 +31,33 @@ nlohmann::json MigrationReport::to_json() const {
       {"missing_pages", missing_pages},
       {"modified_pages", modified_pages},
       {"final_delta_pages", final_delta_pages},
-      {"final_delta", [&] {
+      {"final_delta",
+       [&] {
          nlohmann::json f = {{"method", final_delta_method},
                              {"datagram_rounds", final_datagram_rounds},
-                             {"datagram_pages", final_datagram_pages}};
+                             {"datagram_pages", final_datagram_pages},
+                             {"reliable_pages", final_reliable_pages}};
          if (!final_delta_note.empty()) f["note"] = final_delta_note;
          return f;
        }()},
       {"throughput_gbps", total_ms > 0 ? image_bytes * 8 / (total_ms / 1000) / 1e9 : 0.0},
-      {"bulk", {{"transport", bulk_transport}, {"lanes", lanes}, {"bytes", bulk_bytes}, {"datagrams", bulk_datagrams},
-                {"datagram_bytes", datagram_bytes}, {"final_rate_gbps", final_rate * 8 / 1e9},
-                {"random_loss", random_loss},
-                {"compression", {{"mode", compression}, {"pages", compressed_pages}, {"bytes", compressed_bytes},
-                                 {"ratio", compression_ratio}, {"zstd_us_per_page", zstd_us_per_page},
-                                 {"idle_us_per_page", idle_us_per_page}, {"trials", compression_trials},
-                                 {"active_at_end", compression_active}}}}},
+      {"bulk",
+       {{"transport", bulk_transport},
+        {"lanes", lanes},
+        {"bytes", bulk_bytes},
+        {"datagrams", bulk_datagrams},
+        {"datagram_bytes", datagram_bytes},
+        {"final_rate_gbps", final_rate * 8 / 1e9},
+        {"random_loss", random_loss},
+        {"compression",
+         {{"mode", compression},
+          {"pages", compressed_pages},
+          {"bytes", compressed_bytes},
+          {"ratio", compression_ratio},
+          {"zstd_us_per_page", zstd_us_per_page},
+          {"idle_us_per_page", idle_us_per_page},
+          {"trials", compression_trials},
+          {"active_at_end", compression_active}}}}},
       {"reliable", {{"transport", reliable_transport}, {"bytes", reliable_bytes}}},
       {"digest", digest},
       {"round_stats", rounds_j},

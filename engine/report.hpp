@@ -50,6 +50,7 @@ struct MigrationReport {
   // (a page resent in a second round counts twice); the rest went over the reliable channel.
   std::uint32_t final_datagram_rounds = 0;
   std::uint64_t final_datagram_pages = 0;
+  std::uint64_t final_reliable_pages = 0;  // of the final delta, on the reliable channel (or its writes)
   std::string bulk_transport, reliable_transport;
   std::uint64_t bulk_bytes = 0, bulk_datagrams = 0, reliable_bytes = 0;
   std::size_t datagram_bytes = 0;

@@ -585,6 +585,7 @@ class SourceRun {
     // Under loss the reliable channel crawls (loss-driven: TCP and RC collapse): the delta goes
     // as datagram rounds first, and the reliable channel repairs only what is still missing.
     if (use_datagrams_for_final(final_set)) final_set = final_datagram_rounds(std::move(final_set));
+    report_.final_reliable_pages = final_set.count();
     // With full verification the digest comes from the rehash running meanwhile: no page hashes.
     send_pages_reliable(kFinalRound, final_set, false, opts_.verify != VerifyMode::full, by_write);
     rel_->send(wire(MsgType::final_end), encode_u64(report_.final_delta_pages));

@@ -62,7 +62,7 @@ void frame_header(Bytes in) {
 }
 
 void rc_frame_header(Bytes in) {
-  const verbs::RcLimits limits;
+  const FrameLimits limits;
   const verbs::RcFrameHeader h = verbs::decode_rc_frame_header(in, limits);
   FUZZ_CHECK(in.size() >= verbs::kRcFrameHeaderBytes);
   FUZZ_CHECK(h.body_len <= limits.max_body && h.payload_len <= limits.max_payload);

@@ -6,14 +6,23 @@
 #include "verbs/rc_connect.hpp"
 #include "verbs/rc_listener.hpp"
 #include "verbs/ud_datagram_channel.hpp"
+#include "verbs/verbs_domain.hpp"
 
 namespace hymig::runtime {
 namespace {
 
-std::unique_ptr<DatagramChannel> open_datagrams(BulkTransport kind, const std::string& host, std::size_t bytes) {
+using Devices = std::shared_ptr<verbs::DeviceScope>;
+
+std::unique_ptr<DatagramChannel> open_datagrams(BulkTransport kind, const std::string& host, std::size_t bytes,
+                                                const Devices& devices) {
   switch (kind) {
     case BulkTransport::udp: return UdpDatagramChannel::open(host, bytes);
-    case BulkTransport::rdma_ud: return verbs::UdDatagramChannel::open(host, bytes);
+    case BulkTransport::rdma_ud: {
+      verbs::UdChannelOptions options;
+      options.max_datagram = bytes;
+      options.devices = devices;
+      return verbs::UdDatagramChannel::open(host, options);
+    }
     case BulkTransport::tcp: break;
   }
   throw std::logic_error("no datagram channel for the tcp bulk transport");
@@ -34,23 +43,31 @@ class RcAcceptor final : public ReliableAcceptor {
 
 }  // namespace
 
-DatagramFactory source_datagrams(BulkTransport kind, const std::string& local_host, std::size_t datagram_bytes) {
-  return [kind, local_host, datagram_bytes] { return open_datagrams(kind, local_host, datagram_bytes); };
-}
-
-ReliableConnector rc_connector(const std::string& local_host, std::chrono::milliseconds timeout) {
-  return
-      [local_host, timeout](const std::string& endpoint) { return verbs::connect_rc(local_host, endpoint, timeout); };
-}
-
-ReceiverDatagramFactory destination_datagrams(const std::string& local_host) {
-  return [local_host](const Notify& n) { return open_datagrams(n.bulk, local_host, 0); };
-}
-
-ReliableAcceptorFactory rc_acceptors(const std::string& local_host) {
-  return [local_host](const Notify&) -> std::unique_ptr<ReliableAcceptor> {
-    return std::make_unique<RcAcceptor>(verbs::RcListener::open(local_host));
+SourceBackends source_backends(BulkTransport kind, const std::string& local_host, std::size_t datagram_bytes,
+                               std::chrono::milliseconds rc_timeout) {
+  const auto devices = std::make_shared<verbs::DeviceScope>();
+  SourceBackends b;
+  b.datagrams = [kind, local_host, datagram_bytes, devices] {
+    return open_datagrams(kind, local_host, datagram_bytes, devices);
   };
+  b.connect_rc = [local_host, rc_timeout, devices](const std::string& endpoint) {
+    verbs::RcOptions options;
+    options.devices = devices;
+    return verbs::connect_rc(local_host, endpoint, rc_timeout, options);
+  };
+  return b;
+}
+
+DestinationBackends destination_backends(const std::string& local_host) {
+  const auto devices = std::make_shared<verbs::DeviceScope>();
+  DestinationBackends b;
+  b.datagrams = [local_host, devices](const Notify& n) { return open_datagrams(n.bulk, local_host, 0, devices); };
+  b.rc_acceptors = [local_host, devices](const Notify&) -> std::unique_ptr<ReliableAcceptor> {
+    verbs::RcOptions options;
+    options.devices = devices;
+    return std::make_unique<RcAcceptor>(verbs::RcListener::open(local_host, 0, options));
+  };
+  return b;
 }
 
 }  // namespace hymig::runtime

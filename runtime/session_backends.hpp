@@ -17,18 +17,25 @@
 
 namespace hymig::runtime {
 
-// The source's lanes: each call opens one datagram channel of `kind` (udp: a UDP socket, rdma_ud:
-// a UD queue pair) on `local_host`, datagrams of at most `datagram_bytes` (0: the channel's own).
-DatagramFactory source_datagrams(BulkTransport kind, const std::string& local_host, std::size_t datagram_bytes = 0);
-
-// The source's move to RDMA RC: connects to the endpoint the destination's ready names.
+// The source's side of one session. Its lanes: each call opens one datagram channel of `kind`
+// (udp: a UDP socket, rdma_ud: a UD queue pair) on `local_host`, datagrams of at most
+// `datagram_bytes` (0: the channel's own). Its move to RDMA RC: connects to the endpoint the
+// destination's ready names. The UD lanes and the RC channel share one context and protection
+// domain per RDMA device (verbs/verbs_domain.hpp); two sessions never do.
 using ReliableConnector = std::function<std::unique_ptr<ReliableChannel>(const std::string& endpoint)>;
-ReliableConnector rc_connector(const std::string& local_host, std::chrono::milliseconds timeout);
+struct SourceBackends {
+  DatagramFactory datagrams;
+  ReliableConnector connect_rc;
+};
+SourceBackends source_backends(BulkTransport kind, const std::string& local_host, std::size_t datagram_bytes,
+                               std::chrono::milliseconds rc_timeout);
 
-// The destination's lanes: the kind notify names, on `local_host`.
-ReceiverDatagramFactory destination_datagrams(const std::string& local_host);
-
-// The destination's end of the move to RDMA RC: a listener on `local_host` per session.
-ReliableAcceptorFactory rc_acceptors(const std::string& local_host);
+// The destination's side of one session: its lanes, of the kind notify names, on `local_host`,
+// and its end of the move to RDMA RC (a listener on `local_host`), sharing devices as above.
+struct DestinationBackends {
+  ReceiverDatagramFactory datagrams;
+  ReliableAcceptorFactory rc_acceptors;
+};
+DestinationBackends destination_backends(const std::string& local_host);
 
 }  // namespace hymig::runtime

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <span>
 
+#include "transport/frame_limits.hpp"
+
 namespace hymig {
 
 constexpr std::uint32_t kFrameMagic = 0x434D5948;
@@ -21,11 +23,6 @@ struct FrameHeader {
   std::uint8_t type = 0;
   std::uint32_t body_len = 0;
   std::uint32_t payload_len = 0;
-};
-
-struct FrameLimits {
-  std::size_t max_body = 1024 * 1024;
-  std::uint64_t max_payload = 64ull * 1024 * 1024;
 };
 
 std::array<std::byte, kFrameHeaderBytes> encode_frame_header(const FrameHeader& header);

@@ -84,6 +84,7 @@ TcpReliableChannel::TcpReliableChannel(UniqueFd fd) : fd_(std::move(fd)) {
   peer_host_ = numeric_host(peer);
   local_address_ = format_address(local);
   peer_address_ = format_address(peer);
+  latch_.set_connection("connection to " + peer_address_);
   int one = 1;
   if (::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
     throw_errno("cannot set TCP_NODELAY on the connection to " + peer_address_);
@@ -101,27 +102,6 @@ void TcpReliableChannel::set_io_timeout(std::chrono::milliseconds timeout) {
   const auto ms = static_cast<unsigned>(std::min<std::int64_t>(io_timeout_.count(), UINT_MAX));
   if (::setsockopt(fd_.get(), IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms) != 0)
     throw_errno("cannot set TCP_USER_TIMEOUT on the connection to " + peer_address_);
-}
-
-void TcpReliableChannel::ensure_usable() const {
-  if (broken_)
-    throw Error(broken_->kind(), "connection to " + peer_address_ + " is unusable after an earlier error: " +
-                                     broken_->what());
-}
-
-// Runs one stream operation; any failure inside leaves the stream out of step, so remember it.
-template <typename F>
-auto TcpReliableChannel::guarded(F&& f) -> decltype(f()) {
-  ensure_usable();
-  try {
-    return f();
-  } catch (const Error& e) {
-    broken_ = e;
-    throw;
-  } catch (const std::exception& e) {
-    broken_ = Error(ErrorKind::io, e.what());
-    throw;
-  }
 }
 
 // ---- send ----------------------------------------------------------------------------------
@@ -145,7 +125,7 @@ void TcpReliableChannel::send_frame(std::uint8_t type, std::span<const std::byte
   if (payload_bytes > kMaxFrameField)
     throw Error(ErrorKind::usage, "message payload of " + std::to_string(payload_bytes) + " bytes for " +
                                       peer_address_ + " exceeds the frame limit of 4 GiB - 1; send it in pieces");
-  guarded([&] {
+  latch_.guarded([&] {
     const auto header = encode_frame_header(FrameHeader{type, std::uint32_t(body.size()), std::uint32_t(payload_bytes)});
     const std::size_t count = 2 + payload.size();
     if (iov_.size() < count) iov_.resize(count);
@@ -231,7 +211,7 @@ std::optional<Message> TcpReliableChannel::receive(std::chrono::milliseconds tim
   if (payload_pending_ > 0)
     throw std::logic_error("TcpReliableChannel::receive: the previous message's payload (" +
                            std::to_string(payload_pending_) + " bytes) was neither received nor discarded");
-  return guarded([&] { return receive_frame(timeout); });
+  return latch_.guarded([&] { return receive_frame(timeout); });
 }
 
 std::optional<Message> TcpReliableChannel::receive_frame(std::chrono::milliseconds timeout) {
@@ -284,7 +264,7 @@ void TcpReliableChannel::receive_payload(std::span<const MutableBuffer> dst) {
     throw std::logic_error("TcpReliableChannel::receive_payload: buffers hold " + std::to_string(total) +
                            " bytes but the pending payload is " + std::to_string(payload_pending_));
   if (total == 0) return;
-  guarded([&] {
+  latch_.guarded([&] {
     if (iov_.size() < dst.size()) iov_.resize(dst.size());
     for (std::size_t i = 0; i < dst.size(); ++i) iov_[i] = iovec{dst[i].data, dst[i].size};
     deadline_ = frame_deadline(total);
@@ -295,7 +275,7 @@ void TcpReliableChannel::receive_payload(std::span<const MutableBuffer> dst) {
 
 void TcpReliableChannel::discard_payload() {
   if (payload_pending_ == 0) return;
-  guarded([&] {
+  latch_.guarded([&] {
     if (discard_.empty()) discard_.resize(64 * 1024);
     deadline_ = frame_deadline(payload_pending_);
     while (payload_pending_ > 0) {

@@ -21,6 +21,7 @@
 #include "core/error.hpp"
 #include "core/unique_fd.hpp"
 #include "tcp/tcp_frame.hpp"
+#include "transport/failure_latch.hpp"
 #include "transport/reliable_channel.hpp"
 
 namespace hymig {
@@ -74,10 +75,7 @@ class TcpReliableChannel final : public ReliableChannel {
   void read_exact(std::byte* dst, std::size_t n, const char* what);
   std::optional<Message> receive_frame(std::chrono::milliseconds timeout);
 
-  void ensure_usable() const;
   std::chrono::steady_clock::time_point frame_deadline(std::uint64_t bytes) const;
-  template <typename F>
-  auto guarded(F&& f) -> decltype(f());
 
   UniqueFd fd_;
   std::string local_host_, peer_host_, local_address_, peer_address_;
@@ -92,7 +90,7 @@ class TcpReliableChannel final : public ReliableChannel {
   std::vector<std::byte> discard_;     // scratch for discard_payload(), made on first use
   std::uint64_t payload_pending_ = 0;
 
-  std::optional<Error> broken_;        // the error that left the stream out of step
+  FailureLatch latch_;  // the error that left the stream out of step
   ReliableStats stats_;
 };
 

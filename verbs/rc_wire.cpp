@@ -40,7 +40,7 @@ std::array<std::byte, kRcFrameHeaderBytes> encode_rc_frame_header(const RcFrameH
   return b;
 }
 
-RcFrameHeader decode_rc_frame_header(std::span<const std::byte> b, const RcLimits& limits) {
+RcFrameHeader decode_rc_frame_header(std::span<const std::byte> b, const FrameLimits& limits) {
   if (b.size() < kRcFrameHeaderBytes)
     throw Error(ErrorKind::protocol, "RC message of " + std::to_string(b.size()) + " bytes is shorter than a " +
                                          std::to_string(kRcFrameHeaderBytes) + "-byte frame header");

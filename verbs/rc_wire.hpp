@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <span>
 
+#include "transport/frame_limits.hpp"
+
 namespace hymig::verbs {
 
 constexpr std::uint32_t kRcFrameMagic = 0x524D5948;
@@ -30,13 +32,8 @@ struct RcFrameHeader {
   std::uint64_t payload_len = 0;
 };
 
-struct RcLimits {
-  std::size_t max_body = 1024 * 1024;
-  std::uint64_t max_payload = 64ull * 1024 * 1024;
-};
-
 std::array<std::byte, kRcFrameHeaderBytes> encode_rc_frame_header(const RcFrameHeader& header);
-RcFrameHeader decode_rc_frame_header(std::span<const std::byte> bytes, const RcLimits& limits);
+RcFrameHeader decode_rc_frame_header(std::span<const std::byte> bytes, const FrameLimits& limits);
 
 constexpr std::uint32_t kRcConnectMagic = 0x43524D48;
 constexpr std::uint8_t kRcConnectVersion = 1;

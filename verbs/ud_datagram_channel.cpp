@@ -55,11 +55,12 @@ std::unique_ptr<UdDatagramChannel> UdDatagramChannel::open(const std::string& lo
 }
 
 void UdDatagramChannel::setup(const UdChannelOptions& options) {
-  ctx_ = open_device(port_.device);
+  domain_ = domain_of_device(options.devices.get(), port_.device);
+  ibv_context* const ctx = domain_->context();
   ibv_device_attr dev{};
-  if (const int rc = ibv_query_device(ctx_.get(), &dev); rc != 0) throw_errno("cannot query RDMA device " + where_, rc);
+  if (const int rc = ibv_query_device(ctx, &dev); rc != 0) throw_errno("cannot query RDMA device " + where_, rc);
   ibv_port_attr pattr{};
-  if (const int rc = ibv_query_port(ctx_.get(), port_.port, &pattr); rc != 0) throw_errno("cannot query " + where_, rc);
+  if (const int rc = ibv_query_port(ctx, port_.port, &pattr); rc != 0) throw_errno("cannot query " + where_, rc);
   const unsigned mtu = mtu_enum_to_bytes(pattr.active_mtu);
   if (mtu == 0) throw Error(ErrorKind::io, where_ + " reports no valid active MTU");
   port_.active_mtu = mtu;
@@ -80,20 +81,19 @@ void UdDatagramChannel::setup(const UdChannelOptions& options) {
   // whole small pages be gathered; beyond that, parts are copied.
   max_sge_ = unsigned(std::clamp(dev.max_sge, 1, 8));
 
-  pd_.reset(ibv_alloc_pd(ctx_.get()));
-  if (!pd_) throw_errno("cannot allocate a protection domain on " + where_);
-
   send_pool_ = allocate_aligned(std::size_t(send_depth_) * slot_bytes_);
   recv_pool_ = allocate_aligned(std::size_t(recv_count_) * recv_stride_);
-  send_mr_.reset(ibv_reg_mr(pd_.get(), send_pool_.get(), std::size_t(send_depth_) * slot_bytes_, IBV_ACCESS_LOCAL_WRITE));
+  send_mr_.reset(
+      ibv_reg_mr(domain_->pd(), send_pool_.get(), std::size_t(send_depth_) * slot_bytes_, IBV_ACCESS_LOCAL_WRITE));
   if (!send_mr_) throw_errno("cannot register " + std::to_string(send_depth_) + " UD send slots on " + where_ +
                              " (RLIMIT_MEMLOCK too low? `ulimit -l`)");
-  recv_mr_.reset(ibv_reg_mr(pd_.get(), recv_pool_.get(), std::size_t(recv_count_) * recv_stride_, IBV_ACCESS_LOCAL_WRITE));
+  recv_mr_.reset(
+      ibv_reg_mr(domain_->pd(), recv_pool_.get(), std::size_t(recv_count_) * recv_stride_, IBV_ACCESS_LOCAL_WRITE));
   if (!recv_mr_) throw_errno("cannot register " + std::to_string(recv_count_) + " UD receive buffers on " + where_ +
                              " (RLIMIT_MEMLOCK too low? `ulimit -l`)");
 
-  send_cq_ = std::make_unique<CompletionQueue>(ctx_.get(), int(send_depth_), false, "UD send CQ on " + where_);
-  recv_cq_ = std::make_unique<CompletionQueue>(ctx_.get(), int(recv_count_), true, "UD receive CQ on " + where_);
+  send_cq_ = std::make_unique<CompletionQueue>(ctx, int(send_depth_), false, "UD send CQ on " + where_);
+  recv_cq_ = std::make_unique<CompletionQueue>(ctx, int(recv_count_), true, "UD receive CQ on " + where_);
   ready_.watch(recv_cq_->fd());
 
   bring_up_qp();
@@ -129,7 +129,7 @@ void UdDatagramChannel::bring_up_qp() {
   init.cap.max_recv_wr = recv_count_;
   init.cap.max_send_sge = max_sge_;
   init.cap.max_recv_sge = 1;
-  qp_.reset(ibv_create_qp(pd_.get(), &init));
+  qp_.reset(ibv_create_qp(domain_->pd(), &init));
   if (!qp_) throw_errno("cannot create a UD queue pair on " + where_ + " (send depth " + std::to_string(send_depth_) +
                         ", " + std::to_string(recv_count_) + " receive buffers)");
   max_sge_ = std::min(max_sge_, init.cap.max_send_sge);
@@ -190,7 +190,7 @@ void UdDatagramChannel::connect(std::string_view peer_endpoint) {
   ah.grh.sgid_index = std::uint8_t(port_.gid_index);
   ah.grh.hop_limit = kHopLimit;
   ah.port_num = port_.port;
-  AhPtr handle(ibv_create_ah(pd_.get(), &ah));
+  AhPtr handle(ibv_create_ah(domain_->pd(), &ah));
   if (!handle)
     throw_errno("cannot make an address handle from " + where_ + " to UD peer " + std::string(peer_endpoint) +
                 " (no route or neighbour to " + gid_to_text(peer.gid) + "?)");
@@ -224,10 +224,8 @@ std::uint32_t UdDatagramChannel::lkey_for(const std::byte* p, std::size_t n) {
   Region& r = regions_[last_region_];
   if (!r.tried) {
     r.tried = true;
-    void* base = const_cast<std::byte*>(r.begin);
     // LOCAL_WRITE as asked; a read-only mapping (a source image) only allows local read access.
-    r.mr.reset(ibv_reg_mr(pd_.get(), base, r.size, IBV_ACCESS_LOCAL_WRITE));
-    if (!r.mr) r.mr.reset(ibv_reg_mr(pd_.get(), base, r.size, 0));
+    r.mr = domain_->register_region({r.begin, r.size}, IBV_ACCESS_LOCAL_WRITE, 0);
     if (!r.mr)
       registration_error_ = "cannot register " + std::to_string(r.size) + " bytes of image memory on " + where_ + ": " +
                             std::strerror(errno) + " (raise `ulimit -l`); copying those parts instead";

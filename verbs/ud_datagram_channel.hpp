@@ -28,6 +28,7 @@
 #include "verbs/device_discovery.hpp"
 #include "verbs/ready_signal.hpp"
 #include "verbs/ud_endpoint.hpp"
+#include "verbs/verbs_domain.hpp"
 #include "verbs/verbs_handles.hpp"
 
 namespace hymig::verbs {
@@ -36,6 +37,8 @@ struct UdChannelOptions {
   std::size_t max_datagram = 0;     // 0: the port's active MTU (the most a UD message can carry)
   unsigned receive_buffers = 4096;  // posted receive buffers (capped by the device's max_qp_wr)
   unsigned send_depth = 1024;       // send queue depth = send slots (capped by the device)
+  // The session's devices, shared with its other queue pairs; null: a device context of its own.
+  std::shared_ptr<DeviceScope> devices;
 };
 
 // Beyond DatagramStats: what only a UD channel can tell.
@@ -105,7 +108,7 @@ class UdDatagramChannel final : public DatagramChannel {
   struct Region {
     const std::byte* begin = nullptr;
     std::size_t size = 0;
-    MrPtr mr;
+    std::shared_ptr<ibv_mr> mr;  // shared with the device's other queue pairs (verbs_domain.hpp)
     bool tried = false;  // registration attempted (mr null after a failure)
   };
 
@@ -131,9 +134,9 @@ class UdDatagramChannel final : public DatagramChannel {
   std::size_t max_datagram_ = 0;
   std::string registration_error_;
 
-  // Declared in creation order; destroyed in reverse: QP, AH, CQs, MRs, pools, PD, context.
-  ContextPtr ctx_;
-  PdPtr pd_;
+  // Declared in creation order; destroyed in reverse: QP, AH, CQs, MRs, pools, then the device's
+  // context and PD (shared with the session's other queue pairs: verbs_domain.hpp).
+  std::shared_ptr<VerbsDomain> domain_;
   AlignedBytes send_pool_;
   AlignedBytes recv_pool_;
   MrPtr send_mr_;

@@ -46,7 +46,7 @@ ErrorKind kind_of(F&& f, std::string* what = nullptr) {
 
 TEST(VerbsRcWire, FrameHeaderRoundTrip) {
   const auto b = encode_rc_frame_header({7, 1234, 5'000'000'000ull});
-  RcLimits limits;
+  FrameLimits limits;
   limits.max_payload = 8'000'000'000ull;
   const RcFrameHeader h = decode_rc_frame_header(b, limits);
   EXPECT_EQ(h.type, 7);
@@ -56,7 +56,7 @@ TEST(VerbsRcWire, FrameHeaderRoundTrip) {
 }
 
 TEST(VerbsRcWire, FrameHeaderErrorsAreProtocol) {
-  RcLimits limits;
+  FrameLimits limits;
   limits.max_body = 100;
   limits.max_payload = 1000;
   const auto good = encode_rc_frame_header({1, 100, 1000});
