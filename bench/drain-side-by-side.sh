@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/drain-side-by-side.sh: the wall time to empty a node of N working guests, between the two
-# libvirt daemons of tests/vm/libvirt_lib.sh (own namespaces, a veth 10.77.0.1 <-> 10.77.0.2):
+# libvirt daemons of tests/vm/libvirt_lib.sh (tests/lib/netlab.sh's two namespaces and veth):
 #   hymig drain --parallel 1   lv1 -> lv2
 #   hymig drain --parallel 2   lv2 -> lv1
 #   virsh migrate --live, one guest after the other (libvirt's own, what an operator's loop does)

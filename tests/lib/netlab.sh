@@ -19,6 +19,9 @@
 #   netlab_rate RATE             tc tbf on the sender's veth (e.g. 200mbit); `netlab_rate off` removes it
 #   netlab_rate_middle RATE      (middle only) tc tbf on the middle namespace's way to DST
 #   netlab_cut / netlab_uncut    drop everything arriving over the veth, in both namespaces
+#   netlab_link_down / netlab_link_up
+#                                both veth ends down / up (a cut the kernel sees: routes go, sends
+#                                fail at once); netlab_link_up waits up to 10 s for DST to answer
 #   netlab_down                  kills the processes netlab_bg started (by PID), deletes the namespaces
 #
 # Traffic stays between the two namespaces' addresses (or their loopbacks): nothing is routed out.
@@ -121,13 +124,29 @@ netlab_up() {
   fi
   ip netns exec "$NETLAB_NS_DST" nft delete table inet hymig_probe
 
-  # Reachability without ping: a TCP connect to a closed port must be refused (RST), not time out.
-  out=$(ip netns exec "$NETLAB_NS_SRC" timeout 5 bash -c "exec 3<>/dev/tcp/$NETLAB_ADDR_DST/9" 2>&1)
-  case $out in
-    *"Connection refused"*) ;;
-    *) hm_fail "netlab: $NETLAB_ADDR_DST not reachable from $NETLAB_NS_SRC over the veth: $out" ;;
-  esac
+  hm_wait_for 10 netlab__reachable ||
+    hm_fail "netlab: $NETLAB_ADDR_DST not reachable from $NETLAB_NS_SRC over the veth: $NETLAB_REACH_OUT"
   hm_log "netlab up: $NETLAB_NS_SRC ($NETLAB_ADDR_SRC, $NETLAB_IF_SRC) <-> ${NETLAB_NS_MID:+$NETLAB_NS_MID <-> }$NETLAB_NS_DST ($NETLAB_ADDR_DST, $NETLAB_IF_DST), mtu $mtu"
+}
+
+# Reachability without ping: a TCP connect to a closed port of DST is refused (RST), not timed out.
+netlab__reachable() {
+  NETLAB_REACH_OUT=$(ip netns exec "$NETLAB_NS_SRC" timeout 2 bash -c "exec 3<>/dev/tcp/$NETLAB_ADDR_DST/9" 2>&1)
+  [[ $NETLAB_REACH_OUT == *"Connection refused"* ]]
+}
+
+netlab_link_down() {
+  ip -n "$NETLAB_NS_SRC" link set "$NETLAB_IF_SRC" down || hm_fail "netlab: $NETLAB_IF_SRC down"
+  ip -n "$NETLAB_NS_DST" link set "$NETLAB_IF_DST" down || hm_fail "netlab: $NETLAB_IF_DST down"
+  hm_log "netlab: veth $NETLAB_IF_SRC <-> $NETLAB_IF_DST down"
+}
+
+netlab_link_up() {
+  ip -n "$NETLAB_NS_SRC" link set "$NETLAB_IF_SRC" up || hm_fail "netlab: $NETLAB_IF_SRC up"
+  ip -n "$NETLAB_NS_DST" link set "$NETLAB_IF_DST" up || hm_fail "netlab: $NETLAB_IF_DST up"
+  hm_wait_for 10 netlab__reachable ||
+    hm_fail "netlab: $NETLAB_ADDR_DST not reachable from $NETLAB_NS_SRC 10 s after the veth came up: $NETLAB_REACH_OUT"
+  hm_log "netlab: veth $NETLAB_IF_SRC <-> $NETLAB_IF_DST up"
 }
 
 # netlab_rate_middle RATE|off: token bucket in the middle namespace, on its way to DST.

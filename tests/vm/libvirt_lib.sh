@@ -11,8 +11,9 @@
 # namespaces and root (nsenter --root: also inside a chroot), so it can be killed and started again
 # while the namespaces stay. The bind mounts exist only inside those namespaces: nothing is mounted
 # on the host, nothing to unmount.
-# The two namespaces are joined by a veth pair LV_ADDR[1]/24 <-> LV_ADDR[2]/24 (10.77.0.0/24; the
-# namespaces are private, so other runs using the same addresses do not collide).
+# The two network namespaces and the veth pair joining them are tests/lib/netlab.sh's (netlab_up:
+# the same lab as the integration and bench lanes, NETLAB_NS_SRC / NETLAB_NS_DST); LV_* name them
+# per daemon.
 #
 #   lv_require                 skip (77, reason printed) unless root with libvirtd, virsh,
 #                              qemu-system-x86_64, unshare, nsenter, ip (netns); then vm_require
@@ -21,15 +22,15 @@
 #                              sourcing script: arrays are not exported to child processes)
 #       LV_URI[N]     qemu+unix:///system?socket=$HM_TMP/lvN/run/libvirt/libvirt-sock (host-usable)
 #       LV_TCP_URI[N] qemu+tcp://LV_ADDR[N]/system (usable from inside the other namespace)
-#       LV_NS[N]      the network namespace (ip netns exec LV_NS[N] ...)
-#       LV_ADDR[N]    10.77.0.N, its address on the veth
+#       LV_NS[N]      the network namespace (ip netns exec LV_NS[N] ...): NETLAB_NS_SRC, _DST
+#       LV_ADDR[N]    its address on the veth (NETLAB_ADDR_SRC, NETLAB_ADDR_DST)
 #       LV_IF[N]      its end of the veth
 #       LV_RUNDIR[N]  $HM_TMP/lvN-hymig: a host-visible directory for hymig (serve --vm-runtime-dir)
 #       LV_RAMDIR[N]  $HM_TMP/lvN-ram: the daemon's memory_backing_dir (tmpfs, host-visible)
 #       LV_ROOT[N]    $HM_TMP/lvN: the daemon's private trees (varlog/libvirt/libvirtd.log, ...)
 #     The cleanup (exit trap) kills by PID every process of both namespaces (keeper, libvirtd, the
-#     QEMUs libvirt started: only this run's processes can be in them), then deletes the
-#     namespaces (the veth goes with them).
+#     QEMUs libvirt started: only this run's processes can be in them); netlab_down then deletes
+#     the namespaces (the veth goes with them).
 #   lv_start_daemon N          (re)starts libvirtd N in its namespaces (lv_start_pair calls it);
 #                              fails with libvirtd's exit status and the tail of what it wrote
 #                              (LV_ROOT[N]/libvirtd.out, its stdout + stderr, and its log) if it
@@ -99,6 +100,9 @@
 #                              `set -u -o pipefail` (a grep without a match is an empty answer, not
 #                              a failure) and fail through hm_fail; a script under `set -e` calls
 #                              them through lv_vm
+
+# shellcheck source=../lib/netlab.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/netlab.sh"
 
 declare -A LV_URI=() LV_TCP_URI=() LV_NS=() LV_ADDR=() LV_IF=() LV_RUNDIR=() LV_RAMDIR=() LV_ROOT=()
 declare -A LV_KEEPER=() LV_NETNS_ID=() LV_TAG=() LV_STINT=() LV_JOB=()
@@ -279,46 +283,29 @@ lv_start_pair() {
   lv__ensure_tmp
   ((LV_UP)) && return 0
   local n out
+  # netlab_up first: its cleanup (deleting the namespaces) runs after ours (killing what is in them).
+  netlab_up 1500
+  LV_NS[1]=$NETLAB_NS_SRC LV_ADDR[1]=$NETLAB_ADDR_SRC LV_IF[1]=$NETLAB_IF_SRC
+  LV_NS[2]=$NETLAB_NS_DST LV_ADDR[2]=$NETLAB_ADDR_DST LV_IF[2]=$NETLAB_IF_DST
   for n in 1 2; do
-    LV_NS[$n]="hmlv$n-$$"
-    LV_ADDR[$n]="10.77.0.$n"
     LV_ROOT[$n]="$HM_TMP/lv$n"
     LV_RAMDIR[$n]="$HM_TMP/lv$n-ram"
     LV_RUNDIR[$n]="$HM_TMP/lv$n-hymig"
     LV_URI[$n]="qemu+unix:///system?socket=$HM_TMP/lv$n/run/libvirt/libvirt-sock"
     LV_TCP_URI[$n]="qemu+tcp://${LV_ADDR[$n]}/system"
   done
-  LV_IF[1]="hmlv$$a"
-  LV_IF[2]="hmlv$$b"
-  out=$(ip netns add "${LV_NS[1]}" 2>&1) || hm_skip "cannot create network namespace ${LV_NS[1]}: $out"
   LV_UP=1
   hm_on_exit lv__cleanup
-  out=$(ip netns add "${LV_NS[2]}" 2>&1) || hm_fail "ip netns add ${LV_NS[2]}: $out"
   for n in 1 2; do
     LV_NETNS_ID[$n]=$(stat -L -c %i "/run/netns/${LV_NS[$n]}")
-  done
-  out=$(ip link add "${LV_IF[1]}" netns "${LV_NS[1]}" type veth peer name "${LV_IF[2]}" netns "${LV_NS[2]}" 2>&1) ||
-    hm_skip "cannot create a veth pair (is the veth module available?): $out"
-  for n in 1 2; do
-    ip -n "${LV_NS[$n]}" addr add "${LV_ADDR[$n]}/24" dev "${LV_IF[$n]}" || hm_fail "address ${LV_ADDR[$n]} on ${LV_IF[$n]}"
-    ip -n "${LV_NS[$n]}" link set "${LV_IF[$n]}" up || hm_fail "${LV_IF[$n]} up"
     lv__conf "$n"
     lv__keeper "$n"
   done
-  lv__wait_reachable 10 || hm_fail "${LV_ADDR[2]} not reachable from ${LV_NS[1]} over the veth"
   for n in 1 2; do lv_start_daemon "$n"; done
   # Each daemon reaches the other's libvirtd over the veth (what a p2p migration does).
   out=$(ip netns exec "${LV_NS[1]}" virsh -q -c "${LV_TCP_URI[2]}" uri 2>&1) ||
     hm_fail "lv1 cannot reach lv2's libvirtd at ${LV_TCP_URI[2]}: $out"
 }
-
-# lv__wait_reachable SEC: a TCP connect from NS1 to a closed port of ADDR2 is refused (not timed out).
-lv__reachable() {
-  local out
-  out=$(ip netns exec "${LV_NS[1]}" timeout 2 bash -c "exec 3<>/dev/tcp/${LV_ADDR[2]}/9" 2>&1)
-  [[ $out == *"Connection refused"* ]]
-}
-lv__wait_reachable() { hm_wait_for "$1" lv__reachable; }
 
 lv__ns_exists() { [ -n "${LV_NS[$1]:-}" ] && [ -e "/run/netns/${LV_NS[$1]}" ]; }
 
@@ -335,13 +322,7 @@ lv__cleanup() {
   for pid in "${pids[@]}"; do
     hm_wait_for 10 lv__gone "$pid" || echo "[${HM_TEST_NAME:-libvirt}] warning: pid $pid survived SIGKILL" >&2
   done
-  for n in 1 2; do
-    lv__ns_exists "$n" || continue
-    left=$(ip netns pids "${LV_NS[$n]}" 2>/dev/null | tr '\n' ' ')
-    [ -z "$left" ] || echo "[${HM_TEST_NAME:-libvirt}] warning: processes still in ${LV_NS[$n]}: $left" >&2
-    ip netns del "${LV_NS[$n]}" 2>/dev/null
-  done
-  LV_UP=0
+  LV_UP=0  # netlab_down (next in the exit trap) deletes the namespaces
 }
 
 lv_virsh() {
@@ -473,18 +454,8 @@ lv_define_start() {
   hm_log "lv$n: guest $name runs: tick $(vm_last_tick "$tag")"
 }
 
-lv_link_down() {
-  local n
-  for n in 1 2; do ip -n "${LV_NS[$n]}" link set "${LV_IF[$n]}" down || hm_fail "${LV_IF[$n]} down"; done
-  hm_log "veth ${LV_IF[1]} <-> ${LV_IF[2]} down"
-}
-
-lv_link_up() {
-  local n
-  for n in 1 2; do ip -n "${LV_NS[$n]}" link set "${LV_IF[$n]}" up || hm_fail "${LV_IF[$n]} up"; done
-  lv__wait_reachable 10 || hm_fail "${LV_ADDR[2]} not reachable from ${LV_NS[1]} 10 s after the veth came up"
-  hm_log "veth ${LV_IF[1]} <-> ${LV_IF[2]} up"
-}
+lv_link_down() { netlab_link_down; }
+lv_link_up() { netlab_link_up; }
 
 lv_jobinfo() {
   local n=$1 name=$2 raw k v line
