@@ -15,16 +15,15 @@
 #include "core/socket_address.hpp"
 #include "core/units.hpp"
 #include "engine/source_engine.hpp"
-#include "images/image_spec.hpp"
 #include "policy/capabilities.hpp"
 #include "policy/plan.hpp"
 #include "policy/rate_memory.hpp"
 #include "protocol/handshake.hpp"
+#include "runtime/image_schemes.hpp"
 #include "runtime/session_backends.hpp"
 #include "tcp/tcp_connect.hpp"
 #include "tcp/tcp_reliable_channel.hpp"
 #include "vm/libvirt_image.hpp"
-#include "vm/vm_image.hpp"
 
 namespace hymig::cli {
 namespace {
@@ -105,19 +104,20 @@ int run_migrate(const std::vector<std::string>& args) {
       ("encrypt", po::value<std::string>()->default_value("on"), "on: the page stream is encrypted and authenticated (AES-GCM); off: authenticated only, pages in clear (exists to measure what encryption costs; control messages stay encrypted)");
   add_key_options(desc);
   po::variables_map vm;
-  if (!parse_options("migrate", "(--image SPEC | --domain NAME [--connect URI]) --to HOST:PORT [options]",
-                     std::string("IMAGE SPECS\n") + image_spec_help() + vm::vm_image_spec_help() +
-                         "\nLIBVIRT DOMAINS\n"
-                         "  --domain NAME [--connect URI] migrates a running libvirt domain whose RAM is a shared file\n"
-                         "  (<memoryBacking><source type='file'/><access mode='shared'/></memoryBacking>). The destination\n"
-                         "  runs `hymig serve --libvirt`: its libvirt starts a paused copy waiting for the migration, hymig\n"
-                         "  moves the RAM while the guest runs here, then the device state (QEMU's own stream, RAM left\n"
-                         "  out); the copy is resumed there, persistent if the domain is persistent here, and the domain\n"
-                         "  is destroyed and undefined here. On any failure before that the guest runs on here.\n"
-                         "  Example: hymig migrate --domain web1 --to node7:7470\n" +
-                         "\nExit codes: 0 committed; 1 failed (the source image runs on, the destination discarded\n"
-                         "its copy); 2 usage error; 3 commit sent but not confirmed (the source stays paused).\n",
-                     desc, args, vm))
+  if (!parse_options(
+          "migrate", "(--image SPEC | --domain NAME [--connect URI]) --to HOST:PORT [options]",
+          std::string("IMAGE SPECS\n") + runtime::image_schemes().help() +
+              "\nLIBVIRT DOMAINS\n"
+              "  --domain NAME [--connect URI] migrates a running libvirt domain whose RAM is a shared file\n"
+              "  (<memoryBacking><source type='file'/><access mode='shared'/></memoryBacking>). The destination\n"
+              "  runs `hymig serve --libvirt`: its libvirt starts a paused copy waiting for the migration, hymig\n"
+              "  moves the RAM while the guest runs here, then the device state (QEMU's own stream, RAM left\n"
+              "  out); the copy is resumed there, persistent if the domain is persistent here, and the domain\n"
+              "  is destroyed and undefined here. On any failure before that the guest runs on here.\n"
+              "  Example: hymig migrate --domain web1 --to node7:7470\n" +
+              "\nExit codes: 0 committed; 1 failed (the source image runs on, the destination discarded\n"
+              "its copy); 2 usage error; 3 commit sent but not confirmed (the source stays paused).\n",
+          desc, args, vm))
     return kExitOk;
   if (vm.count("image") == vm.count("domain"))
     throw Error(ErrorKind::usage, "give exactly one of --image SPEC (e.g. --image synthetic:size=1G) and --domain NAME");
@@ -189,7 +189,7 @@ int run_migrate(const std::vector<std::string>& args) {
     }
   } else {
     const std::string spec = vm["image"].as<std::string>();
-    image = vm::is_vm_image_spec(spec) ? vm::open_vm_source_image(spec) : open_source_image(spec);
+    image = runtime::image_schemes().open(spec);
   }
 
   // SIGINT/SIGTERM (an operator's Ctrl-C, `hymig drain` cancelling or timing out a migration): the

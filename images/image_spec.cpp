@@ -59,57 +59,68 @@ double parse_fraction(const std::string& text, const char* what) {
   return v;
 }
 
-}  // namespace
-
-const char* image_spec_help() {
-  return "  synthetic:size=S[,dirty-rate=R][,working-set=W][,seed=N][,zero-fraction=F][,compressible=C][,writers=N]\n"
-         "      in-process memory of S bytes (default 1G) filled with seeded random pages (a share F\n"
-         "      left zero; with C, that share of each page's bytes a repeated pattern, so it compresses\n"
-         "      to about 1-C); writer threads dirty random pages of the first W bytes at R bytes/s\n"
-         "  file:PATH[,pause-pid=PID]\n"
-         "      an existing file (e.g. /dev/shm/guest.ram), size a multiple of 4 KiB; modified\n"
-         "      pages are found by hashing. PID (the writer) is stopped at pause, continued on\n"
-         "      failure and killed once the destination committed\n";
+SyntheticSpec parse_synthetic(const std::string& rest) {
+  const auto o = parse_options(
+      rest, "synthetic", {"size", "dirty-rate", "working-set", "seed", "zero-fraction", "compressible", "writers"});
+  SyntheticSpec s;
+  if (o.count("size")) s.size = parse_size(o.at("size"), "synthetic size");
+  if (o.count("dirty-rate")) s.dirty_rate = parse_rate(o.at("dirty-rate"), "synthetic dirty-rate");
+  if (o.count("working-set")) s.working_set = parse_size(o.at("working-set"), "synthetic working-set");
+  if (o.count("seed")) s.seed = parse_uint(o.at("seed"), "seed");
+  if (o.count("writers"))
+    s.writers = static_cast<unsigned>(std::min<std::uint64_t>(64, parse_uint(o.at("writers"), "writers")));
+  if (o.count("zero-fraction")) s.zero_fraction = parse_fraction(o.at("zero-fraction"), "zero-fraction");
+  if (o.count("compressible")) s.compressible = parse_fraction(o.at("compressible"), "compressible");
+  return s;
 }
+
+FileImageSpec parse_file(const std::string& rest) {
+  const auto comma = rest.find(',');
+  FileImageSpec f;
+  f.path = rest.substr(0, comma);
+  if (f.path.empty()) bad("file: needs a path, e.g. file:/dev/shm/guest.ram");
+  const auto o = parse_options(comma == std::string::npos ? "" : rest.substr(comma + 1), "file", {"pause-pid"});
+  if (o.count("pause-pid")) {
+    const std::uint64_t pid = parse_uint(o.at("pause-pid"), "pause-pid");
+    // A pid_t is positive and 31 bits: 0 or a wrapped value would signal a whole process group.
+    if (pid == 0 || pid > 0x7fffffff) bad("pause-pid: '" + o.at("pause-pid") + "' is not a process id");
+    f.pause_pid = static_cast<pid_t>(pid);
+  }
+  return f;
+}
+
+}  // namespace
 
 ImageSpec parse_image_spec(const std::string& spec) {
   const auto colon = spec.find(':');
   const std::string kind = spec.substr(0, colon);
   const std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
-  if (kind == "synthetic") {
-    const auto o = parse_options(rest, kind, {"size", "dirty-rate", "working-set", "seed", "zero-fraction", "compressible", "writers"});
-    SyntheticSpec s;
-    if (o.count("size")) s.size = parse_size(o.at("size"), "synthetic size");
-    if (o.count("dirty-rate")) s.dirty_rate = parse_rate(o.at("dirty-rate"), "synthetic dirty-rate");
-    if (o.count("working-set")) s.working_set = parse_size(o.at("working-set"), "synthetic working-set");
-    if (o.count("seed")) s.seed = parse_uint(o.at("seed"), "seed");
-    if (o.count("writers")) s.writers = static_cast<unsigned>(std::min<std::uint64_t>(64, parse_uint(o.at("writers"), "writers")));
-    if (o.count("zero-fraction")) s.zero_fraction = parse_fraction(o.at("zero-fraction"), "zero-fraction");
-    if (o.count("compressible")) s.compressible = parse_fraction(o.at("compressible"), "compressible");
-    return s;
-  }
-  if (kind == "file") {
-    const auto comma = rest.find(',');
-    FileImageSpec f;
-    f.path = rest.substr(0, comma);
-    if (f.path.empty()) bad("file: needs a path, e.g. file:/dev/shm/guest.ram");
-    const auto o = parse_options(comma == std::string::npos ? "" : rest.substr(comma + 1), kind, {"pause-pid"});
-    if (o.count("pause-pid")) {
-      const std::uint64_t pid = parse_uint(o.at("pause-pid"), "pause-pid");
-      // A pid_t is positive and 31 bits: 0 or a wrapped value would signal a whole process group.
-      if (pid == 0 || pid > 0x7fffffff) bad("pause-pid: '" + o.at("pause-pid") + "' is not a process id");
-      f.pause_pid = static_cast<pid_t>(pid);
-    }
-    return f;
-  }
+  if (kind == "synthetic") return parse_synthetic(rest);
+  if (kind == "file") return parse_file(rest);
   bad("unknown image kind '" + kind + "' in '" + printable(spec, 200) + "'; expected synthetic:... or file:PATH");
 }
 
-std::unique_ptr<SourceImage> open_source_image(const std::string& spec) {
-  const ImageSpec parsed = parse_image_spec(spec);
-  if (const auto* s = std::get_if<SyntheticSpec>(&parsed)) return std::make_unique<SyntheticImage>(*s);
-  const auto& f = std::get<FileImageSpec>(parsed);
-  return std::make_unique<FileImage>(f.path, f.pause_pid);
+void register_builtin_image_schemes(ImageRegistry& registry) {
+  registry.add(
+      {"synthetic",
+       "  synthetic:size=S[,dirty-rate=R][,working-set=W][,seed=N][,zero-fraction=F][,compressible=C][,writers=N]\n"
+       "      in-process memory of S bytes (default 1G) filled with seeded random pages (a share F\n"
+       "      left zero; with C, that share of each page's bytes a repeated pattern, so it compresses\n"
+       "      to about 1-C); writer threads dirty random pages of the first W bytes at R bytes/s\n",
+       [](const std::string& rest) { parse_synthetic(rest); },
+       [](const std::string& rest) -> std::unique_ptr<SourceImage> {
+         return std::make_unique<SyntheticImage>(parse_synthetic(rest));
+       }});
+  registry.add({"file",
+                "  file:PATH[,pause-pid=PID]\n"
+                "      an existing file (e.g. /dev/shm/guest.ram), size a multiple of 4 KiB; modified\n"
+                "      pages are found by hashing. PID (the writer) is stopped at pause, continued on\n"
+                "      failure and killed once the destination committed\n",
+                [](const std::string& rest) { parse_file(rest); },
+                [](const std::string& rest) -> std::unique_ptr<SourceImage> {
+                  const FileImageSpec f = parse_file(rest);
+                  return std::make_unique<FileImage>(f.path, f.pause_pid);
+                }});
 }
 
 }  // namespace hymig

@@ -1,5 +1,5 @@
-// Parses --image specs: "synthetic:size=1G,dirty-rate=256M,working-set=1G,seed=7" and
-// "file:/dev/shm/guest.ram,pause-pid=1234".
+// The built-in --image schemes: "synthetic:size=1G,dirty-rate=256M,working-set=1G,seed=7" and
+// "file:/dev/shm/guest.ram,pause-pid=1234" (the VM schemes are vm/'s, in vm/vm_image.hpp).
 #pragma once
 
 #include <sys/types.h>
@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "images/image.hpp"
+#include "images/image_registry.hpp"
 #include "images/synthetic_image.hpp"
 
 namespace hymig {
@@ -20,13 +21,11 @@ struct FileImageSpec {
 };
 using ImageSpec = std::variant<SyntheticSpec, FileImageSpec>;
 
-// Only the text: opens nothing, allocates nothing the spec asks for. Error{usage} naming the
-// field that is wrong.
+// Only the text of a synthetic: or file: spec: opens nothing, allocates nothing the spec asks
+// for. Error{usage} naming the field that is wrong (or the kind, when it is neither).
 ImageSpec parse_image_spec(const std::string& spec);
 
-std::unique_ptr<SourceImage> open_source_image(const std::string& spec);
-
-// The text `hymig migrate --help` shows for --image.
-const char* image_spec_help();
+// Adds the synthetic and file schemes (their check is parse_image_spec's).
+void register_builtin_image_schemes(ImageRegistry& registry);
 
 }  // namespace hymig

@@ -27,14 +27,12 @@ class QmpTargetControl final : public TargetGuestControl {
   bool destroy(QemuVm& vm) noexcept override { return vm.kill(); }
 };
 
-}  // namespace
-
-bool is_vm_image_spec(const std::string& spec) { return spec.rfind("qmp:", 0) == 0; }
-
-std::unique_ptr<SourceImage> open_vm_source_image(const std::string& spec) {
-  if (!is_vm_image_spec(spec)) throw Error(ErrorKind::usage, "--image: '" + spec + "' is not qmp:PATH");
-  const std::string path = spec.substr(4);
+void check_qmp_path(const std::string& path) {
   if (path.empty()) throw Error(ErrorKind::usage, "--image qmp: needs the QEMU's QMP socket, e.g. qmp:/run/guest.qmp");
+}
+
+std::unique_ptr<SourceImage> open_qmp_source_image(const std::string& path) {
+  check_qmp_path(path);
   QemuVm vm = QemuVm::attach(path, kAttachTimeout);
   std::string label;
   try {
@@ -45,15 +43,19 @@ std::unique_ptr<SourceImage> open_vm_source_image(const std::string& spec) {
   return make_qemu_source_image(std::move(vm), std::make_unique<QmpSourceControl>(), label);
 }
 
-const char* vm_image_spec_help() {
-  return "  qmp:PATH\n"
-         "      a running QEMU guest, reached through its QMP socket PATH (-qmp unix:PATH,server=on,\n"
-         "      wait=off; hymig must be its only client); its RAM must be a shared file (-object\n"
-         "      memory-backend-file,id=pc.ram,size=S,mem-path=/dev/shm/F,share=on -machine\n"
-         "      memory-backend=pc.ram). hymig moves the RAM; QEMU moves only the device state\n"
-         "      (x-ignore-shared), through hymig's channel, after the RAM verified. The destination\n"
-         "      runs `hymig serve --vm-qmp`. On commit this QEMU quits and its RAM file is deleted;\n"
-         "      on failure the guest runs on here\n";
+}  // namespace
+
+void register_vm_image_schemes(ImageRegistry& registry) {
+  registry.add({"qmp",
+                "  qmp:PATH\n"
+                "      a running QEMU guest, reached through its QMP socket PATH (-qmp unix:PATH,server=on,\n"
+                "      wait=off; hymig must be its only client); its RAM must be a shared file (-object\n"
+                "      memory-backend-file,id=pc.ram,size=S,mem-path=/dev/shm/F,share=on -machine\n"
+                "      memory-backend=pc.ram). hymig moves the RAM; QEMU moves only the device state\n"
+                "      (x-ignore-shared), through hymig's channel, after the RAM verified. The destination\n"
+                "      runs `hymig serve --vm-qmp`. On commit this QEMU quits and its RAM file is deleted;\n"
+                "      on failure the guest runs on here\n",
+                check_qmp_path, open_qmp_source_image});
 }
 
 std::unique_ptr<TargetImage> open_vm_target(const std::string& qmp_path, const Notify& n, const RamFileRule& ram) {

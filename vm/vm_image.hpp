@@ -16,17 +16,15 @@
 #include <string>
 
 #include "images/image.hpp"
+#include "images/image_registry.hpp"
 #include "protocol/wire.hpp"
 
 namespace hymig::vm {
 
-// True for --image specs this module opens ("qmp:PATH").
-bool is_vm_image_spec(const std::string& spec);
-// Opens "qmp:PATH": the running QEMU serving QMP at PATH. Error{usage} naming the fix
-// when the guest cannot be migrated this way (RAM not in a shared file, a migration blocker, ...).
-std::unique_ptr<SourceImage> open_vm_source_image(const std::string& spec);
-// The lines `hymig migrate --help` shows for these specs.
-const char* vm_image_spec_help();
+// Adds the --image scheme "qmp:PATH": the running QEMU serving QMP at PATH. Its check wants a
+// path and opens nothing; its open attaches, and throws Error{usage} naming the fix when the guest
+// cannot be migrated this way (RAM not in a shared file, a migration blocker, ...).
+void register_vm_image_schemes(ImageRegistry& registry);
 
 // The destination of a "vm" image: the QEMU serving QMP at qmp_path, started with -incoming defer
 // and a shared RAM file of the notified size. It is adopted once those checks pass: from then on
