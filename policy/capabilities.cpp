@@ -13,7 +13,9 @@
 #include "core/error.hpp"
 #include "core/unique_fd.hpp"
 #include "policy/link_probe.hpp"
+#ifdef HYMIG_HAVE_VERBS
 #include "verbs/device_discovery.hpp"
+#endif
 
 namespace hymig {
 namespace {
@@ -37,12 +39,14 @@ bool udp_option_works(int option, int value) {
   return ::setsockopt(fd.get(), SOL_UDP, option, &value, sizeof value) == 0;
 }
 
+#ifdef HYMIG_HAVE_VERBS
 // Software RDMA devices (rdma_rxe, siw) hang off no bus: sysfs puts them under /devices/virtual/.
 bool is_software_device(const std::string& device) {
   std::error_code ec;
   const auto real = std::filesystem::canonical("/sys/class/infiniband/" + device, ec);
   return !ec && real.string().find("/devices/virtual/") != std::string::npos;
 }
+#endif
 
 std::string host_name() {
   char buf[HOST_NAME_MAX + 1] = {};
@@ -123,7 +127,9 @@ Capabilities probe_capabilities(const std::optional<std::string>& peer_host,
   }
   caps.path_mtu = std::clamp(caps.path_mtu, kMinMtu, kMaxMtu);
   // RoCE v2 is reached by IP address: the port whose GID is the address this side talks from.
+  // A build without rdma-core (HYMIG_WITH_VERBS=OFF) has no RDMA ports.
   bool rdma = false;
+#ifdef HYMIG_HAVE_VERBS
   if (rdma_address) {
     if (auto port = verbs::find_roce_port(*rdma_address)) {
       rdma = true;
@@ -136,6 +142,7 @@ Capabilities probe_capabilities(const std::optional<std::string>& peer_host,
       rdma = true;
     }
   }
+#endif
   caps.rdma_ud = rdma;
   caps.rdma_rc = rdma;
   return caps;

@@ -2,7 +2,8 @@
 // and the channel a session moves to, from what the policy chose (the source) or what notify
 // names (the destination). The commands and the engine tests build sessions through it, so the
 // wiring a test exercises is the product's. (QEMU registers multifd backends in an ops table;
-// hymig's kinds are few and fixed, so a switch on the kind does.)
+// hymig's kinds are few and fixed, so a switch on the kind does.) A hymig built without rdma-core
+// (HYMIG_WITH_VERBS=OFF) refuses the rdma_ud and rdma_rc kinds with Error{usage}, when asked.
 #pragma once
 
 #include <chrono>

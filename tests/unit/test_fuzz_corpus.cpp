@@ -22,6 +22,11 @@ using namespace hymig;
 namespace {
 
 const fs::path kCorpus = HYMIG_FUZZ_CORPUS_DIR;
+#ifdef HYMIG_HAVE_VERBS
+constexpr std::size_t kDecoders = 24;
+#else
+constexpr std::size_t kDecoders = 22;  // built without rdma-core: no rc_frame_header, rc_connect
+#endif
 
 std::vector<std::pair<std::string, std::string>> seeds_of(const std::string& target) {
   std::vector<std::pair<std::string, std::string>> out;
@@ -37,12 +42,15 @@ std::span<const std::byte> bytes_of(const std::string& s) { return {reinterpret_
 }  // namespace
 
 TEST(FuzzCorpus, EveryDecoderAcceptsItsSeeds) {
-  ASSERT_GE(fuzz::decoders().size(), 24u);
+  ASSERT_GE(fuzz::decoders().size(), kDecoders);
   for (const auto& d : fuzz::decoders()) {
     ASSERT_TRUE(fs::is_directory(kCorpus / d.name)) << "no seed corpus for " << d.name;
     const auto seeds = seeds_of(d.name);
     EXPECT_FALSE(seeds.empty()) << d.name;
     for (const auto& [name, body] : seeds) {
+#ifndef HYMIG_HAVE_VERBS
+      if (std::string_view(d.name) == "endpoint" && name == "ud") continue;  // a UD endpoint: verbs/ parses it
+#endif
       try {
         d.run(bytes_of(body));
       } catch (const Error& e) {
