@@ -84,6 +84,12 @@ ServeConfig serve_config_from(const po::variables_map& vm) {
   cfg.vm_qmp = vm.count("vm-qmp") ? vm["vm-qmp"].as<std::string>() : std::string();
   cfg.libvirt = vm["libvirt"].as<bool>();
   if (!cfg.libvirt && vm.count("connect")) throw Error(ErrorKind::usage, "--connect goes with --libvirt");
+#ifndef HYMIG_HAVE_LIBVIRT
+  if (cfg.libvirt)
+    throw Error(ErrorKind::usage,
+                "--libvirt: this hymig was built without libvirt (HYMIG_WITH_LIBVIRT=OFF); rebuild with libvirt-dev "
+                "installed, or receive QMP guests with --vm-qmp");
+#endif
   cfg.lv.uri = vm.count("connect") ? vm["connect"].as<std::string>() : std::string();
   cfg.lv.runtime_dir = vm["vm-runtime-dir"].as<std::string>();
   if (cfg.lv.runtime_dir.empty() || cfg.lv.runtime_dir[0] != '/')

@@ -2,12 +2,14 @@
 // serialization, attributes in double quotes), and the checks on a definition that arrives in
 // notify (vm/libvirt_image.hpp).
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <string>
 #include <vector>
 
 #include "core/error.hpp"
 #include "protocol/wire.hpp"
+#include "vm/domain_survey.hpp"
 #include "vm/domain_xml.hpp"
 #include "vm/libvirt_image.hpp"
 
@@ -110,6 +112,7 @@ TEST(DomainXml, MalformedXmlAndDoctypesAreProtocolErrors) {
   }
 }
 
+#ifdef HYMIG_HAVE_LIBVIRT
 // A forged or malformed definition in notify is refused before libvirt is even contacted.
 TEST(LibvirtTargetDefinition, MalformedDefinitionsAreProtocolErrors) {
   Notify n;
@@ -149,6 +152,26 @@ TEST(LibvirtTargetDefinition, MalformedDefinitionsAreProtocolErrors) {
     }
   }
 }
+#else
+// Built without libvirt (HYMIG_WITH_LIBVIRT=OFF): every libvirt entry point is a usage error that
+// names the option, so the command exits 2 saying why.
+TEST(LibvirtTargetDefinition, BuiltWithoutLibvirtEveryEntryPointRefuses) {
+  const auto refuses = [](auto&& f) {
+    try {
+      f();
+      ADD_FAILURE() << "no refusal";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::usage) << e.what();
+      EXPECT_NE(std::string(e.what()).find("HYMIG_WITH_LIBVIRT=OFF"), std::string::npos) << e.what();
+    }
+  };
+  refuses([] { open_libvirt_source_image("a", ""); });
+  refuses([] { migrate_domain_natively("a", "", "qemu+tcp://b/system", ""); });
+  refuses([] { prefetch_libvirt_capabilities(""); });
+  refuses([] { open_libvirt_target(LibvirtTargetOptions{}, Notify{}); });
+  refuses([] { survey_running_domains(""); });
+}
+#endif
 
 namespace hymig::vm {
 namespace {
