@@ -15,21 +15,12 @@ std::array<std::byte, 8> le64(std::uint64_t v) {
 
 SealedChannel::SealedChannel(std::unique_ptr<ReliableChannel> raw, const TrafficKey& send_key,
                              const TrafficKey& receive_key, std::string peer)
-    : raw_(std::move(raw)), seal_(send_key, AeadCipher::Direction::seal),
-      open_(receive_key, AeadCipher::Direction::open), peer_(std::move(peer)) {}
-
-template <typename F>
-auto SealedChannel::guarded(std::optional<Error>& latch, F&& f) -> decltype(f()) {
-  if (latch) throw Error(latch->kind(), "the channel to " + peer_ + " is unusable after an earlier error: " + latch->what());
-  try {
-    return f();
-  } catch (const Error& e) {
-    latch = e;
-    throw;
-  } catch (const std::exception& e) {
-    latch = Error(ErrorKind::io, e.what());
-    throw;
-  }
+    : raw_(std::move(raw)),
+      seal_(send_key, AeadCipher::Direction::seal),
+      open_(receive_key, AeadCipher::Direction::open),
+      peer_(std::move(peer)) {
+  send_latch_.set_connection("the channel to " + peer_);
+  receive_latch_.set_connection("the channel to " + peer_);
 }
 
 void SealedChannel::set_limits(std::size_t max_body, std::uint64_t max_payload) {
@@ -40,7 +31,7 @@ void SealedChannel::send(std::uint8_t type, std::span<const std::byte> body) { s
 
 void SealedChannel::send_with_payload(std::uint8_t type, std::span<const std::byte> body,
                                       std::span<const ConstBuffer> payload) {
-  guarded(send_broken_, [&] {
+  send_latch_.guarded([&] {
     std::uint64_t payload_bytes = 0;
     for (const auto& p : payload) payload_bytes += p.size;
     const std::uint64_t n = sent_++;
@@ -71,7 +62,7 @@ void SealedChannel::send_with_payload(std::uint8_t type, std::span<const std::by
 }
 
 std::optional<Message> SealedChannel::receive(std::chrono::milliseconds timeout) {
-  return guarded(receive_broken_, [&]() -> std::optional<Message> {
+  return receive_latch_.guarded([&]() -> std::optional<Message> {
     auto m = raw_->receive(timeout);
     if (!m) return std::nullopt;
     const std::uint64_t n = received_++;
@@ -99,7 +90,7 @@ void SealedChannel::receive_payload(std::span<const MutableBuffer> dst) {
     throw std::logic_error("SealedChannel::receive_payload: buffers hold " + std::to_string(total) +
                            " bytes but the pending payload is " + std::to_string(payload_pending_));
   if (total == 0) return;
-  guarded(receive_broken_, [&] {
+  receive_latch_.guarded([&] {
     in_parts_.assign(dst.begin(), dst.end());
     in_parts_.push_back({in_tag_.data(), in_tag_.size()});
     raw_->receive_payload(in_parts_);
@@ -113,7 +104,7 @@ void SealedChannel::receive_payload(std::span<const MutableBuffer> dst) {
 }
 
 void SealedChannel::discard_payload() {
-  guarded(receive_broken_, [&] {
+  receive_latch_.guarded([&] {
     payload_pending_ = 0;
     raw_->discard_payload();
   });
@@ -163,7 +154,7 @@ void SealedChannel::set_remote_target(const RemoteImage& remote) {
 }
 
 AeadTag SealedChannel::write_sealed(std::uint64_t offset, std::size_t bytes) {
-  return guarded(send_broken_, [&] {
+  return send_latch_.guarded([&] {
     if (!write_cipher_ || offset > source_.size() || bytes > source_.size() - offset || bytes > kStagingHalf)
       throw std::logic_error("SealedChannel::write_sealed: not registered, or outside the source image");
     RemoteWriter& raw = *raw_->remote_writer();
@@ -184,7 +175,7 @@ AeadTag SealedChannel::write_sealed(std::uint64_t offset, std::size_t bytes) {
 }
 
 void SealedChannel::flush_writes() {
-  guarded(send_broken_, [&] { raw_->remote_writer()->flush_writes(); });
+  send_latch_.guarded([&] { raw_->remote_writer()->flush_writes(); });
 }
 
 }  // namespace hymig

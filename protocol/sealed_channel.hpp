@@ -25,6 +25,7 @@
 
 #include "core/error.hpp"
 #include "security/aead.hpp"
+#include "transport/failure_latch.hpp"
 #include "transport/reliable_channel.hpp"
 
 namespace hymig {
@@ -68,9 +69,6 @@ class SealedChannel final : public ReliableChannel, public ImageWriter {
   std::uint64_t bytes_written() const override { return written_bytes_; }
 
  private:
-  template <typename F>
-  auto guarded(std::optional<Error>& latch, F&& f) -> decltype(f());
-
   std::unique_ptr<ReliableChannel> raw_;
   AeadCipher seal_;
   AeadCipher open_;
@@ -83,7 +81,8 @@ class SealedChannel final : public ReliableChannel, public ImageWriter {
   std::vector<std::byte> in_body_;     // opened body of the last message
   std::vector<MutableBuffer> in_parts_;
   AeadTag in_tag_{};
-  std::optional<Error> send_broken_, receive_broken_;
+  // Each direction's stream is out of step once an operation on it failed half-way.
+  FailureLatch send_latch_, receive_latch_;
 
   // Sealed image writes: keys, record numbers, the images, and the staging buffer's two halves
   // (a half is reused only once every write from it completed).

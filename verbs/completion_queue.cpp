@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/fd_wait.hpp"
@@ -69,6 +71,20 @@ bool CompletionQueue::wait(std::chrono::nanoseconds timeout) {
   if (!wait_fd(channel_->fd, POLLIN, timeout)) return false;
   consume_event();
   return true;
+}
+
+void drain_flushed(CompletionQueue& recv, CompletionQueue& send, std::uint64_t outstanding, std::span<ibv_wc> scratch) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  while (outstanding > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::size_t n = 0;
+    try {
+      n = recv.poll(scratch) + send.poll(scratch);
+    } catch (const Error&) {
+      return;
+    }
+    if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    outstanding -= std::min<std::uint64_t>(outstanding, n);
+  }
 }
 
 }  // namespace hymig::verbs

@@ -55,4 +55,9 @@ class CompletionQueue {
   bool armed_ = false;
 };
 
+// For a queue pair's teardown, once it is in the error state: takes up to `outstanding` flushed
+// completions off both queues, for at most 200 ms, so nothing the device still owns is freed under
+// it. `scratch` is any completion array.
+void drain_flushed(CompletionQueue& recv, CompletionQueue& send, std::uint64_t outstanding, std::span<ibv_wc> scratch);
+
 }  // namespace hymig::verbs

@@ -131,19 +131,9 @@ void RcConnection::close(std::uint64_t outstanding_receives) {
   ibv_qp_attr a{};
   a.qp_state = IBV_QPS_ERR;
   ibv_modify_qp(qp_.get(), &a, IBV_QP_STATE);
-  std::uint64_t outstanding =
-      outstanding_receives + sends_in_flight_ + credit_writes_in_flight_ + (writes_posted_ - writes_done_);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
-  while (outstanding > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::size_t n = 0;
-    try {
-      n = recv_cq_->poll(wc_) + send_cq_->poll(wc_);
-    } catch (const Error&) {
-      break;
-    }
-    if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    outstanding -= std::min<std::uint64_t>(outstanding, n);
-  }
+  drain_flushed(*recv_cq_, *send_cq_,
+                outstanding_receives + sends_in_flight_ + credit_writes_in_flight_ + (writes_posted_ - writes_done_),
+                wc_);
   qp_.reset();
 }
 

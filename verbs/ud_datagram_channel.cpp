@@ -164,18 +164,7 @@ UdDatagramChannel::~UdDatagramChannel() {
   ibv_qp_attr a{};
   a.qp_state = IBV_QPS_ERR;
   if (ibv_modify_qp(qp_.get(), &a, IBV_QP_STATE) != 0) return;  // the QP is destroyed anyway
-  std::uint64_t outstanding = recv_posted_ + (sends_posted_ - sends_completed_);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
-  while (outstanding > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::size_t n = 0;
-    try {
-      n = recv_cq_->poll(wc_) + send_cq_->poll(wc_);
-    } catch (const Error&) {
-      break;
-    }
-    if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    outstanding -= std::min<std::uint64_t>(outstanding, n);
-  }
+  drain_flushed(*recv_cq_, *send_cq_, recv_posted_ + (sends_posted_ - sends_completed_), wc_);
 }
 
 std::string UdDatagramChannel::endpoint_host(std::string_view peer_endpoint) const {
