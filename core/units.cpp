@@ -81,4 +81,9 @@ std::string format_bytes(double bytes) {
   return buf;
 }
 
+std::string format_timeout(std::chrono::milliseconds t) {
+  if (t.count() % 1000 == 0) return std::to_string(t.count() / 1000) + " s";
+  return std::to_string(t.count()) + " ms";
+}
+
 }  // namespace hymig

@@ -1,6 +1,7 @@
 // Sizes and rates as people type them: "1G", "256M", "4096", "10gbit".
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -15,5 +16,7 @@ std::uint64_t parse_size(std::string_view text, std::string_view what);
 std::uint64_t parse_rate(std::string_view text, std::string_view what);
 
 std::string format_bytes(double bytes);  // "1.5 GiB"
+// "10 s", or "250 ms" when not whole seconds: timeouts in messages.
+std::string format_timeout(std::chrono::milliseconds t);
 
 }  // namespace hymig

@@ -12,6 +12,7 @@
 
 #include "core/fd_wait.hpp"
 #include "core/socket_address.hpp"
+#include "core/units.hpp"
 
 namespace hymig {
 
@@ -30,11 +31,6 @@ void advance(iovec*& iov, std::size_t& count, std::size_t n) {
     iov->iov_base = static_cast<char*>(iov->iov_base) + n;
     iov->iov_len -= n;
   }
-}
-
-std::string seconds(std::chrono::milliseconds t) {
-  if (t.count() % 1000 == 0) return std::to_string(t.count() / 1000) + " s";
-  return std::to_string(t.count()) + " ms";
 }
 
 }  // namespace
@@ -158,15 +154,15 @@ void TcpReliableChannel::write_all(iovec* iov, std::size_t count, std::uint64_t 
       // A stall ends it after the io timeout; a trickle, at the frame's deadline.
       const auto left = std::min<std::chrono::steady_clock::duration>(io_timeout_, deadline_ - std::chrono::steady_clock::now());
       if (left <= left.zero() || !wait_fd(fd_.get(), POLLOUT, left))
-        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " took no data for " + seconds(io_timeout_) +
+        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " took no data for " + format_timeout(io_timeout_) +
                                             " or not the whole message in time — link down or peer stuck?");
       continue;
     }
     if (err == EPIPE || err == ECONNRESET)
       throw Error(ErrorKind::peer_vanished, "peer " + peer_address_ + " closed the connection while we were sending");
     if (err == ETIMEDOUT)
-      throw Error(ErrorKind::timeout, "peer " + peer_address_ + " acknowledged nothing for " + seconds(io_timeout_) +
-                                          " — link down or peer stuck?");
+      throw Error(ErrorKind::timeout, "peer " + peer_address_ + " acknowledged nothing for " +
+                                          format_timeout(io_timeout_) + " — link down or peer stuck?");
     throw_errno("send to " + peer_address_, err);
   }
 }
@@ -190,7 +186,7 @@ void TcpReliableChannel::read_all(iovec* iov, std::size_t count, std::uint64_t t
     if (err == EAGAIN || err == EWOULDBLOCK) {
       const auto left = std::min<std::chrono::steady_clock::duration>(io_timeout_, deadline_ - std::chrono::steady_clock::now());
       if (left <= left.zero() || !wait_fd(fd_.get(), POLLIN, left))
-        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " sent nothing for " + seconds(io_timeout_) +
+        throw Error(ErrorKind::timeout, "peer " + peer_address_ + " sent nothing for " + format_timeout(io_timeout_) +
                                             ", or not the whole " + what + " in time — link down or peer stuck?");
       continue;
     }

@@ -5,15 +5,11 @@
 #include <thread>
 
 #include "core/socket_address.hpp"
+#include "core/units.hpp"
 
 namespace hymig::verbs {
 
 namespace {
-
-std::string seconds(std::chrono::milliseconds t) {
-  if (t.count() % 1000 == 0) return std::to_string(t.count() / 1000) + " s";
-  return std::to_string(t.count()) + " ms";
-}
 
 SocketAddress to_socket_address(const sockaddr* sa) {
   SocketAddress a;
@@ -243,7 +239,7 @@ void RcConnection::check_acks() {
   check_cm_events();  // a disconnect explains it best
   throw_if_failed();
   throw Error(ErrorKind::peer_vanished,
-              "RC peer " + peer_address_ + " acknowledged nothing for " + seconds(io_timeout_) + " (" +
+              "RC peer " + peer_address_ + " acknowledged nothing for " + format_timeout(io_timeout_) + " (" +
                   std::to_string(sends_in_flight_ + credit_writes_in_flight_) +
                   " of our writes outstanding, the device retransmitting in vain): host down, link cut, or its "
                   "process gone");

@@ -122,6 +122,11 @@ class RcConnection {
   }
   // Error{peer_vanished} once awaiting_acks() for the io timeout without a completion.
   void check_acks();
+  // Waits in user space until ready() (evaluated after taking the send queue's completions), each
+  // round minding CM events, failures and the watchdog, so a peer gone is an error within the io
+  // timeout.
+  template <typename Ready>
+  void wait_until(Ready&& ready);
   // When check_acks() would next find the io timeout over (for a wait on the receive side).
   std::chrono::steady_clock::time_point ack_deadline() const { return last_ack_ + io_timeout_; }
 
@@ -164,5 +169,18 @@ class Backoff {
  private:
   std::chrono::microseconds pause_{0};
 };
+
+template <typename Ready>
+void RcConnection::wait_until(Ready&& ready) {
+  Backoff backoff;
+  for (;;) {
+    reap_sends();
+    if (ready()) return;
+    check_cm_events();
+    throw_if_failed();
+    check_acks();
+    backoff.pause();
+  }
+}
 
 }  // namespace hymig::verbs

@@ -1,7 +1,6 @@
 #include "verbs/rc_credit_window.hpp"
 
 #include <algorithm>
-#include <thread>
 
 namespace hymig::verbs {
 
@@ -36,14 +35,7 @@ std::uint64_t RcCreditWindow::available() const {
 void RcCreditWindow::give_back(bool force) {
   if (!connection_.connected() || reposted_ == reported_) return;
   if (!force && reposted_ - reported_ < batch_) return;
-  while (connection_.credit_writes_in_flight() >= kMaxCreditWrites) {
-    connection_.reap_sends();
-    if (connection_.credit_writes_in_flight() < kMaxCreditWrites) break;
-    connection_.check_cm_events();
-    connection_.throw_if_failed();
-    connection_.check_acks();
-    std::this_thread::yield();
-  }
+  connection_.wait_until([&] { return connection_.credit_writes_in_flight() < kMaxCreditWrites; });
   const std::uint64_t value = reposted_;
   ibv_sge sge{reinterpret_cast<std::uintptr_t>(&value), sizeof value, 0};  // inline: copied at post
   ibv_send_wr wr{};

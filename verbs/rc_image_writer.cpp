@@ -102,15 +102,7 @@ void RcImageWriter::queue_write(std::uint64_t local_offset, std::uint64_t remote
 
 void RcImageWriter::wait_writes() {
   post_writes();
-  Backoff backoff;
-  for (;;) {
-    connection_.reap_sends();
-    if (connection_.image_writes_done() == connection_.image_writes_posted()) return;
-    connection_.check_cm_events();
-    connection_.throw_if_failed();
-    connection_.check_acks();
-    backoff.pause();
-  }
+  connection_.wait_until([&] { return connection_.image_writes_done() == connection_.image_writes_posted(); });
 }
 
 // Posts the filled chain with one doorbell; its last request is signalled, so every posted WRITE
@@ -139,15 +131,7 @@ void RcImageWriter::wait_for_write_room() {
   connection_.reap_sends();
   if (room()) return;
   post_writes();  // what we filled must be on its way before we wait for it
-  Backoff backoff;
-  for (;;) {
-    connection_.reap_sends();
-    if (room()) return;
-    connection_.check_cm_events();
-    connection_.throw_if_failed();
-    connection_.check_acks();
-    backoff.pause();
-  }
+  connection_.wait_until(room);
 }
 
 }  // namespace hymig::verbs

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/fd_wait.hpp"
+#include "core/units.hpp"
 #include "verbs/rc_wire.hpp"
 
 namespace hymig::verbs {
@@ -13,11 +14,6 @@ namespace hymig::verbs {
 namespace {
 
 constexpr std::size_t kMaxSpillBytes = 64u << 20;  // received bytes kept off the slots, at most
-
-std::string seconds(std::chrono::milliseconds t) {
-  if (t.count() % 1000 == 0) return std::to_string(t.count() / 1000) + " s";
-  return std::to_string(t.count()) + " ms";
-}
 
 }  // namespace
 
@@ -150,7 +146,8 @@ void RcMessageStream::wait_for_send_room() {
     connection_.check_acks();  // no free slot: SENDs in flight, which the peer's device must acknowledge
     if (std::chrono::steady_clock::now() >= deadline && credits_.available() == 0)
       throw Error(ErrorKind::timeout, "RC peer " + connection_.peer_address() + " consumed none of our messages for " +
-                                          seconds(connection_.io_timeout()) + " — not reading, or the link is down?");
+                                          format_timeout(connection_.io_timeout()) +
+                                          " — not reading, or the link is down?");
     backoff.pause();
   }
 }
@@ -291,7 +288,7 @@ void RcMessageStream::read_stream(std::byte* dst, std::uint64_t n, const char* w
     if (!have_current_) {
       if (!next_send(connection_.io_timeout()))
         throw Error(ErrorKind::timeout, "RC peer " + connection_.peer_address() + " sent nothing for " +
-                                            seconds(connection_.io_timeout()) + " in the middle of a " + what +
+                                            format_timeout(connection_.io_timeout()) + " in the middle of a " + what +
                                             " — link down or peer stuck?");
     }
     const std::size_t k = std::size_t(std::min<std::uint64_t>(n, cur_len_ - cur_off_));
