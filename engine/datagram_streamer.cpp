@@ -12,11 +12,6 @@
 #include "protocol/page_hash.hpp"
 
 namespace hymig {
-namespace {
-// The zeros a page's last raw chunk is padded with (fewer than kMaxChunks bytes).
-constexpr std::array<std::byte, kMaxChunks> kChunkPadding{};
-}  // namespace
-
 DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
                                    std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
                                    std::chrono::milliseconds stall_timeout, DatagramProtection protection,
@@ -31,16 +26,15 @@ DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& la
   if (layout_.chunked())
     compress_cap_ = std::min<std::size_t>(compress_cap_, std::size_t{layout_.chunk_bytes} * (layout_.chunk_count - 1));
   zscratch_.resize(compress_cap_);
+  if (layout_.chunked()) page_copy_.resize(layout_.page_size);
   max_zero_entries_ = static_cast<std::uint16_t>(std::min<std::size_t>(
       kMaxEntries, (layout_.datagram_bytes - kDatagramHeaderBytes - kDatagramTagBytes) / kEntryBytes));
   // Enough slots for ~1 MiB of datagrams, at least 8.
   const std::size_t n = std::clamp<std::size_t>((1u << 20) / layout_.datagram_bytes, 8, 1024);
   slots_.resize(n);
   for (auto& s : slots_) {
-    s.buf.resize(kDatagramHeaderBytes + kMaxEntries * kEntryBytes + layout_.datagram_bytes + kDatagramTagBytes);
-    if (compression != Compression::off) s.zbuf.resize(layout_.datagram_bytes);
+    s.buf.resize(kPayloadAt + layout_.datagram_bytes + kDatagramTagBytes);
     s.entries.reserve(kMaxEntries);
-    s.parts.reserve(kMaxEntries + 2);
   }
   out_.resize(n);
 }
@@ -48,10 +42,7 @@ DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& la
 DatagramStreamer::Slot& DatagramStreamer::open_slot() {
   Slot& s = slots_[used_];
   s.entries.clear();
-  s.parts.clear();
-  s.parts.push_back({});  // the head, filled at seal()
   s.payload = 0;
-  s.zused = 0;
   return s;
 }
 
@@ -64,11 +55,38 @@ std::size_t DatagramStreamer::try_compress(const std::byte* data) {
   return n;
 }
 
-// A compressed page into a slot that has room for it.
+DatagramStreamer::PageCopy DatagramStreamer::inspect(std::uint64_t page, const std::byte* copy) {
+  PageCopy c;
+  c.hash = hash_page(copy, layout_.page_size);
+  c.zero = c.hash == zero_hash_ && is_zero_page(copy, layout_.page_size);
+  c.compressed = c.zero ? 0 : try_compress(copy);
+  sent_hashes_[page] = c.hash;
+  result_.zero_pages += c.zero;
+  return c;
+}
+
+DatagramStreamer::Slot& DatagramStreamer::slot_with_room(int& open, std::uint32_t round, std::size_t max_entries,
+                                                         std::size_t bytes) {
+  if (open >= 0) {
+    Slot& s = slots_[open];
+    const std::size_t size_after =
+        kDatagramHeaderBytes + (s.entries.size() + 1) * kEntryBytes + s.payload + bytes + kDatagramTagBytes;
+    if (s.entries.size() >= max_entries || size_after > layout_.datagram_bytes) {
+      // slots_[open] is always slots_[used_] while open: seal moves used_ past it.
+      seal(s, round, 0, 1);
+      open = -1;
+    }
+  }
+  if (open < 0) {
+    open_slot();
+    open = static_cast<int>(used_);
+  }
+  return slots_[open];
+}
+
+// A compressed page (in zscratch_) into a slot that has room for it.
 void DatagramStreamer::add_packed(Slot& s, std::uint64_t page, std::uint64_t hash, std::size_t compressed) {
-  std::memcpy(s.zbuf.data() + s.zused, zscratch_.data(), compressed);
-  s.parts.push_back({s.zbuf.data() + s.zused, compressed});
-  s.zused += compressed;
+  std::memcpy(s.payload_end(), zscratch_.data(), compressed);
   s.payload += compressed;
   DatagramEntry e{page, false, hash};
   e.compressed = static_cast<std::uint16_t>(compressed);
@@ -88,96 +106,65 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
   h.chunk_index = chunk_index;
   h.chunk_count = chunk_count;
   h.payload_bytes = static_cast<std::uint32_t>(s.payload);
-  const std::size_t head_len = encode_datagram_head(s.buf.data(), h, s.entries);
-  const std::span<const ConstBuffer> pieces = std::span<const ConstBuffer>(s.parts).subspan(1);
+  std::byte* const start = s.buf.data() + kPayloadAt - (kDatagramHeaderBytes + s.entries.size() * kEntryBytes);
+  const std::size_t head_len = encode_datagram_head(start, h, s.entries);
   AeadCipher& c = keys_.for_seq(h.seq);
-  c.begin(h.seq, std::span<const std::byte>(s.buf.data(), kDatagramHeaderBytes));
-  const std::span<std::byte> entries(s.buf.data() + kDatagramHeaderBytes, head_len - kDatagramHeaderBytes);
+  c.begin(h.seq, std::span<const std::byte>(start, kDatagramHeaderBytes));
+  // Entries and payload are contiguous: one pass, in place.
+  const std::span<std::byte> sealed(start + kDatagramHeaderBytes, head_len - kDatagramHeaderBytes + s.payload);
+  if (protection_ == DatagramProtection::aead)
+    c.crypt(sealed, sealed.data());
+  else
+    c.authenticate(sealed);
+  const AeadTag tag = c.finish_seal();
+  std::memcpy(s.payload_end(), tag.data(), tag.size());
   const std::size_t bytes = head_len + s.payload + kDatagramTagBytes;
-  if (protection_ == DatagramProtection::aead) {
-    // The entries encrypted in place, the pages from the image into the arena right behind them:
-    // one contiguous datagram.
-    c.crypt(entries, entries.data());
-    std::byte* out = s.buf.data() + head_len;
-    for (const auto& piece : pieces) {
-      c.crypt({piece.data, piece.size}, out);
-      out += piece.size;
-    }
-    const AeadTag tag = c.finish_seal();
-    std::memcpy(out, tag.data(), tag.size());
-    s.parts.assign(1, ConstBuffer{s.buf.data(), bytes});
-  } else {
-    c.authenticate(entries);
-    for (const auto& piece : pieces) c.authenticate({piece.data, piece.size});
-    s.tag = c.finish_seal();
-    s.parts[0] = {s.buf.data(), head_len};
-    s.parts.push_back({s.tag.data(), s.tag.size()});
-  }
-  out_[used_] = OutDatagram{std::span<const ConstBuffer>(s.parts), bytes};
+  s.sealed = ConstBuffer{start, bytes};
+  out_[used_] = OutDatagram{std::span<const ConstBuffer>(&s.sealed, 1), bytes};
   bytes_sealed_.fetch_add(bytes, std::memory_order_relaxed);
   batch_bytes_ += bytes;
   ++used_;
 }
 
 void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool known_zero) {
-  const std::byte* data = image_.data() + page * layout_.page_size;
-  const std::uint64_t h = known_zero ? zero_hash_ : hash_page(data, layout_.page_size);
-  sent_hashes_[page] = h;
-  const bool zero = known_zero || (h == zero_hash_ && is_zero_page(data, layout_.page_size));
-  result_.zero_pages += zero;
+  const std::byte* const data = image_.data() + page * layout_.page_size;
   ++batch_pages_;
-  const std::size_t compressed = zero ? 0 : try_compress(data);
+  if (known_zero) {  // a hole of the image's file: an entry, nothing read
+    sent_hashes_[page] = zero_hash_;
+    ++result_.zero_pages;
+    Slot& s = layout_.chunked() ? slot_with_room(open_zero_, round, max_zero_entries_, 0)
+                                : slot_with_room(open_whole_, round, kMaxEntries, 0);
+    s.entries.push_back({page, true, zero_hash_});
+    return;
+  }
 
   if (!layout_.chunked()) {
-    // Whole pages: fill the open datagram until the next page would not fit.
-    const std::size_t bytes = zero ? 0 : compressed ? compressed : layout_.page_size;
-    if (open_whole_ >= 0) {
-      Slot& s = slots_[open_whole_];
-      const std::size_t size_after =
-          kDatagramHeaderBytes + (s.entries.size() + 1) * kEntryBytes + s.payload + bytes + kDatagramTagBytes;
-      if (s.entries.size() == kMaxEntries || size_after > layout_.datagram_bytes) {
-        // slots_[open_whole_] is always slots_[used_] while open: seal moves used_ past it.
-        seal(s, round, 0, 1);
-        open_whole_ = -1;
-      }
-    }
-    if (open_whole_ < 0) {
-      open_slot();
-      open_whole_ = static_cast<int>(used_);
-    }
-    Slot& s = slots_[open_whole_];
-    if (compressed) {
-      add_packed(s, page, h, compressed);
+    // Whole pages: the page is copied straight to its place in the open datagram, which is
+    // sealed first if a whole page would not fit (a zero or compressed one then takes less).
+    Slot& s = slot_with_room(open_whole_, round, kMaxEntries, layout_.page_size);
+    std::byte* const copy = s.payload_end();
+    std::memcpy(copy, data, layout_.page_size);
+    const PageCopy c = inspect(page, copy);
+    if (c.compressed) {
+      add_packed(s, page, c.hash, c.compressed);
     } else {
-      s.entries.push_back({page, zero, h});
-      if (!zero) {
-        s.parts.push_back({data, layout_.page_size});
-        s.payload += layout_.page_size;
-      }
+      s.entries.push_back({page, c.zero, c.hash});
+      if (!c.zero) s.payload += layout_.page_size;
     }
     return;
   }
 
+  std::memcpy(page_copy_.data(), data, layout_.page_size);
+  const PageCopy c = inspect(page, page_copy_.data());
   const std::size_t room = layout_.datagram_bytes - kDatagramHeaderBytes - kEntryBytes - kDatagramTagBytes;
-  if (zero || (compressed && compressed <= room)) {
+  if (c.zero || (c.compressed && c.compressed <= room)) {
     // Chunked mode: zero pages travel as entries only and compressed ones that fit a datagram
     // whole, many per datagram.
-    if (open_zero_ >= 0) {
-      Slot& s = slots_[open_zero_];
-      const std::size_t size_after =
-          kDatagramHeaderBytes + (s.entries.size() + 1) * kEntryBytes + s.payload + compressed + kDatagramTagBytes;
-      if (s.entries.size() >= max_zero_entries_ || size_after > layout_.datagram_bytes) {
-        seal(s, round, 0, 1);
-        open_zero_ = -1;
-      }
-    }
-    if (open_zero_ < 0) {
-      open_slot();
-      open_zero_ = static_cast<int>(used_);
-    }
-    Slot& s = slots_[open_zero_];
-    if (compressed) add_packed(s, page, h, compressed);
-    else s.entries.push_back({page, true, h});
+    Slot& s = slot_with_room(open_zero_, round, max_zero_entries_, c.compressed);
+    if (c.compressed)
+      add_packed(s, page, c.hash, c.compressed);
+    else
+      s.entries.push_back({page, true, c.hash});
     return;
   }
   // A page larger than a datagram: one datagram per chunk. An open zero slot is sealed first so
@@ -186,33 +173,33 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool kn
     seal(slots_[open_zero_], round, 0, 1);
     open_zero_ = -1;
   }
-  if (compressed) {
+  if (c.compressed) {
     // Compressed, but larger than a datagram: its chunks (at least one fewer than the page's).
-    const auto n = static_cast<std::uint16_t>((compressed + layout_.chunk_bytes - 1) / layout_.chunk_bytes);
-    for (std::uint16_t c = 0; c < n; ++c) {
+    const auto n = static_cast<std::uint16_t>((c.compressed + layout_.chunk_bytes - 1) / layout_.chunk_bytes);
+    for (std::uint16_t i = 0; i < n; ++i) {
       Slot& s = open_slot();
-      DatagramEntry e{page, false, h};
-      e.compressed = static_cast<std::uint16_t>(compressed);
+      DatagramEntry e{page, false, c.hash};
+      e.compressed = static_cast<std::uint16_t>(c.compressed);
       s.entries.push_back(e);
-      const std::size_t at = std::size_t{c} * layout_.chunk_bytes;
-      const std::size_t len = std::min<std::size_t>(layout_.chunk_bytes, compressed - at);
-      std::memcpy(s.zbuf.data(), zscratch_.data() + at, len);
-      s.parts.push_back({s.zbuf.data(), len});
-      s.payload = len;
-      seal(s, round, c, n);
+      const std::size_t at = std::size_t{i} * layout_.chunk_bytes;
+      s.payload = std::min<std::size_t>(layout_.chunk_bytes, c.compressed - at);
+      std::memcpy(s.buf.data() + kPayloadAt, zscratch_.data() + at, s.payload);
+      seal(s, round, i, n);
     }
     compressed_pages_.fetch_add(1, std::memory_order_relaxed);
-    compressed_bytes_.fetch_add(compressed, std::memory_order_relaxed);
+    compressed_bytes_.fetch_add(c.compressed, std::memory_order_relaxed);
     return;
   }
-  for (std::uint16_t c = 0; c < layout_.chunk_count; ++c) {
+  for (std::uint16_t i = 0; i < layout_.chunk_count; ++i) {
     Slot& s = open_slot();
-    s.entries.push_back({page, false, h});
-    const std::size_t len = layout_.chunk_len(c);
-    s.parts.push_back({data + std::size_t{c} * layout_.chunk_bytes, len});
-    if (const std::size_t pad = layout_.chunk_padding(c)) s.parts.push_back({kChunkPadding.data(), pad});
+    s.entries.push_back({page, false, c.hash});
+    const std::size_t len = layout_.chunk_len(i);
+    std::byte* const at = s.buf.data() + kPayloadAt;
+    std::memcpy(at, page_copy_.data() + std::size_t{i} * layout_.chunk_bytes, len);
+    // Every raw chunk is chunk_bytes long: the last is padded with zeros.
+    std::memset(at + len, 0, layout_.chunk_bytes - len);
     s.payload = layout_.chunk_bytes;
-    seal(s, round, c, layout_.chunk_count);  // send_round() left room for every chunk
+    seal(s, round, i, layout_.chunk_count);  // send_round() left room for every chunk
   }
 }
 

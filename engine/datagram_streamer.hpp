@@ -1,8 +1,13 @@
-// The source's hot path: cuts the pages of a round into datagrams (header + entries in a reused
-// arena), seals each (AES-GCM: page bytes encrypted from the image straight into the arena; with
-// protection mac they are gathered from the image and only authenticated), paces them and hands
-// them to the channel in batches. Pages zstd shrinks go compressed where the lane's governor says
-// it pays. No allocation and no system call per page.
+// The source's hot path: cuts the pages of a round into datagrams in a reused arena, seals each
+// (AES-GCM in place; with protection mac only authenticated), paces them and hands them to the
+// channel in batches. Pages zstd shrinks go compressed where the lane's governor says it pays.
+// No allocation and no system call per page.
+//
+// Each page is copied out of the image once, and its hash, zero test, compression and seal all
+// read that copy: the guest keeps writing while a round is sent, and the hash recorded for dirty
+// detection must be the hash of exactly the bytes that went (a page changed A -> B -> A between a
+// hash and a later read of the image would otherwise leave B at the destination while the source
+// believes it sent A).
 #pragma once
 
 #include <atomic>
@@ -55,19 +60,31 @@ class DatagramStreamer {
   const CompressionGovernor& governor() const { return governor_; }
 
  private:
+  // The payload starts at a fixed offset, kPayloadAt, so pages are copied to their final place
+  // before the datagram's entry count is known; seal() writes the header and entries right before
+  // it and the tag right after: one contiguous datagram.
+  static constexpr std::size_t kPayloadAt = kDatagramHeaderBytes + std::size_t{kMaxEntries} * kEntryBytes;
   struct Slot {
-    std::vector<std::byte> buf;           // header + entries, then (aead) the sealed payload and tag
-    std::vector<std::byte> zbuf;          // the compressed pages the datagram carries
-    std::size_t zused = 0;
+    std::vector<std::byte> buf;
     std::vector<DatagramEntry> entries;
-    std::vector<ConstBuffer> parts;       // while filling: [0] = head, then page payloads
     std::size_t payload = 0;
-    AeadTag tag{};                        // protection mac: the datagram's last part
+    ConstBuffer sealed{};  // the datagram, once sealed
+    std::byte* payload_end() { return buf.data() + kPayloadAt + payload; }
+  };
+  struct PageCopy {  // what add_page learnt from the copy of a page
+    std::uint64_t hash = 0;
+    bool zero = false;
+    std::size_t compressed = 0;  // its compressed length in zscratch_, or 0
   };
 
   void add_page(std::uint64_t page, std::uint32_t round, bool known_zero);
+  // Hashes, zero-tests and (when the governor says so) compresses the copy of `page` at `copy`.
+  PageCopy inspect(std::uint64_t page, const std::byte* copy);
   // Compresses the page into zscratch_ when the governor says so; its length, or 0.
   std::size_t try_compress(const std::byte* data);
+  // The open slot of whole pages (or of zero and compressed pages when chunked), sealing the one
+  // open first when it has no room for one more entry and `bytes` of payload.
+  Slot& slot_with_room(int& open, std::uint32_t round, std::size_t max_entries, std::size_t bytes);
   void add_packed(Slot& s, std::uint64_t page, std::uint64_t hash, std::size_t compressed);
   void seal(Slot& s, std::uint32_t round, std::uint16_t chunk_index, std::uint16_t chunk_count);
   Slot& open_slot();
@@ -100,6 +117,7 @@ class DatagramStreamer {
   PageCompressor compressor_;
   CompressionGovernor governor_;
   std::vector<std::byte> zscratch_;    // one compressed page, before it goes into its slot
+  std::vector<std::byte> page_copy_;   // chunked paths: the page being cut into chunks
   std::size_t compress_cap_ = 0;       // the most a compressed page may take here
   std::uint64_t batch_pages_ = 0;      // pages added since the last batch went
   std::chrono::steady_clock::time_point batch_start_{};

@@ -3,9 +3,10 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <atomic>
+#include <cstring>
 #include <exception>
 #include <thread>
 
@@ -253,7 +254,9 @@ class SourceRun {
     }
   }
 
-  // Sends the pages of `set` as pages messages on the reliable channel, gathering from the image.
+  // Sends the pages of `set` as pages messages on the reliable channel, each page copied out of
+  // the image once: the hash recorded is the hash of the copy that goes (the guest keeps writing
+  // while rounds are sent).
   // record_hashes: note each page's hash in sent_hashes_ (dirty detection, the fast digest).
   // by_write: each page goes by a sealed one-sided write to its place in the destination's image,
   // and a written message (the pages and their tags) follows each batch: it travels after the
@@ -267,6 +270,7 @@ class SourceRun {
     parts.reserve(kMaxPagesPerMessage);
     const std::size_t ps = image_.page_size();
     const std::byte* base = image_.memory().data();
+    std::vector<std::byte> copies(by_write ? 0 : std::size_t{kMaxPagesPerMessage} * ps);
     auto flush = [&] {
       if (batch.empty()) return;
       if (by_write) rel_->send(wire(MsgType::written), encode_written(round, batch, tags));
@@ -278,10 +282,17 @@ class SourceRun {
       if (poll_between) poll_feedback();
     };
     set.for_each_set([&](std::uint64_t p) {
-      if (record_hashes) sent_hashes_[p] = hash_page(base + p * ps, ps);
+      if (by_write) {
+        // Only the final delta goes by writes: the guest is paused, the image holds still.
+        if (record_hashes) sent_hashes_[p] = hash_page(base + p * ps, ps);
+        tags.push_back(writer_->write_sealed(p * ps, ps));
+      } else {
+        std::byte* const copy = copies.data() + batch.size() * ps;
+        std::memcpy(copy, base + p * ps, ps);
+        if (record_hashes) sent_hashes_[p] = hash_page(copy, ps);
+        parts.push_back({copy, ps});
+      }
       batch.push_back(p);
-      if (by_write) tags.push_back(writer_->write_sealed(p * ps, ps));
-      else parts.push_back({base + p * ps, ps});
       if (batch.size() == kMaxPagesPerMessage) flush();
     });
     flush();
