@@ -163,7 +163,6 @@ class SourceRun {
       report_.datagram_bytes = ready.datagram_bytes;
       const DatagramLayout layout = make_layout(image_.page_size(), ready.datagram_bytes);
       for (std::uint32_t l = 0; l < lanes_.size(); ++l) {
-        lanes_[l]->register_memory({const_cast<std::byte*>(image_.memory().data()), image_.memory().size()});
         streamers_.push_back(std::make_unique<DatagramStreamer>(*lanes_[l], layout, report_.session, image_.memory(),
                                                                 sent_hashes_, opts_.peer_timeout, opts_.protection,
                                                                 *opts_.secrets, l, compression_));
@@ -270,7 +269,11 @@ class SourceRun {
     parts.reserve(kMaxPagesPerMessage);
     const std::size_t ps = image_.page_size();
     const std::byte* base = image_.memory().data();
-    std::vector<std::byte> copies(by_write ? 0 : std::size_t{kMaxPagesPerMessage} * ps);
+    // Copied pages go in messages of up to 128 KiB, so the copies and the channel's sealed record
+    // stay in the cache between the copy and the seal.
+    const std::size_t per_message =
+        by_write ? kMaxPagesPerMessage : std::clamp<std::size_t>((128u << 10) / ps, 1, kMaxPagesPerMessage);
+    std::vector<std::byte> copies(by_write ? 0 : per_message * ps);
     auto flush = [&] {
       if (batch.empty()) return;
       if (by_write) rel_->send(wire(MsgType::written), encode_written(round, batch, tags));
@@ -293,7 +296,7 @@ class SourceRun {
         parts.push_back({copy, ps});
       }
       batch.push_back(p);
-      if (batch.size() == kMaxPagesPerMessage) flush();
+      if (batch.size() == per_message) flush();
     });
     flush();
   }

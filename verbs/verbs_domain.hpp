@@ -1,7 +1,7 @@
 // One RDMA device's context and protection domain, shared by the queue pairs of one session: its
 // UD lanes and its RC channel, as UCX keeps one memory domain per device. Memory registered
-// through it is registered once, however many queue pairs use it: two UD lanes gathering from an
-// image (datagrams MAC'd, not encrypted) pin it once, and RLIMIT_MEMLOCK counts it once.
+// through it is registered once, however many queue pairs use it, and RLIMIT_MEMLOCK counts it
+// once.
 //
 // Per session, never per process: a peer may RDMA-WRITE into any memory its QP's PD registered
 // for remote access, so two sessions (two sources, in one daemon) never share a PD.
