@@ -5,7 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -31,12 +31,26 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string temp_dir() {
-  char tmpl[] = "/tmp/hymig-security-XXXXXX";
-  const char* d = ::mkdtemp(tmpl);
-  if (!d) throw std::runtime_error("mkdtemp");
-  return d;
-}
+// A fresh directory for key files, removed with everything in it when the test ends.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/hymig-security-XXXXXX";
+    const char* d = ::mkdtemp(tmpl);
+    if (!d) throw std::runtime_error("mkdtemp");
+    path_ = d;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  operator const std::string&() const { return path_; }  // NOLINT(google-explicit-constructor)
+
+ private:
+  std::string path_;
+};
 
 std::vector<std::byte> bytes_of(const std::string& s) {
   std::vector<std::byte> v(s.size());
@@ -58,7 +72,9 @@ ErrorKind kind_of(const std::function<void()>& f, std::string* what = nullptr) {
 // ---- the cluster key ---------------------------------------------------------------------------
 
 TEST(ClusterKey, WrittenPrivateLoadedBackNeverReplaced) {
-  const std::string dir = temp_dir(), path = dir + "/cluster.key";
+  const TempDir tmp;
+  const std::string& dir = tmp;
+  const std::string path = dir + "/cluster.key";
   const ClusterKey k = write_new_cluster_key(path);
   struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
@@ -72,7 +88,8 @@ TEST(ClusterKey, WrittenPrivateLoadedBackNeverReplaced) {
 }
 
 TEST(ClusterKey, UnusableFilesAreRefusedNamingTheFix) {
-  const std::string dir = temp_dir();
+  const TempDir tmp;
+  const std::string& dir = tmp;
   std::string what;
   EXPECT_EQ(kind_of([&] { load_cluster_key(dir + "/missing.key"); }, &what), ErrorKind::usage);
   EXPECT_NE(what.find("hymig keygen"), std::string::npos) << what;
