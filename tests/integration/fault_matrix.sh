@@ -146,7 +146,10 @@ cell() {
       kill -CONT "$migrate" ;;
     destination-stalled)
       [ "$who" = source ] && kill -CONT "$migrate"
-      hm_wait_pid "$migrate" 30
+      # Longer than the source's longest wait: it gives `ready` 30 s (a destination may be
+      # starting a VM). Stopped before it answered notify, the daemon is woken only after the
+      # source gave up; waking it at 30 s raced that deadline and let the session complete.
+      hm_wait_pid "$migrate" 40
       kill -CONT "$serve_pid" ;;
     *) kill -CONT "$stopped_pid" 2>/dev/null ;;
   esac
