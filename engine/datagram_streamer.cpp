@@ -143,7 +143,7 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool kn
     // sealed first if a whole page would not fit (a zero or compressed one then takes less).
     Slot& s = slot_with_room(open_whole_, round, kMaxEntries, layout_.page_size);
     std::byte* const copy = s.payload_end();
-    std::memcpy(copy, data, layout_.page_size);
+    copy_guest_page(copy, data, layout_.page_size);
     const PageCopy c = inspect(page, copy);
     if (c.compressed) {
       add_packed(s, page, c.hash, c.compressed);
@@ -154,7 +154,7 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool kn
     return;
   }
 
-  std::memcpy(page_copy_.data(), data, layout_.page_size);
+  copy_guest_page(page_copy_.data(), data, layout_.page_size);
   const PageCopy c = inspect(page, page_copy_.data());
   const std::size_t room = layout_.datagram_bytes - kDatagramHeaderBytes - kEntryBytes - kDatagramTagBytes;
   if (c.zero || (c.compressed && c.compressed <= room)) {

@@ -291,7 +291,7 @@ class SourceRun {
         tags.push_back(writer_->write_sealed(p * ps, ps));
       } else {
         std::byte* const copy = copies.data() + batch.size() * ps;
-        std::memcpy(copy, base + p * ps, ps);
+        copy_guest_page(copy, base + p * ps, ps);
         if (record_hashes) sent_hashes_[p] = hash_page(copy, ps);
         parts.push_back({copy, ps});
       }

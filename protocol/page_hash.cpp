@@ -19,6 +19,10 @@ std::uint64_t hash_page(const std::byte* page, std::size_t page_size) {
   return XXH3_64bits(page, page_size);
 }
 
+__attribute__((noinline)) void copy_guest_page(std::byte* to, const std::byte* from, std::size_t page_size) {
+  std::memcpy(to, from, page_size);
+}
+
 std::uint64_t zero_page_hash(std::size_t page_size) {
   // Page sizes are few (4 KiB in practice): cache the last one without locking on the hot path.
   thread_local std::size_t cached_size = 0;

@@ -21,6 +21,11 @@ namespace hymig {
 
 std::uint64_t hash_page(const std::byte* page, std::size_t page_size);
 
+// Copies a page out of a running guest's memory, which the guest may be writing meanwhile: that
+// race is the method's (a page changed while read is sent again). The one place the source reads
+// guest memory into its own, so the tsan lane can name it (tests/tsan.supp).
+void copy_guest_page(std::byte* to, const std::byte* from, std::size_t page_size);
+
 // The hash an all-zero page of this size has; computed once per size.
 std::uint64_t zero_page_hash(std::size_t page_size);
 
