@@ -3,7 +3,6 @@
 #include <sys/prctl.h>
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <thread>
 
@@ -197,7 +196,7 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool kn
     std::byte* const at = s.buf.data() + kPayloadAt;
     std::memcpy(at, page_copy_.data() + std::size_t{i} * layout_.chunk_bytes, len);
     // Every raw chunk is chunk_bytes long: the last is padded with zeros.
-    std::memset(at + len, 0, layout_.chunk_bytes - len);
+    std::memset(at + len, 0, layout_.chunk_padding(i));
     s.payload = layout_.chunk_bytes;
     seal(s, round, i, layout_.chunk_count);  // send_round() left room for every chunk
   }
