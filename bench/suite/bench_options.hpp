@@ -32,6 +32,7 @@ struct BenchOptions {
   std::string extra_hymig_args;
   double compressible = 0;  // share of each hymig image page that compresses
   std::string key_file;  // the cluster key file of hymig's sessions ("" = $HYMIG_KEY_FILE or a throwaway one)
+  bool warm_memory = true;  // touch and free each run's size first (bench/suite/memory_warmer.hpp)
   bool plots = true;
   bool quick = false;
   std::string command_line;  // as typed, for the report

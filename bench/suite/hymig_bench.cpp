@@ -21,6 +21,7 @@
 
 #include "bench/suite/bench_options.hpp"
 #include "bench/suite/link_shaper.hpp"
+#include "bench/suite/memory_warmer.hpp"
 #include "bench/suite/mpi_world.hpp"
 #include "bench/suite/outputs.hpp"
 #include "bench/suite/pair_runner.hpp"
@@ -229,6 +230,12 @@ int run(MpiWorld& world, int argc, char** argv) {
   std::vector<std::unique_ptr<Peer>> peers;
   for (const auto& t : o.transports) peers.push_back(make_peer(t, tools));
 
+  // Each rank warms its host for the image it will hold (sender) or receive (receiver), then the
+  // pair starts together. The warm memory is freed right before the run takes it again.
+  const auto warm_for = [&](std::uint64_t size) {
+    if (o.warm_memory) warm_memory(size + size / 8 + (64ull << 20));
+    world.barrier();
+  };
   for (unsigned loss : o.losses) {
     shape(loss, o.rate_limit);
     for (auto size : o.sizes)
@@ -243,7 +250,7 @@ int run(MpiWorld& world, int argc, char** argv) {
             first != peers.end()) {
           RunSpec spec = base;
           spec.cell = {(*first)->name(), size, dirty, loss, 0};
-          world.barrier();
+          warm_for(size);
           if (auto m = run_on_pair(world, **first, spec); m && world.rank() == 0)
             std::cout << fmt::format("[pair {}] warm-up run ({}): {}", pair, (*first)->name(), to_string(m->status)) << std::endl;
         }
@@ -254,7 +261,7 @@ int run(MpiWorld& world, int argc, char** argv) {
             if (!applies(peer)) continue;
             RunSpec spec = base;
             spec.cell = {peer.name(), size, dirty, loss, rep};
-            world.barrier();
+            warm_for(size);
             if (auto m = run_on_pair(world, peer, spec)) {
               mine.push_back({pair, "matrix", spec.cell, *m});
               log(mine.back());
@@ -291,6 +298,7 @@ int run(MpiWorld& world, int argc, char** argv) {
       {"title", o.title},
       {"date", utc_now()},
       {"command", o.command_line},
+      {"warm_memory", o.warm_memory},
       {"ranks", world.size()},
       {"pairs", world.pairs()},
       {"hosts", hosts},
@@ -298,12 +306,12 @@ int run(MpiWorld& world, int argc, char** argv) {
       {"cpu", first_line_of("/proc/cpuinfo", "model name")},
       {"cores", std::thread::hardware_concurrency()},
       {"memory", first_line_of("/proc/meminfo", "MemTotal")},
-      {"placement", o.netns_sender.empty()
-                        ? (bind_host == "127.0.0.1" ? std::string("loopback (both ranks of a pair on one host)")
-                                                    : "receivers listen on " + bind_host)
-                        : fmt::format("network namespaces {} (senders) and {} (receivers, {}){}", o.netns_sender,
-                                      o.netns_receiver, bind_host,
-                                      o.rate_limit.empty() ? "" : ", tbf " + o.rate_limit)},
+      {"placement",
+       o.netns_sender.empty()
+           ? (bind_host == "127.0.0.1" ? std::string("loopback (both ranks of a pair on one host)")
+                                       : "receivers listen on " + bind_host)
+           : fmt::format("network namespaces {} (senders) and {} (receivers, {}){}", o.netns_sender, o.netns_receiver,
+                         bind_host, o.rate_limit.empty() ? "" : ", tbf " + o.rate_limit)},
       {"reps", o.reps},
       {"peer_cap_seconds", o.peer_cap_seconds},
       {"shared_rate", o.shared_rate},
