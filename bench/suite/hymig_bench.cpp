@@ -233,7 +233,14 @@ int run(MpiWorld& world, int argc, char** argv) {
   // Each rank warms its host for the image it will hold (sender) or receive (receiver), then the
   // pair starts together. The warm memory is freed right before the run takes it again.
   const auto warm_for = [&](std::uint64_t size) {
-    if (o.warm_memory) warm_memory(size + size / 8 + (64ull << 20));
+    if (o.warm_memory) {
+      const std::uint64_t bytes = size + size / 8 + (64ull << 20);
+      // Slower than ~2 GB/s: the host had taken much of it back (warm memory runs at ~10 GB/s).
+      if (const double rate = warm_memory(bytes); rate > 0 && rate < 2e9)
+        std::cout << fmt::format("[rank {}] warmed {} at {:.2f} GB/s: the host had taken memory back", world.rank(),
+                                 size_label(bytes), rate / 1e9)
+                  << std::endl;
+    }
     world.barrier();
   };
   for (unsigned loss : o.losses) {
