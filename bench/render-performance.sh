@@ -49,9 +49,11 @@ side (hymig's sender from its report, which leaves the synthetic image's filling
 the whole \`serve --once\` process, including first-touching the target; the stream tools from the
 transfer's start; iperf3 from its own utilisation figures).
 
-Every cell starts with one unmeasured warm-up run and the transports' order rotates per
-repetition: on these VMs the first process to touch memory the host reclaimed pays for faulting
-it back in (a run at half speed), and that penalty used to fall on whichever transport ran first.
+On these VMs the host takes free memory back, and the first touch of such memory runs at a
+few hundred MB/s instead of ~10 GB/s; a receiver that got it ran at half speed or less. So each
+rank touches and frees its run's size right before every run (\`--no-warm-memory\` turns that
+off), every cell starts with one unmeasured warm-up run, and the transports' order rotates per
+repetition (docs/data-path.md, "Measuring on these machines").
 The ranks wait for each other with sleeps, not OpenMPI's spinning blocking calls. With two
 repetitions and 256 MiB images (\`--quick\`) a cell's median is still the mean of two noisy runs;
 docs/data-path.md has the repeated, larger comparisons behind the issue-13 figures.

@@ -57,51 +57,35 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
   BenchOptions o;
   for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
   po::options_description desc("options");
-  desc.add_options()("help,h", "show this help")(
-      "quick", po::bool_switch(),
-      "a small matrix that finishes in about a minute (256M; dirty 0 and 128M; 2 repetitions; peers capped at 3 s)")(
-      "sizes", po::value<std::string>(), "image sizes, comma-separated (default 256M,1G)")(
-      "dirty-rates", po::value<std::string>(),
-      "rates the image is dirtied at, for hymig's transports (default 0,64M,256M; 0 = idle)")(
-      "loss", po::value<std::string>(), "random loss levels in % (default 0; above 0 needs --netns or --shape-here)")(
-      "transports", po::value<std::string>(),
-      "which to run: hymig (default flags), hymig-lanes2 (--lanes 2), hymig-nozstd (--compress off), hymig-tcp (--bulk "
-      "tcp), hymig-rdma, tcp-stream, memcpy, iperf3, udt (default: all but hymig-nozstd)")(
-      "compressible", po::value<double>(),
-      "hymig's images: this share (0..1) of each page compresses (default 0: random pages, as incompressible as the "
-      "baselines' buffers)")("reps", po::value<unsigned>(),
-                             "repetitions of every cell (default 3; medians with min-max are reported)")(
-      "netns", po::value<std::string>(),
-      "SRC,DST: even ranks enter network namespace SRC, odd ranks DST (as made by `ip netns add`)")(
-      "rate-limit", po::value<std::string>(),
-      "tc tbf rate on the sender's way out for the matrix, e.g. 1gbit (needs --netns or --shape-here)")(
-      "shape-here", po::bool_switch(),
-      "apply loss and rate rules in the ranks' current namespaces (a disposable lab guest)")(
-      "bind", po::value<std::string>(),
-      "address receivers listen on (default: loopback when a pair shares a host, else the host's address)")(
-      "shared-link", po::bool_switch(),
-      "also run the shared-link scenario: hymig and an iperf3 TCP flow at once on a rate-limited link")(
-      "shared-rate", po::value<std::string>(),
-      "the shared link's rate (default 1gbit), a tbf on the sender's way out; external:RATE names a bottleneck the "
-      "caller set up elsewhere (a middle namespace: bench/run-suite.sh) and adds none")(
-      "shared-loss", po::value<std::string>(), "loss levels for the shared-link scenario (default 0,1)")(
-      "shared-size", po::value<std::string>(), "image hymig migrates in the shared-link scenario (default 512M)")(
-      "peer-cap-seconds", po::value<double>(),
-      "stop a baseline or peer after this long and report its rate (default 8; 0 = never)")(
-      "run-timeout", po::value<unsigned>(), "seconds one run may take before it counts as failed (default 180)")(
-      "out", po::value<std::string>(),
-      "output directory for results.csv, results.json, summary.csv, plots and report.md (default hymig-bench-out)")(
-      "title", po::value<std::string>(), "a name for this run in the report (e.g. 'loopback', 'veth 10 Gbit')")(
-      "no-warm-memory", po::bool_switch(),
-      "do not touch and free each run's image size before it starts (on VMs whose host takes free memory back, the "
-      "first touch costs whichever run gets it 2-4x)")("no-plots", po::bool_switch(),
-                                                       "skip gnuplot (CSV, JSON and the report are still written)")(
-      "hymig", po::value<std::string>(),
-      "path of the hymig binary (default: beside hymig-bench, the build tree, PATH)")(
-      "hymig-args", po::value<std::string>(), "extra arguments for every `hymig migrate`, space-separated")(
-      "key-file", po::value<std::string>(),
-      "the cluster key hymig's sessions use (default $HYMIG_KEY_FILE; else rank 0 makes a throwaway key and hands it "
-      "to every rank)");
+  // One option per line reads as the --help it prints.
+  // clang-format off
+  desc.add_options()
+      ("help,h", "show this help")
+      ("quick", po::bool_switch(), "a small matrix that finishes in about a minute (256M; dirty 0 and 128M; 2 repetitions; peers capped at 3 s)")
+      ("sizes", po::value<std::string>(), "image sizes, comma-separated (default 256M,1G)")
+      ("dirty-rates", po::value<std::string>(), "rates the image is dirtied at, for hymig's transports (default 0,64M,256M; 0 = idle)")
+      ("loss", po::value<std::string>(), "random loss levels in % (default 0; above 0 needs --netns or --shape-here)")
+      ("transports", po::value<std::string>(), "which to run: hymig (default flags), hymig-lanes2 (--lanes 2), hymig-nozstd (--compress off), hymig-tcp (--bulk tcp), hymig-rdma, tcp-stream, memcpy, iperf3, udt (default: all but hymig-nozstd)")
+      ("compressible", po::value<double>(), "hymig's images: this share (0..1) of each page compresses (default 0: random pages, as incompressible as the baselines' buffers)")
+      ("reps", po::value<unsigned>(), "repetitions of every cell (default 3; medians with min-max are reported)")
+      ("netns", po::value<std::string>(), "SRC,DST: even ranks enter network namespace SRC, odd ranks DST (as made by `ip netns add`)")
+      ("rate-limit", po::value<std::string>(), "tc tbf rate on the sender's way out for the matrix, e.g. 1gbit (needs --netns or --shape-here)")
+      ("shape-here", po::bool_switch(), "apply loss and rate rules in the ranks' current namespaces (a disposable lab guest)")
+      ("bind", po::value<std::string>(), "address receivers listen on (default: loopback when a pair shares a host, else the host's address)")
+      ("shared-link", po::bool_switch(), "also run the shared-link scenario: hymig and an iperf3 TCP flow at once on a rate-limited link")
+      ("shared-rate", po::value<std::string>(), "the shared link's rate (default 1gbit), a tbf on the sender's way out; external:RATE names a bottleneck the caller set up elsewhere (a middle namespace: bench/run-suite.sh) and adds none")
+      ("shared-loss", po::value<std::string>(), "loss levels for the shared-link scenario (default 0,1)")
+      ("shared-size", po::value<std::string>(), "image hymig migrates in the shared-link scenario (default 512M)")
+      ("peer-cap-seconds", po::value<double>(), "stop a baseline or peer after this long and report its rate (default 8; 0 = never)")
+      ("run-timeout", po::value<unsigned>(), "seconds one run may take before it counts as failed (default 180)")
+      ("out", po::value<std::string>(), "output directory for results.csv, results.json, summary.csv, plots and report.md (default hymig-bench-out)")
+      ("title", po::value<std::string>(), "a name for this run in the report (e.g. 'loopback', 'veth 10 Gbit')")
+      ("no-warm-memory", po::bool_switch(), "do not touch and free each run's image size before it starts (on VMs whose host takes free memory back, the first touch costs whichever run gets it 2-4x)")
+      ("no-plots", po::bool_switch(), "skip gnuplot (CSV, JSON and the report are still written)")
+      ("hymig", po::value<std::string>(), "path of the hymig binary (default: beside hymig-bench, the build tree, PATH)")
+      ("hymig-args", po::value<std::string>(), "extra arguments for every `hymig migrate`, space-separated")
+      ("key-file", po::value<std::string>(), "the cluster key hymig's sessions use (default $HYMIG_KEY_FILE; else rank 0 makes a throwaway key and hands it to every rank)");
+  // clang-format on
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);

@@ -4,7 +4,7 @@
 // the first touch of such memory runs at ~300 MB/s instead of ~11 GB/s: whichever transport's
 // receiver happened to get it paid 2-4x, and a cell's runs spread from 3 to 7 Gbit/s. Touching and
 // freeing the run's size just before it starts hands every transport warm pages alike
-// (docs/performance.md, "Warm memory").
+// (docs/data-path.md, "Measuring on these machines").
 #pragma once
 
 #include <cstdint>
