@@ -5,26 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
-#include <fstream>
-#include <string>
+
+#include "policy/host_capacity.hpp"
 
 namespace hymig::bench {
 
-namespace {
-std::uint64_t available_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::uint64_t kib = 0;
-  std::string unit;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024;
-  return 0;
-}
-}  // namespace
-
 double warm_memory(std::uint64_t bytes) {
   // Both ranks of a pair may share the host: each takes at most 40 % of what is free.
-  bytes = std::min<std::uint64_t>(bytes, available_bytes() / 5 * 2) & ~std::uint64_t{(2 << 20) - 1};
+  bytes = std::min<std::uint64_t>(bytes, probe_host_memory().memory_available / 5 * 2) & ~std::uint64_t{(2 << 20) - 1};
   if (bytes == 0) return 0;
   const auto start = std::chrono::steady_clock::now();
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
