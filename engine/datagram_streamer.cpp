@@ -3,12 +3,14 @@
 #include <sys/prctl.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <thread>
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
 #include "protocol/page_hash.hpp"
+#include "protocol/page_record.hpp"
 
 namespace hymig {
 DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
@@ -189,17 +191,32 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool kn
     compressed_bytes_.fetch_add(c.compressed, std::memory_order_relaxed);
     return;
   }
-  for (std::uint16_t i = 0; i < layout_.chunk_count; ++i) {
-    Slot& s = open_slot();
-    s.entries.push_back({page, false, c.hash});
-    const std::size_t len = layout_.chunk_len(i);
-    std::byte* const at = s.buf.data() + kPayloadAt;
-    std::memcpy(at, page_copy_.data() + std::size_t{i} * layout_.chunk_bytes, len);
-    // Every raw chunk is chunk_bytes long: the last is padded with zeros.
-    std::memset(at + len, 0, layout_.chunk_padding(i));
-    s.payload = layout_.chunk_bytes;
-    seal(s, round, i, layout_.chunk_count);  // send_round() left room for every chunk
+  seal_record(page, c.hash, round);
+}
+
+void DatagramStreamer::seal_record(std::uint64_t page, std::uint64_t hash, std::uint32_t round) {
+  // One record over the page's chunk datagrams (send_round() left a slot for each), sealed
+  // straight from the page's copy into the slots.
+  const std::uint16_t n = layout_.chunk_count;
+  const std::size_t bytes = page_record_datagram_bytes(layout_);
+  std::array<std::byte*, kMaxChunks> at{};
+  for (std::uint16_t i = 0; i < n; ++i) at[i] = slots_[used_ + i].buf.data();
+  DatagramHeader first;
+  first.session = session_;
+  first.lane = lane_;
+  first.seq = next_seq_.fetch_add(n, std::memory_order_relaxed);
+  first.send_time_ns = monotonic_ns();
+  first.round = round;
+  seal_page_record(keys_.for_seq(first.seq), protection_, layout_, first, DatagramEntry{page, false, hash},
+                   page_copy_.data(), std::span<std::byte* const>(at.data(), n));
+  for (std::uint16_t i = 0; i < n; ++i) {
+    Slot& s = slots_[used_];
+    s.sealed = ConstBuffer{s.buf.data(), bytes};
+    out_[used_] = OutDatagram{std::span<const ConstBuffer>(&s.sealed, 1), bytes};
+    ++used_;
   }
+  bytes_sealed_.fetch_add(bytes * n, std::memory_order_relaxed);
+  batch_bytes_ += bytes * n;
 }
 
 void DatagramStreamer::flush(const std::function<double()>& rate, const std::function<void()>& between_batches) {

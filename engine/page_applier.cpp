@@ -3,13 +3,16 @@
 #include <cstring>
 
 #include "protocol/page_hash.hpp"
+#include "protocol/page_record.hpp"
 
 namespace hymig {
 
 PageApplier::Lane::Lane(const SessionSecrets& secrets, std::uint32_t index, std::size_t datagram_bytes,
                         std::size_t page_size)
-    : index(index), keys(secrets, "datagram/" + std::to_string(index), Role::source, AeadCipher::Direction::open),
-      scratch(datagram_bytes) {
+    : index(index),
+      keys(secrets, "datagram/" + std::to_string(index), Role::source, AeadCipher::Direction::open),
+      scratch(datagram_bytes),
+      record_scratch(page_size) {
   staging.bytes.resize(page_size);
 }
 
@@ -21,7 +24,6 @@ PageApplier::PageApplier(std::span<std::byte> image, std::size_t page_size, std:
       keep_hashes_(keep_hashes), maybe_nonzero_(page_count_) {
   for (std::uint32_t l = 0; l < std::max<std::uint32_t>(lanes, 1); ++l)
     lanes_.push_back(std::make_unique<Lane>(secrets, l, layout.datagram_bytes, page_size));
-  if (layout_.chunked()) chunk_mask_.assign(page_count_, 0);
   if (!starts_zeroed) maybe_nonzero_.set_all();
 }
 
@@ -52,7 +54,9 @@ std::uint64_t PageApplier::dropped(DropReason r) const {
 std::uint64_t PageApplier::invalid() const {
   std::uint64_t n = 0;
   for (std::size_t r = 0; r < static_cast<std::size_t>(DropReason::count_); ++r)
-    if (r != static_cast<std::size_t>(DropReason::stale_round)) n += dropped(static_cast<DropReason>(r));
+    if (r != static_cast<std::size_t>(DropReason::stale_round) &&
+        r != static_cast<std::size_t>(DropReason::broken_record))
+      n += dropped(static_cast<DropReason>(r));
   return n;
 }
 
@@ -88,11 +92,6 @@ bool PageApplier::may_write_page(std::uint64_t p, std::uint32_t tag) const {
   return !present_.test(p) && round_tag_[p] <= tag;
 }
 
-bool PageApplier::may_write_chunk(std::uint64_t p, std::uint32_t tag, std::uint64_t bit) const {
-  // Not over a received chunk of any round: an older round's partial copy may still complete.
-  return !present_.test(p) && round_tag_[p] <= tag && !(chunk_mask_[p] & bit);
-}
-
 // Opens the entries (decrypted, or taken as they are with protection mac), then decrypts (or
 // checks) the payload; the datagram's drop reason: none when the tag verified and the entries make
 // sense. Each payload piece is opened into its page where may_write allows, else into the lane's
@@ -119,18 +118,8 @@ DropReason PageApplier::open_datagram(Lane& lane, DatagramView& v, std::uint32_t
     else c.crypt(v.payload, lane.scratch.data());
     return verified() ? shape : DropReason::bad_mac;
   }
-  // A raw chunk's payload is the chunk, then the padding that makes every chunk one size.
-  const bool raw_chunk = v.header.chunk_count > 1 && !v.entry_at(0).compressed;
-  const std::size_t chunk_len = raw_chunk ? layout_.chunk_len(v.header.chunk_index) : v.payload.size();
-  const auto padding_is_zero = [&](const std::byte* pad) {
-    for (std::size_t i = 0; i < v.payload.size() - chunk_len; ++i)
-      if (pad[i] != std::byte{0}) return false;
-    return true;
-  };
   if (clear) {
     c.authenticate(v.payload);
-    if (raw_chunk && !padding_is_zero(v.payload.data() + chunk_len))
-      return verified() ? DropReason::bad_shape : DropReason::bad_mac;
     std::size_t off = 0;
     for (std::size_t i = 0; i < v.header.entry_count; ++i) {
       if (v.header.chunk_count == 1 && v.entry_at(i).zero) continue;
@@ -138,23 +127,10 @@ DropReason PageApplier::open_datagram(Lane& lane, DatagramView& v, std::uint32_t
       off += v.header.chunk_count == 1 ? v.entry_at(i).payload_bytes(page_size_) : v.payload.size();
     }
   } else if (v.header.chunk_count > 1) {
-    const DatagramEntry e = v.entry_at(0);
-    const std::uint64_t p = e.page;
-    std::byte* dst = image_.data() + p * page_size_ + std::size_t{v.header.chunk_index} * layout_.chunk_bytes;
-    if (e.compressed) {
-      dst = lane.scratch.data();  // compressed bytes, assembled and decompressed once authentic
-    } else if (may_write_chunk(p, tag, std::uint64_t{1} << v.header.chunk_index)) {
-      maybe_nonzero_.set(p);  // conservatively, before any byte lands
-    } else {
-      dst = lane.scratch.data();
-    }
-    c.crypt(v.payload.first(chunk_len), dst);
-    lane.opened[0] = dst;
-    if (raw_chunk && v.payload.size() > chunk_len) {
-      c.crypt(v.payload.subspan(chunk_len), lane.padding.data());
-      if (!verified()) return DropReason::bad_mac;
-      return padding_is_zero(lane.padding.data()) ? DropReason::none : DropReason::bad_shape;
-    }
+    // A compressed page's chunk (check_datagram_entries let no raw one through): its bytes are
+    // assembled and decompressed once authentic.
+    c.crypt(v.payload, lane.scratch.data());
+    lane.opened[0] = lane.scratch.data();
   } else {
     std::size_t off = 0, used = 0;
     for (std::size_t i = 0; i < v.header.entry_count; ++i) {
@@ -190,27 +166,157 @@ DropReason PageApplier::apply_datagram(std::uint32_t lane_index, std::span<const
     r = DropReason::bad_shape;
   // Round tag: round + 1, so 0 means "never written".
   const std::uint32_t tag = v.header.round + 1;
-  if (r == DropReason::none) r = open_datagram(lane, v, tag);
+  if (r == DropReason::none && (v.header.flags & kDatagramPageRecord))
+    return take_record_chunk(lane, v, bytes.size(), now_ns, tag);
+  if (r == DropReason::none) {
+    lane.record.active = false;  // this datagram uses the lane's ciphers: a record in progress cannot go on
+    r = open_datagram(lane, v, tag);
+  }
   if (r != DropReason::none) {
     lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
     return r;
   }
   lane.window.mark(v.header.seq);
-  r = v.header.chunk_count > 1 ? apply_chunk(lane, v, tag) : apply_whole(lane, v, tag);
-  lane.datagrams.fetch_add(1, std::memory_order_relaxed);
-  lane.bytes.fetch_add(bytes.size(), std::memory_order_relaxed);
-  if (v.header.seq + 1 > lane.next_seq.load(std::memory_order_relaxed))
-    lane.next_seq.store(v.header.seq + 1, std::memory_order_relaxed);
-  if (v.header.send_time_ns > lane.newest_stamp.load(std::memory_order_relaxed)) {
-    lane.newest_arrival.store(now_ns, std::memory_order_relaxed);
-    lane.newest_stamp.store(v.header.send_time_ns, std::memory_order_relaxed);
-  }
-  const auto owd = static_cast<std::int64_t>(now_ns - v.header.send_time_ns);
-  if (owd < lane.min_owd.load(std::memory_order_relaxed)) lane.min_owd.store(owd, std::memory_order_relaxed);
-  // Stale or bad-hash entries inside an authentic datagram are counted but the datagram counts as
-  // received: the loss estimate is about the path, not about our page bookkeeping.
+  r = v.header.chunk_count > 1 ? apply_compressed_chunk(lane, v, tag) : apply_whole(lane, v, tag);
+  count_authentic(lane, v.header, 1, bytes.size(), now_ns);
+  // Stale entries inside an authentic datagram are counted but the datagram counts as received:
+  // the loss estimate is about the path, not about our page bookkeeping.
   if (r != DropReason::none) lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
   return r;
+}
+
+void PageApplier::count_authentic(Lane& lane, const DatagramHeader& last, std::uint64_t count, std::uint64_t bytes,
+                                  std::uint64_t now_ns) {
+  lane.datagrams.fetch_add(count, std::memory_order_relaxed);
+  lane.bytes.fetch_add(bytes, std::memory_order_relaxed);
+  if (last.seq + 1 > lane.next_seq.load(std::memory_order_relaxed))
+    lane.next_seq.store(last.seq + 1, std::memory_order_relaxed);
+  if (last.send_time_ns > lane.newest_stamp.load(std::memory_order_relaxed)) {
+    lane.newest_arrival.store(now_ns, std::memory_order_relaxed);
+    lane.newest_stamp.store(last.send_time_ns, std::memory_order_relaxed);
+  }
+  const auto owd = static_cast<std::int64_t>(now_ns - last.send_time_ns);
+  if (owd < lane.min_owd.load(std::memory_order_relaxed)) lane.min_owd.store(owd, std::memory_order_relaxed);
+}
+
+DropReason PageApplier::take_record_chunk(Lane& lane, DatagramView& v, std::size_t size, std::uint64_t now_ns,
+                                          std::uint32_t tag) {
+  auto& rec = lane.record;
+  const DatagramHeader& h = v.header;
+  const auto drop = [&](DropReason r) {
+    lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+    return r;
+  };
+  const bool last = h.chunk_index + 1 == h.chunk_count;
+  // Only the last chunk carries the tag; the others' tag field is zeros. Not covered by the
+  // record, so checked as the chunk comes, before it touches anything.
+  if (!last) {
+    for (std::size_t i = 0; i < kDatagramTagBytes; ++i)
+      if (v.tag[i] != std::byte{0}) return drop(DropReason::bad_mac);
+  }
+  const bool clear = protection_ == DatagramProtection::mac;
+  std::array<std::byte, kEntryBytes> entry;
+  // A duplicate of the record's chunk 0 (its sequence number is not marked before the tag verified).
+  if (h.chunk_index == 0 && rec.active && h.seq == rec.first.seq) return drop(DropReason::broken_record);
+  if (h.chunk_index == 0) {
+    rec = {};
+    rec.active = true;
+    rec.first = h;
+    rec.cipher = &lane.keys.for_seq(h.seq);
+    rec.cipher->begin(h.seq, v.head);
+    if (clear) {
+      rec.cipher->authenticate(v.sealed_entries);
+      std::memcpy(rec.entry.data(), v.sealed_entries.data(), kEntryBytes);
+    } else {
+      rec.cipher->crypt(v.sealed_entries, rec.entry.data());
+    }
+    v.entries = rec.entry.data();
+    rec.shape = check_datagram_entries(v, page_count_, lanes(), layout_, compressed_pages_);
+    rec.page = v.entry_at(0).page;
+    if (rec.shape == DropReason::none && may_write_page(rec.page, tag)) {
+      rec.dst = image_.data() + rec.page * page_size_;
+      maybe_nonzero_.set(rec.page);  // conservatively, before any byte lands
+    } else {
+      rec.dst = lane.record_scratch.data();
+    }
+  } else {
+    // Its header must be the one the record's chunk 0 implies (every field, so all are covered).
+    const DatagramHeader want = page_record_chunk_header(rec.first, h.chunk_index);
+    const bool of_record = rec.active && h.seq == want.seq && h.flags == want.flags &&
+                           h.entry_count == want.entry_count && h.send_time_ns == want.send_time_ns &&
+                           h.round == want.round && h.chunk_count == want.chunk_count &&
+                           h.payload_bytes == want.payload_bytes;
+    if (of_record && h.chunk_index < rec.next) return drop(DropReason::broken_record);  // a duplicate: ignored
+    if (!of_record || h.chunk_index != rec.next) {
+      rec.active = false;  // a gap: the record cannot complete
+      return drop(DropReason::broken_record);
+    }
+    if (clear) {
+      rec.cipher->authenticate(v.sealed_entries);
+      std::memcpy(entry.data(), v.sealed_entries.data(), kEntryBytes);
+    } else {
+      rec.cipher->crypt(v.sealed_entries, entry.data());
+    }
+    if (entry != rec.entry && rec.shape == DropReason::none) rec.shape = DropReason::bad_shape;
+    // The page may have become present meanwhile (the reliable channel wrote it): not over it.
+    if (rec.dst != lane.record_scratch.data() && !may_write_page(rec.page, tag)) {
+      rec.active = false;
+      return drop(DropReason::stale_round);
+    }
+  }
+  std::byte* const at = rec.dst + std::size_t{h.chunk_index} * layout_.chunk_bytes;
+  const std::size_t len = layout_.chunk_len(h.chunk_index);
+  const auto pad = v.payload.subspan(len);
+  if (clear) {
+    rec.cipher->authenticate(v.payload);
+    std::memcpy(at, v.payload.data(), len);
+    for (auto b : pad) rec.padding_zero = rec.padding_zero && b == std::byte{0};
+  } else {
+    rec.cipher->crypt(v.payload.first(len), at);
+    if (!pad.empty()) {
+      rec.cipher->crypt(pad, lane.padding.data());
+      for (std::size_t i = 0; i < pad.size(); ++i)
+        rec.padding_zero = rec.padding_zero && lane.padding[i] == std::byte{0};
+    }
+  }
+  ++rec.next;
+  rec.bytes += size;
+  if (!last) return DropReason::none;
+  rec.active = false;
+  if (!rec.cipher->finish_open(std::span<const std::byte, kDatagramTagBytes>(v.tag, kDatagramTagBytes)))
+    return drop(DropReason::bad_mac);
+  if (rec.shape == DropReason::none && !rec.padding_zero) rec.shape = DropReason::bad_shape;
+  if (rec.shape != DropReason::none) return drop(rec.shape);
+  for (std::uint16_t i = 0; i < h.chunk_count; ++i) lane.window.mark(rec.first.seq + i);
+  const DropReason r = land_record(lane, tag);
+  count_authentic(lane, h, h.chunk_count, rec.bytes, now_ns);
+  if (r != DropReason::none) lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+  return r;
+}
+
+DropReason PageApplier::land_record(Lane& lane, std::uint32_t tag) {
+  const auto& rec = lane.record;
+  const std::uint64_t p = rec.page;
+  if (round_tag_[p] > tag) return DropReason::stale_round;
+  std::byte* const page = image_.data() + p * page_size_;
+  if (keep_hashes_) {
+    // Authentic is not correct: the page must hash as its entry says (else a sender's mistake).
+    DatagramView opened;
+    opened.entries = rec.entry.data();
+    const std::uint64_t h = hash_page(rec.dst, page_size_);
+    if (h != opened.entry_at(0).hash) {
+      if (rec.dst == page) present_.reset(p);
+      return DropReason::bad_hash;
+    }
+    hashes_[p] = h;
+  }
+  if (rec.dst != page) {
+    std::memcpy(page, rec.dst, page_size_);
+    maybe_nonzero_.set(p);
+  }
+  round_tag_[p] = tag;
+  present_.set(p);
+  return DropReason::none;
 }
 
 DropReason PageApplier::apply_whole(Lane& lane, const DatagramView& v, std::uint32_t tag) {
@@ -273,38 +379,6 @@ DropReason PageApplier::apply_compressed_chunk(Lane& lane, const DatagramView& v
   }
   if (keep_hashes_) hashes_[p] = hash_page(page, page_size_);
   round_tag_[p] = tag;
-  chunk_mask_[p] = ~std::uint64_t{0};  // complete: no raw chunk of this round may tear it
-  present_.set(p);
-  return DropReason::none;
-}
-
-DropReason PageApplier::apply_chunk(Lane& lane, const DatagramView& v, std::uint32_t tag) {
-  const DatagramEntry e = v.entry_at(0);
-  const std::uint64_t p = e.page;
-  if (e.compressed) return apply_compressed_chunk(lane, v, tag);
-  if (round_tag_[p] > tag) return DropReason::stale_round;
-  if (round_tag_[p] < tag) {
-    // First chunk of a newer round: the page is torn until all its chunks are in.
-    round_tag_[p] = tag;
-    chunk_mask_[p] = 0;
-    present_.reset(p);
-  }
-  const std::uint64_t bit = std::uint64_t{1} << v.header.chunk_index;
-  if (chunk_mask_[p] & bit) return DropReason::none;  // a duplicate: same round, same bytes
-  std::byte* dst = image_.data() + p * page_size_ + std::size_t{v.header.chunk_index} * layout_.chunk_bytes;
-  if (lane.opened[0] != dst) std::memcpy(dst, lane.opened[0], layout_.chunk_len(v.header.chunk_index));
-  maybe_nonzero_.set(p);
-  chunk_mask_[p] |= bit;
-  const std::uint64_t full = layout_.chunk_count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << layout_.chunk_count) - 1;
-  if (chunk_mask_[p] != full) return DropReason::none;
-  if (keep_hashes_) {
-    const std::uint64_t h = hash_page(image_.data() + p * page_size_, page_size_);
-    if (h != e.hash) {
-      chunk_mask_[p] = 0;  // cannot happen with authentic chunks of one send; wait for a resend
-      return DropReason::bad_hash;
-    }
-    hashes_[p] = h;
-  }
   present_.set(p);
   return DropReason::none;
 }
@@ -320,7 +394,6 @@ void PageApplier::note_pages_written(std::span<const std::uint64_t> pages, std::
   for (auto p : pages) {
     if (keep_hashes_) hashes_[p] = hash_page(image_.data() + p * page_size_, page_size_);
     round_tag_[p] = std::max(round_tag_[p], round == kFinalRound ? kFinalRound : round + 1);
-    if (!chunk_mask_.empty()) chunk_mask_[p] = ~std::uint64_t{0};
     maybe_nonzero_.set(p);
     present_.set(p);
   }

@@ -6,11 +6,18 @@
 // Nothing a datagram says is trusted before its tag verified, and no state changes before then
 // (its entries, which say where its pages go, travel encrypted and are opened first):
 // a page's bytes are decrypted in place only where they are disposable anyway (the page is not
-// present, and the chunk region is not part of a partly assembled copy); everything else goes
-// through a scratch buffer and is copied once authentic. A compressed page is decrypted into the
-// scratch and decompressed into its page once authentic; one that does not yield exactly a page
-// leaves the page missing (bad-compressed), to be sent again. A forged datagram therefore costs one
-// failed tag check and a bad-mac count, never a page.
+// present and no newer round wrote it); everything else goes through a scratch buffer and is
+// copied once authentic. A compressed page is decrypted into the scratch and decompressed into its
+// page once authentic; one that does not yield exactly a page leaves the page missing
+// (bad-compressed), to be sent again. A forged datagram therefore costs one failed tag check and a
+// bad-mac count, never a page.
+//
+// Chunked paths: a raw page is one record over its chunk datagrams (protocol/page_record.hpp).
+// A lane takes one record at a time, its chunks in order (a lane sends them back to back): each
+// is decrypted as it comes, into the page where that is disposable, else into the lane's record
+// scratch; the page counts only once the last chunk's tag verified, and only then are the chunks'
+// sequence numbers marked and counted. A chunk out of order, a gap, or another datagram on the lane
+// in between ends the record: the page is missing, as if a chunk were lost (broken-record).
 //
 // Lanes: each lane (its own channel and thread) has its own keys, replay window, scratch and
 // counters, and owns the pages lane_of_page gives it — whole words of the page bitmaps — so lane
@@ -95,6 +102,19 @@ class PageApplier {
     std::array<std::byte, kMaxEntries * kEntryBytes> entries{};  // the current datagram's, decrypted
     std::array<std::byte*, kMaxEntries> opened{};                // where each payload piece was opened
     PageDecompressor zstd;
+    struct Record {  // the page record whose chunks arrive (chunked paths)
+      bool active = false;
+      DatagramHeader first;  // chunk 0's header: the others' are derived from it
+      std::uint16_t next = 0;
+      AeadCipher* cipher = nullptr;
+      std::byte* dst = nullptr;  // the page (disposable there), or record_scratch
+      std::uint64_t page = 0;
+      std::array<std::byte, kEntryBytes> entry{};  // entry 0, opened
+      DropReason shape = DropReason::none;         // what the entries said, known valid once the tag verifies
+      bool padding_zero = true;
+      std::uint64_t bytes = 0;  // datagram bytes taken so far
+    } record;
+    std::vector<std::byte> record_scratch;  // one page
     struct Staging {  // the compressed page whose chunks arrive (chunked paths)
       std::uint64_t page = ~std::uint64_t{0};
       std::uint32_t tag = 0;
@@ -110,11 +130,16 @@ class PageApplier {
 
   // Where a payload piece is decrypted: its page (in place) or the lane's scratch buffer.
   bool may_write_page(std::uint64_t p, std::uint32_t tag) const;
-  bool may_write_chunk(std::uint64_t p, std::uint32_t tag, std::uint64_t bit) const;
   DropReason open_datagram(Lane& lane, DatagramView& v, std::uint32_t tag);
   DropReason apply_whole(Lane& lane, const DatagramView& v, std::uint32_t tag);
-  DropReason apply_chunk(Lane& lane, const DatagramView& v, std::uint32_t tag);
   DropReason apply_compressed_chunk(Lane& lane, const DatagramView& v, std::uint32_t tag);
+  // A chunk of a page record (checked up to the replay window); counts what it drops.
+  DropReason take_record_chunk(Lane& lane, DatagramView& v, std::size_t size, std::uint64_t now_ns, std::uint32_t tag);
+  // The record's last chunk verified: the page lands.
+  DropReason land_record(Lane& lane, std::uint32_t tag);
+  // An authentic datagram (or record) of `count` datagrams and `bytes` arrived: the lane's counters.
+  void count_authentic(Lane& lane, const DatagramHeader& last, std::uint64_t count, std::uint64_t bytes,
+                       std::uint64_t now_ns);
 
   std::span<std::byte> image_;
   std::size_t page_size_;
@@ -131,7 +156,6 @@ class PageApplier {
   std::vector<std::uint32_t> round_tag_;   // round + 1 of what the page holds; 0 = nothing yet
   std::vector<std::uint64_t> hashes_;
   bool keep_hashes_;
-  std::vector<std::uint64_t> chunk_mask_;  // chunked mode only: chunks of the held round received
   // Pages that may hold non-zero bytes. A zero page elsewhere is left alone: writing zeros into a
   // fresh VM RAM file would allocate every page of it (a 1 GiB guest is mostly zeros) and slow
   // the receiver so much that it dropped a third of round 0's datagrams.

@@ -2,7 +2,9 @@
 // of operations — datagrams, round announcements, cut-offs, pages written by the reliable channel.
 // A datagram whose header decodes is sealed here with the session's own keys before the receiver
 // (PageApplier) sees it, so the fuzzer reaches everything behind the tag check: the entries it
-// chose, chunks, padding, zero and compressed pages, rounds. Authentic is not correct: whatever
+// chose, chunks, padding, zero and compressed pages, rounds. Page records (raw chunks, one record
+// per page) are sealed whole as the streamer seals them, then delivered in whatever subset and
+// order the input picks, some chunks altered. Authentic is not correct: whatever
 // the datagrams say, every write stays inside the image (ASan), nothing throws, and the
 // bookkeeping keeps its promises (checked at the end).
 #include <fuzzer/FuzzedDataProvider.h>
@@ -16,6 +18,7 @@
 #include "core/bitmap.hpp"
 #include "engine/page_applier.hpp"
 #include "fuzz/decoder_table.hpp"
+#include "protocol/page_record.hpp"
 #include "protocol/wire.hpp"
 #include "security/epoch_keys.hpp"
 
@@ -33,18 +36,22 @@ SessionSecrets fixed_secrets() {
   return s;
 }
 
-// Seals `d` (header, entries and payload in clear, room for the tag at its end) as the source's
-// streamer would for `lane`.
-void seal(std::vector<std::byte>& d, const SessionSecrets& secrets, std::uint32_t lane, std::uint64_t seq,
-          DatagramProtection protection) {
-  // One sealer per lane for the whole run: deriving keys per datagram would be most of the cost.
+// One sealer per lane for the whole run: deriving keys per datagram would be most of the cost.
+EpochKeys& sealer(const SessionSecrets& secrets, std::uint32_t lane) {
   static std::vector<EpochKeys> sealers = [&] {
     std::vector<EpochKeys> v;
     for (std::uint32_t l = 0; l < 3; ++l)
       v.emplace_back(secrets, "datagram/" + std::to_string(l), Role::source, AeadCipher::Direction::seal);
     return v;
   }();
-  AeadCipher& c = sealers.at(lane).for_seq(seq);
+  return sealers.at(lane);
+}
+
+// Seals `d` (header, entries and payload in clear, room for the tag at its end) as the source's
+// streamer would for `lane`.
+void seal(std::vector<std::byte>& d, const SessionSecrets& secrets, std::uint32_t lane, std::uint64_t seq,
+          DatagramProtection protection) {
+  AeadCipher& c = sealer(secrets, lane).for_seq(seq);
   c.begin(seq, std::span<const std::byte>(d.data(), kDatagramHeaderBytes));
   const std::span<std::byte> body(d.data() + kDatagramHeaderBytes, d.size() - kDatagramHeaderBytes - kDatagramTagBytes);
   if (protection == DatagramProtection::aead) c.crypt(body, body.data());
@@ -80,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::uint64_t now = 1;
 
   while (in.remaining_bytes() > 0) {
-    switch (in.ConsumeIntegralInRange<int>(0, 4)) {
+    switch (in.ConsumeIntegralInRange<int>(0, 5)) {
       case 0:
       case 1: {  // a datagram: sealed when its header decodes, else as it came
         const std::uint32_t lane = in.ConsumeIntegralInRange<std::uint32_t>(0, lanes - 1);
@@ -105,6 +112,34 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::vector<std::uint64_t> list;
         pages.for_each_set([&](std::uint64_t p) { list.push_back(p); });
         applier.note_pages_written(list, kFinalRound);
+        break;
+      }
+      case 5: {  // a page record (chunked layouts): sealed whole, delivered as the input says
+        if (!layout.chunked()) break;
+        const std::uint32_t lane = in.ConsumeIntegralInRange<std::uint32_t>(0, lanes - 1);
+        DatagramHeader first;
+        first.session = kSession;
+        first.lane = lane;
+        first.seq = in.ConsumeIntegralInRange<std::uint64_t>(0, 1 << 20);
+        first.send_time_ns = now;
+        first.round = in.ConsumeIntegralInRange<std::uint32_t>(0, 6);
+        DatagramEntry entry{in.ConsumeIntegralInRange<std::uint64_t>(0, page_count + 2), false, 0};
+        std::vector<std::byte> page(kPage, std::byte{in.ConsumeIntegral<std::uint8_t>()});
+        entry.hash = in.ConsumeBool() ? hash_page(page.data(), kPage) : in.ConsumeIntegral<std::uint64_t>();
+        const std::size_t size = page_record_datagram_bytes(layout);
+        std::vector<std::vector<std::byte>> chunks(layout.chunk_count, std::vector<std::byte>(size));
+        std::vector<std::byte*> at;
+        for (auto& c : chunks) at.push_back(c.data());
+        seal_page_record(sealer(secrets, lane).for_seq(first.seq), protection, layout, first, entry, page.data(), at);
+        // Each step delivers one chunk (the next, or any), possibly with one byte flipped.
+        for (std::uint16_t next = 0; next < layout.chunk_count && in.remaining_bytes() > 0;) {
+          const std::uint8_t how = in.ConsumeIntegral<std::uint8_t>();
+          const std::uint16_t i =
+              (how & 1) ? in.ConsumeIntegralInRange<std::uint16_t>(0, layout.chunk_count - 1) : next++;
+          std::vector<std::byte> d = chunks[i];
+          if (how & 2) d[in.ConsumeIntegralInRange<std::size_t>(0, d.size() - 1)] ^= std::byte{0x40};
+          FUZZ_CHECK(applier.apply_datagram(lane, d, now += 1000) < DropReason::count_);
+        }
         break;
       }
     }

@@ -88,6 +88,7 @@ void datagrams() {
   const DatagramLayout l1472 = make_layout(4096, 1472);
   chunk.chunk_count = l1472.chunk_count;
   chunk.payload_bytes = l1472.chunk_bytes;
+  chunk.flags = kDatagramEncrypted | kDatagramPageRecord;  // a raw chunk: part of its page's record
   put("datagram", "chunk-1472", with_prefix(2, 1, with_prefix(63, 2, clear_datagram(chunk, {{5, false, 0}}))));
   DatagramHeader comp = whole;
   comp.entry_count = 1;

@@ -724,6 +724,7 @@ const char* to_string(DropReason r) {
     case DropReason::stale_round: return "stale-round";
     case DropReason::bad_hash: return "bad-hash";
     case DropReason::bad_compressed: return "bad-compressed";
+    case DropReason::broken_record: return "broken-record";
     case DropReason::count_: break;
   }
   return "unknown";
@@ -751,7 +752,8 @@ DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t sessi
   h.lane = load<std::uint32_t>(p, kOffLane);
 
   const std::uint8_t want_flags = protection == DatagramProtection::aead ? kDatagramEncrypted : 0;
-  if (h.flags != want_flags || h.lane != lane) return DropReason::bad_shape;
+  const bool page_record = (h.flags & kDatagramPageRecord) != 0;
+  if ((h.flags & ~kDatagramPageRecord) != want_flags || h.lane != lane) return DropReason::bad_shape;
   if (h.entry_count == 0 || h.entry_count > kMaxEntries) return DropReason::bad_shape;
   const std::size_t head_len = kDatagramHeaderBytes + std::size_t{h.entry_count} * kEntryBytes;
   if (bytes.size() < head_len + kDatagramTagBytes || bytes.size() - head_len - kDatagramTagBytes != h.payload_bytes)
@@ -769,8 +771,12 @@ DropReason decode_datagram(std::span<const std::byte> bytes, std::uint64_t sessi
     if (!layout.chunked() || h.chunk_count > layout.chunk_count || h.chunk_index >= h.chunk_count ||
         h.entry_count != 1 || h.payload_bytes == 0 || h.payload_bytes > layout.chunk_bytes)
       return DropReason::bad_shape;
+    // A page record's chunks: the page cut as the layout says, every one padded to chunk_bytes.
+    if (page_record && (h.chunk_count != layout.chunk_count || h.payload_bytes != layout.chunk_bytes))
+      return DropReason::bad_shape;
     return DropReason::none;
   }
+  if (page_record) return DropReason::bad_shape;
   // Whole pages, zero pages and compressed pages: the entries say how the payload divides
   // (check_datagram_entries, once they are open).
   if (h.chunk_index != 0 || h.payload_bytes > std::size_t{h.entry_count} * layout.page_size) return DropReason::bad_shape;
@@ -791,7 +797,8 @@ DropReason check_datagram_entries(const DatagramView& v, std::uint64_t page_coun
       if (!compressed_pages || e.compressed >= layout.page_size || n != h.chunk_count || n >= layout.chunk_count ||
           h.payload_bytes != (h.chunk_index + 1u < n ? layout.chunk_bytes : last))
         return DropReason::bad_shape;
-    } else if (h.chunk_count != layout.chunk_count || h.payload_bytes != layout.chunk_bytes) {  // padded: DatagramLayout
+      if (h.flags & kDatagramPageRecord) return DropReason::bad_shape;
+    } else if (!(h.flags & kDatagramPageRecord)) {  // a raw chunk travels only inside its page's record
       return DropReason::bad_shape;
     }
     if (e.page >= page_count || lane_of_page(e.page, lanes) != v.header.lane) return DropReason::out_of_range;

@@ -1,4 +1,4 @@
-// The hymig wire protocol, version 2 (docs/protocol.md is the prose version of this file,
+// The hymig wire protocol, version 4 (docs/protocol.md is the prose version of this file,
 // docs/security.md the reasoning behind its protection).
 //
 // Reliable channel: messages of a type byte and a body; the backend frames them, and after the
@@ -35,7 +35,7 @@
 
 namespace hymig {
 
-inline constexpr std::uint32_t kProtocolVersion = 3;
+inline constexpr std::uint32_t kProtocolVersion = 4;
 
 enum class MsgType : std::uint8_t {
   hello = 1,
@@ -296,9 +296,11 @@ inline std::uint32_t lane_of_page(std::uint64_t page, std::uint32_t lanes) {
   return static_cast<std::uint32_t>((page / kLaneBlockPages) % lanes);
 }
 inline constexpr std::uint8_t kDatagramEncrypted = 1;  // header flag: the payload is encrypted
+// Header flag: a raw chunk, part of its page's one record (protocol/page_record.hpp).
+inline constexpr std::uint8_t kDatagramPageRecord = 2;
 
 struct DatagramHeader {
-  std::uint8_t flags = 0;         // kDatagramEncrypted or 0
+  std::uint8_t flags = 0;  // kDatagramEncrypted or 0, | kDatagramPageRecord on raw chunks
   std::uint16_t entry_count = 0;
   std::uint64_t session = 0;
   std::uint64_t seq = 0;          // the record number of the AEAD nonce: once per (lane, key)
@@ -352,14 +354,15 @@ enum class DropReason : std::uint8_t {
   bad_magic,
   bad_version,
   wrong_session,
-  bad_shape,      // entry count, chunk fields, flags or payload length inconsistent
-  out_of_range,   // page index >= page_count
-  future_round,   // a round the source has not announced yet
-  replayed,       // a sequence number already taken, or older than the replay window
-  bad_mac,        // forged, tampered with, or not of this session: failed authentication
-  stale_round,    // older than what the page already holds (counted by the receiver)
-  bad_hash,       // --verify fast: a page assembled from chunks does not hash as announced
-  bad_compressed, // an authentic compressed page that does not decompress to exactly one page
+  bad_shape,       // entry count, chunk fields, flags or payload length inconsistent
+  out_of_range,    // page index >= page_count
+  future_round,    // a round the source has not announced yet
+  replayed,        // a sequence number already taken, or older than the replay window
+  bad_mac,         // forged, tampered with, or not of this session: failed authentication
+  stale_round,     // older than what the page already holds (counted by the receiver)
+  bad_hash,        // --verify fast: an authentic page record does not hash as its entry says
+  bad_compressed,  // an authentic compressed page that does not decompress to exactly one page
+  broken_record,   // a chunk of a page record whose earlier chunks did not come first (lost with them)
   count_
 };
 const char* to_string(DropReason r);

@@ -174,31 +174,6 @@ struct DatagramMaker {
   }
 };
 
-// One chunk datagram of `page` (session 77) sealed with `keys`: `payload` is what it carries, the
-// chunk and whatever padding follows it.
-std::vector<std::byte> seal_chunk(EpochKeys& keys, const DatagramLayout& layout, std::uint64_t page,
-                                  std::uint16_t index, std::uint32_t round, std::uint64_t seq,
-                                  std::span<const std::byte> payload) {
-  DatagramHeader h;
-  h.flags = kDatagramEncrypted;
-  h.session = 77;
-  h.round = round;
-  h.seq = seq;
-  h.chunk_index = index;
-  h.chunk_count = layout.chunk_count;
-  h.payload_bytes = static_cast<std::uint32_t>(payload.size());
-  const DatagramEntry e{page, false, 0};
-  std::vector<std::byte> out(kDatagramHeaderBytes + kEntryBytes + payload.size() + kDatagramTagBytes);
-  const auto head = encode_datagram_head(out.data(), h, std::span(&e, 1));
-  AeadCipher& c = keys.for_seq(seq);
-  c.begin(seq, std::span(out).first(kDatagramHeaderBytes));
-  c.crypt(std::span(out).subspan(kDatagramHeaderBytes, kEntryBytes), out.data() + kDatagramHeaderBytes);
-  c.crypt(payload, out.data() + head);
-  const AeadTag tag = c.finish_seal();
-  std::memcpy(out.data() + head + payload.size(), tag.data(), tag.size());
-  return out;
-}
-
 class WireDatagram : public ::testing::Test, public DatagramMaker {};
 
 TEST_F(WireDatagram, LayoutFitsPagesOrChunks) {
@@ -290,8 +265,8 @@ TEST_F(WireDatagram, AnotherSessionsKeysAreForged) {
   for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
 }
 
-// Forged datagrams must not touch a page that holds an authentic copy, nor a page being assembled
-// from chunks: decrypting in place is only for bytes that are disposable anyway.
+// Forged datagrams must not touch a page that holds an authentic copy: decrypting in place is only
+// for bytes that are disposable anyway (page records: tests/unit/test_page_record.cpp).
 TEST_F(WireDatagram, ForgeriesNeverOverwriteAuthenticBytes) {
   {
     std::vector<std::byte> image(kPage * 8);
@@ -307,58 +282,6 @@ TEST_F(WireDatagram, ForgeriesNeverOverwriteAuthenticBytes) {
     for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[kPage + i], std::byte{0x5a}) << i;
     EXPECT_TRUE(applier.present().test(1));
   }
-  {
-    // Chunked: chunk 0 of page 2 arrived; a forged chunk 0 of a newer round must not clobber it.
-    const DatagramLayout chunked = make_layout(kPage, 1472);
-    std::vector<std::byte> image(kPage * 8);
-    PageApplier applier(image, kPage, 77, chunked, DatagramProtection::aead, secrets, 1, false, true);
-    auto chunk = [&](EpochKeys& keys, std::uint16_t index, std::uint32_t round, std::uint64_t seq, std::byte fill) {
-      std::vector<std::byte> bytes(chunked.chunk_bytes, fill);  // the last chunk padded with zeros to the others' size
-      std::fill(bytes.begin() + chunked.chunk_len(index), bytes.end(), std::byte{0});
-      return seal_chunk(keys, chunked, 2, index, round, seq, bytes);
-    };
-    ASSERT_EQ(applier.apply_datagram(0, chunk(sealer, 0, 0, 0, std::byte{0x5a}), 0), DropReason::none);
-    Bitmap two(8);
-    two.set(2);
-    applier.begin_round(1, two);
-    EpochKeys forged(SessionSecrets::random_for_testing(), "datagram/0", Role::source, AeadCipher::Direction::seal);
-    EXPECT_EQ(applier.apply_datagram(0, chunk(forged, 0, 1, 5, std::byte{0x66}), 0), DropReason::bad_mac);
-    for (std::size_t i = 0; i < chunked.chunk_len(0); ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
-    // The authentic rest of round 0's copy completes it.
-    ASSERT_EQ(applier.apply_datagram(0, chunk(sealer, 1, 0, 1, std::byte{0x5a}), 0), DropReason::none);
-    ASSERT_EQ(applier.apply_datagram(0, chunk(sealer, 2, 0, 2, std::byte{0x5a}), 0), DropReason::none);
-    EXPECT_TRUE(applier.present().test(2));
-    for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
-  }
-}
-
-// Raw chunks are padded to one size (so a GSO run spans pages): the padding must be there and be
-// zeros, and it never lands in the image (the last chunk ends at its page's end).
-TEST_F(WireDatagram, ChunksArePaddedToOneSizeWithZeros) {
-  const DatagramLayout chunked = make_layout(kPage, 1472);
-  const std::uint16_t last = static_cast<std::uint16_t>(chunked.chunk_count - 1);
-  ASSERT_GT(chunked.chunk_padding(last), 0u) << "this layout's last chunk must be short for the test to mean anything";
-  EXPECT_EQ(chunked.chunk_padding(0), 0u);
-  std::vector<std::byte> image(kPage * 8, std::byte{0x11});
-  PageApplier applier(image, kPage, 77, chunked, DatagramProtection::aead, secrets, 1, false, false);
-  std::uint64_t seq = 0;
-  // payload: the chunk's bytes (0x5a), then `pad_fill` up to `payload_bytes`.
-  auto chunk = [&](std::uint64_t page, std::uint16_t index, std::uint32_t payload_bytes, std::byte pad_fill) {
-    std::vector<std::byte> bytes(payload_bytes, pad_fill);
-    std::fill(bytes.begin(), bytes.begin() + std::min<std::size_t>(payload_bytes, chunked.chunk_len(index)), std::byte{0x5a});
-    return seal_chunk(sealer, chunked, page, index, 0, seq++, bytes);
-  };
-  // Page 2 (the last before page 3, whose bytes must stay 0x11): every chunk chunk_bytes long.
-  for (std::uint16_t i = 0; i < last; ++i)
-    ASSERT_EQ(applier.apply_datagram(0, chunk(2, i, chunked.chunk_bytes, std::byte{0}), 0), DropReason::none);
-  // The last chunk unpadded (version 2's shape), or padded with anything but zeros: authentic, malformed.
-  EXPECT_EQ(applier.apply_datagram(0, chunk(2, last, chunked.chunk_len(last), std::byte{0}), 0), DropReason::bad_shape);
-  EXPECT_EQ(applier.apply_datagram(0, chunk(2, last, chunked.chunk_bytes, std::byte{0x01}), 0), DropReason::bad_shape);
-  EXPECT_FALSE(applier.present().test(2));
-  ASSERT_EQ(applier.apply_datagram(0, chunk(2, last, chunked.chunk_bytes, std::byte{0}), 0), DropReason::none);
-  EXPECT_TRUE(applier.present().test(2));
-  for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[2 * kPage + i], std::byte{0x5a}) << i;
-  for (std::size_t i = 0; i < kPage; ++i) ASSERT_EQ(image[3 * kPage + i], std::byte{0x11}) << "padding landed past the page at " << i;
 }
 
 // With protection mac (--encrypt off) pages travel in clear but are still authenticated.
