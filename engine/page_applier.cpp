@@ -1,5 +1,6 @@
 #include "engine/page_applier.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "protocol/page_hash.hpp"
@@ -208,14 +209,14 @@ DropReason PageApplier::take_record_chunk(Lane& lane, DatagramView& v, std::size
     return r;
   };
   const bool last = h.chunk_index + 1 == h.chunk_count;
-  // Only the last chunk carries the tag; the others' tag field is zeros. Not covered by the
-  // record, so checked as the chunk comes, before it touches anything.
-  if (!last) {
-    for (std::size_t i = 0; i < kDatagramTagBytes; ++i)
-      if (v.tag[i] != std::byte{0}) return drop(DropReason::bad_mac);
-  }
+  // Fixed zeros, not part of the record, so checked as the chunk comes, before it touches
+  // anything: the tag field of all chunks but the last, the entry field of all but chunk 0.
+  const auto zeros = [](const std::byte* p, std::size_t n) {
+    return std::all_of(p, p + n, [](std::byte b) { return b == std::byte{0}; });
+  };
+  if ((!last && !zeros(v.tag, kDatagramTagBytes)) || (h.chunk_index > 0 && !zeros(v.sealed_entries.data(), kEntryBytes)))
+    return drop(DropReason::bad_mac);
   const bool clear = protection_ == DatagramProtection::mac;
-  std::array<std::byte, kEntryBytes> entry;
   // A duplicate of the record's chunk 0 (its sequence number is not marked before the tag verified).
   if (h.chunk_index == 0 && rec.active && h.seq == rec.first.seq) return drop(DropReason::broken_record);
   if (h.chunk_index == 0) {
@@ -251,13 +252,6 @@ DropReason PageApplier::take_record_chunk(Lane& lane, DatagramView& v, std::size
       rec.active = false;  // a gap: the record cannot complete
       return drop(DropReason::broken_record);
     }
-    if (clear) {
-      rec.cipher->authenticate(v.sealed_entries);
-      std::memcpy(entry.data(), v.sealed_entries.data(), kEntryBytes);
-    } else {
-      rec.cipher->crypt(v.sealed_entries, entry.data());
-    }
-    if (entry != rec.entry && rec.shape == DropReason::none) rec.shape = DropReason::bad_shape;
     // The page may have become present meanwhile (the reliable channel wrote it): not over it.
     if (rec.dst != lane.record_scratch.data() && !may_write_page(rec.page, tag)) {
       rec.active = false;

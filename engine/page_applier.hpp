@@ -109,8 +109,8 @@ class PageApplier {
       AeadCipher* cipher = nullptr;
       std::byte* dst = nullptr;  // the page (disposable there), or record_scratch
       std::uint64_t page = 0;
-      std::array<std::byte, kEntryBytes> entry{};  // entry 0, opened
-      DropReason shape = DropReason::none;         // what the entries said, known valid once the tag verifies
+      std::array<std::byte, kEntryBytes> entry{};  // chunk 0's entry, opened
+      DropReason shape = DropReason::none;         // what the entry said, to be trusted once the tag verifies
       bool padding_zero = true;
       std::uint64_t bytes = 0;  // datagram bytes taken so far
     } record;

@@ -34,15 +34,17 @@ void seal_page_record(AeadCipher& cipher, DatagramProtection protection, const D
     const std::size_t pad = layout.chunk_padding(i);
     std::byte* const tag_field = payload + layout.chunk_bytes;
     const std::byte* const piece = page + std::size_t{i} * layout.chunk_bytes;
+    if (i > 0) std::memset(e, 0, kEntryBytes);  // the entry travels once, in chunk 0
     if (encrypt) {
-      cipher.crypt({e, kEntryBytes}, e);
+      if (i == 0) cipher.crypt({e, kEntryBytes}, e);
       cipher.crypt({piece, len}, payload);  // out of place: no staging copy of the chunk
       std::memset(payload + len, 0, pad);
       cipher.crypt({payload + len, pad}, payload + len);
     } else {
       std::memcpy(payload, piece, len);
       std::memset(payload + len, 0, pad);
-      cipher.authenticate({e, kEntryBytes + layout.chunk_bytes});
+      if (i == 0) cipher.authenticate({e, kEntryBytes});
+      cipher.authenticate({payload, layout.chunk_bytes});
     }
     if (i + 1 < layout.chunk_count) {
       std::memset(tag_field, 0, kDatagramTagBytes);

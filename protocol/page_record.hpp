@@ -3,14 +3,16 @@
 // cipher's fixed cost per record (~600 ns here) was most of what MTU 1500 cost beyond
 // `--bulk tcp` (docs/data-path.md, "One AEAD record per page").
 //
-// Chunk i of a record is [header][entry][payload][tag field]. The record's nonce is chunk 0's
-// sequence number, its associated data chunk 0's header; the stream it encrypts (or, with
-// protection mac, authenticates) is entry 0 ‖ payload 0 ‖ entry 1 ‖ payload 1 ‖ ... The last
-// chunk's tag field carries the tag; the others' are zeros. Chunk i's header is chunk 0's with
-// sequence first + i and chunk index i (one send time per page), so every header is covered: a
-// receiver takes a chunk into the record only if its header is exactly the one expected, and its
-// entry (inside the record) must equal entry 0. Every chunk datagram has the same size, the last
-// chunk's payload padded with zeros, so a GSO run spans many pages.
+// Chunk i of a record is [header][entry field][payload][tag field]. The record's nonce is chunk
+// 0's sequence number, its associated data chunk 0's header; the stream it encrypts (or, with
+// protection mac, authenticates) is chunk 0's entry ‖ payload 0 ‖ payload 1 ‖ ... The entry field
+// of the other chunks and the tag field of all but the last are zeros (fixed bytes, so a receiver
+// checks them as they come); the last chunk's tag field carries the tag. Chunk i's header is chunk
+// 0's with sequence first + i and chunk index i (one send time per page), so every header is
+// covered: a receiver takes a chunk into the record only if its header is exactly the one
+// expected. Every chunk datagram has the same size, the last chunk's payload padded with zeros,
+// so a GSO run spans many pages. Interleaving the entries into the stream instead cost a fifth
+// more cipher time per page (seven update calls instead of four).
 #pragma once
 
 #include <cstddef>

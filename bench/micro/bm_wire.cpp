@@ -1,12 +1,15 @@
 // The datagram codec, per datagram, for the layouts the engine uses: whole pages (jumbo 8972 B and
 // the 65507 B loopback/GSO maximum) and a page cut into chunks (1472 B for a 1500 B MTU, 1024 B
-// for a RoCE MTU of 1024). Bytes are each datagram's payload.
+// for a RoCE MTU of 1024). Bytes are each datagram's payload. On the chunked layouts a page's
+// chunks are one record (protocol/page_record.hpp): seal works a page (its chunk_count datagrams)
+// per iteration, open a chunk, the record's tag checked at each page's last.
 //
 // encode/decode are the header codec alone (no payload byte is touched); seal/open add what the
 // wire protocol does to every byte: AES-128-GCM from the image into the send arena, and from the
 // received datagram into the page (bm_aead measures the cipher on its own).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <string>
@@ -14,6 +17,7 @@
 
 #include "bench/micro/buffers.hpp"
 #include "protocol/page_hash.hpp"
+#include "protocol/page_record.hpp"
 #include "protocol/wire.hpp"
 #include "security/epoch_keys.hpp"
 
@@ -79,6 +83,7 @@ std::vector<Planned> plan(const DatagramLayout& l) {
       d.payload = l.chunk_bytes;  // the last chunk's padding read from the next page: a cost model only
       d.payload_bytes = {image + p * kPage + std::size_t{c} * l.chunk_bytes, d.payload};
       d.header = header_of(1, seq++, c, l.chunk_count, d.payload);
+      d.header.flags |= kDatagramPageRecord;
       out.push_back(std::move(d));
     }
   }
@@ -117,6 +122,20 @@ void seal_into(AeadCipher& c, std::uint64_t seq, std::byte* out, std::size_t hea
 std::vector<std::vector<std::byte>> sealed_datagrams(const DatagramLayout& layout, const SessionSecrets& secrets) {
   EpochKeys keys(secrets, "datagram/0", Role::source, AeadCipher::Direction::seal);
   std::vector<std::vector<std::byte>> out;
+  if (layout.chunked()) {
+    const std::byte* image = region().data();
+    for (std::uint64_t p = 0; p < kWindowPages; ++p) {
+      DatagramHeader first = header_of(1, p * layout.chunk_count, 0, layout.chunk_count, layout.chunk_bytes);
+      std::vector<std::byte*> at;
+      for (std::uint16_t c = 0; c < layout.chunk_count; ++c) {
+        out.emplace_back(page_record_datagram_bytes(layout));
+        at.push_back(out.back().data());
+      }
+      seal_page_record(keys.for_seq(first.seq), DatagramProtection::aead, layout, first,
+                       {p, false, hash_page(image + p * kPage, kPage)}, image + p * kPage, at);
+    }
+    return out;
+  }
   for (const Planned& d : plan(layout)) {
     std::vector<std::byte> bytes(kDatagramHeaderBytes + d.entries.size() * kEntryBytes + d.payload + kDatagramTagBytes);
     const std::size_t head = encode_datagram_head(bytes.data(), d.header, d.entries);
@@ -153,19 +172,36 @@ void BM_datagram_seal(benchmark::State& state) {
   std::vector<Planned> planned = plan(layout);
   EpochKeys keys(SessionSecrets::random_for_testing(), "datagram/0", Role::source, AeadCipher::Direction::seal);
   std::vector<std::byte> arena(kDatagramHeaderBytes + kMaxEntries * kEntryBytes + layout.datagram_bytes + kDatagramTagBytes);
-  std::size_t i = 0, payload = 0;
+  std::vector<std::byte> record_arena(std::size_t{layout.chunk_count} * page_record_datagram_bytes(layout));
+  std::vector<std::byte*> at;
+  for (std::uint16_t c = 0; c < layout.chunk_count; ++c) at.push_back(record_arena.data() + c * page_record_datagram_bytes(layout));
+  std::size_t i = 0, payload = 0, datagrams = 0;
   std::uint64_t seq = 0;
   for (auto _ : state) {
     Planned& d = planned[i];
+    if (layout.chunked()) {  // planned[i] is the page's chunk 0
+      DatagramHeader first = d.header;
+      first.seq = seq;
+      seq += layout.chunk_count;
+      const std::byte* page = d.payload_bytes.data();
+      seal_page_record(keys.for_seq(first.seq), DatagramProtection::aead, layout, first, d.entries[0], page, at);
+      benchmark::ClobberMemory();
+      payload += std::size_t{layout.chunk_count} * layout.chunk_bytes;
+      datagrams += layout.chunk_count;
+      i += layout.chunk_count;
+      if (i >= planned.size()) i = 0;
+      continue;
+    }
     d.header.seq = seq++;
     const std::size_t head = encode_datagram_head(arena.data(), d.header, d.entries);
     seal_into(keys.for_seq(d.header.seq), d.header.seq, arena.data(), head, d.payload_bytes);
     benchmark::ClobberMemory();
     payload += d.payload;
+    ++datagrams;
     if (++i == planned.size()) i = 0;
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(payload));
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+  state.SetItemsProcessed(static_cast<std::int64_t>(datagrams));
   state.SetLabel(describe(layout));
 }
 
@@ -176,13 +212,31 @@ void BM_datagram_open(benchmark::State& state) {
   const SessionSecrets secrets = SessionSecrets::random_for_testing();
   const auto datagrams = sealed_datagrams(layout, secrets);
   EpochKeys keys(secrets, "datagram/0", Role::source, AeadCipher::Direction::open);
-  std::vector<std::byte> landing(layout.datagram_bytes);
+  std::vector<std::byte> landing(std::max<std::size_t>(layout.datagram_bytes, kPage));
   std::array<std::byte, kMaxEntries * kEntryBytes> entries;
+  std::array<std::byte, kPage> padding;
   DatagramView view;
+  AeadCipher* record = nullptr;  // chunked: the record of the page whose chunks come
   std::size_t i = 0, payload = 0;
   for (auto _ : state) {
     bool ok = decode_datagram(datagrams[i], kSession, 0, layout, DatagramProtection::aead, view) == DropReason::none;
-    if (ok) {
+    if (ok && layout.chunked()) {
+      const std::uint16_t index = view.header.chunk_index;
+      if (index == 0) {
+        record = &keys.for_seq(view.header.seq);
+        record->begin(view.header.seq, view.head);
+      }
+      if (index == 0) {  // the entry travels once, in chunk 0
+        record->crypt(view.sealed_entries, entries.data());
+        view.entries = entries.data();
+        ok = check_datagram_entries(view, page_count(), 1, layout) == DropReason::none;
+      }
+      const std::size_t len = layout.chunk_len(index);
+      record->crypt(view.payload.first(len), landing.data() + std::size_t{index} * layout.chunk_bytes);
+      record->crypt(view.payload.subspan(len), padding.data());
+      if (index + 1 == layout.chunk_count)
+        ok = record->finish_open(std::span<const std::byte, kDatagramTagBytes>(view.tag, kDatagramTagBytes)) && ok;
+    } else if (ok) {
       AeadCipher& c = keys.for_seq(view.header.seq);
       c.begin(view.header.seq, view.head);
       c.crypt(view.sealed_entries, entries.data());

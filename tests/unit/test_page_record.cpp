@@ -129,8 +129,8 @@ TEST_P(PageRecord, AlteredChunksFailTheRecordAndNeverTouchAnAuthenticPage) {
   EXPECT_TRUE(applier.present().test(2));
   EXPECT_TRUE(holds(2, std::byte{0x5a}));
 
-  // One byte flipped in a chunk's payload, in its (encrypted) entry, or in a header field the
-  // record derives: the record fails (bad-mac, or broken where the header no longer fits).
+  // One byte flipped in a chunk's payload, in its entry field (zeros past chunk 0), or in a header
+  // field the record derives: the record fails (bad-mac, or broken where the chunk was refused).
   for (const std::size_t at : {kDatagramHeaderBytes + kEntryBytes + 7, kDatagramHeaderBytes + 3, std::size_t{24}}) {
     Chunks c = record(4, filled(std::byte{0x5d}), 1, 60 + at);
     c[1][at] ^= std::byte{0x40};
@@ -139,13 +139,18 @@ TEST_P(PageRecord, AlteredChunksFailTheRecordAndNeverTouchAnAuthenticPage) {
     EXPECT_TRUE(r == DropReason::bad_mac || r == DropReason::broken_record) << at << ": " << to_string(r);
     EXPECT_FALSE(applier.present().test(4)) << at;
   }
-  // A non-zero tag field on a chunk that is not the last: dropped before it touches the record,
-  // so the authentic chunk that follows still completes it.
+  // A non-zero tag field on a chunk that is not the last, or entry field on one that is not the
+  // first: dropped before it touches the record, so the authentic chunk that follows still
+  // completes it.
   Chunks c = record(5, filled(std::byte{0x5e}), 1, 200);
   std::vector<std::byte> marked = c[0];
   marked.back() = std::byte{1};
   EXPECT_EQ(deliver(marked), DropReason::bad_mac);
-  for (const auto& d : c) ASSERT_EQ(deliver(d), DropReason::none);
+  ASSERT_EQ(deliver(c[0]), DropReason::none);
+  marked = c[1];
+  marked[kDatagramHeaderBytes + 2] = std::byte{1};
+  EXPECT_EQ(deliver(marked), DropReason::bad_mac);
+  for (std::size_t i = 1; i < c.size(); ++i) ASSERT_EQ(deliver(c[i]), DropReason::none) << i;
   EXPECT_TRUE(holds(5, std::byte{0x5e}));
 }
 
