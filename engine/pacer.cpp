@@ -181,11 +181,21 @@ void RateController::on_sample(const FeedbackSample& s) {
   // samples): share the path as a TCP-friendly flow would, until no queue is seen for a while.
   // Probing on instead (+25 % every 8 samples) takes a CUBIC flow's room faster than it can grow.
   // Counted only once a sample in cruise showed no queue: the queue startup built drains slowly.
+  // Not while the receiver's own backlog is above target: a receiver that stalls (cold memory, a
+  // busy host) backs up into the path too (the NIC ring, a veth's backlog), and that queue is
+  // ours; read as another flow's it held a lossless veth migration at a tenth of the link for 4 s.
   if (phase_ == Phase::cruise && !queue_building) drained_once_ = true;
-  const bool foreign = drained_once_ && queue_building && s.send_rate < kContestedShare * typical_link_;
+  const bool foreign =
+      drained_once_ && queue_building && !receiver_behind && s.send_rate < kContestedShare * typical_link_;
   foreign_samples_ = static_cast<std::uint16_t>((foreign_samples_ << 1) | (foreign ? 1 : 0));
+  // Sharing ends after kSharingSamples without a queue, or after kQuietEndsSharing in a row
+  // without a queue or excess loss: a loss-driven flow keeps its queue standing, so a second of
+  // none means it left (or was never there).
+  quiet_streak_ = queue_building || excess_loss ? 0 : quiet_streak_ + 1;
   if (phase_ == Phase::cruise && std::popcount(foreign_samples_) >= 4)
     contested_ = kSharingSamples;
+  else if (contested_ > 0 && quiet_streak_ >= kQuietEndsSharing)
+    contested_ = 0;
   else if (contested_ > 0 && !queue_building)
     --contested_;
   // A queue counts when two samples in a row show it: one alone is as likely a receiver that was
