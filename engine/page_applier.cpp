@@ -214,7 +214,8 @@ DropReason PageApplier::take_record_chunk(Lane& lane, DatagramView& v, std::size
   const auto zeros = [](const std::byte* p, std::size_t n) {
     return std::all_of(p, p + n, [](std::byte b) { return b == std::byte{0}; });
   };
-  if ((!last && !zeros(v.tag, kDatagramTagBytes)) || (h.chunk_index > 0 && !zeros(v.sealed_entries.data(), kEntryBytes)))
+  if ((!last && !zeros(v.tag, kDatagramTagBytes)) ||
+      (h.chunk_index > 0 && !zeros(v.sealed_entries.data(), kEntryBytes)))
     return drop(DropReason::bad_mac);
   const bool clear = protection_ == DatagramProtection::mac;
   // A duplicate of the record's chunk 0 (its sequence number is not marked before the tag verified).

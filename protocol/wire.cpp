@@ -628,7 +628,8 @@ Digest StreamDigest::digest() const {
 DatagramLayout make_layout(std::size_t page_size, std::size_t datagram_bytes) {
   // The notify's bounds (decode_notify): a power of two from 512 bytes to 2 MiB.
   if (page_size < 512 || page_size > (2u << 20) || (page_size & (page_size - 1)))
-    throw Error(ErrorKind::usage, "page size " + std::to_string(page_size) + " is not a power of two from 512 to 2 MiB");
+    throw Error(ErrorKind::usage,
+                "page size " + std::to_string(page_size) + " is not a power of two from 512 to 2 MiB");
   DatagramLayout l;
   l.page_size = page_size;
   l.datagram_bytes = datagram_bytes;

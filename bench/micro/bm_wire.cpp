@@ -174,7 +174,8 @@ void BM_datagram_seal(benchmark::State& state) {
   std::vector<std::byte> arena(kDatagramHeaderBytes + kMaxEntries * kEntryBytes + layout.datagram_bytes + kDatagramTagBytes);
   std::vector<std::byte> record_arena(std::size_t{layout.chunk_count} * page_record_datagram_bytes(layout));
   std::vector<std::byte*> at;
-  for (std::uint16_t c = 0; c < layout.chunk_count; ++c) at.push_back(record_arena.data() + c * page_record_datagram_bytes(layout));
+  for (std::uint16_t c = 0; c < layout.chunk_count; ++c)
+    at.push_back(record_arena.data() + c * page_record_datagram_bytes(layout));
   std::size_t i = 0, payload = 0, datagrams = 0;
   std::uint64_t seq = 0;
   for (auto _ : state) {
