@@ -1,6 +1,7 @@
 #include "engine/page_applier.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "protocol/page_hash.hpp"
@@ -8,13 +9,12 @@
 
 namespace hymig {
 
-PageApplier::Lane::Lane(const SessionSecrets& secrets, std::uint32_t index, std::size_t datagram_bytes,
-                        std::size_t page_size)
-    : index(index),
-      keys(secrets, "datagram/" + std::to_string(index), Role::source, AeadCipher::Direction::open),
-      scratch(datagram_bytes),
-      record_scratch(page_size) {
-  staging.bytes.resize(page_size);
+PageApplier::Lane::Lane(const SessionSecrets& secrets, std::uint32_t index, const DatagramLayout& layout)
+    : index(index), keys(secrets, "datagram/" + std::to_string(index), Role::source, AeadCipher::Direction::open),
+      scratch(layout.datagram_bytes), record_scratch(layout.page_size) {
+  staging.bytes.resize(layout.page_size);
+  if (layout.chunked())
+    for (auto& r : records) r.datagrams.resize(std::size_t{layout.chunk_count} * page_record_datagram_bytes(layout));
 }
 
 PageApplier::PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session,
@@ -24,7 +24,7 @@ PageApplier::PageApplier(std::span<std::byte> image, std::size_t page_size, std:
       protection_(protection), compressed_pages_(compressed_pages), present_(page_count_), round_tag_(page_count_, 0), hashes_(page_count_, 0),
       keep_hashes_(keep_hashes), maybe_nonzero_(page_count_) {
   for (std::uint32_t l = 0; l < std::max<std::uint32_t>(lanes, 1); ++l)
-    lanes_.push_back(std::make_unique<Lane>(secrets, l, layout.datagram_bytes, page_size));
+    lanes_.push_back(std::make_unique<Lane>(secrets, l, layout));
   if (!starts_zeroed) maybe_nonzero_.set_all();
 }
 
@@ -167,12 +167,8 @@ DropReason PageApplier::apply_datagram(std::uint32_t lane_index, std::span<const
     r = DropReason::bad_shape;
   // Round tag: round + 1, so 0 means "never written".
   const std::uint32_t tag = v.header.round + 1;
-  if (r == DropReason::none && (v.header.flags & kDatagramPageRecord))
-    return take_record_chunk(lane, v, bytes.size(), now_ns, tag);
-  if (r == DropReason::none) {
-    lane.record.active = false;  // this datagram uses the lane's ciphers: a record in progress cannot go on
-    r = open_datagram(lane, v, tag);
-  }
+  if (r == DropReason::none && (v.header.flags & kDatagramPageRecord)) return take_record_chunk(lane, v, bytes, now_ns);
+  if (r == DropReason::none) r = open_datagram(lane, v, tag);
   if (r != DropReason::none) {
     lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
     return r;
@@ -200,113 +196,138 @@ void PageApplier::count_authentic(Lane& lane, const DatagramHeader& last, std::u
   if (owd < lane.min_owd.load(std::memory_order_relaxed)) lane.min_owd.store(owd, std::memory_order_relaxed);
 }
 
-DropReason PageApplier::take_record_chunk(Lane& lane, DatagramView& v, std::size_t size, std::uint64_t now_ns,
-                                          std::uint32_t tag) {
-  auto& rec = lane.record;
+DropReason PageApplier::take_record_chunk(Lane& lane, const DatagramView& v, std::span<const std::byte> bytes,
+                                          std::uint64_t now_ns) {
   const DatagramHeader& h = v.header;
+  const auto drop = [&](DropReason r, std::uint64_t n = 1) {
+    lane.drops[static_cast<std::size_t>(r)].fetch_add(n, std::memory_order_relaxed);
+    return r;
+  };
+  // Fixed zeros, not part of the record, so checked as the chunk comes, before it is kept: the
+  // tag field of all chunks but the last, the entry field of all but chunk 0.
+  const auto zeros = [](const std::byte* p, std::size_t n) {
+    return std::all_of(p, p + n, [](std::byte b) { return b == std::byte{0}; });
+  };
+  const bool last = h.chunk_index + 1 == h.chunk_count;
+  if ((!last && !zeros(v.tag, kDatagramTagBytes)) ||
+      (h.chunk_index > 0 && !zeros(v.sealed_entries.data(), kEntryBytes)) || h.chunk_index > h.seq)
+    return drop(DropReason::bad_mac);
+  const std::uint64_t first = h.seq - h.chunk_index;
+  auto& slots = lane.records;
+  Lane::RecordSlot* slot = nullptr;
+  for (auto& r : slots)
+    if (r.used && r.first_seq == first) slot = &r;
+  if (!slot) {
+    // A free slot, else the older record's: it is lost (its missing chunks are later than a
+    // newer page's). A record older than both is a straggler of one already given up.
+    for (auto& r : slots)
+      if (!r.used) slot = &r;
+    if (!slot) {
+      slot = slots[0].first_seq < slots[1].first_seq ? &slots[0] : &slots[1];
+      if (first < slot->first_seq) return drop(DropReason::broken_record);
+      drop(DropReason::broken_record, static_cast<std::uint64_t>(std::popcount(slot->mask)));
+    }
+    slot->used = true;
+    slot->first_seq = first;
+    slot->mask = 0;
+  }
+  const std::uint64_t bit = std::uint64_t{1} << h.chunk_index;
+  if (slot->mask & bit) return drop(DropReason::broken_record);  // a duplicate: the first one stays
+  const std::size_t size = page_record_datagram_bytes(layout_);  // decode_datagram checked it
+  std::memcpy(slot->datagrams.data() + std::size_t{h.chunk_index} * size, bytes.data(), size);
+  slot->mask |= bit;
+  if (slot->mask != (h.chunk_count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << h.chunk_count) - 1))
+    return DropReason::none;
+  slot->used = false;
+  return open_record(lane, *slot, now_ns);
+}
+
+DropReason PageApplier::open_record(Lane& lane, Lane::RecordSlot& slot, std::uint64_t now_ns) {
   const auto drop = [&](DropReason r) {
     lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
     return r;
   };
-  const bool last = h.chunk_index + 1 == h.chunk_count;
-  // Fixed zeros, not part of the record, so checked as the chunk comes, before it touches
-  // anything: the tag field of all chunks but the last, the entry field of all but chunk 0.
-  const auto zeros = [](const std::byte* p, std::size_t n) {
-    return std::all_of(p, p + n, [](std::byte b) { return b == std::byte{0}; });
+  const std::size_t size = page_record_datagram_bytes(layout_);
+  const std::uint16_t n = layout_.chunk_count;
+  const auto chunk = [&](std::uint16_t i) {
+    DatagramView v;
+    decode_datagram({slot.datagrams.data() + std::size_t{i} * size, size}, session_, lane.index, layout_, protection_, v);
+    return v;  // decoded once already, when it came
   };
-  if ((!last && !zeros(v.tag, kDatagramTagBytes)) ||
-      (h.chunk_index > 0 && !zeros(v.sealed_entries.data(), kEntryBytes)))
-    return drop(DropReason::bad_mac);
+  DatagramView v0 = chunk(0);
+  const DatagramHeader& first = v0.header;
+  // Every header must be the one chunk 0's implies (all fields, so the record covers them all).
+  for (std::uint16_t i = 1; i < n; ++i) {
+    const DatagramHeader h = chunk(i).header;
+    const DatagramHeader want = page_record_chunk_header(first, i);
+    if (h.flags != want.flags || h.entry_count != want.entry_count || h.send_time_ns != want.send_time_ns ||
+        h.round != want.round || h.chunk_count != want.chunk_count || h.payload_bytes != want.payload_bytes)
+      return drop(DropReason::bad_mac);
+  }
+  const std::uint32_t tag = first.round + 1;
   const bool clear = protection_ == DatagramProtection::mac;
-  // A duplicate of the record's chunk 0 (its sequence number is not marked before the tag verified).
-  if (h.chunk_index == 0 && rec.active && h.seq == rec.first.seq) return drop(DropReason::broken_record);
-  if (h.chunk_index == 0) {
-    rec = {};
-    rec.active = true;
-    rec.first = h;
-    rec.cipher = &lane.keys.for_seq(h.seq);
-    rec.cipher->begin(h.seq, v.head);
-    if (clear) {
-      rec.cipher->authenticate(v.sealed_entries);
-      std::memcpy(rec.entry.data(), v.sealed_entries.data(), kEntryBytes);
-    } else {
-      rec.cipher->crypt(v.sealed_entries, rec.entry.data());
-    }
-    v.entries = rec.entry.data();
-    rec.shape = check_datagram_entries(v, page_count_, lanes(), layout_, compressed_pages_);
-    rec.page = v.entry_at(0).page;
-    if (rec.shape == DropReason::none && may_write_page(rec.page, tag)) {
-      rec.dst = image_.data() + rec.page * page_size_;
-      maybe_nonzero_.set(rec.page);  // conservatively, before any byte lands
-    } else {
-      rec.dst = lane.record_scratch.data();
-    }
-  } else {
-    // Its header must be the one the record's chunk 0 implies (every field, so all are covered).
-    const DatagramHeader want = page_record_chunk_header(rec.first, h.chunk_index);
-    const bool of_record = rec.active && h.seq == want.seq && h.flags == want.flags &&
-                           h.entry_count == want.entry_count && h.send_time_ns == want.send_time_ns &&
-                           h.round == want.round && h.chunk_count == want.chunk_count &&
-                           h.payload_bytes == want.payload_bytes;
-    if (of_record && h.chunk_index < rec.next) return drop(DropReason::broken_record);  // a duplicate: ignored
-    if (!of_record || h.chunk_index != rec.next) {
-      rec.active = false;  // a gap: the record cannot complete
-      return drop(DropReason::broken_record);
-    }
-    // The page may have become present meanwhile (the reliable channel wrote it): not over it.
-    if (rec.dst != lane.record_scratch.data() && !may_write_page(rec.page, tag)) {
-      rec.active = false;
-      return drop(DropReason::stale_round);
-    }
-  }
-  std::byte* const at = rec.dst + std::size_t{h.chunk_index} * layout_.chunk_bytes;
-  const std::size_t len = layout_.chunk_len(h.chunk_index);
-  const auto pad = v.payload.subspan(len);
+  AeadCipher& c = lane.keys.for_seq(first.seq);
+  c.begin(first.seq, v0.head);
+  std::array<std::byte, kEntryBytes> entry;
   if (clear) {
-    rec.cipher->authenticate(v.payload);
-    std::memcpy(at, v.payload.data(), len);
-    for (auto b : pad) rec.padding_zero = rec.padding_zero && b == std::byte{0};
+    c.authenticate(v0.sealed_entries);
+    std::memcpy(entry.data(), v0.sealed_entries.data(), kEntryBytes);
   } else {
-    rec.cipher->crypt(v.payload.first(len), at);
-    if (!pad.empty()) {
-      rec.cipher->crypt(pad, lane.padding.data());
-      for (std::size_t i = 0; i < pad.size(); ++i)
-        rec.padding_zero = rec.padding_zero && lane.padding[i] == std::byte{0};
-    }
+    c.crypt(v0.sealed_entries, entry.data());
   }
-  ++rec.next;
-  rec.bytes += size;
-  if (!last) return DropReason::none;
-  rec.active = false;
-  if (!rec.cipher->finish_open(std::span<const std::byte, kDatagramTagBytes>(v.tag, kDatagramTagBytes)))
+  v0.entries = entry.data();
+  DropReason shape = check_datagram_entries(v0, page_count_, lanes(), layout_, compressed_pages_);
+  const std::uint64_t page = v0.entry_at(0).page;
+  std::byte* dst = lane.record_scratch.data();
+  if (shape == DropReason::none && may_write_page(page, tag)) {
+    dst = image_.data() + page * page_size_;  // not present: its bytes are disposable
+    maybe_nonzero_.set(page);                 // conservatively, before any byte lands
+  }
+  bool padding_zero = true;
+  const std::byte* last_tag = nullptr;
+  for (std::uint16_t i = 0; i < n; ++i) {
+    const DatagramView v = chunk(i);
+    const std::size_t len = layout_.chunk_len(i);
+    const auto pad = v.payload.subspan(len);
+    if (clear) {
+      c.authenticate(v.payload);
+      std::memcpy(dst + std::size_t{i} * layout_.chunk_bytes, v.payload.data(), len);
+      padding_zero = padding_zero && std::all_of(pad.begin(), pad.end(), [](std::byte b) { return b == std::byte{0}; });
+    } else {
+      c.crypt(v.payload.first(len), dst + std::size_t{i} * layout_.chunk_bytes);
+      c.crypt(pad, lane.padding.data());
+      padding_zero = padding_zero && std::all_of(lane.padding.begin(), lane.padding.begin() + pad.size(),
+                                                 [](std::byte b) { return b == std::byte{0}; });
+    }
+    last_tag = v.tag;
+  }
+  if (!c.finish_open(std::span<const std::byte, kDatagramTagBytes>(last_tag, kDatagramTagBytes)))
     return drop(DropReason::bad_mac);
-  if (rec.shape == DropReason::none && !rec.padding_zero) rec.shape = DropReason::bad_shape;
-  if (rec.shape != DropReason::none) return drop(rec.shape);
-  for (std::uint16_t i = 0; i < h.chunk_count; ++i) lane.window.mark(rec.first.seq + i);
-  const DropReason r = land_record(lane, tag);
-  count_authentic(lane, h, h.chunk_count, rec.bytes, now_ns);
-  if (r != DropReason::none) lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+  if (shape == DropReason::none && !padding_zero) shape = DropReason::bad_shape;
+  if (shape != DropReason::none) return drop(shape);
+  for (std::uint16_t i = 0; i < n; ++i) lane.window.mark(first.seq + i);
+  const DropReason r = land_record(page, dst, entry.data(), tag);
+  count_authentic(lane, page_record_chunk_header(first, n - 1), n, std::uint64_t{n} * size, now_ns);
+  if (r != DropReason::none) drop(r);
   return r;
 }
 
-DropReason PageApplier::land_record(Lane& lane, std::uint32_t tag) {
-  const auto& rec = lane.record;
-  const std::uint64_t p = rec.page;
+DropReason PageApplier::land_record(std::uint64_t p, const std::byte* opened, const std::byte* entry, std::uint32_t tag) {
   if (round_tag_[p] > tag) return DropReason::stale_round;
   std::byte* const page = image_.data() + p * page_size_;
   if (keep_hashes_) {
     // Authentic is not correct: the page must hash as its entry says (else a sender's mistake).
-    DatagramView opened;
-    opened.entries = rec.entry.data();
-    const std::uint64_t h = hash_page(rec.dst, page_size_);
-    if (h != opened.entry_at(0).hash) {
-      if (rec.dst == page) present_.reset(p);
+    DatagramView e;
+    e.entries = entry;
+    const std::uint64_t h = hash_page(opened, page_size_);
+    if (h != e.entry_at(0).hash) {
+      if (opened == page) present_.reset(p);
       return DropReason::bad_hash;
     }
     hashes_[p] = h;
   }
-  if (rec.dst != page) {
-    std::memcpy(page, rec.dst, page_size_);
+  if (opened != page) {
+    std::memcpy(page, opened, page_size_);
     maybe_nonzero_.set(p);
   }
   round_tag_[p] = tag;

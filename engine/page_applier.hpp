@@ -13,11 +13,12 @@
 // bad-mac count, never a page.
 //
 // Chunked paths: a raw page is one record over its chunk datagrams (protocol/page_record.hpp).
-// A lane takes one record at a time, its chunks in order (a lane sends them back to back): each
-// is decrypted as it comes, into the page where that is disposable, else into the lane's record
-// scratch; the page counts only once the last chunk's tag verified, and only then are the chunks'
-// sequence numbers marked and counted. A chunk out of order, a gap, or another datagram on the lane
-// in between ends the record: the page is missing, as if a chunk were lost (broken-record).
+// A chunk cannot be authenticated alone: a lane keeps a record's chunk datagrams as they came
+// (ciphertext, in a bounded slot; two slots, so the next page overtaking this one costs nothing)
+// and opens the record in one pass once all are in — into the page where that is disposable, else
+// into the lane's record scratch. The page lands, and the chunks' sequence numbers are marked and
+// counted, only once the tag verified. A record left incomplete when a third one begins is given
+// up: its page is missing, as if a chunk were lost (broken-record).
 //
 // Lanes: each lane (its own channel and thread) has its own keys, replay window, scratch and
 // counters, and owns the pages lane_of_page gives it — whole words of the page bitmaps — so lane
@@ -93,7 +94,7 @@ class PageApplier {
 
  private:
   struct Lane {
-    Lane(const SessionSecrets& secrets, std::uint32_t index, std::size_t datagram_bytes, std::size_t page_size);
+    Lane(const SessionSecrets& secrets, std::uint32_t index, const DatagramLayout& layout);
     std::uint32_t index;
     EpochKeys keys;
     ReplayWindow window;
@@ -102,19 +103,17 @@ class PageApplier {
     std::array<std::byte, kMaxEntries * kEntryBytes> entries{};  // the current datagram's, decrypted
     std::array<std::byte*, kMaxEntries> opened{};                // where each payload piece was opened
     PageDecompressor zstd;
-    struct Record {  // the page record whose chunks arrive (chunked paths)
-      bool active = false;
-      DatagramHeader first;  // chunk 0's header: the others' are derived from it
-      std::uint16_t next = 0;
-      AeadCipher* cipher = nullptr;
-      std::byte* dst = nullptr;  // the page (disposable there), or record_scratch
-      std::uint64_t page = 0;
-      std::array<std::byte, kEntryBytes> entry{};  // chunk 0's entry, opened
-      DropReason shape = DropReason::none;         // what the entry said, to be trusted once the tag verifies
-      bool padding_zero = true;
-      std::uint64_t bytes = 0;  // datagram bytes taken so far
-    } record;
-    std::vector<std::byte> record_scratch;  // one page
+    // Page records being gathered (chunked paths): a record's chunk datagrams are kept as they
+    // came (ciphertext, bounded: chunk_count datagrams each) until all are in, then opened in one
+    // pass. Two, so that the next page's chunks overtaking this one's do not cost either page.
+    struct RecordSlot {
+      bool used = false;
+      std::uint64_t first_seq = 0;  // the record's number: chunk 0's sequence number
+      std::uint64_t mask = 0;       // chunks in
+      std::vector<std::byte> datagrams;
+    };
+    std::array<RecordSlot, 2> records;
+    std::vector<std::byte> record_scratch;  // one page: where a record opens when its page is not disposable
     struct Staging {  // the compressed page whose chunks arrive (chunked paths)
       std::uint64_t page = ~std::uint64_t{0};
       std::uint32_t tag = 0;
@@ -133,10 +132,13 @@ class PageApplier {
   DropReason open_datagram(Lane& lane, DatagramView& v, std::uint32_t tag);
   DropReason apply_whole(Lane& lane, const DatagramView& v, std::uint32_t tag);
   DropReason apply_compressed_chunk(Lane& lane, const DatagramView& v, std::uint32_t tag);
-  // A chunk of a page record (checked up to the replay window); counts what it drops.
-  DropReason take_record_chunk(Lane& lane, DatagramView& v, std::size_t size, std::uint64_t now_ns, std::uint32_t tag);
-  // The record's last chunk verified: the page lands.
-  DropReason land_record(Lane& lane, std::uint32_t tag);
+  // A chunk of a page record (checked up to the replay window): kept until its record is whole,
+  // then the record is opened. Counts what it drops.
+  DropReason take_record_chunk(Lane& lane, const DatagramView& v, std::span<const std::byte> bytes,
+                               std::uint64_t now_ns);
+  DropReason open_record(Lane& lane, Lane::RecordSlot& slot, std::uint64_t now_ns);
+  // The record verified: its page lands (from `opened`, the page itself or the lane's scratch).
+  DropReason land_record(std::uint64_t page, const std::byte* opened, const std::byte* entry, std::uint32_t tag);
   // An authentic datagram (or record) of `count` datagrams and `bytes` arrived: the lane's counters.
   void count_authentic(Lane& lane, const DatagramHeader& last, std::uint64_t count, std::uint64_t bytes,
                        std::uint64_t now_ns);
