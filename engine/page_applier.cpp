@@ -10,8 +10,10 @@
 namespace hymig {
 
 PageApplier::Lane::Lane(const SessionSecrets& secrets, std::uint32_t index, const DatagramLayout& layout)
-    : index(index), keys(secrets, "datagram/" + std::to_string(index), Role::source, AeadCipher::Direction::open),
-      scratch(layout.datagram_bytes), record_scratch(layout.page_size) {
+    : index(index),
+      keys(secrets, "datagram/" + std::to_string(index), Role::source, AeadCipher::Direction::open),
+      scratch(layout.datagram_bytes),
+      record_scratch(layout.page_size) {
   staging.bytes.resize(layout.page_size);
   if (layout.chunked())
     for (auto& r : records) r.datagrams.resize(std::size_t{layout.chunk_count} * page_record_datagram_bytes(layout));
@@ -251,7 +253,8 @@ DropReason PageApplier::open_record(Lane& lane, Lane::RecordSlot& slot, std::uin
   const std::uint16_t n = layout_.chunk_count;
   const auto chunk = [&](std::uint16_t i) {
     DatagramView v;
-    decode_datagram({slot.datagrams.data() + std::size_t{i} * size, size}, session_, lane.index, layout_, protection_, v);
+    decode_datagram({slot.datagrams.data() + std::size_t{i} * size, size}, session_, lane.index, layout_, protection_,
+                    v);
     return v;  // decoded once already, when it came
   };
   DatagramView v0 = chunk(0);
@@ -312,7 +315,8 @@ DropReason PageApplier::open_record(Lane& lane, Lane::RecordSlot& slot, std::uin
   return r;
 }
 
-DropReason PageApplier::land_record(std::uint64_t p, const std::byte* opened, const std::byte* entry, std::uint32_t tag) {
+DropReason PageApplier::land_record(std::uint64_t p, const std::byte* opened, const std::byte* entry,
+                                    std::uint32_t tag) {
   if (round_tag_[p] > tag) return DropReason::stale_round;
   std::byte* const page = image_.data() + p * page_size_;
   if (keep_hashes_) {
