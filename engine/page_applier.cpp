@@ -220,13 +220,13 @@ DropReason PageApplier::take_record_chunk(Lane& lane, const DatagramView& v, std
   for (auto& r : slots)
     if (r.used && r.first_seq == first) slot = &r;
   if (!slot) {
-    // A free slot, else the older record's: it is lost (its missing chunks are later than a
-    // newer page's). A record older than both is a straggler of one already given up.
+    // A free slot, else the one whose record was added to least recently: it is lost. Not the
+    // lowest-numbered: a chunk's number is not authentic yet, and forged or corrupted chunks
+    // claiming future records must not hold the slots that real records need.
     for (auto& r : slots)
       if (!r.used) slot = &r;
     if (!slot) {
-      slot = slots[0].first_seq < slots[1].first_seq ? &slots[0] : &slots[1];
-      if (first < slot->first_seq) return drop(DropReason::broken_record);
+      slot = slots[0].touched < slots[1].touched ? &slots[0] : &slots[1];
       drop(DropReason::broken_record, static_cast<std::uint64_t>(std::popcount(slot->mask)));
     }
     slot->used = true;
@@ -238,6 +238,7 @@ DropReason PageApplier::take_record_chunk(Lane& lane, const DatagramView& v, std
   const std::size_t size = page_record_datagram_bytes(layout_);  // decode_datagram checked it
   std::memcpy(slot->datagrams.data() + std::size_t{h.chunk_index} * size, bytes.data(), size);
   slot->mask |= bit;
+  slot->touched = ++lane.record_clock;
   if (slot->mask != (h.chunk_count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << h.chunk_count) - 1))
     return DropReason::none;
   slot->used = false;

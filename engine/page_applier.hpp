@@ -17,8 +17,8 @@
 // (ciphertext, in a bounded slot; two slots, so the next page overtaking this one costs nothing)
 // and opens the record in one pass once all are in — into the page where that is disposable, else
 // into the lane's record scratch. The page lands, and the chunks' sequence numbers are marked and
-// counted, only once the tag verified. A record left incomplete when a third one begins is given
-// up: its page is missing, as if a chunk were lost (broken-record).
+// counted, only once the tag verified. When a third record begins, the one added to least
+// recently is given up: its page is missing, as if a chunk were lost (broken-record).
 //
 // Lanes: each lane (its own channel and thread) has its own keys, replay window, scratch and
 // counters, and owns the pages lane_of_page gives it — whole words of the page bitmaps — so lane
@@ -110,9 +110,11 @@ class PageApplier {
       bool used = false;
       std::uint64_t first_seq = 0;  // the record's number: chunk 0's sequence number
       std::uint64_t mask = 0;       // chunks in
+      std::uint64_t touched = 0;    // lane.record_clock when a chunk was last added
       std::vector<std::byte> datagrams;
     };
     std::array<RecordSlot, 2> records;
+    std::uint64_t record_clock = 0;
     std::vector<std::byte> record_scratch;  // one page: where a record opens when its page is not disposable
     struct Staging {  // the compressed page whose chunks arrive (chunked paths)
       std::uint64_t page = ~std::uint64_t{0};
