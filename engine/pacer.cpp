@@ -188,14 +188,8 @@ void RateController::on_sample(const FeedbackSample& s) {
   const bool foreign =
       drained_once_ && queue_building && !receiver_behind && s.send_rate < kContestedShare * typical_link_;
   foreign_samples_ = static_cast<std::uint16_t>((foreign_samples_ << 1) | (foreign ? 1 : 0));
-  // Sharing ends after kSharingSamples without a queue, or after kQuietEndsSharing in a row
-  // without a queue or excess loss: a loss-driven flow keeps its queue standing, so a second of
-  // none means it left (or was never there).
-  quiet_streak_ = queue_building || excess_loss ? 0 : quiet_streak_ + 1;
   if (phase_ == Phase::cruise && std::popcount(foreign_samples_) >= 4)
     contested_ = kSharingSamples;
-  else if (contested_ > 0 && quiet_streak_ >= kQuietEndsSharing)
-    contested_ = 0;
   else if (contested_ > 0 && !queue_building)
     --contested_;
   // A queue counts when two samples in a row show it: one alone is as likely a receiver that was

@@ -70,7 +70,6 @@ class RateController {
   bool sharing() const { return contested_ > 0; }
   static constexpr int kStandingQueue = 50;  // samples (~1 s) with a queue that our cuts did not drain
   static constexpr int kSharingSamples = 200;  // ~4 s without another flow's queue end sharing
-  static constexpr int kQuietEndsSharing = 50;  // ~1 s in a row without any queue or excess loss
 
  private:
   enum class Phase { startup, drain, cruise };
@@ -96,7 +95,6 @@ class RateController {
   // Another flow's queue was seen (one we did not build by probing): samples left in which the
   // rate grows only as a TCP-friendly flow's does, without probes.
   int contested_ = 0;
-  int quiet_streak_ = 0;                // samples in a row without a queue on the path or loss above the floor
   bool drained_once_ = false;           // a cruise sample without a queue was seen
   std::uint16_t foreign_samples_ = 0;  // of the last 16 samples, those with another flow's signs
   double friendly_step(const FeedbackSample& s) const;

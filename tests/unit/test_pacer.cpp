@@ -118,26 +118,6 @@ TEST(Pacer, AReceiverStallThatBacksUpIntoThePathIsNotAnotherFlow) {
   EXPECT_GT(best, 0.7e9) << "still " << rc.phase() << " at " << rc.rate() / 1e6 << " MB/s";
 }
 
-// Sharing ends once no queue and no excess loss has been seen for a second: the other flow left.
-TEST(Pacer, SharingEndsWhenTheOtherFlowLeaves) {
-  RateController rc(RateConfig{100 << 20});
-  double queue = 0;
-  for (int i = 0; i < 200; ++i) rc.on_sample(link_sample(rc.rate(), 1e9, 0, queue));
-  for (int i = 0; i < 60; ++i) {
-    FeedbackSample s = link_sample(rc.rate(), 0.5e9, 0, queue);
-    s.qdelay_s = 0.03;
-    rc.on_sample(s);
-  }
-  ASSERT_TRUE(rc.sharing());
-  queue = 0;
-  int samples = 0;
-  while (rc.sharing() && samples < 300) {
-    rc.on_sample(link_sample(rc.rate(), 1e9, 0, queue));
-    ++samples;
-  }
-  EXPECT_LE(samples, RateController::kQuietEndsSharing + 2) << "sharing outlived the other flow";
-}
-
 // A TCP CUBIC flow (RFC 9438: W(t) = C (t - K)^3 + W_max, its Reno-friendly region, beta 0.7, one
 // reduction per round trip) sharing a 1 Gbit/s link with hymig through a 50 ms tail-drop queue, as
 // the bench's tc tbf does. Both see the same round trip (1 ms plus the queue). The long-run shares
