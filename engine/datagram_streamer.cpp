@@ -119,7 +119,10 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
     c.authenticate(sealed);
   const AeadTag tag = c.finish_seal();
   std::memcpy(s.payload_end(), tag.data(), tag.size());
-  const std::size_t bytes = head_len + s.payload + kDatagramTagBytes;
+  queue_sealed(s, start, head_len + s.payload + kDatagramTagBytes);
+}
+
+void DatagramStreamer::queue_sealed(Slot& s, const std::byte* start, std::size_t bytes) {
   s.sealed = ConstBuffer{start, bytes};
   out_[used_] = OutDatagram{std::span<const ConstBuffer>(&s.sealed, 1), bytes};
   bytes_sealed_.fetch_add(bytes, std::memory_order_relaxed);
@@ -209,14 +212,7 @@ void DatagramStreamer::seal_record(std::uint64_t page, std::uint64_t hash, std::
   first.round = round;
   seal_page_record(keys_.for_seq(first.seq), protection_, layout_, first, DatagramEntry{page, false, hash},
                    page_copy_.data(), std::span<std::byte* const>(at.data(), n));
-  for (std::uint16_t i = 0; i < n; ++i) {
-    Slot& s = slots_[used_];
-    s.sealed = ConstBuffer{s.buf.data(), bytes};
-    out_[used_] = OutDatagram{std::span<const ConstBuffer>(&s.sealed, 1), bytes};
-    ++used_;
-  }
-  bytes_sealed_.fetch_add(bytes * n, std::memory_order_relaxed);
-  batch_bytes_ += bytes * n;
+  for (std::uint16_t i = 0; i < n; ++i) queue_sealed(slots_[used_], slots_[used_].buf.data(), bytes);
 }
 
 void DatagramStreamer::flush(const std::function<double()>& rate, const std::function<void()>& between_batches) {

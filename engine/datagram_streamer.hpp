@@ -87,6 +87,8 @@ class DatagramStreamer {
   Slot& slot_with_room(int& open, std::uint32_t round, std::size_t max_entries, std::size_t bytes);
   void add_packed(Slot& s, std::uint64_t page, std::uint64_t hash, std::size_t compressed);
   void seal(Slot& s, std::uint32_t round, std::uint16_t chunk_index, std::uint16_t chunk_count);
+  // A sealed datagram of `bytes` at `start` (in s.buf) joins the batch.
+  void queue_sealed(Slot& s, const std::byte* start, std::size_t bytes);
   // A raw page on a chunked path (its copy in page_copy_): one record over its chunk datagrams.
   void seal_record(std::uint64_t page, std::uint64_t hash, std::uint32_t round);
   Slot& open_slot();

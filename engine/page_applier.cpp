@@ -95,6 +95,11 @@ bool PageApplier::may_write_page(std::uint64_t p, std::uint32_t tag) const {
   return !present_.test(p) && round_tag_[p] <= tag;
 }
 
+DropReason PageApplier::count_drop(Lane& lane, DropReason r, std::uint64_t n) {
+  lane.drops[static_cast<std::size_t>(r)].fetch_add(n, std::memory_order_relaxed);
+  return r;
+}
+
 // Opens the entries (decrypted, or taken as they are with protection mac), then decrypts (or
 // checks) the payload; the datagram's drop reason: none when the tag verified and the entries make
 // sense. Each payload piece is opened into its page where may_write allows, else into the lane's
@@ -171,16 +176,13 @@ DropReason PageApplier::apply_datagram(std::uint32_t lane_index, std::span<const
   const std::uint32_t tag = v.header.round + 1;
   if (r == DropReason::none && (v.header.flags & kDatagramPageRecord)) return take_record_chunk(lane, v, bytes, now_ns);
   if (r == DropReason::none) r = open_datagram(lane, v, tag);
-  if (r != DropReason::none) {
-    lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
-    return r;
-  }
+  if (r != DropReason::none) return count_drop(lane, r);
   lane.window.mark(v.header.seq);
   r = v.header.chunk_count > 1 ? apply_compressed_chunk(lane, v, tag) : apply_whole(lane, v, tag);
   count_authentic(lane, v.header, 1, bytes.size(), now_ns);
   // Stale entries inside an authentic datagram are counted but the datagram counts as received:
   // the loss estimate is about the path, not about our page bookkeeping.
-  if (r != DropReason::none) lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+  if (r != DropReason::none) count_drop(lane, r);
   return r;
 }
 
@@ -201,10 +203,6 @@ void PageApplier::count_authentic(Lane& lane, const DatagramHeader& last, std::u
 DropReason PageApplier::take_record_chunk(Lane& lane, const DatagramView& v, std::span<const std::byte> bytes,
                                           std::uint64_t now_ns) {
   const DatagramHeader& h = v.header;
-  const auto drop = [&](DropReason r, std::uint64_t n = 1) {
-    lane.drops[static_cast<std::size_t>(r)].fetch_add(n, std::memory_order_relaxed);
-    return r;
-  };
   // Fixed zeros, not part of the record, so checked as the chunk comes, before it is kept: the
   // tag field of all chunks but the last, the entry field of all but chunk 0.
   const auto zeros = [](const std::byte* p, std::size_t n) {
@@ -213,7 +211,7 @@ DropReason PageApplier::take_record_chunk(Lane& lane, const DatagramView& v, std
   const bool last = h.chunk_index + 1 == h.chunk_count;
   if ((!last && !zeros(v.tag, kDatagramTagBytes)) ||
       (h.chunk_index > 0 && !zeros(v.sealed_entries.data(), kEntryBytes)) || h.chunk_index > h.seq)
-    return drop(DropReason::bad_mac);
+    return count_drop(lane, DropReason::bad_mac);
   const std::uint64_t first = h.seq - h.chunk_index;
   auto& slots = lane.records;
   Lane::RecordSlot* slot = nullptr;
@@ -226,19 +224,19 @@ DropReason PageApplier::take_record_chunk(Lane& lane, const DatagramView& v, std
     for (auto& r : slots)
       if (!r.used) slot = &r;
     if (!slot) {
-      slot = slots[0].touched < slots[1].touched ? &slots[0] : &slots[1];
-      drop(DropReason::broken_record, static_cast<std::uint64_t>(std::popcount(slot->mask)));
+      slot = &slots[1 - lane.last_record];
+      count_drop(lane, DropReason::broken_record, static_cast<std::uint64_t>(std::popcount(slot->mask)));
     }
     slot->used = true;
     slot->first_seq = first;
     slot->mask = 0;
   }
   const std::uint64_t bit = std::uint64_t{1} << h.chunk_index;
-  if (slot->mask & bit) return drop(DropReason::broken_record);  // a duplicate: the first one stays
+  if (slot->mask & bit) return count_drop(lane, DropReason::broken_record);  // a duplicate: the first one stays
   const std::size_t size = page_record_datagram_bytes(layout_);  // decode_datagram checked it
   std::memcpy(slot->datagrams.data() + std::size_t{h.chunk_index} * size, bytes.data(), size);
   slot->mask |= bit;
-  slot->touched = ++lane.record_clock;
+  lane.last_record = static_cast<std::uint8_t>(slot - slots.data());
   if (slot->mask != (h.chunk_count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << h.chunk_count) - 1))
     return DropReason::none;
   slot->used = false;
@@ -246,86 +244,81 @@ DropReason PageApplier::take_record_chunk(Lane& lane, const DatagramView& v, std
 }
 
 DropReason PageApplier::open_record(Lane& lane, Lane::RecordSlot& slot, std::uint64_t now_ns) {
-  const auto drop = [&](DropReason r) {
-    lane.drops[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
-    return r;
-  };
   const std::size_t size = page_record_datagram_bytes(layout_);
   const std::uint16_t n = layout_.chunk_count;
   const auto chunk = [&](std::uint16_t i) {
     DatagramView v;
     decode_datagram({slot.datagrams.data() + std::size_t{i} * size, size}, session_, lane.index, layout_, protection_,
                     v);
-    return v;  // decoded once already, when it came
+    return v;  // it decoded when it came
   };
   DatagramView v0 = chunk(0);
-  const DatagramHeader& first = v0.header;
-  // Every header must be the one chunk 0's implies (all fields, so the record covers them all).
-  for (std::uint16_t i = 1; i < n; ++i) {
-    const DatagramHeader h = chunk(i).header;
-    const DatagramHeader want = page_record_chunk_header(first, i);
-    if (h.flags != want.flags || h.entry_count != want.entry_count || h.send_time_ns != want.send_time_ns ||
-        h.round != want.round || h.chunk_count != want.chunk_count || h.payload_bytes != want.payload_bytes)
-      return drop(DropReason::bad_mac);
-  }
+  const DatagramHeader first = v0.header;
   const std::uint32_t tag = first.round + 1;
   const bool clear = protection_ == DatagramProtection::mac;
   AeadCipher& c = lane.keys.for_seq(first.seq);
   c.begin(first.seq, v0.head);
-  std::array<std::byte, kEntryBytes> entry;
+  std::array<std::byte, kEntryBytes> entry_bytes;
   if (clear) {
     c.authenticate(v0.sealed_entries);
-    std::memcpy(entry.data(), v0.sealed_entries.data(), kEntryBytes);
+    std::memcpy(entry_bytes.data(), v0.sealed_entries.data(), kEntryBytes);
   } else {
-    c.crypt(v0.sealed_entries, entry.data());
+    c.crypt(v0.sealed_entries, entry_bytes.data());
   }
-  v0.entries = entry.data();
+  v0.entries = entry_bytes.data();
   DropReason shape = check_datagram_entries(v0, page_count_, lanes(), layout_, compressed_pages_);
-  const std::uint64_t page = v0.entry_at(0).page;
+  const DatagramEntry entry = v0.entry_at(0);
   std::byte* dst = lane.record_scratch.data();
-  if (shape == DropReason::none && may_write_page(page, tag)) {
-    dst = image_.data() + page * page_size_;  // not present: its bytes are disposable
-    maybe_nonzero_.set(page);                 // conservatively, before any byte lands
+  if (shape == DropReason::none && may_write_page(entry.page, tag)) {
+    dst = image_.data() + entry.page * page_size_;  // not present: its bytes are disposable
+    maybe_nonzero_.set(entry.page);                 // conservatively, before any byte lands
   }
   bool padding_zero = true;
-  const std::byte* last_tag = nullptr;
+  DatagramView v = v0;
   for (std::uint16_t i = 0; i < n; ++i) {
-    const DatagramView v = chunk(i);
+    if (i > 0) {
+      v = chunk(i);
+      // Its header must be the one chunk 0's implies (all fields, so the record covers them all).
+      // A mismatch leaves only disposable bytes written, as a failed tag does.
+      const DatagramHeader& h = v.header;
+      const DatagramHeader want = page_record_chunk_header(first, i);
+      if (h.flags != want.flags || h.entry_count != want.entry_count || h.send_time_ns != want.send_time_ns ||
+          h.round != want.round || h.chunk_count != want.chunk_count || h.payload_bytes != want.payload_bytes)
+        return count_drop(lane, DropReason::bad_mac);
+    }
     const std::size_t len = layout_.chunk_len(i);
     const auto pad = v.payload.subspan(len);
+    std::span<const std::byte> pad_clear = pad;
     if (clear) {
       c.authenticate(v.payload);
       std::memcpy(dst + std::size_t{i} * layout_.chunk_bytes, v.payload.data(), len);
-      padding_zero = padding_zero && std::all_of(pad.begin(), pad.end(), [](std::byte b) { return b == std::byte{0}; });
     } else {
       c.crypt(v.payload.first(len), dst + std::size_t{i} * layout_.chunk_bytes);
       c.crypt(pad, lane.padding.data());
-      padding_zero = padding_zero && std::all_of(lane.padding.begin(), lane.padding.begin() + pad.size(),
-                                                 [](std::byte b) { return b == std::byte{0}; });
+      pad_clear = std::span<const std::byte>(lane.padding.data(), pad.size());
     }
-    last_tag = v.tag;
+    padding_zero =
+        padding_zero && std::all_of(pad_clear.begin(), pad_clear.end(), [](std::byte b) { return b == std::byte{0}; });
   }
-  if (!c.finish_open(std::span<const std::byte, kDatagramTagBytes>(last_tag, kDatagramTagBytes)))
-    return drop(DropReason::bad_mac);
+  if (!c.finish_open(std::span<const std::byte, kDatagramTagBytes>(v.tag, kDatagramTagBytes)))
+    return count_drop(lane, DropReason::bad_mac);
   if (shape == DropReason::none && !padding_zero) shape = DropReason::bad_shape;
-  if (shape != DropReason::none) return drop(shape);
+  if (shape != DropReason::none) return count_drop(lane, shape);
   for (std::uint16_t i = 0; i < n; ++i) lane.window.mark(first.seq + i);
-  const DropReason r = land_record(page, dst, entry.data(), tag);
-  count_authentic(lane, page_record_chunk_header(first, n - 1), n, std::uint64_t{n} * size, now_ns);
-  if (r != DropReason::none) drop(r);
+  const DropReason r = land_record(entry, dst, tag);
+  count_authentic(lane, v.header, n, std::uint64_t{n} * size, now_ns);
+  if (r != DropReason::none) count_drop(lane, r);
   return r;
 }
 
-DropReason PageApplier::land_record(std::uint64_t p, const std::byte* opened, const std::byte* entry,
-                                    std::uint32_t tag) {
+DropReason PageApplier::land_record(const DatagramEntry& entry, const std::byte* opened, std::uint32_t tag) {
+  const std::uint64_t p = entry.page;
   if (round_tag_[p] > tag) return DropReason::stale_round;
   std::byte* const page = image_.data() + p * page_size_;
   if (keep_hashes_) {
     // Authentic is not correct: the page must hash as its entry says (else a sender's mistake).
-    DatagramView e;
-    e.entries = entry;
     const std::uint64_t h = hash_page(opened, page_size_);
-    if (h != e.entry_at(0).hash) {
+    if (h != entry.hash) {
       if (opened == page) present_.reset(p);
       return DropReason::bad_hash;
     }

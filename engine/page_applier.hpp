@@ -110,11 +110,10 @@ class PageApplier {
       bool used = false;
       std::uint64_t first_seq = 0;  // the record's number: chunk 0's sequence number
       std::uint64_t mask = 0;       // chunks in
-      std::uint64_t touched = 0;    // lane.record_clock when a chunk was last added
       std::vector<std::byte> datagrams;
     };
     std::array<RecordSlot, 2> records;
-    std::uint64_t record_clock = 0;
+    std::uint8_t last_record = 0;           // the slot a chunk was added to last; the other goes first
     std::vector<std::byte> record_scratch;  // one page: where a record opens when its page is not disposable
     struct Staging {  // the compressed page whose chunks arrive (chunked paths)
       std::uint64_t page = ~std::uint64_t{0};
@@ -140,7 +139,9 @@ class PageApplier {
                                std::uint64_t now_ns);
   DropReason open_record(Lane& lane, Lane::RecordSlot& slot, std::uint64_t now_ns);
   // The record verified: its page lands (from `opened`, the page itself or the lane's scratch).
-  DropReason land_record(std::uint64_t page, const std::byte* opened, const std::byte* entry, std::uint32_t tag);
+  DropReason land_record(const DatagramEntry& entry, const std::byte* opened, std::uint32_t tag);
+  // Counts `n` datagrams dropped for `r` on the lane; returns r.
+  static DropReason count_drop(Lane& lane, DropReason r, std::uint64_t n = 1);
   // An authentic datagram (or record) of `count` datagrams and `bytes` arrived: the lane's counters.
   void count_authentic(Lane& lane, const DatagramHeader& last, std::uint64_t count, std::uint64_t bytes,
                        std::uint64_t now_ns);
