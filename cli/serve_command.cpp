@@ -428,16 +428,19 @@ class Server {
       f.bad_hash = rep.bad_hash;
       f.bad_compressed = rep.bad_compressed;
       f.invalid = rep.invalid_datagrams;
+      f.broken_record = rep.broken_record;
       metrics_.finished(f);
     }
     reg.reset();
     if (rep.committed)
-      log_info(fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid: {} bad-mac, {} replayed, "
-                           "{} future-round; {} stale{}{})",
-                           id, rep.image_name, rep.image_bytes, rep.stored_at, rep.datagrams, rep.invalid_datagrams,
-                           rep.bad_mac, rep.replayed, rep.future_round, rep.stale,
-                           rep.bad_compressed ? fmt::format("; {} bad-compressed", rep.bad_compressed) : "",
-                           rep.device_state_bytes ? fmt::format(", device state {} bytes", rep.device_state_bytes) : ""));
+      log_info(
+          fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid: {} bad-mac, {} replayed, "
+                      "{} future-round; {} stale{}{}{})",
+                      id, rep.image_name, rep.image_bytes, rep.stored_at, rep.datagrams, rep.invalid_datagrams,
+                      rep.bad_mac, rep.replayed, rep.future_round, rep.stale,
+                      rep.bad_compressed ? fmt::format("; {} bad-compressed", rep.bad_compressed) : "",
+                      rep.broken_record ? fmt::format("; {} in broken records", rep.broken_record) : "",
+                      rep.device_state_bytes ? fmt::format(", device state {} bytes", rep.device_state_bytes) : ""));
     else if (rep.session)
       log_warn(fmt::format("session {}: aborted: {} ({} datagrams, {} bad-mac, {} replayed)", id, printable(rep.error),
                            rep.datagrams, rep.bad_mac, rep.replayed));

@@ -19,7 +19,8 @@ struct FinishedMigration {
   double seconds = 0;
   double blackout_s = -1;  // pause to commit as the destination saw it; < 0: it never paused
   std::uint64_t bytes_received = 0;
-  std::uint64_t bad_mac = 0, replayed = 0, future_round = 0, stale = 0, bad_hash = 0, bad_compressed = 0, invalid = 0;
+  std::uint64_t bad_mac = 0, replayed = 0, future_round = 0, stale = 0, bad_hash = 0, bad_compressed = 0, invalid = 0,
+                broken_record = 0;
 };
 
 // A running one.
@@ -47,7 +48,7 @@ class ServeMetrics {
   };
   mutable std::mutex mutex_;
   std::uint64_t committed_ = 0, failed_ = 0, bytes_ = 0;
-  std::array<std::uint64_t, 7> dropped_{};
+  std::array<std::uint64_t, 8> dropped_{};
   Histogram blackout_{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}};
   Histogram total_{{1, 2, 5, 10, 30, 60, 120, 300, 600, 1800}};
 };

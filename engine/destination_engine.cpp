@@ -72,6 +72,7 @@ class DestinationRun {
       report_.replayed = applier_->dropped(DropReason::replayed);
       report_.future_round = applier_->dropped(DropReason::future_round);
       report_.stale = applier_->dropped(DropReason::stale_round);
+      report_.broken_record = applier_->dropped(DropReason::broken_record);
     }
     return report_;
   }
@@ -306,10 +307,8 @@ class DestinationRun {
     applier_->note_pages_written(page_list_, in_final_ ? kFinalRound : round);
   }
 
-  // Datagrams the lanes have taken in, applied or dropped: changes while any still arrive.
-  std::uint64_t arrivals() const {
-    return applier_->datagrams() + applier_->invalid() + applier_->dropped(DropReason::stale_round);
-  }
+  // Datagrams the lanes have taken in, applied, kept or dropped: changes while any still arrive.
+  std::uint64_t arrivals() const { return applier_->taken(); }
 
   // One message of the rounds; returns true on pause.
   bool handle_round_message(const Message& m) {

@@ -44,6 +44,7 @@ struct DestinationReport {
   std::uint64_t image_bytes = 0;
   std::uint64_t datagrams = 0, invalid_datagrams = 0, bad_mac = 0, replayed = 0, future_round = 0, bad_hash = 0, stale = 0,
                 bad_compressed = 0;
+  std::uint64_t broken_record = 0;       // chunks of page records given up (a sibling lost), or their late copies
   std::uint64_t device_state_bytes = 0;  // a VM's device state, loaded before the commit
   std::uint64_t foreign_connections = 0; // connections to the moved channel's listener that were not the source
   std::string final_delta = "send";      // "write": the source wrote the final delta into the exposed image

@@ -42,6 +42,12 @@ std::uint64_t PageApplier::bytes() const {
   return n;
 }
 
+std::uint64_t PageApplier::taken() const {
+  std::uint64_t n = 0;
+  for (const auto& l : lanes_) n += l->taken.load(std::memory_order_relaxed);
+  return n;
+}
+
 std::uint64_t PageApplier::next_seq() const {
   std::uint64_t n = 0;
   for (const auto& l : lanes_) n += l->next_seq.load(std::memory_order_relaxed);
@@ -163,6 +169,7 @@ DropReason PageApplier::open_datagram(Lane& lane, DatagramView& v, std::uint32_t
 
 DropReason PageApplier::apply_datagram(std::uint32_t lane_index, std::span<const std::byte> bytes, std::uint64_t now_ns) {
   Lane& lane = *lanes_[lane_index];
+  lane.taken.fetch_add(1, std::memory_order_relaxed);
   DatagramView v;
   DropReason r = decode_datagram(bytes, session_, lane.index, layout_, protection_, v);
   if (r == DropReason::none && v.header.round > announced_round_.load(std::memory_order_relaxed))
@@ -212,35 +219,58 @@ DropReason PageApplier::take_record_chunk(Lane& lane, const DatagramView& v, std
   if ((!last && !zeros(v.tag, kDatagramTagBytes)) ||
       (h.chunk_index > 0 && !zeros(v.sealed_entries.data(), kEntryBytes)) || h.chunk_index > h.seq)
     return count_drop(lane, DropReason::bad_mac);
-  const std::uint64_t first = h.seq - h.chunk_index;
-  auto& slots = lane.records;
-  Lane::RecordSlot* slot = nullptr;
-  for (auto& r : slots)
-    if (r.used && r.first_seq == first) slot = &r;
-  if (!slot) {
-    // A free slot, else the one whose record was added to least recently: it is lost. Not the
-    // lowest-numbered: a chunk's number is not authentic yet, and forged or corrupted chunks
-    // claiming future records must not hold the slots that real records need.
-    for (auto& r : slots)
-      if (!r.used) slot = &r;
-    if (!slot) {
-      slot = &slots[1 - lane.last_record];
-      count_drop(lane, DropReason::broken_record, static_cast<std::uint64_t>(std::popcount(slot->mask)));
-    }
-    slot->used = true;
-    slot->first_seq = first;
-    slot->mask = 0;
-  }
+  Lane::RecordSlot* slot = record_slot(lane, h.seq - h.chunk_index);
+  if (!slot) return count_drop(lane, DropReason::broken_record);
   const std::uint64_t bit = std::uint64_t{1} << h.chunk_index;
   if (slot->mask & bit) return count_drop(lane, DropReason::broken_record);  // a duplicate: the first one stays
   const std::size_t size = page_record_datagram_bytes(layout_);  // decode_datagram checked it
   std::memcpy(slot->datagrams.data() + std::size_t{h.chunk_index} * size, bytes.data(), size);
   slot->mask |= bit;
-  lane.last_record = static_cast<std::uint8_t>(slot - slots.data());
+  slot->last_use = ++lane.record_clock;
   if (slot->mask != (h.chunk_count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << h.chunk_count) - 1))
     return DropReason::none;
   slot->used = false;
   return open_record(lane, *slot, now_ns);
+}
+
+PageApplier::Lane::RecordSlot* PageApplier::record_slot(Lane& lane, std::uint64_t first) {
+  Lane::RecordSlot* free_slot = nullptr;
+  Lane::RecordSlot* least_recent = nullptr;
+  for (auto& r : lane.records) {
+    if (r.used && r.first_seq == first) return &r;
+    if (!r.used)
+      free_slot = &r;
+    else if (!least_recent || r.last_use < least_recent->last_use)
+      least_recent = &r;
+  }
+  // A record at or below one given up: a duplicate or straggler whose siblings are gone. Kept, it
+  // would only push out a record that can still complete.
+  if (first < lane.credit_from) return nullptr;
+  Lane::RecordSlot* slot = free_slot;
+  if (!slot) {
+    // Not the lowest-numbered: a chunk's number is not authentic yet, and forged or corrupted
+    // chunks claiming future records must not hold the slots that real records need.
+    slot = least_recent;
+    give_up_record(lane, *slot);
+  }
+  slot->used = true;
+  slot->first_seq = first;
+  slot->mask = 0;
+  return slot;
+}
+
+void PageApplier::give_up_record(Lane& lane, Lane::RecordSlot& slot) {
+  const auto n = static_cast<std::uint64_t>(std::popcount(slot.mask));
+  count_drop(lane, DropReason::broken_record, n);
+  slot.used = false;
+  // Credited only where authentic datagrams have been (a forger's chunks claiming records ahead
+  // of the stream count for nothing) and each number once: at most the loss that really happened
+  // can be hidden, never more datagrams than were sent.
+  const std::uint64_t end = slot.first_seq + layout_.chunk_count;
+  if (slot.first_seq < lane.credit_from || end > lane.window.highest() + 1) return;
+  lane.credit_from = end;
+  lane.datagrams.fetch_add(n, std::memory_order_relaxed);
+  lane.bytes.fetch_add(n * page_record_datagram_bytes(layout_), std::memory_order_relaxed);
 }
 
 DropReason PageApplier::open_record(Lane& lane, Lane::RecordSlot& slot, std::uint64_t now_ns) {

@@ -14,11 +14,15 @@
 //
 // Chunked paths: a raw page is one record over its chunk datagrams (protocol/page_record.hpp).
 // A chunk cannot be authenticated alone: a lane keeps a record's chunk datagrams as they came
-// (ciphertext, in a bounded slot; two slots, so the next page overtaking this one costs nothing)
-// and opens the record in one pass once all are in — into the page where that is disposable, else
-// into the lane's record scratch. The page lands, and the chunks' sequence numbers are marked and
-// counted, only once the tag verified. When a third record begins, the one added to least
-// recently is given up: its page is missing, as if a chunk were lost (broken-record).
+// (ciphertext, in a bounded slot; kRecordSlots of them, so pages overtaking each other cost
+// nothing) and opens the record in one pass once all are in — into the page where that is
+// disposable, else into the lane's record scratch. The page lands, and the chunks' sequence
+// numbers are marked, only once the tag verified. When a record begins and every slot is taken,
+// the one added to least recently is given up: its page is missing, as if a chunk were lost
+// (broken-record). Its chunks did arrive, though, and the pacer must read datagram loss, not page
+// loss (a 3-chunk page is lost at 66 % when 30 % of datagrams are): a given-up record's chunks
+// count as received when they lie within the sequence numbers authentic datagrams have reached,
+// each number once (docs/security.md, "Page records", says what a forger can do with that).
 //
 // Lanes: each lane (its own channel and thread) has its own keys, replay window, scratch and
 // counters, and owns the pages lane_of_page gives it — whole words of the page bitmaps — so lane
@@ -81,8 +85,11 @@ class PageApplier {
 
   // Counters for progress reports, summed over the lanes (authentic datagrams only); safe to read
   // while lanes apply.
+  // Datagrams received (authentic ones, and the chunks of given-up records counted as above).
   std::uint64_t datagrams() const;
   std::uint64_t bytes() const;
+  // Every datagram handed to apply_datagram, whatever became of it: changes while any arrive.
+  std::uint64_t taken() const;
   std::uint64_t next_seq() const;  // the sum of each lane's highest sequence number seen + 1
   std::uint64_t invalid() const;
   std::uint64_t dropped(DropReason r) const;
@@ -93,6 +100,8 @@ class PageApplier {
   std::pair<std::uint64_t, std::uint64_t> newest_stamp() const;
 
  private:
+  // Four records of up to 5 chunks (RoCE MTU 1024) ride out a datagram overtaking ~15 others.
+  static constexpr std::size_t kRecordSlots = 4;
   struct Lane {
     Lane(const SessionSecrets& secrets, std::uint32_t index, const DatagramLayout& layout);
     std::uint32_t index;
@@ -110,10 +119,12 @@ class PageApplier {
       bool used = false;
       std::uint64_t first_seq = 0;  // the record's number: chunk 0's sequence number
       std::uint64_t mask = 0;       // chunks in
+      std::uint64_t last_use = 0;   // record_clock when a chunk was last added
       std::vector<std::byte> datagrams;
     };
-    std::array<RecordSlot, 2> records;
-    std::uint8_t last_record = 0;           // the slot a chunk was added to last; the other goes first
+    std::array<RecordSlot, kRecordSlots> records;
+    std::uint64_t record_clock = 0;
+    std::uint64_t credit_from = 0;          // given-up chunks below this sequence number were counted already
     std::vector<std::byte> record_scratch;  // one page: where a record opens when its page is not disposable
     struct Staging {  // the compressed page whose chunks arrive (chunked paths)
       std::uint64_t page = ~std::uint64_t{0};
@@ -122,7 +133,7 @@ class PageApplier {
       std::uint64_t mask = 0;
       std::vector<std::byte> bytes;
     } staging;
-    std::atomic<std::uint64_t> datagrams{0}, bytes{0}, next_seq{0};
+    std::atomic<std::uint64_t> datagrams{0}, bytes{0}, next_seq{0}, taken{0};
     std::atomic<std::int64_t> min_owd{INT64_MAX};
     std::atomic<std::uint64_t> newest_stamp{0}, newest_arrival{0};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(DropReason::count_)> drops{};
@@ -138,6 +149,10 @@ class PageApplier {
   DropReason take_record_chunk(Lane& lane, const DatagramView& v, std::span<const std::byte> bytes,
                                std::uint64_t now_ns);
   DropReason open_record(Lane& lane, Lane::RecordSlot& slot, std::uint64_t now_ns);
+  // The slot a chunk of record `first` goes to (giving one up if needed), or nullptr: drop it.
+  Lane::RecordSlot* record_slot(Lane& lane, std::uint64_t first);
+  // A record is given up: its chunks count as received where the authenticated range allows.
+  void give_up_record(Lane& lane, Lane::RecordSlot& slot);
   // The record verified: its page lands (from `opened`, the page itself or the lane's scratch).
   DropReason land_record(const DatagramEntry& entry, const std::byte* opened, std::uint32_t tag);
   // Counts `n` datagrams dropped for `r` on the lane; returns r.

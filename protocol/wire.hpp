@@ -165,7 +165,8 @@ std::string decode_abort(std::span<const std::byte> body);
 // highest sequence number seen + 1, whose growth is the datagrams the lanes saw go by).
 struct Progress {
   std::uint64_t receiver_time_ns = 0;  // receiver's monotonic clock
-  std::uint64_t datagrams = 0;         // valid datagrams received so far (all rounds)
+  std::uint64_t datagrams =
+      0;  // datagrams received so far (all rounds): authentic, or chunks of given-up records (PageApplier)
   std::uint64_t bytes = 0;             // their bytes
   std::uint64_t next_seq = 0;          // highest sequence number seen + 1
   std::int64_t min_owd_ns = 0;         // smallest (receiver clock - sender stamp) since last report

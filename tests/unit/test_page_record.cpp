@@ -98,23 +98,31 @@ TEST_P(PageRecord, ReorderedChunksAndOvertakingPagesStillLand) {
 }
 
 TEST_P(PageRecord, AMissingChunkLosesThePageUntilItIsResent) {
+  const Chunks first = record(0, filled(std::byte{0x50}), 0, 100);  // authentic traffic reached 102
+  for (const auto& d : first) ASSERT_EQ(deliver(d), DropReason::none);
   const Chunks lost = record(2, filled(std::byte{0x5a}), 0, 0);
-  for (std::size_t i = 0; i < lost.size(); ++i)
-    if (i != 1) ASSERT_EQ(deliver(lost[i]), DropReason::none) << i;
+  for (std::size_t i = 0; i < lost.size(); ++i) {
+    if (i == 1) continue;
+    ASSERT_EQ(deliver(lost[i]), DropReason::none) << i;
+  }
   EXPECT_FALSE(applier.present().test(2));
-  // Two newer records in flight: the incomplete one added to least recently is given up (its
-  // chunks counted as broken), and its missing chunk, arriving after that, cannot complete it.
-  const Chunks b = record(3, filled(std::byte{0x5c}), 0, 10);
-  const Chunks c = record(4, filled(std::byte{0x5d}), 0, 20);
-  ASSERT_EQ(deliver(b[0]), DropReason::none);
-  ASSERT_EQ(deliver(c[0]), DropReason::none);
+  // Three newer records begin and every slot is taken; a fifth gives up the record added to least
+  // recently: its chunks count as broken, and (within the authentic range) as received.
+  for (std::uint64_t seq : {10u, 20u, 30u})
+    ASSERT_EQ(deliver(record(3, filled(std::byte{0x5c}), 0, seq)[0]), DropReason::none);
+  EXPECT_EQ(applier.dropped(DropReason::broken_record), 0u);
+  const Chunks e = record(4, filled(std::byte{0x5d}), 0, 40);
+  for (const auto& d : e) ASSERT_EQ(deliver(d), DropReason::none);
+  EXPECT_TRUE(applier.present().test(4));
   EXPECT_EQ(applier.dropped(DropReason::broken_record), lost.size() - 1);
-  EXPECT_EQ(deliver(lost[1]), DropReason::none);  // kept, alone, in the slot b's record had
+  EXPECT_EQ(applier.datagrams(), first.size() + e.size() + lost.size() - 1);
+  // Its missing chunk, arriving after that, cannot complete it: dropped before it takes a slot.
+  EXPECT_EQ(deliver(lost[1]), DropReason::broken_record);
   EXPECT_FALSE(applier.present().test(2));
   // Losing chunks is the path's doing, not an attack: not counted as invalid.
   EXPECT_EQ(applier.invalid(), 0u);
   // A duplicate chunk changes nothing; the resend lands.
-  const Chunks resent = record(2, filled(std::byte{0x5b}), 0, 30);
+  const Chunks resent = record(2, filled(std::byte{0x5b}), 0, 50);
   ASSERT_EQ(deliver(resent[0]), DropReason::none);
   EXPECT_EQ(deliver(resent[0]), DropReason::broken_record);
   for (std::size_t i = 1; i < resent.size(); ++i) ASSERT_EQ(deliver(resent[i]), DropReason::none) << i;
@@ -122,18 +130,45 @@ TEST_P(PageRecord, AMissingChunkLosesThePageUntilItIsResent) {
   EXPECT_TRUE(holds(2, std::byte{0x5b}));
 }
 
+// The pacer reads loss from what the receiver counts: the chunks of a page whose record was given
+// up did arrive (a 3-chunk page is lost at 66 % when 30 % of datagrams are). Counted once each,
+// and only below the highest authentic sequence number.
+TEST_P(PageRecord, AGivenUpRecordsChunksCountAsReceivedOnce) {
+  std::uint64_t delivered = 0, held = 0;
+  std::vector<Chunks> broken;
+  for (std::uint64_t k = 0; k < 16; ++k) {
+    const Chunks c = record(k % 8, filled(std::byte{0x60}), 0, 3 * k);
+    const bool lose_one = k % 2 == 1;
+    for (std::size_t i = 0; i < c.size(); ++i) {
+      if (lose_one && i == k % c.size()) continue;
+      ASSERT_EQ(deliver(c[i]), DropReason::none) << k << "/" << i;
+      ++delivered;
+    }
+    if (lose_one) broken.push_back(c);
+  }
+  held = 4 * (layout.chunk_count - 1);  // the last four broken records still wait in their slots
+  EXPECT_EQ(applier.datagrams(), delivered - held);
+  EXPECT_EQ(applier.dropped(DropReason::broken_record), delivered - held - 8 * layout.chunk_count);
+  // A chunk of a given-up record again (a duplicate, or a forger's copy): not counted twice.
+  for (std::size_t b = 0; b < 4; ++b)
+    EXPECT_EQ(deliver(broken[b][(2 * b + 1 + 1) % layout.chunk_count]), DropReason::broken_record);
+  EXPECT_EQ(applier.datagrams(), delivered - held);
+}
+
 // Chunks that claim records far ahead (forged, or a corrupted sequence number) take a slot each,
 // but the slots go back to real records: they never block the lane.
 TEST_P(PageRecord, ChunksClaimingFutureRecordsDoNotBlockTheLane) {
-  for (std::uint64_t seq : {50'000u, 60'000u}) {
+  for (std::uint64_t seq = 50'000; seq < 50'000 + 6 * 1000; seq += 1000) {
     std::vector<std::byte> bogus = record(6, filled(std::byte{0x44}), 0, seq)[1];
     ASSERT_EQ(deliver(bogus), DropReason::none);
   }
-  for (std::uint64_t p = 0; p < 4; ++p) {
+  for (std::uint64_t p = 0; p < 6; ++p) {
     const Chunks c = record(p, filled(std::byte{0x60}), 0, 100 + 10 * p);
     for (const auto& d : c) deliver(d);
     EXPECT_TRUE(applier.present().test(p)) << p;
   }
+  // Given up, they count for nothing: they lie beyond what authentic datagrams reached.
+  EXPECT_EQ(applier.datagrams(), 6u * layout.chunk_count);
 }
 
 TEST_P(PageRecord, AlteredChunksFailTheRecordAndNeverTouchAnAuthenticPage) {
