@@ -234,25 +234,19 @@ DropReason PageApplier::take_record_chunk(Lane& lane, const DatagramView& v, std
 }
 
 PageApplier::Lane::RecordSlot* PageApplier::record_slot(Lane& lane, std::uint64_t first) {
-  Lane::RecordSlot* free_slot = nullptr;
-  Lane::RecordSlot* least_recent = nullptr;
+  // The record's own slot; else a free one; else the one added to least recently. Not the
+  // lowest-numbered: a chunk's number is not authentic yet, and forged or corrupted chunks
+  // claiming future records must not hold the slots that real records need.
+  const auto rank = [](const Lane::RecordSlot& r) { return r.used ? r.last_use + 1 : 0; };
+  Lane::RecordSlot* slot = lane.records.data();
   for (auto& r : lane.records) {
     if (r.used && r.first_seq == first) return &r;
-    if (!r.used)
-      free_slot = &r;
-    else if (!least_recent || r.last_use < least_recent->last_use)
-      least_recent = &r;
+    if (rank(r) < rank(*slot)) slot = &r;
   }
   // A record at or below one given up: a duplicate or straggler whose siblings are gone. Kept, it
   // would only push out a record that can still complete.
   if (first < lane.credit_from) return nullptr;
-  Lane::RecordSlot* slot = free_slot;
-  if (!slot) {
-    // Not the lowest-numbered: a chunk's number is not authentic yet, and forged or corrupted
-    // chunks claiming future records must not hold the slots that real records need.
-    slot = least_recent;
-    give_up_record(lane, *slot);
-  }
+  if (slot->used) give_up_record(lane, *slot);
   slot->used = true;
   slot->first_seq = first;
   slot->mask = 0;
