@@ -135,15 +135,20 @@ void RateController::on_sample(const FeedbackSample& s) {
   // Random loss floor: a low percentile of the last 16 samples' loss. Loss caused by sending too
   // fast vanishes in the samples taken below the link rate; random loss stays in all of them. Not
   // the minimum: a sample of 64 datagrams at 30 % loss varies by +-6 %, and the minimum of 16 such
-  // samples would put the floor far below the real random loss. Only samples taken while no queue
-  // stood count: a full tail-drop queue's losses are congestion, and counting them as random is
-  // the loop that kept the rate above a shared link's capacity.
+  // samples would put the floor far below the real random loss. (Not the median either: a flow
+  // that joins a link whose queue is already full sees its drops in every sample.) Only samples
+  // taken while no queue stood count: a full tail-drop queue's losses are congestion, and counting
+  // them as random is the loop that kept the rate above a shared link's capacity. The spread of
+  // the same samples (their interquartile range, as a standard deviation) is the noise: loss that
+  // drops a whole GSO batch at once, as a veth's input hook does, varies far more than a binomial
+  // of the sample's datagrams.
   if (!queue_building) {
     loss_window_.push_back(s.loss);
     if (loss_window_.size() > 16) loss_window_.pop_front();
     std::vector<double> sorted(loss_window_.begin(), loss_window_.end());
     std::sort(sorted.begin(), sorted.end());
     base_loss_ = sorted[sorted.size() / 4];
+    loss_spread_ = sorted.size() >= 8 ? (sorted[3 * sorted.size() / 4] - sorted[sorted.size() / 4]) / 1.35 : 0;
   }
   // And no higher than the loss of the samples sent 15 % below the link estimate. Random loss is
   // there too; loss from overfilling the link is not. Without this, a flow that joins a link
@@ -167,9 +172,11 @@ void RateController::on_sample(const FeedbackSample& s) {
   if (bw_window_.size() > 10) bw_window_.pop_front();
   const double link = *std::max_element(bw_window_.begin(), bw_window_.end());
 
-  // Loss above the floor by more than the sample's own noise (3 standard errors of a binomial),
-  // twice in a row: one noisy sample must not cut the rate.
-  const double noise = 3 * std::sqrt(base_loss_ * (1 - base_loss_) / std::max(1.0, s.datagrams));
+  // Loss above the floor by more than the samples' noise (3 standard deviations: of a binomial of
+  // the sample's datagrams, or the spread measured, whichever is larger), twice in a row: one noisy
+  // sample must not cut the rate.
+  const double noise =
+      3 * std::max(std::sqrt(base_loss_ * (1 - base_loss_) / std::max(1.0, s.datagrams)), loss_spread_);
   const bool above = loss_window_.size() >= 4 && s.loss > base_loss_ + std::max({0.02, 0.25 * base_loss_, noise});
   excess_streak_ = above ? excess_streak_ + 1 : 0;
   const bool excess_loss = excess_streak_ >= 2;

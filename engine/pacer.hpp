@@ -83,6 +83,7 @@ class RateController {
   std::deque<double> loss_window_;   // losses of recent samples taken with no queue: the random floor
   std::deque<double> bw_window_;     // recent loss-corrected delivery rates: their maximum is the link
   double base_loss_ = 0;
+  double loss_spread_ = 0;  // the standard deviation of recent samples' loss, from their quartiles
   double startup_best_ = 0;
   int startup_flat_ = 0;
   int excess_streak_ = 0;
