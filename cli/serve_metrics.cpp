@@ -54,6 +54,7 @@ void ServeMetrics::finished(const FinishedMigration& m) {
   bytes_ += m.bytes_received;
   const std::uint64_t d[] = {m.bad_mac,  m.replayed,       m.future_round, m.stale,
                              m.bad_hash, m.bad_compressed, m.invalid,      m.broken_record};
+  static_assert(std::size(d) == std::size(kDropReasons));
   for (std::size_t i = 0; i < dropped_.size(); ++i) dropped_[i] += d[i];
   if (m.committed) {
     total_.observe(m.seconds);
@@ -73,10 +74,8 @@ std::string ServeMetrics::exposition(const std::vector<RunningMigration>& runnin
   o += fmt::format("hymig_received_bytes_total {}\n", bytes_);
   o += "# HELP hymig_datagrams_dropped_total Datagrams dropped by finished migrations, by reason.\n"
        "# TYPE hymig_datagrams_dropped_total counter\n";
-  static const char* reasons[] = {"bad_mac",  "replayed",       "future_round", "stale_round",
-                                  "bad_hash", "bad_compressed", "invalid",      "broken_record"};
   for (std::size_t i = 0; i < dropped_.size(); ++i)
-    o += fmt::format("hymig_datagrams_dropped_total{{reason=\"{}\"}} {}\n", reasons[i], dropped_[i]);
+    o += fmt::format("hymig_datagrams_dropped_total{{reason=\"{}\"}} {}\n", kDropReasons[i], dropped_[i]);
   o += "# HELP hymig_blackout_seconds Pause to commit of committed migrations, as the destination saw it.\n"
        "# TYPE hymig_blackout_seconds histogram\n";
   blackout_.write(o, "hymig_blackout_seconds");

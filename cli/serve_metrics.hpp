@@ -48,7 +48,10 @@ class ServeMetrics {
   };
   mutable std::mutex mutex_;
   std::uint64_t committed_ = 0, failed_ = 0, bytes_ = 0;
-  std::array<std::uint64_t, 8> dropped_{};
+  // The reason labels, in the order finished() adds a FinishedMigration's counts.
+  static constexpr const char* kDropReasons[] = {"bad_mac",  "replayed",       "future_round", "stale_round",
+                                                 "bad_hash", "bad_compressed", "invalid",      "broken_record"};
+  std::array<std::uint64_t, std::size(kDropReasons)> dropped_{};
   Histogram blackout_{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}};
   Histogram total_{{1, 2, 5, 10, 30, 60, 120, 300, 600, 1800}};
 };

@@ -58,6 +58,7 @@ class DatagramStreamer {
   std::uint64_t compressed_pages() const { return compressed_pages_.load(std::memory_order_relaxed); }
   std::uint64_t compressed_bytes() const { return compressed_bytes_.load(std::memory_order_relaxed); }
   const CompressionGovernor& governor() const { return governor_; }
+  const DatagramLayout& layout() const { return layout_; }
 
  private:
   // The payload starts at a fixed offset, kPayloadAt, so pages are copied to their final place

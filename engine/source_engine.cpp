@@ -161,7 +161,6 @@ class SourceRun {
                                              " bytes; this side can send at most " + std::to_string(max_datagram));
       report_.datagram_bytes = ready.datagram_bytes;
       const DatagramLayout layout = make_layout(image_.page_size(), ready.datagram_bytes);
-      chunks_per_page_ = layout.chunk_count;
       for (std::uint32_t l = 0; l < lanes_.size(); ++l) {
         streamers_.push_back(std::make_unique<DatagramStreamer>(*lanes_[l], layout, report_.session, image_.memory(),
                                                                 sent_hashes_, opts_.peer_timeout, opts_.protection,
@@ -420,10 +419,10 @@ class SourceRun {
   // the stream's own rate, give up before pausing. A page of k chunks needs all k: half the
   // datagrams lost is 1 - 0.5^k of the pages (at 30 % datagram loss a 3-chunk page is lost at 66 %).
   void check_missing_fits() {
-    if (lanes_.empty()) return;
+    if (streamers_.empty()) return;
     const std::uint64_t missing = last_missing_.count();
     const std::uint64_t last_round_pages = report_.round_stats.back().pages;
-    const double failing = 1.0 - std::pow(0.5, chunks_per_page_);
+    const double failing = 1.0 - std::pow(0.5, streamers_.front()->layout().chunk_count);
     if (static_cast<double>(missing) <= failing * static_cast<double>(last_round_pages)) return;
     const double est_s = missing * static_cast<double>(image_.page_size()) / std::max(pacer_.rate(), 1.0);
     if (est_s * 1000 > opts_.downtime_ms)
@@ -776,7 +775,6 @@ class SourceRun {
   std::vector<std::uint64_t> sent_hashes_;
   Bitmap pending_dirty_;  // modified during the last round, not yet resent
   FeedbackTracker tracker_;
-  std::uint16_t chunks_per_page_ = 1;  // datagrams a raw page takes (the layout's chunk count)
   RateController pacer_;
   LiveProgress live_;
   Clock::time_point start_ = Clock::now();

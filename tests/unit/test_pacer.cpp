@@ -13,10 +13,18 @@
 namespace hymig {
 namespace {
 
+// How a link drops: whole batches of `batch` datagrams of `datagram_bytes` each (1: each datagram
+// on its own).
+struct Drops {
+  double datagram_bytes = 65536;
+  double batch = 1;
+};
+
 // One sample of a link of `capacity` bytes/s with random loss `p`; sending faster than capacity
 // builds a queue (delay grows) and drops the excess.
-// Loss is drawn per datagram (64 KB each, at least 64 per sample), so samples are as noisy as real ones.
-FeedbackSample link_sample(double rate, double capacity, double p, double& queue_s) {
+// Loss is drawn per datagram (64 KB each, at least 64 per sample) or per batch, so samples are as
+// noisy as real ones.
+FeedbackSample link_sample(double rate, double capacity, double p, double& queue_s, Drops drops = {}) {
   static std::mt19937_64 rng(42);
   FeedbackSample s;
   s.interval_s = 0.02;
@@ -24,10 +32,11 @@ FeedbackSample link_sample(double rate, double capacity, double p, double& queue
   const double carried = std::min(rate, capacity);
   queue_s = std::max(0.0, queue_s + (rate - capacity) / capacity * s.interval_s);
   queue_s = std::min(queue_s, 0.05);  // a 50 ms buffer, then tail drop
-  s.datagrams = std::max(64.0, rate * s.interval_s / 65536);
+  const double batches = std::max(64.0 / drops.batch, rate * s.interval_s / drops.datagram_bytes / drops.batch);
+  s.datagrams = batches * drops.batch;
   const double drop = 1 - (1 - p) * carried / rate;  // random loss plus what the full link drops
-  const double kept = std::binomial_distribution<long>(static_cast<long>(s.datagrams), 1 - drop)(rng);
-  s.loss = 1 - kept / s.datagrams;
+  const double kept = std::binomial_distribution<long>(static_cast<long>(batches), 1 - drop)(rng);
+  s.loss = 1 - kept / batches;
   s.delivered_rate = rate * (1 - s.loss);
   s.qdelay_s = queue_s;
   return s;
@@ -61,30 +70,14 @@ INSTANTIATE_TEST_SUITE_P(Loss, PacerUnderRandomLoss, ::testing::Values(0.0, 0.01
 class PacerUnderBurstyLoss : public ::testing::TestWithParam<double> {};
 
 TEST_P(PacerUnderBurstyLoss, SettlesNearCapacityWithoutCollapse) {
-  const double capacity = 250e6, p = GetParam(), batch = 44;
-  std::mt19937_64 rng(11);
-  const auto sample = [&](double rate, double& queue_s) {
-    FeedbackSample s;
-    s.interval_s = 0.02;
-    s.send_rate = rate;
-    s.datagram_bytes = 1472;
-    s.rtt_s = 0.001;
-    queue_s = std::clamp(queue_s + (rate - capacity) / capacity * s.interval_s, 0.0, 0.05);
-    const double batches = std::max(2.0, std::round(rate * s.interval_s / 1472 / batch));
-    s.datagrams = batches * batch;
-    const double drop = 1 - (1 - p) * std::min(rate, capacity) / rate;
-    const double kept = std::binomial_distribution<long>(static_cast<long>(batches), 1 - drop)(rng);
-    s.loss = 1 - kept / batches;
-    s.delivered_rate = rate * (1 - s.loss);
-    s.qdelay_s = queue_s;
-    return s;
-  };
+  const double capacity = 250e6, p = GetParam();
+  const Drops gso_batches{1472, 44};
   RateController rc(RateConfig{100 << 20});
   double queue = 0;
-  for (int i = 0; i < 400; ++i) rc.on_sample(sample(rc.rate(), queue));
+  for (int i = 0; i < 400; ++i) rc.on_sample(link_sample(rc.rate(), capacity, p, queue, gso_batches));
   double sum = 0;
   for (int i = 0; i < 200; ++i) {
-    rc.on_sample(sample(rc.rate(), queue));
+    rc.on_sample(link_sample(rc.rate(), capacity, p, queue, gso_batches));
     sum += rc.rate();
   }
   const double avg = sum / 200;
