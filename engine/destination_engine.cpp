@@ -259,9 +259,9 @@ class DestinationRun {
   void send_progress() {
     Progress p;
     p.receiver_time_ns = monotonic_ns();
+    p.next_seq = applier_->next_seq();  // first: see PageApplier::next_seq
     p.datagrams = applier_->datagrams();
     p.bytes = applier_->bytes();
-    p.next_seq = applier_->next_seq();
     p.min_owd_ns = applier_->take_min_owd();
     p.invalid = applier_->invalid();
     for (const auto& ch : lanes_) p.backlog_bytes += ch->receive_backlog_bytes();

@@ -27,6 +27,7 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
   }
   if (!have_base_) {
     have_base_ = true;
+    origin_ = p;
     base_ = p;
     base_sender_bytes_ = sender_bytes_sent;
     base_time_ = now;
@@ -34,6 +35,9 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
   }
   if (p.next_seq < base_.next_seq || p.datagrams < base_.datagrams || p.receiver_time_ns <= base_.receiver_time_ns)
     return std::nullopt;  // out of order or a counter went backwards: not a usable span
+  const std::uint64_t passed = p.next_seq - origin_.next_seq;
+  const std::uint64_t received = p.datagrams - origin_.datagrams;
+  lost_ = passed > received ? passed - received : 0;
   const std::uint64_t seq_span = p.next_seq - base_.next_seq;
   const double dt = (p.receiver_time_ns - base_.receiver_time_ns) * 1e-9;
   // Long enough to average out a receiver that was descheduled for a few ms (2 cores, shared).
@@ -47,7 +51,6 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
   const std::uint64_t got = p.datagrams - base_.datagrams;
   s.datagrams = static_cast<double>(seq_span);
   s.loss = seq_span ? std::clamp(1.0 - static_cast<double>(got) / seq_span, 0.0, 1.0) : 0.0;
-  if (seq_span > got) lost_ += seq_span - got;
   s.delivered_rate = (p.bytes - base_.bytes) / dt;
   const double sender_dt = std::chrono::duration<double>(now - base_time_).count();
   s.send_rate = sender_dt > 0 ? (sender_bytes_sent - base_sender_bytes_) / sender_dt : 0;

@@ -37,10 +37,14 @@ class FeedbackTracker {
   // `sender_bytes_sent` is the sender's cumulative datagram bytes when the report was read.
   std::optional<FeedbackSample> on_progress(const Progress& p, std::uint64_t sender_bytes_sent,
                                             std::chrono::steady_clock::time_point now, bool quick = false);
+  // Sequence numbers passed over and not (yet) received since the first report: cumulative, so a
+  // datagram that arrives after a later one was reported (reordering, or a report read while a
+  // lane counted) is not counted lost for good, as a sum of per-sample shortfalls would count it.
   std::uint64_t datagrams_lost() const { return lost_; }
 
  private:
   bool have_base_ = false;
+  Progress origin_{};  // the first report: datagrams_lost() counts from it
   Progress base_{};
   std::uint64_t base_sender_bytes_ = 0;
   std::chrono::steady_clock::time_point base_time_{};

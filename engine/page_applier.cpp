@@ -50,7 +50,7 @@ std::uint64_t PageApplier::taken() const {
 
 std::uint64_t PageApplier::next_seq() const {
   std::uint64_t n = 0;
-  for (const auto& l : lanes_) n += l->next_seq.load(std::memory_order_relaxed);
+  for (const auto& l : lanes_) n += l->next_seq.load(std::memory_order_acquire);
   return n;
 }
 
@@ -197,8 +197,10 @@ void PageApplier::count_authentic(Lane& lane, const DatagramHeader& last, std::u
                                   std::uint64_t now_ns) {
   lane.datagrams.fetch_add(count, std::memory_order_relaxed);
   lane.bytes.fetch_add(bytes, std::memory_order_relaxed);
+  // Released after the counts: a reader that loads next_seq first sees at least the datagrams
+  // behind it (next_seq()).
   if (last.seq + 1 > lane.next_seq.load(std::memory_order_relaxed))
-    lane.next_seq.store(last.seq + 1, std::memory_order_relaxed);
+    lane.next_seq.store(last.seq + 1, std::memory_order_release);
   if (last.send_time_ns > lane.newest_stamp.load(std::memory_order_relaxed)) {
     lane.newest_arrival.store(now_ns, std::memory_order_relaxed);
     lane.newest_stamp.store(last.send_time_ns, std::memory_order_relaxed);

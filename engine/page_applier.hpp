@@ -90,7 +90,10 @@ class PageApplier {
   std::uint64_t bytes() const;
   // Every datagram handed to apply_datagram, whatever became of it: changes while any arrive.
   std::uint64_t taken() const;
-  std::uint64_t next_seq() const;  // the sum of each lane's highest sequence number seen + 1
+  // The sum of each lane's highest sequence number seen + 1. Read it before datagrams(): a lane
+  // counts a datagram before it moves next_seq, so a report never shows a gap that a lane was
+  // filling as it was read (the source would count it lost).
+  std::uint64_t next_seq() const;
   std::uint64_t invalid() const;
   std::uint64_t dropped(DropReason r) const;
   // Smallest (receiver clock - sender stamp) since the last call; INT64_MAX if none.

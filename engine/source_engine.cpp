@@ -376,7 +376,9 @@ class SourceRun {
       rs.rate = pacer_.rate();
       if (!lanes_.empty()) {
         const std::uint64_t sent = bulk_datagrams_sent() - sent_before;
-        const std::uint64_t lost = tracker_.datagrams_lost() - lost_before;
+        // A datagram counted lost in an earlier round may have come in since (reordered, late).
+        const std::uint64_t lost_now = tracker_.datagrams_lost();
+        const std::uint64_t lost = lost_now > lost_before ? lost_now - lost_before : 0;
         rs.loss = sent ? std::min(1.0, static_cast<double>(lost) / sent) : 0.0;
       }
       report_.round_stats.push_back(rs);
