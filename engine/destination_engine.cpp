@@ -210,6 +210,7 @@ class DestinationRun {
   // lanes own disjoint pages); the control thread takes it exclusively for everything else that
   // touches the bookkeeping or the image.
   void start_lanes() {
+    lane_idle_ = std::make_unique<std::atomic<std::uint64_t>[]>(lanes_.size());
     for (std::uint32_t l = 0; l < lanes_.size(); ++l) lane_threads_.emplace_back([this, l] { lane_loop(l); });
   }
 
@@ -225,7 +226,10 @@ class DestinationRun {
     try {
       while (!stop_lanes_.load(std::memory_order_relaxed)) {
         const std::size_t n = lanes_[l]->receive_batch(in, std::chrono::milliseconds(5));
-        if (n == 0) continue;
+        if (n == 0) {
+          lane_idle_[l].fetch_add(1, std::memory_order_release);  // found nothing queued: see round_end
+          continue;
+        }
         const std::uint64_t now = monotonic_ns();
         const std::uint64_t authentic = applier_->datagrams();
         {
@@ -310,6 +314,18 @@ class DestinationRun {
   // Datagrams the lanes have taken in, applied, kept or dropped: changes while any still arrive.
   std::uint64_t arrivals() const { return applier_->taken(); }
 
+  // How often each lane's receive came back empty (its queue drained, nothing came in 5 ms).
+  std::vector<std::uint64_t> lane_idle_counts() const {
+    std::vector<std::uint64_t> v(lanes_.size());
+    for (std::size_t l = 0; l < v.size(); ++l) v[l] = lane_idle_[l].load(std::memory_order_acquire);
+    return v;
+  }
+  bool lanes_all_idle_since(const std::vector<std::uint64_t>& before) const {
+    for (std::size_t l = 0; l < before.size(); ++l)
+      if (lane_idle_[l].load(std::memory_order_acquire) == before[l]) return false;
+    return true;
+  }
+
   // One message of the rounds; returns true on pause.
   bool handle_round_message(const Message& m) {
     switch (static_cast<MsgType>(m.type)) {
@@ -329,12 +345,15 @@ class DestinationRun {
         const auto re = decode_round_end(m.body);
         // Datagrams sent before round-end may still be on their way to the lanes: wait until the
         // lanes have seen the round's last sequence numbers, at most 200 ms, and no longer than
-        // 10 ms after the last datagram came in. The last one may be lost: that wait stood in
-        // the blackout of every final datagram round whose last datagram was lost.
+        // 10 ms after the last datagram came in once every lane has found its queue empty since.
+        // The last one may be lost: that wait stood in the blackout of every final datagram round
+        // whose last datagram was lost. A lane thread descheduled or busy (a loaded host) has
+        // not looked: what is queued for it is late, not lost, and would be sent again.
         if (!lanes_.empty()) {
           const auto start = Clock::now();
           auto last_arrival = start;
           std::uint64_t seen = arrivals();
+          std::vector<std::uint64_t> idle_at_arrival = lane_idle_counts();
           while (applier_->next_seq() < re.next_seq) {
             check_lanes();
             std::this_thread::sleep_for(std::chrono::microseconds(500));
@@ -343,7 +362,8 @@ class DestinationRun {
             if (n != seen) {
               seen = n;
               last_arrival = now;
-            } else if (now - last_arrival > std::chrono::milliseconds(10)) {
+              idle_at_arrival = lane_idle_counts();
+            } else if (now - last_arrival > std::chrono::milliseconds(10) && lanes_all_idle_since(idle_at_arrival)) {
               break;
             }
             if (now - start > std::chrono::milliseconds(200)) break;
@@ -567,6 +587,7 @@ class DestinationRun {
   std::unique_ptr<PageApplier> applier_;
   std::vector<std::thread> lane_threads_;
   std::atomic<bool> stop_lanes_{false};
+  std::unique_ptr<std::atomic<std::uint64_t>[]> lane_idle_;  // per lane: empty receives (lane_idle_counts)
   std::shared_mutex state_;  // shared: lanes applying datagrams; exclusive: everything else on the pages
   std::mutex lane_error_mutex_;
   std::exception_ptr lane_error_;

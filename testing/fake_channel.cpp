@@ -8,6 +8,7 @@
 #include <deque>
 #include <mutex>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "core/error.hpp"
@@ -100,6 +101,10 @@ class FakeDatagram final : public DatagramChannel {
       in_->cv.wait_until(lock, wake);
     }
     if (in_->q.empty()) in_->drain_event();
+    if (!held_.empty() && imp_.receiver_stall.count() > 0) {
+      lock.unlock();
+      std::this_thread::sleep_for(imp_.receiver_stall);
+    }
     for (std::size_t i = 0; i < held_.size(); ++i) {
       out[i].bytes = held_[i];
       stats_.datagrams_received++;

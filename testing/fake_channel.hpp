@@ -18,6 +18,9 @@ struct Impairments {
   double reorder = 0;    // probability it overtakes up to 8 queued datagrams
   double corrupt = 0;    // probability one byte of it is flipped
   std::chrono::microseconds delay{0};
+  // The receiving thread, after taking a batch, is away this long before it returns it: a
+  // receiver descheduled or busy on a loaded host (what it took is late, not lost).
+  std::chrono::microseconds receiver_stall{0};
   std::uint64_t seed = 1;
   std::size_t max_datagram = 65507;
   std::size_t queue_limit = 4096;  // datagrams in flight before tail drop (a full link)
