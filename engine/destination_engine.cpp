@@ -234,7 +234,7 @@ class DestinationRun {
         const std::uint64_t authentic = applier_->datagrams();
         {
           const std::shared_lock lock(state_);
-          for (std::size_t i = 0; i < n; ++i) applier_->apply_datagram(l, in[i].bytes, now);
+          applier_->apply_batch(l, std::span<const InDatagram>(in.data(), n), now);
         }
         // Liveness counts authentic datagrams only: junk from anyone must not keep a session alive.
         if (applier_->datagrams() != authentic) heard();

@@ -16,7 +16,10 @@ PageApplier::Lane::Lane(const SessionSecrets& secrets, std::uint32_t index, cons
       record_scratch(layout.page_size) {
   staging.bytes.resize(layout.page_size);
   if (layout.chunked())
-    for (auto& r : records) r.datagrams.resize(std::size_t{layout.chunk_count} * page_record_datagram_bytes(layout));
+    for (auto& r : records) {
+      r.datagrams.resize(std::size_t{layout.chunk_count} * page_record_datagram_bytes(layout));
+      r.chunk_at.resize(layout.chunk_count);
+    }
 }
 
 PageApplier::PageApplier(std::span<std::byte> image, std::size_t page_size, std::uint64_t session,
@@ -169,6 +172,30 @@ DropReason PageApplier::open_datagram(Lane& lane, DatagramView& v, std::uint32_t
 
 DropReason PageApplier::apply_datagram(std::uint32_t lane_index, std::span<const std::byte> bytes, std::uint64_t now_ns) {
   Lane& lane = *lanes_[lane_index];
+  const DropReason r = apply_one(lane, bytes, now_ns);
+  keep_borrowed(lane);
+  return r;
+}
+
+void PageApplier::apply_batch(std::uint32_t lane_index, std::span<const InDatagram> batch, std::uint64_t now_ns) {
+  Lane& lane = *lanes_[lane_index];
+  for (const auto& d : batch) apply_one(lane, d.bytes, now_ns);
+  keep_borrowed(lane);
+}
+
+void PageApplier::keep_borrowed(Lane& lane) {
+  const std::size_t size = page_record_datagram_bytes(layout_);
+  for (auto& slot : lane.records) {
+    if (slot.used)
+      for (std::uint64_t b = slot.borrowed; b; b &= b - 1) {
+        const auto i = static_cast<std::size_t>(std::countr_zero(b));
+        std::memcpy(slot.datagrams.data() + i * size, slot.chunk_at[i], size);
+      }
+    slot.borrowed = 0;
+  }
+}
+
+DropReason PageApplier::apply_one(Lane& lane, std::span<const std::byte> bytes, std::uint64_t now_ns) {
   lane.taken.fetch_add(1, std::memory_order_relaxed);
   DatagramView v;
   DropReason r = decode_datagram(bytes, session_, lane.index, layout_, protection_, v);
@@ -225,8 +252,8 @@ DropReason PageApplier::take_record_chunk(Lane& lane, const DatagramView& v, std
   if (!slot) return count_drop(lane, DropReason::broken_record);
   const std::uint64_t bit = std::uint64_t{1} << h.chunk_index;
   if (slot->mask & bit) return count_drop(lane, DropReason::broken_record);  // a duplicate: the first one stays
-  const std::size_t size = page_record_datagram_bytes(layout_);  // decode_datagram checked it
-  std::memcpy(slot->datagrams.data() + std::size_t{h.chunk_index} * size, bytes.data(), size);
+  slot->chunk_at[h.chunk_index] = bytes.data();  // borrowed until the batch ends (keep_borrowed)
+  slot->borrowed |= bit;
   slot->mask |= bit;
   slot->last_use = ++lane.record_clock;
   if (slot->mask != (h.chunk_count == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << h.chunk_count) - 1))
@@ -252,6 +279,7 @@ PageApplier::Lane::RecordSlot* PageApplier::record_slot(Lane& lane, std::uint64_
   slot->used = true;
   slot->first_seq = first;
   slot->mask = 0;
+  slot->borrowed = 0;
   return slot;
 }
 
@@ -274,8 +302,7 @@ DropReason PageApplier::open_record(Lane& lane, Lane::RecordSlot& slot, std::uin
   const std::uint16_t n = layout_.chunk_count;
   const auto chunk = [&](std::uint16_t i) {
     DatagramView v;
-    decode_datagram({slot.datagrams.data() + std::size_t{i} * size, size}, session_, lane.index, layout_, protection_,
-                    v);
+    decode_datagram({slot.chunk(i, size), size}, session_, lane.index, layout_, protection_, v);
     return v;  // it decoded when it came
   };
   DatagramView v0 = chunk(0);

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "core/bitmap.hpp"
+#include "core/buffer.hpp"
 #include "protocol/page_compressor.hpp"
 #include "protocol/wire.hpp"
 #include "security/epoch_keys.hpp"
@@ -60,6 +61,10 @@ class PageApplier {
   // it was dropped (none = applied). Never throws: a flood of junk costs one validation (and at
   // most one tag check) each. Lane threads may call it at once, each for its own lane.
   DropReason apply_datagram(std::uint32_t lane, std::span<const std::byte> bytes, std::uint64_t now_ns);
+  // A receive batch, as apply_datagram each. A page record whose chunks all arrive within the
+  // batch opens from the batch's own bytes; only the chunks of records still incomplete at its end
+  // are copied (the batch's memory is the channel's again at the next receive).
+  void apply_batch(std::uint32_t lane, std::span<const InDatagram> batch, std::uint64_t now_ns);
 
   // Pages that arrived over the reliable channel (already authenticated there) have been written
   // to their places in the image; record them (present, round, and the hash when kept).
@@ -123,7 +128,12 @@ class PageApplier {
       std::uint64_t first_seq = 0;  // the record's number: chunk 0's sequence number
       std::uint64_t mask = 0;       // chunks in
       std::uint64_t last_use = 0;   // record_clock when a chunk was last added
+      std::uint64_t borrowed = 0;   // chunks still in the caller's batch, at chunk_at (apply_batch)
       std::vector<std::byte> datagrams;
+      std::vector<const std::byte*> chunk_at;
+      const std::byte* chunk(std::uint16_t i, std::size_t size) const {
+        return (borrowed >> i & 1) ? chunk_at[i] : datagrams.data() + std::size_t{i} * size;
+      }
     };
     std::array<RecordSlot, kRecordSlots> records;
     std::uint64_t record_clock = 0;
@@ -156,6 +166,9 @@ class PageApplier {
   Lane::RecordSlot* record_slot(Lane& lane, std::uint64_t first);
   // A record is given up: its chunks count as received where the authenticated range allows.
   void give_up_record(Lane& lane, Lane::RecordSlot& slot);
+  // The end of a batch: borrowed chunks of incomplete records are copied into their slots.
+  void keep_borrowed(Lane& lane);
+  DropReason apply_one(Lane& lane, std::span<const std::byte> bytes, std::uint64_t now_ns);
   // The record verified: its page lands (from `opened`, the page itself or the lane's scratch).
   DropReason land_record(const DatagramEntry& entry, const std::byte* opened, std::uint32_t tag);
   // Counts `n` datagrams dropped for `r` on the lane; returns r.

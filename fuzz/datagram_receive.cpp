@@ -131,15 +131,30 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::vector<std::byte*> at;
         for (auto& c : chunks) at.push_back(c.data());
         seal_page_record(sealer(secrets, lane).for_seq(first.seq), protection, layout, first, entry, page.data(), at);
-        // Each step delivers one chunk (the next, or any), possibly with one byte flipped.
+        // Each step delivers one chunk (the next, or any), possibly with one byte flipped, alone or
+        // in a receive batch whose memory is freed once applied (a chunk kept past it is a
+        // use after free).
+        std::vector<std::vector<std::byte>> batch;
+        const auto flush = [&] {
+          std::vector<InDatagram> views;
+          for (const auto& d : batch) views.push_back({d});
+          applier.apply_batch(lane, views, now += 1000);
+          batch.clear();
+        };
         for (std::uint16_t next = 0; next < layout.chunk_count && in.remaining_bytes() > 0;) {
           const std::uint8_t how = in.ConsumeIntegral<std::uint8_t>();
           const std::uint16_t i =
               (how & 1) ? in.ConsumeIntegralInRange<std::uint16_t>(0, layout.chunk_count - 1) : next++;
           std::vector<std::byte> d = chunks[i];
           if (how & 2) d[in.ConsumeIntegralInRange<std::size_t>(0, d.size() - 1)] ^= std::byte{0x40};
-          FUZZ_CHECK(applier.apply_datagram(lane, d, now += 1000) < DropReason::count_);
+          if (how & 4) {
+            batch.push_back(std::move(d));
+            if (how & 8) flush();
+          } else {
+            FUZZ_CHECK(applier.apply_datagram(lane, d, now += 1000) < DropReason::count_);
+          }
         }
+        flush();
         break;
       }
     }
