@@ -137,6 +137,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::vector<std::vector<std::byte>> batch;
         const auto flush = [&] {
           std::vector<InDatagram> views;
+          views.reserve(batch.size());
           for (const auto& d : batch) views.push_back({d});
           applier.apply_batch(lane, views, now += 1000);
           batch.clear();

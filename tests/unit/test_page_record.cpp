@@ -105,6 +105,7 @@ TEST_P(PageRecord, ARecordSplitOverReceiveBatchesLandsFromWhatItKept) {
   const Chunks b = record(3, filled(std::byte{0x5c}), 0, 10);
   const auto apply = [&](std::vector<std::vector<std::byte>> batch) {
     std::vector<InDatagram> views;
+    views.reserve(batch.size());
     for (const auto& d : batch) views.push_back({d});
     applier.apply_batch(0, views, 5000);
     for (auto& d : batch) std::fill(d.begin(), d.end(), std::byte{0xee});
