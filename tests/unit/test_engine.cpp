@@ -263,12 +263,6 @@ TEST(EngineFakeChannels, FinalDeltaGoesByDatagramsUnderLoss) {
   EXPECT_EQ(0, std::memcmp(out.target.memory.data(), image.memory().data(), image.memory().size()));
 }
 
-}  // namespace
-}  // namespace hymig
-
-namespace hymig {
-namespace {
-
 // A receiver that is away for 15 ms after each batch it takes (descheduled, busy): at round end
 // the destination waits for what its lane has not looked at yet instead of reporting it missing
 // 10 ms after the last arrival. Lossless, idle: nothing is missing and the final delta is empty.
