@@ -54,11 +54,17 @@ few hundred MB/s instead of ~10 GB/s; a receiver that got it ran at half speed o
 rank touches and frees its run's size right before every run (\`--no-warm-memory\` turns that
 off), every cell starts with one unmeasured warm-up run, and the transports' order rotates per
 repetition (docs/data-path.md, "Measuring on these machines").
-The ranks wait for each other with sleeps, not OpenMPI's spinning blocking calls. With two
-repetitions and 256 MiB images (\`--quick\`) a cell's median is still the mean of two noisy runs;
-docs/data-path.md has the repeated, larger comparisons behind the issue-13 figures.
-
+The ranks wait for each other with sleeps, not OpenMPI's spinning blocking calls.
 EOF2
+if [ -n "$QUICK" ]; then
+  echo "With two repetitions and 256 MiB images (\`--quick\`) a cell's median is still the mean of two"
+  echo "noisy runs; docs/data-path.md has the repeated, larger comparisons behind the issue-13 figures."
+else
+  echo "With two or three repetitions a cell's median is still that of a few noisy runs (the middle"
+  echo "namespace's shared link: one); docs/data-path.md has the repeated comparisons behind the"
+  echo "issue-13 figures."
+fi
+echo
 part loopback
 part veth
 part veth9000
