@@ -8,7 +8,8 @@
 //  - what zstd does to the lane's pages: the first 64, then bursts of 16 in every 2048 pages while
 //    compression is off (0.8 % of them); their ratio, and the least time a warm page took;
 //  - a trial only where compression can pay at all: pages shrink (ratio < 0.9) and the lane waits
-//    for the pacer at least zstd's time per page (a lane busy all the time only gets slower);
+//    (for the pacer, or for a kernel that holds its sends behind a full link) at least zstd's time
+//    per page (a lane busy all the time only gets slower);
 //  - the trial itself: compression on for a window (>= 0.3 s and 256 pages), its page rate
 //    against the page rate of the window before; kept when 5 % faster. Trials back off (1, 2, 4 ..
 //    30 s) while they fail; while on, a window off is tried the same way.
@@ -31,8 +32,9 @@ class CompressionGovernor {
   bool should_try();
   // One attempt: the page's compressed length (0: did not shrink enough) and the CPU time it took.
   void on_attempt(std::size_t compressed_bytes, double seconds);
-  // After each batch: pages sent in it, the lane's busy seconds for them (zstd included, the wait
-  // for the pacer not) and the wall seconds since the previous batch.
+  // After each batch: pages sent in it, the lane's busy seconds for them (its CPU time, zstd
+  // included; the waits for the pacer and for the kernel not) and the wall seconds since the
+  // previous batch.
   void on_batch(std::uint64_t pages, double busy_seconds, double wall_seconds);
 
   bool active() const { return active_; }

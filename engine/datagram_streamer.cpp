@@ -220,9 +220,7 @@ void DatagramStreamer::flush(const std::function<double()>& rate, const std::fun
   const double r = rate();
   bucket_.set_rate(r);
   ch_.pace(r);
-  const auto built = std::chrono::steady_clock::now();
   bucket_.acquire(batch_bytes_);
-  const auto paced = std::chrono::steady_clock::now();
   std::span<const OutDatagram> pending(out_.data(), used_);
   auto stalled_since = std::chrono::steady_clock::now();
   while (!pending.empty()) {
@@ -244,14 +242,18 @@ void DatagramStreamer::flush(const std::function<double()>& rate, const std::fun
   used_ = 0;
   batch_bytes_ = 0;
   batch_limit_ = std::clamp<std::size_t>(static_cast<std::size_t>(r / 1000), layout_.datagram_bytes, 1u << 20);
-  // The lane's own work for the batch (zstd included): building it and handing it to the kernel;
-  // the wait for the pacer is what a slower link costs, not work.
+  // The lane's own work for the batch (zstd included): the CPU time of building it and handing it
+  // to the kernel. The waits are what a slower link costs, not work: the pacer's, and a kernel
+  // that holds the send because the link behind it is full (a tc shaper, a 1 Gbit/s NIC: the
+  // socket blocks or refuses). Wall time counted that second wait as work, so a lane held by the
+  // kernel looked busy and zstd was never tried where it pays most.
   const auto sent = std::chrono::steady_clock::now();
-  const double busy = std::chrono::duration<double>((built - batch_start_) + (sent - paced)).count();
+  const double busy = thread_cpu_seconds() - batch_start_cpu_;
   governor_.on_batch(batch_pages_, busy, std::chrono::duration<double>(sent - batch_start_).count());
   batch_pages_ = 0;
   between_batches();
   batch_start_ = std::chrono::steady_clock::now();
+  batch_start_cpu_ = thread_cpu_seconds();
 }
 
 DatagramStreamer::RoundResult DatagramStreamer::send_round(std::uint32_t round, const Bitmap& pages,
@@ -263,6 +265,7 @@ DatagramStreamer::RoundResult DatagramStreamer::send_round(std::uint32_t round, 
   // near the 1 ms it plans. Per thread: this is the lane's.
   prctl(PR_SET_TIMERSLACK, 10'000UL);
   batch_start_ = std::chrono::steady_clock::now();
+  batch_start_cpu_ = thread_cpu_seconds();
   batch_pages_ = 0;
   batch_limit_ = std::clamp<std::size_t>(static_cast<std::size_t>(rate() / 1000), layout_.datagram_bytes, 1u << 20);
   // Room for one more page's datagrams must remain before a page is added.

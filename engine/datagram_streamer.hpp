@@ -126,6 +126,7 @@ class DatagramStreamer {
   std::size_t compress_cap_ = 0;       // the most a compressed page may take here
   std::uint64_t batch_pages_ = 0;      // pages added since the last batch went
   std::chrono::steady_clock::time_point batch_start_{};
+  double batch_start_cpu_ = 0;  // the lane thread's CPU seconds at batch_start_
   RoundResult result_;
 };
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -133,6 +134,75 @@ INSTANTIATE_TEST_SUITE_P(Layouts, StreamerUnderWrites,
                                   (std::get<1>(info.param) == DatagramProtection::aead ? "_aead" : "_mac") +
                                   (std::get<2>(info.param) == Compression::off ? "" : "_zstd");
                          });
+
+// A link the kernel holds the sender to: every send blocks for as long as its bytes take at
+// `rate` bytes/s, as a blocking socket does in front of a full tc shaper or a 1 Gbit/s device.
+// The pacer is not the limit here (it is given far more), so the lane waits in the send.
+class KernelHeldChannel : public DatagramChannel {
+ public:
+  KernelHeldChannel(DatagramChannel& inner, double rate) : inner_(inner), rate_(rate) {}
+  std::string transport_name() const override { return inner_.transport_name(); }
+  BulkTransport wire_kind() const override { return inner_.wire_kind(); }
+  std::size_t max_datagram() const override { return inner_.max_datagram(); }
+  std::string local_endpoint() const override { return inner_.local_endpoint(); }
+  void connect(std::string_view peer) override { inner_.connect(peer); }
+  std::string endpoint_host(std::string_view peer) const override { return inner_.endpoint_host(peer); }
+  std::size_t send_batch(std::span<const OutDatagram> datagrams) override {
+    const std::size_t n = inner_.send_batch(datagrams);
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < n; ++i) bytes += datagrams[i].bytes;
+    wire_bytes_ += bytes;
+    std::this_thread::sleep_for(std::chrono::duration<double>(static_cast<double>(bytes) / rate_));
+    return n;
+  }
+  std::size_t receive_batch(std::span<InDatagram> out, std::chrono::microseconds timeout) override {
+    return inner_.receive_batch(out, timeout);
+  }
+  int poll_fd() const override { return inner_.poll_fd(); }
+  DatagramStats stats() const override { return inner_.stats(); }
+  std::uint64_t wire_bytes() const { return wire_bytes_; }
+
+ private:
+  DatagramChannel& inner_;
+  double rate_;
+  std::uint64_t wire_bytes_ = 0;
+};
+
+// Compressible memory behind a slow link that the kernel, not the pacer, holds the lane to: the
+// lane waits in its sends, and zstd (a few us a page) moves pages faster there. The governor must
+// see that wait as idle; counted as work (wall time), it never tried compressing at all.
+TEST(DatagramStreamer, CompressesBehindALinkTheKernelHoldsItTo) {
+  std::vector<std::byte> source(kPages * kPage);
+  for (std::size_t p = 0; p < kPages; ++p)
+    for (std::size_t i = 0; i < kPage; ++i) source[p * kPage + i] = std::byte("migrate "[i % 8] + p % 7);
+  const SessionSecrets secrets = SessionSecrets::random_for_testing();
+  const DatagramLayout layout = make_layout(kPage, 1472);
+  Impairments clean;
+  clean.max_datagram = 1472;
+  FakeDatagramPair link = make_fake_datagram_pair(clean);
+  KernelHeldChannel held(*link.a, 10e6);  // 10 MB/s: 400 us a page uncompressed
+  std::vector<std::uint64_t> sent_hashes(kPages, 0);
+  DatagramStreamer streamer(held, layout, 42, source, sent_hashes, std::chrono::milliseconds(2000),
+                            DatagramProtection::aead, secrets, 0, Compression::automatic);
+  std::array<InDatagram, 256> in;
+  const auto drain = [&] {
+    while (link.b->receive_batch(in, std::chrono::microseconds(0)) > 0) {
+    }
+  };
+  Bitmap all(kPages);
+  all.set_all();
+  const Bitmap no_holes(kPages);
+  // Each round is 2 MiB, 0.2 s at 10 MB/s uncompressed; the governor tries after 1 s and judges a
+  // 0.3 s window. 40 rounds bound the test on failure.
+  for (std::uint32_t round = 0; round < 40 && !streamer.governor().active(); ++round)
+    streamer.send_round(
+        round, all, no_holes, [] { return 1e12; }, drain);
+  EXPECT_TRUE(streamer.governor().active())
+      << "trials " << streamer.governor().trials() << ", idle " << streamer.governor().idle_seconds_per_page() * 1e6
+      << " us a page, zstd " << streamer.governor().zstd_seconds_per_page() * 1e6 << " us a page, ratio "
+      << streamer.governor().ratio();
+  EXPECT_GT(streamer.governor().idle_seconds_per_page(), streamer.governor().zstd_seconds_per_page());
+}
 
 }  // namespace
 }  // namespace hymig
