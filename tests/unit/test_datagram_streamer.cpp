@@ -151,7 +151,6 @@ class KernelHeldChannel : public DatagramChannel {
     const std::size_t n = inner_.send_batch(datagrams);
     std::size_t bytes = 0;
     for (std::size_t i = 0; i < n; ++i) bytes += datagrams[i].bytes;
-    wire_bytes_ += bytes;
     std::this_thread::sleep_for(std::chrono::duration<double>(static_cast<double>(bytes) / rate_));
     return n;
   }
@@ -160,12 +159,10 @@ class KernelHeldChannel : public DatagramChannel {
   }
   int poll_fd() const override { return inner_.poll_fd(); }
   DatagramStats stats() const override { return inner_.stats(); }
-  std::uint64_t wire_bytes() const { return wire_bytes_; }
 
  private:
   DatagramChannel& inner_;
   double rate_;
-  std::uint64_t wire_bytes_ = 0;
 };
 
 // Compressible memory behind a slow link that the kernel, not the pacer, holds the lane to: the
