@@ -195,7 +195,13 @@ std::optional<std::string> wait_for_line(ChildProcess& child, const std::string&
                                          std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    std::istringstream in(read_file(file));
+    // Complete lines only: a tool that writes its line in pieces (std::cerr is unbuffered: the
+    // marker, then the address) is read between them sometimes, and the part after the marker
+    // was empty (a stream baseline then failed with "expected HOST:PORT, got ''").
+    std::string text = read_file(file);
+    const auto end = text.rfind('\n');
+    text.resize(end == std::string::npos ? 0 : end + 1);
+    std::istringstream in(text);
     for (std::string line; std::getline(in, line);) {
       const auto at = line.find(marker);
       if (at != std::string::npos) return line.substr(at + marker.size());

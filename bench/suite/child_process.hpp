@@ -62,8 +62,8 @@ struct CommandResult {
 CommandResult run_command(const std::vector<std::string>& argv, const std::string& input,
                           std::chrono::milliseconds timeout);
 
-// Polls `file` until a line containing `marker` appears; returns the rest of that line after the
-// marker. nullopt when `child` ended first or the timeout passed.
+// Polls `file` until a complete (newline-ended) line containing `marker` appears; returns the
+// rest of that line after the marker. nullopt when `child` ended first or the timeout passed.
 std::optional<std::string> wait_for_line(ChildProcess& child, const std::string& file, const std::string& marker,
                                          std::chrono::milliseconds timeout);
 
