@@ -241,7 +241,6 @@ void DatagramStreamer::flush(const std::function<double()>& rate, const std::fun
   }
   used_ = 0;
   batch_bytes_ = 0;
-  batch_limit_ = std::clamp<std::size_t>(static_cast<std::size_t>(r / 1000), layout_.datagram_bytes, 1u << 20);
   // The lane's own work for the batch (zstd included): the CPU time of building it and handing it
   // to the kernel. The waits are what a slower link costs, not work: the pacer's, and a kernel
   // that holds the send because the link behind it is full (a tc shaper, a 1 Gbit/s NIC: the
@@ -250,8 +249,14 @@ void DatagramStreamer::flush(const std::function<double()>& rate, const std::fun
   const auto sent = std::chrono::steady_clock::now();
   const double busy = thread_cpu_seconds() - batch_start_cpu_;
   governor_.on_batch(batch_pages_, busy, std::chrono::duration<double>(sent - batch_start_).count());
-  batch_pages_ = 0;
   between_batches();
+  start_batch(r);
+}
+
+// A batch holds about a millisecond of the rate; its clocks start here (wall and the lane's CPU).
+void DatagramStreamer::start_batch(double rate) {
+  batch_pages_ = 0;
+  batch_limit_ = std::clamp<std::size_t>(static_cast<std::size_t>(rate / 1000), layout_.datagram_bytes, 1u << 20);
   batch_start_ = std::chrono::steady_clock::now();
   batch_start_cpu_ = thread_cpu_seconds();
 }
@@ -264,10 +269,7 @@ DatagramStreamer::RoundResult DatagramStreamer::send_round(std::uint32_t round, 
   // The pacer sleeps between batches: a tight timer (10 us, not the default 50) keeps its bursts
   // near the 1 ms it plans. Per thread: this is the lane's.
   prctl(PR_SET_TIMERSLACK, 10'000UL);
-  batch_start_ = std::chrono::steady_clock::now();
-  batch_start_cpu_ = thread_cpu_seconds();
-  batch_pages_ = 0;
-  batch_limit_ = std::clamp<std::size_t>(static_cast<std::size_t>(rate() / 1000), layout_.datagram_bytes, 1u << 20);
+  start_batch(rate());
   // Room for one more page's datagrams must remain before a page is added.
   const std::size_t per_page = layout_.chunked() ? layout_.chunk_count + 1 : 1;
   pages.for_each_set([&](std::uint64_t p) {

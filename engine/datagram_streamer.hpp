@@ -94,6 +94,7 @@ class DatagramStreamer {
   void seal_record(std::uint64_t page, std::uint64_t hash, std::uint32_t round);
   Slot& open_slot();
   void flush(const std::function<double()>& rate, const std::function<void()>& between_batches);
+  void start_batch(double rate);
 
   DatagramChannel& ch_;
   DatagramLayout layout_;
