@@ -412,5 +412,40 @@ TEST(FeedbackTracker, AGapFilledLaterIsNotLost) {
   EXPECT_EQ(tr.datagrams_lost(), 10u);
 }
 
+// A receiver that catches up on its own socket backlog takes in faster than the path delivers. That
+// is not link capacity: in the veth lab with a 1 Gbit/s router queue, one such sample (6 MB drained
+// in 25 ms, read as 2.2 Gbit/s) held the link estimate above the link for the whole run, so the
+// pacer's own cut rate looked like a share of a busier link and it crawled alone at half the link.
+// The delivered rate is what arrived: what the receiver took less what came out of its backlog.
+TEST(FeedbackTracker, AReceiverCatchingUpOnItsBacklogIsNotAFasterLink) {
+  using namespace std::chrono;
+  const auto t0 = steady_clock::now();
+  FeedbackTracker tr;
+  Progress p{};
+  p.backlog_bytes = 6'000'000;  // a stall left 6 MB in the receiver's socket
+  tr.on_progress(p, 0, t0);
+  p.receiver_time_ns = 25'000'000;
+  p.datagrams = p.next_seq = 4000;
+  p.bytes = 7'000'000;          // it took 7 MB in 25 ms
+  p.backlog_bytes = 1'000'000;  // 5 MB of it from its own backlog
+  auto s = tr.on_progress(p, p.bytes, t0 + milliseconds(25));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_NEAR(s->delivered_rate, 2'000'000 / 0.025, 1) << "the backlog's drain was counted as arrivals";
+  EXPECT_NEAR(s->receiver_queue_s, 1'000'000 / (7'000'000 / 0.025), 1e-9) << "the backlog in time at the rate it takes";
+  // A backlog that grows adds nothing: it is counted in buffer memory, above the payload.
+  p.receiver_time_ns = 50'000'000;
+  p.datagrams = p.next_seq = 8000;
+  p.bytes = 10'000'000;
+  p.backlog_bytes = 4'000'000;
+  s = tr.on_progress(p, p.bytes, t0 + milliseconds(50));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_NEAR(s->delivered_rate, 3'000'000 / 0.025, 1);
+  // A report whose byte count went backwards (hostile, or broken) is no sample, not a wrapped rate.
+  p.receiver_time_ns = 75'000'000;
+  p.datagrams = p.next_seq = 12000;
+  p.bytes = 1'000;
+  EXPECT_FALSE(tr.on_progress(p, 0, t0 + milliseconds(75)).has_value());
+}
+
 }  // namespace
 }  // namespace hymig
