@@ -100,6 +100,7 @@ namespace {
 constexpr int kCutSpacing = 3;    // samples between two cuts: the last one must show in the reports first
 constexpr double kCutFactor = 0.8;
 constexpr double kContestedShare = 0.7;  // of the typical link: a queue while sending less = not alone
+constexpr std::size_t kTypicalSamples = 5;  // a median of fewer is one sample's say
 constexpr double kShareFloor = 0.25;  // of the long-term link: yield, but never starve
 constexpr double kLongLinkDecay = 0.9998;  // per sample: a half-life of ~3500 samples (over a minute)
 // While competing: grow as a TCP-friendly AIMD flow does. A flow that cuts by b on a loss and adds
@@ -220,11 +221,17 @@ void RateController::on_sample(const FeedbackSample& s) {
   const bool full = queued_streak_ >= 2 || excess_loss;
   // From measured samples only (the initial rate is a guess). For telling another flow's queue from
   // ours, the median of the recent ones: one sample can read high (a token bucket's burst, a report
-  // that came late), and a high estimate makes our own drain below it look like another flow.
-  std::array<double, 10> recent{};
-  std::copy(bw_window_.begin(), bw_window_.end(), recent.begin());
-  std::nth_element(recent.begin(), recent.begin() + bw_window_.size() / 2, recent.begin() + bw_window_.size());
-  typical_link_ = std::max(typical_link_ * kLongLinkDecay, recent[bw_window_.size() / 2]);
+  // that came late), and a high estimate makes our own drain below it look like another flow. Not
+  // of a window a cut has just emptied: the median of one or two samples is their maximum (one
+  // report of 1.2 Gbit/s on a 1 Gbit/s link, a burst from the receiver's softirq backlog, held it
+  // above the link for the run, and alone the pacer shared with no one at half the link).
+  typical_link_ *= kLongLinkDecay;
+  if (bw_window_.size() >= kTypicalSamples) {
+    std::array<double, 10> recent{};
+    std::copy(bw_window_.begin(), bw_window_.end(), recent.begin());
+    std::nth_element(recent.begin(), recent.begin() + bw_window_.size() / 2, recent.begin() + bw_window_.size());
+    typical_link_ = std::max(typical_link_, recent[bw_window_.size() / 2]);
+  }
   long_link_ = std::max(long_link_ * kLongLinkDecay, carried);
 
   switch (phase_) {

@@ -120,6 +120,26 @@ TEST(Pacer, ItsOwnQueueIsNotAnotherFlow) {
   EXPECT_GT(sum, 0.8e9);
 }
 
+// Right after a cut empties the link window, one report that reads above the link (a burst out of
+// the receiver's softirq backlog: 1.2 Gbit/s on a 1 Gbit/s router queue in the veth lab) must not
+// become the "typical" link: against it the pacer's own rate after the next cut looked like a
+// share of a busier link, and alone it crawled in phase share at half the link.
+TEST(Pacer, OneHighReportAfterACutIsNotTheTypicalLink) {
+  RateController rc(RateConfig{100 << 20});
+  double queue = 0;
+  double last = rc.rate();
+  double sum = 0;
+  for (int i = 0; i < 500; ++i) {
+    FeedbackSample s = link_sample(rc.rate(), 1e9, 0, queue);
+    if (rc.rate() < 0.9 * last) s.delivered_rate = 1.25e9;  // the sample after each cut reads high
+    last = rc.rate();
+    rc.on_sample(s);
+    ASSERT_STRNE(rc.phase(), "share") << "sample " << i;
+    if (i >= 400) sum += rc.rate() / 100;
+  }
+  EXPECT_GT(sum, 0.8e9);
+}
+
 // A receiver that stalls (cold memory, a busy host: seen on the veth lab at 1.9 GB of a 2 GiB
 // image) backs up into the path as well as into its own socket: the reports show its backlog and,
 // above it, some queueing delay on the path. That queue is the receiver's doing, not another
