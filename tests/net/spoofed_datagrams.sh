@@ -4,7 +4,9 @@
 # forgeries (right header, random payload and tag), several for every datagram of the stream
 # (tests/tools/test_peer.cpp spoof: AF_PACKET capture, raw IP injection; root needed). Asserts:
 # the migration commits, the image is byte-equal, and serve counted the injected datagrams as
-# replayed, bad-mac and future-round: none of them landed.
+# replayed, bad-mac and future-round: none of them landed. All of it runs in a network namespace of
+# its own: the spoofer copies whatever hymig datagrams cross its loopback, and on the host's loopback
+# that was once another test's migration running beside this one (ctest -j2: 1600 injected, 0 here).
 set -u -o pipefail
 HM_TEST_NAME=spoofed_datagrams
 source "$(dirname "$0")/../lib/common.sh"
@@ -14,12 +16,18 @@ hm_require_tools
 hm_deadline 240
 hm_tmpdir
 hm_store_setup
+ns=hymig-spoof-$$
+ip netns add "$ns" || hm_fail "ip netns add $ns"
+hm_on_exit "ip netns del $ns 2>/dev/null"
+ip netns exec "$ns" ip link set lo up || hm_fail "cannot bring up lo in $ns"
+HM_SERVE_PREFIX=(ip netns exec "$ns")
+HM_MIGRATE_PREFIX=(ip netns exec "$ns")
 hm_start_serve "$log" --listen 127.0.0.1:0 --store "$store" --timeout 10
 
 img=$HM_TMP/src/spoofed.bin
 "$HYMIG_TEST_WRITER" --create "$img" --size 64M --seed 5 2>/dev/null || hm_fail "create $img"
 hm_start_writer "$img" 2000
-"$HYMIG_TEST_PEER" spoof --seconds 60 --max 400 >"$HM_TMP/spoof.out" 2>&1 &
+ip netns exec "$ns" "$HYMIG_TEST_PEER" spoof --seconds 60 --max 400 >"$HM_TMP/spoof.out" 2>&1 &
 spoof_pid=$!
 hm_track_pid "$spoof_pid"
 hm_sleep 0.5
