@@ -65,7 +65,7 @@ std::optional<FeedbackSample> FeedbackTracker::on_progress(const Progress& p, st
   s.send_rate = sender_dt > 0 ? (sender_bytes_sent - base_sender_bytes_) / sender_dt : 0;
   s.qdelay_s = interval_min_owd_ns_ != INT64_MAX ? (interval_min_owd_ns_ - min_owd_ns_) * 1e-9 : 0;
   s.receiver_queue_s = taken > 0 ? static_cast<double>(p.backlog_bytes) * dt / taken : 0;
-  s.datagram_bytes = got ? static_cast<double>(p.bytes - base_.bytes) / static_cast<double>(got) : 0;
+  s.datagram_bytes = got ? taken / static_cast<double>(got) : 0;
   s.rtt_s = srtt_s_;
 
   base_ = p;
