@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli/command.hpp"
+#include "cli/pacer_trace.hpp"
 #include "cli/progress_line.hpp"
 #include "core/error.hpp"
 #include "core/socket_address.hpp"
@@ -79,6 +80,8 @@ int exit_code(const MigrationReport& r) {
 
 int run_migrate(const std::vector<std::string>& args) {
   po::options_description desc("options");
+  // One option a line reads as a table.
+  // clang-format off
   desc.add_options()
       ("image", po::value<std::string>(), "what to migrate (see IMAGE SPECS below); this or --domain")
       ("domain", po::value<std::string>(), "a running libvirt domain to migrate live (see LIBVIRT DOMAINS below)")
@@ -100,8 +103,10 @@ int run_migrate(const std::vector<std::string>& args) {
       ("timeout", po::value<double>()->default_value(10.0), "seconds the destination may stay silent before the migration fails")
       ("verify", po::value<std::string>()->default_value("full"), "full: both sides rehash the whole paused image; fast: use the hashes taken as pages moved")
       ("report", po::value<std::string>()->default_value("text"), "report on stdout: text, json or none")
+      ("trace-pacer", po::value<std::string>(), "append one CSV line per feedback sample to FILE: what the destination reported and the pacer's rate, phase and link estimates (diagnosing a slow or unfair rate; columns in docs/protocol.md, \"Pacing\")")
       ("progress", po::value<std::string>()->default_value("auto"), "live progress on stderr: auto (a line, on a terminal), on, off, or json (one object per line, ~5 a second)")
       ("encrypt", po::value<std::string>()->default_value("on"), "on: the page stream is encrypted and authenticated (AES-GCM); off: authenticated only, pages in clear (exists to measure what encryption costs; control messages stay encrypted)");
+  // clang-format on
   add_key_options(desc);
   po::variables_map vm;
   if (!parse_options(
@@ -142,6 +147,15 @@ int run_migrate(const std::vector<std::string>& args) {
   if (progress != "auto" && progress != "on" && progress != "off" && progress != "json")
     throw Error(ErrorKind::usage, "--progress must be auto, on, off or json");
   const auto timeout = timeout_option(vm, "timeout");
+  // Opened before anything starts: a trace that cannot be written fails the command, not the session.
+  std::optional<PacerTrace> trace;
+  if (vm.count("trace-pacer")) {
+    try {
+      trace.emplace(vm["trace-pacer"].as<std::string>());
+    } catch (const Error& e) {
+      throw Error(ErrorKind::usage, e.what());
+    }
+  }
   if (vm["max-rounds"].as<unsigned>() == 0) throw Error(ErrorKind::usage, "--max-rounds must be at least 1");
 
   Preferences prefs;
@@ -257,6 +271,10 @@ int run_migrate(const std::vector<std::string>& args) {
                     : terminal         ? ProgressLine::Mode::terminal
                                        : ProgressLine::Mode::off);
   opts.on_progress = [&](const LiveProgress& p) { line.show(p); };
+  if (trace)
+    opts.on_pacer_sample = [&](std::uint32_t round, const FeedbackSample& s, const PacerState& st) {
+      trace->add(round, s, st);
+    };
   opts.cancel = &cancel;
 
   MigrationReport report = run_source(rel, backends.datagrams, *image, opts);
@@ -264,6 +282,13 @@ int run_migrate(const std::vector<std::string>& args) {
   report.cpu_user_s = cpu_end.user_s - cpu_start.user_s;
   report.cpu_system_s = cpu_end.system_s - cpu_start.system_s;
   line.clear();
+  if (trace) {
+    try {
+      trace->close();
+    } catch (const Error& e) {
+      std::cerr << "hymig migrate: warning: " << e.what() << "\n";
+    }
+  }
   report.plan = to_json(plan);
   if (!report.committed()) std::cerr << "hymig migrate: error: " << report.error << "\n";
   if (!report.cleanup_error.empty())

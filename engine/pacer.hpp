@@ -62,6 +62,17 @@ struct RateConfig {
   double qdelay_target_s = 0.005;
 };
 
+// What the controller believes after a sample: the trace (`hymig migrate --trace-pacer`) shows it.
+struct PacerState {
+  const char* phase = "";
+  double rate = 0;          // bytes/s it now sends at
+  double random_loss = 0;   // the loss floor it reads as random
+  double link = 0;          // the recent samples' largest carried rate
+  double long_link = 0;     // the same, forgotten slowly
+  double typical_link = 0;  // the recent samples' median, forgotten slowly
+  int foreign_samples = 0;  // of the last 16, those with another flow's queue
+};
+
 class RateController {
  public:
   explicit RateController(const RateConfig& cfg);
@@ -69,6 +80,7 @@ class RateController {
   double rate() const { return rate_; }
   double random_loss() const { return base_loss_; }
   const char* phase() const;
+  PacerState state() const;
   bool starting() const { return !cfg_.fixed && phase_ == Phase::startup; }
   bool competing() const { return queued_streak_ >= kStandingQueue; }
   bool sharing() const { return contested_ > 0; }
@@ -102,6 +114,7 @@ class RateController {
   int contested_ = 0;
   bool drained_once_ = false;           // a cruise sample without a queue was seen
   std::uint16_t foreign_samples_ = 0;  // of the last 16 samples, those with another flow's signs
+  std::uint8_t receiver_samples_ = 0;  // of the last 8 samples, those with the receiver's backlog above target
   double friendly_step(const FeedbackSample& s) const;
   std::deque<double> drain_losses_;  // losses of the last samples sent at the drain gain (0.85)
   double last_gain_ = 1;             // the gain the rate of the sample now arriving was set with

@@ -238,6 +238,7 @@ class SourceRun {
         check_progress(p);
         if (auto s = tracker_.on_progress(p, bulk_bytes_sent(), Clock::now(), pacer_.starting())) {
           pacer_.on_sample(*s);
+          if (opts_.on_pacer_sample) opts_.on_pacer_sample(live_.round, *s, pacer_.state());
           live_.loss = s->loss;
           live_.qdelay_s = s->qdelay_s;
         }

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/pacer.hpp"
 #include "engine/report.hpp"
 #include "images/image.hpp"
 #include "protocol/page_compressor.hpp"
@@ -55,6 +56,8 @@ struct SourceOptions {
   std::chrono::milliseconds peer_timeout{10000};
   VerifyMode verify = VerifyMode::full;   // full: both sides rehash the whole image at the end
   std::function<void(const LiveProgress&)> on_progress;  // ~5 times a second
+  // Each feedback sample and what the pacer made of it (every 10-200 ms): --trace-pacer.
+  std::function<void(std::uint32_t round, const FeedbackSample&, const PacerState&)> on_pacer_sample;
   // rdma_rc: after notify/ready the session moves from the connection it started on to the channel
   // connect_reliable returns for the destination's ready.reliable_endpoint (a raw channel: the
   // engine seals it with the session's "rc" keys and answers the destination's bind challenge).
