@@ -116,6 +116,7 @@ class RateController {
   std::uint16_t foreign_samples_ = 0;  // of the last 16 samples, those with another flow's signs
   std::uint8_t receiver_samples_ = 0;  // of the last 8 samples, those with the receiver's backlog above target
   double friendly_step(const FeedbackSample& s) const;
+  double friendly_growth(const FeedbackSample& s, double carried) const;
   std::deque<double> drain_losses_;  // losses of the last samples sent at the drain gain (0.85)
   double last_gain_ = 1;             // the gain the rate of the sample now arriving was set with
   // The largest carried rate, forgotten slowly (half-life over a minute): what the path gave

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <iostream>
 #include <sstream>
 
@@ -76,6 +77,7 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
       ("shared-rate", po::value<std::string>(), "the shared link's rate (default 1gbit), a tbf on the sender's way out; external:RATE names a bottleneck the caller set up elsewhere (a middle namespace: bench/run-suite.sh) and adds none")
       ("shared-loss", po::value<std::string>(), "loss levels for the shared-link scenario (default 0,1)")
       ("shared-size", po::value<std::string>(), "image hymig migrates in the shared-link scenario (default 512M)")
+      ("shared-cc", po::value<std::string>(), "the congestion control of the iperf3 flow on the shared link (iperf3 -C): cubic (default: Linux's default, what a Debian node runs), bbr, reno..., or default = this kernel's net.ipv4.tcp_congestion_control")
       ("peer-cap-seconds", po::value<double>(), "stop a baseline or peer after this long and report its rate (default 8; 0 = never)")
       ("run-timeout", po::value<unsigned>(), "seconds one run may take before it counts as failed (default 180)")
       ("out", po::value<std::string>(), "output directory for results.csv, results.json, summary.csv, plots and report.md (default hymig-bench-out)")
@@ -150,6 +152,16 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
   o.shared_link = vm["shared-link"].as<bool>();
   if (vm.count("shared-rate")) o.shared_rate = vm["shared-rate"].as<std::string>();
   if (vm.count("shared-size")) o.shared_size = parse_size(vm["shared-size"].as<std::string>(), "--shared-size");
+  if (vm.count("shared-cc")) {
+    const std::string cc = vm["shared-cc"].as<std::string>();
+    const bool name = !cc.empty() && cc.size() <= 16 && std::all_of(cc.begin(), cc.end(), [](unsigned char c) {
+      return std::islower(c) || std::isdigit(c) || c == '_';
+    });
+    if (!name)
+      throw Error(ErrorKind::usage,
+                  "--shared-cc must name a TCP congestion control (cubic, bbr, reno...) or be default");
+    o.shared_cc = cc == "default" ? "" : cc;
+  }
   if (vm.count("peer-cap-seconds")) o.peer_cap_seconds = vm["peer-cap-seconds"].as<double>();
   if (o.peer_cap_seconds < 0) throw Error(ErrorKind::usage, "--peer-cap-seconds must be 0 or positive");
   if (vm.count("run-timeout")) o.run_timeout_seconds = vm["run-timeout"].as<unsigned>();

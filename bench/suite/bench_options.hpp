@@ -23,6 +23,7 @@ struct BenchOptions {
   std::string bind_host;                      // "" = pick (loopback when both ranks share a host)
   bool shared_link = false;
   std::string shared_rate = "1gbit";
+  std::string shared_cc = "cubic";  // the iperf3 flow's congestion control (iperf3 -C)
   std::vector<unsigned> shared_losses{0, 1};
   std::uint64_t shared_size = 512ull << 20;
   double shared_seconds = 14;

@@ -212,6 +212,7 @@ int run(MpiWorld& world, int argc, char** argv) {
       std::cout << fmt::format("  {:.3f} Gbit/s  {:.2f} s", r.m.gbps(), r.m.seconds);
       if (r.m.downtime_ms >= 0) std::cout << fmt::format("  downtime {:.0f} ms  rounds {}", r.m.downtime_ms, r.m.rounds);
       if (r.m.capped) std::cout << "  (capped)";
+      if (!r.m.note.empty()) std::cout << "  " << r.m.note;
     } else {
       std::cout << "  " << r.m.note;
     }
@@ -281,6 +282,7 @@ int run(MpiWorld& world, int argc, char** argv) {
       shape(loss, o.shared_rate);
       RunSpec spec = base;
       spec.cell = {"shared", o.shared_size, 0, loss, 0};
+      spec.tcp_congestion = o.shared_cc;
       for (auto& r : run_shared_link(world, tools, spec, o.shared_seconds, pair)) {
         mine.push_back(r);
         log(r);
@@ -322,8 +324,9 @@ int run(MpiWorld& world, int argc, char** argv) {
       {"reps", o.reps},
       {"peer_cap_seconds", o.peer_cap_seconds},
       {"shared_rate", o.shared_rate},
+      {"shared_cc", o.shared_cc},
       {"tools", tools.to_json()}};
-  const auto headlines = headline_ratios(rows, records, o.shared_rate);
+  const auto headlines = headline_ratios(rows, records, o.shared_rate, o.shared_cc);
   std::vector<std::string> plots;
   if (o.plots) {
     std::string problem;

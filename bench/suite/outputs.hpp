@@ -12,13 +12,14 @@
 
 namespace hymig::bench {
 
-// "1gbit tbf on the sender", "1gbit tbf in a middle namespace" (--shared-rate external:1gbit).
-std::string shared_link_label(const std::string& rate);
+// "1gbit tbf on the sender, iperf3 cubic", "1gbit tbf in a middle namespace, ..." (--shared-rate
+// external:1gbit).
+std::string shared_link_label(const std::string& rate, const std::string& cc);
 
 // The headline ratios: hymig against the raw TCP stream, each transport under loss against its
 // own lossless figure, and the shares on the shared link. Entries are {"what", "value", "detail"}.
 nlohmann::json headline_ratios(const std::vector<SummaryRow>& rows, const std::vector<Record>& records,
-                               const std::string& shared_rate);
+                               const std::string& shared_rate, const std::string& shared_cc);
 
 void write_csv(const std::string& dir, const std::vector<Record>& records, const std::vector<SummaryRow>& rows);
 void write_json(const std::string& dir, const nlohmann::json& meta, const std::vector<Record>& records,

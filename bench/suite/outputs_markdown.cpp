@@ -80,7 +80,8 @@ void write_markdown(const std::string& dir, const nlohmann::json& meta, const st
   bool shared = false;
   for (const auto& r : rows) shared |= r.scenario == "shared-link";
   if (shared) {
-    f << "\n### Shared link (" << shared_link_label(meta.value("shared_rate", "")) << ")\n\n"
+    f << "\n### Shared link (" << shared_link_label(meta.value("shared_rate", ""), meta.value("shared_cc", ""))
+      << ")\n\n"
          "| flow | loss % | Gbit/s (whole run) | runs | note |\n|---|---|---|---|---|\n";
     for (const auto& r : rows)
       if (r.scenario == "shared-link")

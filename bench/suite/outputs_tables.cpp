@@ -33,13 +33,14 @@ double rate_between(const std::vector<std::pair<double, double>>& s, double from
 
 }  // namespace
 
-std::string shared_link_label(const std::string& rate) {
-  if (rate.rfind("external:", 0) == 0) return rate.substr(9) + " tbf in a middle namespace";
-  return rate + " tbf on the sender";
+std::string shared_link_label(const std::string& rate, const std::string& cc) {
+  const std::string with = cc.empty() ? "" : ", iperf3 " + cc;
+  if (rate.rfind("external:", 0) == 0) return rate.substr(9) + " tbf in a middle namespace" + with;
+  return rate + " tbf on the sender" + with;
 }
 
 nlohmann::json headline_ratios(const std::vector<SummaryRow>& rows, const std::vector<Record>& records,
-                               const std::string& shared_rate) {
+                               const std::string& shared_rate, const std::string& shared_cc) {
   nlohmann::json out = nlohmann::json::array();
   auto add = [&](std::string what, double v, std::string detail) {
     out.push_back({{"what", std::move(what)}, {"value", v}, {"detail", std::move(detail)}});
@@ -96,7 +97,8 @@ nlohmann::json headline_ratios(const std::vector<SummaryRow>& rows, const std::v
           other.cell.loss == rec.cell.loss && other.cell.rep == rec.cell.rep && !other.m.series.empty()) {
         const double h = rate_between(rec.m.series, from, to), i = rate_between(other.m.series, from, to);
         if (h + i <= 0) continue;
-        add(fmt::format("shared link ({}) at {} % loss: hymig's share", shared_link_label(shared_rate), rec.cell.loss),
+        add(fmt::format("shared link ({}) at {} % loss: hymig's share", shared_link_label(shared_rate, shared_cc),
+                        rec.cell.loss),
             h / (h + i),
             fmt::format("hymig {:.0f} Mbit/s, iperf3 {:.0f} Mbit/s while both ran", h * 8 / 1e6, i * 8 / 1e6));
       }

@@ -32,6 +32,7 @@ struct RunSpec {
   std::string extra_hymig_args;  // space-separated, appended to `hymig migrate`
   std::string key_file;          // the cluster key both hymig commands use (--key-file)
   double compressible = 0;       // hymig's synthetic image: this share of each page compresses
+  std::string tcp_congestion;    // iperf3: the flow's congestion control (-C), "" = the kernel's default
 };
 
 class Peer {

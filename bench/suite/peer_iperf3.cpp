@@ -1,6 +1,6 @@
-// iperf3 (TCP, the kernel's default congestion control) as a peer: `iperf3 -s -1` on the receiver
-// rank, `iperf3 -c -n SIZE -J` on the sender. A run past the cap is interrupted (SIGINT makes
-// iperf3 print its JSON with what the sender moved so far).
+// iperf3 (TCP: the kernel's default congestion control, or RunSpec::tcp_congestion) as a peer: `iperf3 -s -1` on the
+// receiver rank, `iperf3 -c -n SIZE -J` on the sender. A run past the cap is interrupted (SIGINT makes iperf3 print its
+// JSON with what the sender moved so far).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -58,6 +58,7 @@ class Iperf3Peer final : public Peer {
       argv.insert(argv.end(), {"-n", std::to_string(spec.cell.size)});
     }
     if (spec.series) argv.insert(argv.end(), {"-i", "0.5"});
+    if (!spec.tcp_congestion.empty()) argv.insert(argv.end(), {"-C", spec.tcp_congestion});
     const std::string base = spec.work_dir + "/iperf3-client";
     const double t0 = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     ChildProcess client(argv, base + ".out", base + ".err");
@@ -87,6 +88,9 @@ class Iperf3Peer final : public Peer {
     m.bytes = sum.value("bytes", std::uint64_t{0});
     m.seconds = sum.value("seconds", 0.0);
     m.wire_bytes = m.bytes;
+    // Which congestion control the flow ran: what a share against it means depends on it.
+    if (end.contains("sender_tcp_congestion") && end["sender_tcp_congestion"].is_string())
+      m.note = "TCP " + end["sender_tcp_congestion"].get<std::string>();
     // iperf3's own figures: each side's CPU utilisation (user + system, % of one CPU) over the run.
     if (end.contains("cpu_utilization_percent")) {
       const auto& cpu = end["cpu_utilization_percent"];

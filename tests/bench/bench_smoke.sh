@@ -20,7 +20,7 @@ if [ "${1:-}" = netns ]; then
   netlab_up 1500
   # A smaller matrix than --quick's: the point is the placement, the loss rules and the shared link.
   args+=(--netns "$NETLAB_NS_SRC,$NETLAB_NS_DST" --loss 0,5 --dirty-rates 0 --reps 1 --sizes 128M
-    --shared-link --shared-loss 1 --shared-size 128M)
+    --shared-link --shared-loss 1 --shared-size 128M --shared-cc reno)
 fi
 hm_deadline 900
 hm_log "mpirun -np 2 hymig-bench ${args[*]}"
@@ -63,6 +63,9 @@ if [ "${1:-}" = netns ]; then
   hm_assert_json "$out/results.json" '[.runs[] | select(.scenario == "shared-link" and .transport == "hymig-shared" and .status == "ok")] | length == 1'
   hm_assert_json "$out/results.json" '[.runs[] | select(.scenario == "shared-link" and .transport == "iperf3-shared") | .series | length > 2] | all'
   [ -s "$out/shared_link_loss1.png" ] || hm_fail "no shared-link plot"
+  # The competing flow ran the congestion control asked for, and the report says which.
+  hm_assert_json "$out/results.json" '[.runs[] | select(.scenario == "shared-link" and (.transport | startswith("iperf3"))) | .note == "TCP reno"] | all and length == 2'
+  grep -q 'iperf3 reno' "$out/report.md" || hm_fail "report.md does not name the competing flow's congestion control"
   # The rules are gone again: nothing left in the receiving namespace.
   ip netns exec "$NETLAB_NS_DST" nft list tables | grep -q hymig_bench && hm_fail "the loss table was left behind"
 fi

@@ -225,6 +225,34 @@ TEST(Pacer, AnOverloadedReceiverHostIsNotAnotherFlow) {
   EXPECT_GT(best, 0.7e9) << "still " << rc.phase() << " at " << rc.rate() / 1e6 << " MB/s";
 }
 
+// A TCP CUBIC flow growing the shared queue and not yet filling it: no loss, our bytes arriving a
+// little slower than we send them (the queue takes the rest). The pacer yields, but following the
+// delivered rate down each sample ratcheted it from 180 to 28 Mbit/s on a 1 Gbit/s router queue
+// without one loss; it must hold at least the floor its cuts stop at (a quarter of the link it had).
+TEST(Pacer, AGrowingSharedQueueWithoutLossDoesNotRatchetTheRateDown) {
+  RateController rc(RateConfig{100 << 20});
+  double queue = 0;
+  for (int i = 0; i < 200; ++i) rc.on_sample(link_sample(rc.rate(), 1e9, 0, queue));
+  ASSERT_GT(rc.rate(), 0.7e9);
+  std::mt19937_64 rng(11);
+  double q = 0.01;
+  for (int i = 0; i < 400; ++i) {  // 8 s of a queue growing from 10 to 40 ms
+    FeedbackSample s;
+    s.interval_s = 0.02;
+    s.send_rate = rc.rate();
+    s.delivered_rate = rc.rate() * std::uniform_real_distribution<>(0.8, 0.95)(rng);
+    s.datagrams = std::max(64.0, s.send_rate * s.interval_s / 1472);
+    s.datagram_bytes = 1472;
+    q += 0.03 / 400;
+    s.qdelay_s = q;
+    s.rtt_s = 0.001 + q;
+    rc.on_sample(s);
+    ASSERT_GE(rc.rate(), 0.24e9) << "sample " << i << " in phase " << rc.phase();
+  }
+  const std::string phase = rc.phase();
+  EXPECT_TRUE(phase == "share" || phase == "compete") << phase;
+}
+
 // A TCP CUBIC flow (RFC 9438: W(t) = C (t - K)^3 + W_max, its Reno-friendly region, beta 0.7, one
 // reduction per round trip) sharing a 1 Gbit/s link with hymig through a 50 ms tail-drop queue, as
 // the bench's tc tbf does. Both see the same round trip (1 ms plus the queue). The long-run shares
