@@ -15,7 +15,8 @@ double unix_now() { return std::chrono::duration<double>(std::chrono::system_clo
 PacerTrace::PacerTrace(const std::string& path) : path_(path), start_unix_(unix_now()) {
   file_.reset(std::fopen(path.c_str(), "a"));
   if (!file_) throw Error(ErrorKind::io, "--trace-pacer " + path + ": " + std::strerror(errno));
-  if (std::ftell(file_.get()) == 0)
+  // Where an appending stream starts is not fixed before its first write: ask for the end.
+  if (std::fseek(file_.get(), 0, SEEK_END) == 0 && std::ftell(file_.get()) == 0)
     std::fputs(
         "start,t_s,round,phase,rate_mbps,send_mbps,delivered_mbps,loss,random_loss,qdelay_ms,receiver_queue_ms,"
         "rtt_ms,datagrams,link_mbps,long_link_mbps,typical_link_mbps,foreign_of_16\n",
