@@ -42,6 +42,23 @@ FeedbackSample link_sample(double rate, double capacity, double p, double& queue
   return s;
 }
 
+// 4 s alone on a clean link of `capacity`: long enough to have found it.
+void settle_alone(RateController& rc, double capacity) {
+  double queue = 0;
+  for (int i = 0; i < 200; ++i) rc.on_sample(link_sample(rc.rate(), capacity, 0, queue));
+}
+
+// The highest rate set in 1.2 s alone on a clean link of `capacity`, its queue empty: back near the
+// link after a disturbance, or not.
+double best_rate_after(RateController& rc, double capacity) {
+  double queue = 0, best = 0;
+  for (int i = 0; i < 60; ++i) {
+    rc.on_sample(link_sample(rc.rate(), capacity, 0, queue));
+    best = std::max(best, rc.rate());
+  }
+  return best;
+}
+
 class PacerUnderRandomLoss : public ::testing::TestWithParam<double> {};
 
 TEST_P(PacerUnderRandomLoss, SettlesNearCapacityWithoutCollapse) {
@@ -147,8 +164,7 @@ TEST(Pacer, OneHighReportAfterACutIsNotTheTypicalLink) {
 // crawl as a TCP-friendly share for seconds (measured before this rule: ~80 MB/s for 4 s).
 TEST(Pacer, AReceiverStallThatBacksUpIntoThePathIsNotAnotherFlow) {
   RateController rc(RateConfig{100 << 20});
-  double queue = 0;
-  for (int i = 0; i < 200; ++i) rc.on_sample(link_sample(rc.rate(), 1e9, 0, queue));
+  settle_alone(rc, 1e9);
   ASSERT_GT(rc.rate(), 0.7e9);
   std::mt19937_64 rng(3);
   for (int i = 0; i < 100; ++i) {  // 2 s in which the receiver takes 0.2 GB/s
@@ -164,13 +180,7 @@ TEST(Pacer, AReceiverStallThatBacksUpIntoThePathIsNotAnotherFlow) {
     rc.on_sample(s);
     ASSERT_STRNE(rc.phase(), "share") << "stall sample " << i;
   }
-  double best = 0;
-  queue = 0;
-  for (int i = 0; i < 60; ++i) {  // 1.2 s after it
-    rc.on_sample(link_sample(rc.rate(), 1e9, 0, queue));
-    best = std::max(best, rc.rate());
-  }
-  EXPECT_GT(best, 0.7e9) << "still " << rc.phase() << " at " << rc.rate() / 1e6 << " MB/s";
+  EXPECT_GT(best_rate_after(rc, 1e9), 0.7e9) << "still " << rc.phase() << " at " << rc.rate() / 1e6 << " MB/s";
 }
 
 // A receiver host that cannot keep up for seconds (both ends of the veth lab on 2 busy cores), as
@@ -181,8 +191,7 @@ TEST(Pacer, AReceiverStallThatBacksUpIntoThePathIsNotAnotherFlow) {
 // 2.9 Gbit/s against 5.1 in the runs beside it.
 TEST(Pacer, AnOverloadedReceiverHostIsNotAnotherFlow) {
   RateController rc(RateConfig{100 << 20});
-  double queue = 0;
-  for (int i = 0; i < 200; ++i) rc.on_sample(link_sample(rc.rate(), 1e9, 0, queue));
+  settle_alone(rc, 1e9);
   ASSERT_GT(rc.rate(), 0.7e9);
   const double takes = 0.35e9;     // what the overloaded receiver host takes
   for (int i = 0; i < 150; ++i) {  // 3 s
@@ -216,13 +225,7 @@ TEST(Pacer, AnOverloadedReceiverHostIsNotAnotherFlow) {
     rc.on_sample(s);
     ASSERT_STRNE(rc.phase(), "share") << "sample " << i << " of the overloaded stretch";
   }
-  double best = 0;
-  queue = 0;
-  for (int i = 0; i < 60; ++i) {  // 1.2 s after it
-    rc.on_sample(link_sample(rc.rate(), 1e9, 0, queue));
-    best = std::max(best, rc.rate());
-  }
-  EXPECT_GT(best, 0.7e9) << "still " << rc.phase() << " at " << rc.rate() / 1e6 << " MB/s";
+  EXPECT_GT(best_rate_after(rc, 1e9), 0.7e9) << "still " << rc.phase() << " at " << rc.rate() / 1e6 << " MB/s";
 }
 
 // A TCP CUBIC flow growing the shared queue and not yet filling it: no loss, our bytes arriving a
@@ -231,8 +234,7 @@ TEST(Pacer, AnOverloadedReceiverHostIsNotAnotherFlow) {
 // without one loss; it must hold at least the floor its cuts stop at (a quarter of the link it had).
 TEST(Pacer, AGrowingSharedQueueWithoutLossDoesNotRatchetTheRateDown) {
   RateController rc(RateConfig{100 << 20});
-  double queue = 0;
-  for (int i = 0; i < 200; ++i) rc.on_sample(link_sample(rc.rate(), 1e9, 0, queue));
+  settle_alone(rc, 1e9);
   ASSERT_GT(rc.rate(), 0.7e9);
   std::mt19937_64 rng(11);
   double q = 0.01;
