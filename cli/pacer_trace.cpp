@@ -1,18 +1,14 @@
 #include "cli/pacer_trace.hpp"
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 
 namespace hymig::cli {
 
-namespace {
-double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
-}  // namespace
-
-PacerTrace::PacerTrace(const std::string& path) : path_(path), start_unix_(unix_now()) {
+PacerTrace::PacerTrace(const std::string& path) : path_(path), start_unix_(unix_seconds()) {
   file_.reset(std::fopen(path.c_str(), "a"));
   if (!file_) throw Error(ErrorKind::io, "--trace-pacer " + path + ": " + std::strerror(errno));
   // Where an appending stream starts is not fixed before its first write: ask for the end.
@@ -27,7 +23,7 @@ void PacerTrace::add(std::uint32_t round, const FeedbackSample& s, const PacerSt
   if (!file_) return;
   constexpr double mbps = 8e-6;  // bytes/s -> Mbit/s
   std::fprintf(file_.get(), "%.3f,%.4f,%u,%s,%.1f,%.1f,%.1f,%.5f,%.5f,%.3f,%.3f,%.3f,%.0f,%.1f,%.1f,%.1f,%d\n",
-               start_unix_, unix_now() - start_unix_, round, st.phase, st.rate * mbps, s.send_rate * mbps,
+               start_unix_, unix_seconds() - start_unix_, round, st.phase, st.rate * mbps, s.send_rate * mbps,
                s.delivered_rate * mbps, s.loss, st.random_loss, s.qdelay_s * 1e3, s.receiver_queue_s * 1e3,
                s.rtt_s * 1e3, s.datagrams, st.link * mbps, st.long_link * mbps, st.typical_link * mbps,
                st.foreign_samples);

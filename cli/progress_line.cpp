@@ -1,10 +1,11 @@
 #include "cli/progress_line.hpp"
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
+
+#include "core/clock.hpp"
 
 namespace hymig::cli {
 
@@ -12,7 +13,7 @@ void ProgressLine::show(const LiveProgress& p) {
   if (mode_ == Mode::off) return;
   if (mode_ == Mode::json) {
     // Wall-clock time, so lines from two hosts (or from iperf3 beside us) can be put on one axis.
-    const double t = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const double t = unix_seconds();
     // Rounded where more digits would be noise: ms, whole bytes/s, 10 µs of queueing delay.
     const auto round_to = [](double v, double unit) { return std::round(v / unit) * unit; };
     const nlohmann::json line = {{"progress",

@@ -11,6 +11,7 @@
 
 #include "bench/suite/child_process.hpp"
 #include "bench/suite/peer.hpp"
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/socket_address.hpp"
 #include "core/unique_fd.hpp"
@@ -60,7 +61,7 @@ class Iperf3Peer final : public Peer {
     if (spec.series) argv.insert(argv.end(), {"-i", "0.5"});
     if (!spec.tcp_congestion.empty()) argv.insert(argv.end(), {"-C", spec.tcp_congestion});
     const std::string base = spec.work_dir + "/iperf3-client";
-    const double t0 = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const double t0 = unix_seconds();
     ChildProcess client(argv, base + ".out", base + ".err");
     // A capped run is interrupted at the cap (iperf3 then prints what it sent); any other run
     // gets the whole run timeout and is killed past it.
