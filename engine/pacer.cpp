@@ -116,13 +116,14 @@ constexpr double kContestedShare = 0.7;  // of the typical link: a queue while s
 constexpr double kThroughShare = 0.25;   // of what we sent, delivered: a shared queue lets our share through
 constexpr std::size_t kTypicalSamples = 5;  // a median of fewer is one sample's say
 constexpr double kShareFloor = 0.25;  // of the long-term link: yield, but never starve
+constexpr double kLongLossCredit = 1.25;   // at most this much random loss is added back into it
 constexpr double kLongLinkDecay = 0.9998;  // per sample: a half-life of ~3500 samples (over a minute)
-// While competing: grow as a TCP-friendly AIMD flow does. A flow that cuts by b on a loss and adds
-// a datagrams per round trip gets a Reno flow's share when a = 3b / (2 - b) (Floyd, Handley and
-// Padhye, "A comparison of equation-based and AIMD congestion control", 2000): b = 0.2 -> 1/3.
-constexpr double kFriendlyStep = 3 * (1 - kCutFactor) / (1 + kCutFactor);
-constexpr double kFallbackStep = 0.003;  // of the peak link per sample, when no round trip is known
+constexpr double kFallbackStep = 0.003;    // of the long-term link per sample, competing with no round trip known
 constexpr double kReceiverPace = 0.9;    // of what a receiver that falls behind took in the sample
+constexpr double kContendProbe = 1.05;   // per sample, from the start of competing to the first loss
+constexpr double kCubicC = 0.4;          // RFC 9438's C, packets per second cubed
+constexpr double kCubicBeta = 0.7;       // and its multiplicative decrease
+constexpr double kCubicAlpha = 3 * (1 - kCubicBeta) / (1 + kCubicBeta);  // its Reno-friendly step
 }  // namespace
 
 // The path is full (a queue of ours or another flow's, or loss above the random floor): cut the
@@ -138,27 +139,47 @@ void RateController::yield_to_congestion(double carried) {
   since_cut_ = 0;
 }
 
-// a datagrams per round trip, every round trip: a / rtt^2 bytes/s per second (at most the old
-// fixed step, for round trips of microseconds).
-double RateController::friendly_step(const FeedbackSample& s) const {
-  const double fixed = kFallbackStep * long_link_;
-  if (s.rtt_s <= 0 || s.datagram_bytes <= 0) return fixed;
-  return std::min(fixed, kFriendlyStep * s.datagram_bytes * s.interval_s / (s.rtt_s * s.rtt_s));
+// Competing before a round trip is known: an additive step from no more than what we could send (a
+// sender that cannot fill its rate must not grow it), and never below the floor cuts stop at. Not
+// from what was delivered: while another flow grows the shared queue, our bytes arrive slower than
+// we send them, and following them down ratcheted a migration against one TCP CUBIC flow from 180
+// to 28 Mbit/s on a 1 Gbit/s link without a single loss (the queue had not even filled).
+double RateController::fallback_growth(const FeedbackSample& s) const {
+  const double sendable = 1.1 * s.send_rate;
+  return std::max(kShareFloor * long_link_, std::min(rate_, sendable) + kFallbackStep * long_link_);
 }
 
-// The additive step, from no more than what we could send (a sender that cannot fill its rate must
-// not grow it), and never below the floor cuts stop at. Not from what was delivered: while another
-// flow grows the shared queue, our bytes arrive slower than we send them, and following them down
-// ratcheted a migration against one TCP CUBIC flow from 180 to 28 Mbit/s on a 1 Gbit/s link
-// without a single loss (the queue had not even filled).
-double RateController::friendly_growth(const FeedbackSample& s, double carried) const {
-  const double sendable = 1.1 * std::max(carried, s.send_rate);
-  return std::max(kShareFloor * long_link_, std::min(rate_, sendable) + friendly_step(s));
+// A CUBIC epoch: W(t) = C (t - K)^3 + W_max in datagrams (RFC 9438), from a cut (or from the
+// start of competing) at `rate_now` after `rate_max`.
+void RateController::begin_epoch(double rate_max, double rate_now, const FeedbackSample& s) {
+  cubic_ = CubicEpoch{};
+  if (s.datagram_bytes <= 0 || s.rtt_s <= 0) return;
+  const double per_datagram = s.datagram_bytes / s.rtt_s;  // bytes/s one datagram in flight carries
+  const double w_now = rate_now / per_datagram;
+  cubic_.w_max = std::max(rate_max, rate_now) / per_datagram;
+  cubic_.k = std::cbrt((cubic_.w_max - w_now) / kCubicC);
+  cubic_.reno = w_now;
+  cubic_.rtt = s.rtt_s;
+}
+
+// The epoch's window over this sample's round trip: a window-limited flow's rate falls as the queue
+// grows and rises as it drains, and so does ours.
+double RateController::cubic_rate(const FeedbackSample& s) {
+  if (cubic_.w_max <= 0) begin_epoch(rate_, rate_, s);  // competing began before a round trip was known
+  if (cubic_.w_max <= 0 || s.datagram_bytes <= 0 || s.rtt_s <= 0) return fallback_growth(s);
+  cubic_.t += s.interval_s;
+  cubic_.reno += kCubicAlpha * s.interval_s / s.rtt_s;
+  const double w = std::max(cubic_.reno, cubic_.w_max + kCubicC * std::pow(cubic_.t - cubic_.k, 3));
+  // Never more than a quarter above what we sent: a sender that cannot fill its rate does not grow it.
+  const double sendable = std::max(1.25 * s.send_rate, 0.5 * rate_);
+  const double rtt = std::max(s.rtt_s, cubic_.rtt);
+  return std::max(kShareFloor * long_link_, std::min({w * s.datagram_bytes / rtt, sendable, long_link_}));
 }
 
 void RateController::on_sample(const FeedbackSample& s) {
   if (cfg_.fixed) return;
   ++since_cut_;
+  cut_age_s_ += s.interval_s;
 
   // Where the queue is. The receiver's own buffers (it cannot take in what arrives: a host with
   // its cores busy, or descheduled for a moment) ask for pacing to what it takes; a queue on the
@@ -226,8 +247,9 @@ void RateController::on_sample(const FeedbackSample& s) {
   // A queue on the path while we send well under what the path gave us is another flow's: alone, a
   // queue builds only while we send above the link (a probe, startup), and our cuts stop at 0.8 of
   // it. Seen in 4 of the last 16 samples (a receiver descheduled for a moment makes single
-  // samples): share the path as a TCP-friendly flow would, until no queue is seen for a while.
-  // Probing on instead (+25 % every 8 samples) takes a CUBIC flow's room faster than it can grow.
+  // samples): compete as a CUBIC flow would, until ~4 s pass without such a sample (alone again,
+  // we send near the typical link and no sample counts). Probing on instead (+25 % every 8
+  // samples) takes a CUBIC flow's room faster than it can grow; yielding to its queue gives it all.
   // Counted only once a sample in cruise showed no queue: the queue startup built drains slowly.
   // Not while the receiver's own backlog is above target: a receiver that stalls (cold memory, a
   // busy host) backs up into the path too (the NIC ring, a veth's backlog), and that queue is
@@ -246,7 +268,7 @@ void RateController::on_sample(const FeedbackSample& s) {
   foreign_samples_ = static_cast<std::uint16_t>((foreign_samples_ << 1) | (foreign ? 1 : 0));
   if (phase_ == Phase::cruise && std::popcount(foreign_samples_) >= 4)
     contested_ = kSharingSamples;
-  else if (contested_ > 0 && !queue_building)
+  else if (contested_ > 0 && !foreign)
     --contested_;
   // A queue counts when two samples in a row show it: one alone is as likely a receiver that was
   // descheduled for a few ms (a shared 2-core host, a TCG guest) as a queue on the path.
@@ -264,7 +286,7 @@ void RateController::on_sample(const FeedbackSample& s) {
     std::nth_element(recent.begin(), recent.begin() + bw_window_.size() / 2, recent.begin() + bw_window_.size());
     typical_link_ = std::max(typical_link_, recent[bw_window_.size() / 2]);
   }
-  long_link_ = std::max(long_link_ * kLongLinkDecay, carried);
+  long_link_ = std::max(long_link_ * kLongLinkDecay, std::min(carried, kLongLossCredit * s.delivered_rate));
 
   switch (phase_) {
     case Phase::startup:
@@ -308,17 +330,47 @@ void RateController::on_sample(const FeedbackSample& s) {
       static constexpr double gains[] = {1.25, 0.85, 1, 1, 1, 1, 1, 1};
       const double gain = gains[cycle_++ % 8];
       const double target = link * gain;
-      if (competing()) {
-        // A standing queue we cannot drain: the delay signal is saturated by another flow, and
-        // yielding to it would hand that flow the whole link. Compete as it does: add a little
-        // each sample, cut on loss above the random floor.
-        if (s.loss > base_loss_ + std::max({0.005, 0.25 * base_loss_, noise})) yield_to_congestion(carried);
-        else
-          rate_ = friendly_growth(s, carried);
+      const bool contend = competing() || (sharing() && !receiver_full);
+      if (contend && !contending_) {
+        begin_epoch(rate_, rate_, s);
+        contend_probe_ = rate_ < 0.5 * long_link_;
+      }
+      contending_ = contend;
+      if (contend) {
+        // Another flow's queue: the delay signal is saturated by it, and yielding to it would
+        // hand that flow the whole link (against one TCP CUBIC flow behind a router, a quarter).
+        // Compete as CUBIC does: from well under half the path, grow as its slow start grows to
+        // the first loss; then cut by its beta on loss above the random floor (at least two
+        // datagrams: a full tail-drop queue drops little of a sample) and regrow along its
+        // window function.
+        if (s.loss > base_loss_ + std::max({1.5 / std::max(1.0, s.datagrams), 0.25 * base_loss_, noise})) {
+          // One cut per loss episode, as TCP cuts once per window: until a round trip and a
+          // sample have passed, the reports still carry losses of what was sent before the cut.
+          if (since_cut_ >= kCutSpacing && cut_age_s_ > s.rtt_s + s.interval_s) {
+            // RFC 9438's fast convergence: a flow cut again below its last maximum releases more,
+            // so that a newcomer's share grows.
+            const bool below_last =
+                s.rtt_s > 0 && s.datagram_bytes > 0 && rate_ * s.rtt_s / s.datagram_bytes < cubic_.w_max;
+            const double peak = below_last ? rate_ * (1 + kCubicBeta) / 2 : rate_;
+            rate_ = std::max(kShareFloor * long_link_, kCubicBeta * std::min(rate_, carried / (1 - s.loss + 1e-9)));
+            since_cut_ = 0;
+            cut_age_s_ = 0;
+            contend_probe_ = false;
+            begin_epoch(peak, rate_, s);
+          }
+        } else if (contend_probe_) {
+          // +5 % per sample (x2.7 per second), slower than TCP's slow start; never past the
+          // long-term link (our own estimate of the whole path).
+          if (s.send_rate >= 0.8 * rate_) rate_ = std::min(long_link_, rate_ * kContendProbe);
+          if (rate_ >= long_link_) {
+            contend_probe_ = false;
+            begin_epoch(rate_, rate_, s);
+          }
+        } else {
+          rate_ = cubic_rate(s);
+        }
       } else if (full) {
         yield_to_congestion(carried);
-      } else if (sharing() && !receiver_full) {
-        rate_ = friendly_growth(s, carried);
       } else if (receiver_full) {
         if (since_cut_ >= kCutSpacing) {
           rate_ = std::min(rate_, kReceiverPace * carried);

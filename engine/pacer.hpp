@@ -110,19 +110,36 @@ class RateController {
   int queued_streak_ = 0;
   int receiver_streak_ = 0;  // samples in a row with the receiver's own backlog above target
   // Another flow's queue was seen (one we did not build by probing): samples left in which the
-  // rate grows only as a TCP-friendly flow's does, without probes.
+  // rate follows loss as CUBIC's does, without probes (phase share).
   int contested_ = 0;
   bool drained_once_ = false;           // a cruise sample without a queue was seen
   std::uint16_t foreign_samples_ = 0;  // of the last 16 samples, those with another flow's signs
   std::uint8_t receiver_samples_ = 0;  // of the last 8 samples, those with the receiver's backlog above target
-  double friendly_step(const FeedbackSample& s) const;
-  double friendly_growth(const FeedbackSample& s, double carried) const;
+  double fallback_growth(const FeedbackSample& s) const;
   std::deque<double> drain_losses_;  // losses of the last samples sent at the drain gain (0.85)
   double last_gain_ = 1;             // the gain the rate of the sample now arriving was set with
   // The largest carried rate, forgotten slowly (half-life over a minute): what the path gave
   // us lately. Cuts stop at a quarter of it; the additive step is capped by it.
   double long_link_ = 0;
   double typical_link_ = 0;  // the same, of the recent samples' median: no single high sample in it
+  // Competing with a loss-driven flow (phases compete and share): CUBIC's window function
+  // (RFC 9438), sent as that window over the round trip. A rate that ignored the round trip would
+  // keep its bytes coming while the queue grows, and squeeze a window-limited flow whose rate
+  // falls as it grows. Not over a round trip shorter than the epoch's: as our cut drains the
+  // queue the rate holds, so a queue that was only ours empties and competing ends.
+  struct CubicEpoch {
+    double t = 0;      // seconds since the epoch began (a cut, or the start of competing)
+    double k = 0;      // when the window is back at w_max
+    double w_max = 0;  // datagrams in flight before the cut
+    double reno = 0;   // the Reno-friendly window, grown by alpha datagrams per round trip
+    double rtt = 0;    // the round trip at the epoch's start: below it the rate does not rise
+  };
+  CubicEpoch cubic_;
+  double cut_age_s_ = 0;        // seconds since the last cut while competing
+  bool contend_probe_ = false;  // competing and no loss yet: grow as a TCP flow in slow start does
+  bool contending_ = false;     // in compete or share: the rate follows loss, not delay
+  void begin_epoch(double rate_max, double rate_now, const FeedbackSample& s);
+  double cubic_rate(const FeedbackSample& s);
 };
 
 // Spaces sends to `rate` bytes/s with a burst of about one millisecond.
