@@ -322,16 +322,23 @@ struct ShareCase {
 
 class PacerOnASharedLink : public ::testing::TestWithParam<ShareCase> {};
 
-TEST_P(PacerOnASharedLink, LeavesRoomAndIsNotStarved) {
-  const ShareCase c = GetParam();
+// The case's start: the TCP flow owns the link for 2 s before hymig starts, or both start at once
+// and run for 4 s before anything is measured.
+SharedLink start(const ShareCase& c, RateController& rc) {
   SharedLink link;
   link.latecomer = c.latecomer;
-  RateController rc(RateConfig{100 << 20});
   if (c.tcp_first) {
-    for (int i = 0; i < 100; ++i) link.step(0);  // the TCP flow owns the link before hymig starts
+    for (int i = 0; i < 100; ++i) link.step(0);
   } else {
-    for (int i = 0; i < 200; ++i) rc.on_sample(link.step(rc.rate()));  // hymig alone first
+    for (int i = 0; i < 200; ++i) rc.on_sample(link.step(rc.rate()));
   }
+  return link;
+}
+
+TEST_P(PacerOnASharedLink, LeavesRoomAndIsNotStarved) {
+  const ShareCase c = GetParam();
+  RateController rc(RateConfig{100 << 20});
+  SharedLink link = start(c, rc);
   double hymig = 0, tcp = 0;
   const int n = 3000;  // 60 simulated seconds
   for (int i = 0; i < n; ++i) {
@@ -363,11 +370,8 @@ INSTANTIATE_TEST_SUITE_P(Order, PacerOnASharedLink,
 // the delay baseline is the queue it joined) the probing cruise again within a second.
 TEST_P(PacerOnASharedLink, TakesTheLinkBackWhenTheOtherFlowEnds) {
   const ShareCase c = GetParam();
-  SharedLink link;
-  link.latecomer = c.latecomer;
   RateController rc(RateConfig{100 << 20});
-  if (c.tcp_first)
-    for (int i = 0; i < 100; ++i) link.step(0);
+  SharedLink link = start(c, rc);
   bool competed = false;
   for (int i = 0; i < 1000; ++i) {  // 20 s together
     rc.on_sample(link.step(rc.rate()));
