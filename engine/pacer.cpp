@@ -176,6 +176,39 @@ double RateController::cubic_rate(const FeedbackSample& s) {
   return std::max(kShareFloor * long_link_, std::min({w * s.datagram_bytes / rtt, sendable, long_link_}));
 }
 
+// Another flow's queue: the delay signal is saturated by it, and yielding to it would hand that flow
+// the whole link (against one TCP CUBIC flow behind a router, a quarter). Compete as CUBIC does.
+void RateController::compete_as_cubic(const FeedbackSample& s, double carried, double noise) {
+  // From well under half the path, grow as its slow start grows to the first loss; then cut by
+  // its beta on loss above the random floor (at least two datagrams: a full tail-drop queue drops
+  // little of a sample) and regrow along its window function.
+  if (s.loss > base_loss_ + std::max({1.5 / std::max(1.0, s.datagrams), 0.25 * base_loss_, noise})) {
+    // One cut per loss episode, as TCP cuts once per window: until a round trip and a
+    // sample have passed, the reports still carry losses of what was sent before the cut.
+    if (since_cut_ >= kCutSpacing && cut_age_s_ > s.rtt_s + s.interval_s) {
+      // RFC 9438's fast convergence: a flow cut again below its last maximum releases more,
+      // so that a newcomer's share grows.
+      const bool below_last = s.rtt_s > 0 && s.datagram_bytes > 0 && rate_ * s.rtt_s / s.datagram_bytes < cubic_.w_max;
+      const double peak = below_last ? rate_ * (1 + kCubicBeta) / 2 : rate_;
+      rate_ = std::max(kShareFloor * long_link_, kCubicBeta * std::min(rate_, carried / (1 - s.loss + 1e-9)));
+      since_cut_ = 0;
+      cut_age_s_ = 0;
+      contend_probe_ = false;
+      begin_epoch(peak, rate_, s);
+    }
+  } else if (contend_probe_) {
+    // +5 % per sample (x2.7 per second), slower than TCP's slow start; never past the
+    // long-term link (our own estimate of the whole path).
+    if (s.send_rate >= 0.8 * rate_) rate_ = std::min(long_link_, rate_ * kContendProbe);
+    if (rate_ >= long_link_) {
+      contend_probe_ = false;
+      begin_epoch(rate_, rate_, s);
+    }
+  } else {
+    rate_ = cubic_rate(s);
+  }
+}
+
 void RateController::on_sample(const FeedbackSample& s) {
   if (cfg_.fixed) return;
   ++since_cut_;
@@ -337,38 +370,7 @@ void RateController::on_sample(const FeedbackSample& s) {
       }
       contending_ = contend;
       if (contend) {
-        // Another flow's queue: the delay signal is saturated by it, and yielding to it would
-        // hand that flow the whole link (against one TCP CUBIC flow behind a router, a quarter).
-        // Compete as CUBIC does: from well under half the path, grow as its slow start grows to
-        // the first loss; then cut by its beta on loss above the random floor (at least two
-        // datagrams: a full tail-drop queue drops little of a sample) and regrow along its
-        // window function.
-        if (s.loss > base_loss_ + std::max({1.5 / std::max(1.0, s.datagrams), 0.25 * base_loss_, noise})) {
-          // One cut per loss episode, as TCP cuts once per window: until a round trip and a
-          // sample have passed, the reports still carry losses of what was sent before the cut.
-          if (since_cut_ >= kCutSpacing && cut_age_s_ > s.rtt_s + s.interval_s) {
-            // RFC 9438's fast convergence: a flow cut again below its last maximum releases more,
-            // so that a newcomer's share grows.
-            const bool below_last =
-                s.rtt_s > 0 && s.datagram_bytes > 0 && rate_ * s.rtt_s / s.datagram_bytes < cubic_.w_max;
-            const double peak = below_last ? rate_ * (1 + kCubicBeta) / 2 : rate_;
-            rate_ = std::max(kShareFloor * long_link_, kCubicBeta * std::min(rate_, carried / (1 - s.loss + 1e-9)));
-            since_cut_ = 0;
-            cut_age_s_ = 0;
-            contend_probe_ = false;
-            begin_epoch(peak, rate_, s);
-          }
-        } else if (contend_probe_) {
-          // +5 % per sample (x2.7 per second), slower than TCP's slow start; never past the
-          // long-term link (our own estimate of the whole path).
-          if (s.send_rate >= 0.8 * rate_) rate_ = std::min(long_link_, rate_ * kContendProbe);
-          if (rate_ >= long_link_) {
-            contend_probe_ = false;
-            begin_epoch(rate_, rate_, s);
-          }
-        } else {
-          rate_ = cubic_rate(s);
-        }
+        compete_as_cubic(s, carried, noise);
       } else if (full) {
         yield_to_congestion(carried);
       } else if (receiver_full) {

@@ -140,6 +140,7 @@ class RateController {
   bool contending_ = false;     // in compete or share: the rate follows loss, not delay
   void begin_epoch(double rate_max, double rate_now, const FeedbackSample& s);
   double cubic_rate(const FeedbackSample& s);
+  void compete_as_cubic(const FeedbackSample& s, double carried, double noise);
 };
 
 // Spaces sends to `rate` bytes/s with a burst of about one millisecond.
