@@ -109,6 +109,8 @@ class RateController {
   // flow's, standing (a loss-driven flow fills any buffer); then compete on loss, not on delay.
   int queued_streak_ = 0;
   int receiver_streak_ = 0;  // samples in a row with the receiver's own backlog above target
+  int held_streak_ = 0;      // samples in a row with over a millisecond of queue on the path
+  bool lossy_path_ = false;  // the samples taken with no queue lose at random: hold the queue short
   // Another flow's queue was seen (one we did not build by probing): samples left in which the
   // rate follows loss as CUBIC's does, without probes (phase share).
   int contested_ = 0;

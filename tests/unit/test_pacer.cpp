@@ -271,43 +271,61 @@ struct SharedLink {
   bool slow_start = true;
   double tcp_delivered = 0;
   bool tcp_gone = false;  // the TCP flow has ended
+  double random_loss = 0;  // of every packet, both flows' alike (a lossy link, not the queue)
+  double loss_burst = 1;   // packets lost at once: the lab's nftables rule drops a GRO batch whole
 
   double rtt() const { return base_rtt + queue_s; }
+  // One report's 20 ms, in steps of at most half a round trip: a window-limited flow over a
+  // 0.2 ms path changes its rate many times within one report.
   FeedbackSample step(double rate) {
     const double dt = 0.02, limit = 0.05, mss = 1448, c = 0.4, beta = 0.7;
-    const double tcp_rate = tcp_gone ? 0 : cwnd * mss / rtt();
-    const double offered = rate + tcp_rate;
-    queue_s = std::max(0.0, queue_s + (offered - capacity) / capacity * dt);
-    const bool overflow = queue_s >= limit;
-    queue_s = std::min(queue_s, limit);
-    // What the full queue drops, it drops from both flows alike.
-    const double drop = overflow && offered > capacity ? 1 - capacity / offered : 0;
-    tcp_delivered = tcp_rate * std::min(1.0, capacity / offered);
-    since_loss += dt;
-    if (drop > 0 && since_loss > rtt()) {
-      slow_start = false;
-      w_max = cwnd;
-      cwnd = std::max(2.0, cwnd * beta);
-      k = std::cbrt(w_max * (1 - beta) / c);
-      since_loss = 0;
-    } else if (slow_start) {
-      cwnd *= std::pow(2.0, dt / rtt());
-    } else {
-      const double cubic = c * std::pow(since_loss - k, 3) + w_max;
-      const double reno = w_max * beta + 3 * (1 - beta) / (1 + beta) * since_loss / rtt();
-      cwnd = std::max(cubic, reno);
+    const int n = std::clamp(static_cast<int>(std::ceil(dt / (rtt() / 2))), 1, 400);
+    const double h = dt / n;
+    double drop_sum = 0, through = 0, tcp_through = 0;
+    for (int i = 0; i < n; ++i) {
+      const double tcp_rate = tcp_gone ? 0 : cwnd * mss / rtt();
+      const double offered = rate + tcp_rate;
+      queue_s = std::max(0.0, queue_s + (offered - capacity) / capacity * h);
+      const bool overflow = queue_s >= limit;
+      queue_s = std::min(queue_s, limit);
+      // What the full queue drops, it drops from both flows alike; a filling queue serves the
+      // flows at the capacity, in proportion to what they offer.
+      const double drop = overflow && offered > capacity ? 1 - capacity / offered : 0;
+      const double served = overflow ? 1 - drop : std::min(1.0, offered > 0 ? capacity / offered : 1.0);
+      drop_sum += drop / n;
+      through += served / n;
+      tcp_through += tcp_rate * served * (1 - random_loss) / n;
+      since_loss += h;
+      // Random loss: a burst of this step's packets lost, a loss event for CUBIC as a full
+      // queue's drop is.
+      const double packets = tcp_rate * h / mss;
+      const bool random_event = random_loss > 0 && std::uniform_real_distribution<>(0, 1)(rng) <
+                                                       1 - std::pow(1 - random_loss / loss_burst, packets);
+      if ((drop > 0 || random_event) && since_loss > rtt()) {
+        slow_start = false;
+        w_max = cwnd;
+        cwnd = std::max(2.0, cwnd * beta);
+        k = std::cbrt(w_max * (1 - beta) / c);
+        since_loss = 0;
+      } else if (slow_start) {
+        cwnd *= std::pow(2.0, h / rtt());
+      } else {
+        const double cubic = c * std::pow(since_loss - k, 3) + w_max;
+        const double reno = w_max * beta + 3 * (1 - beta) / (1 + beta) * since_loss / rtt();
+        cwnd = std::max(cubic, reno);
+      }
     }
+    tcp_delivered = tcp_through;
     FeedbackSample s;
     s.interval_s = dt;
     s.send_rate = rate;
     s.datagram_bytes = 1472;
     s.rtt_s = rtt();
     s.datagrams = std::max(64.0, rate * dt / 1472);
-    const double kept = std::binomial_distribution<long>(static_cast<long>(s.datagrams), 1 - drop)(rng);
+    const double kept =
+        std::binomial_distribution<long>(static_cast<long>(s.datagrams), (1 - drop_sum) * (1 - random_loss))(rng);
     s.loss = 1 - kept / s.datagrams;
-    // A filling queue serves the flows at the capacity, in proportion to what they offer; a full one
-    // drops the excess.
-    s.delivered_rate = overflow ? rate * (1 - s.loss) : rate * std::min(1.0, capacity / offered);
+    s.delivered_rate = rate * through * (1 - s.loss) / (1 - drop_sum);  // the queue served `through`
     if (rate > 0) seen_min = std::min(seen_min, queue_s);
     s.qdelay_s = latecomer ? queue_s - seen_min : queue_s;
     return s;
@@ -353,7 +371,8 @@ TEST_P(PacerOnASharedLink, LeavesRoomAndIsNotStarved) {
   // quarter of what it measured) is lower than a quarter of the link.
   const double share = hymig / (hymig + tcp);
   // Before it competed as CUBIC does (it grew by Reno's step from where its delay cuts left it),
-  // hymig held 0.19-0.27 here; over seeds it now holds 0.33-0.43 first or second, 0.58-0.69 late.
+  // hymig held 0.19-0.27 here; over 8 seeds it now holds 0.32-0.37 first, 0.39-0.42 second and
+  // 0.57-0.61 late.
   EXPECT_GT(share, 0.3) << "hymig starved";
   EXPECT_LT(share, 0.7) << "the TCP flow got no room";
   EXPECT_GT(hymig + tcp, 0.7 * link.capacity) << "the link is left idle";
@@ -365,6 +384,35 @@ INSTANTIATE_TEST_SUITE_P(Order, PacerOnASharedLink,
                                            ShareCase{"TcpFirst", true, false},
                                            ShareCase{"TcpFirstQueueAlreadyFull", true, true}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// A link that loses 1 % of every flow's packets at random, 64 KiB at a time (the lab's nftables
+// rule drops a GRO batch whole): CUBIC's window is bound by the loss, not by the queue, so its rate
+// is that window over the round trip, and every millisecond of queue we keep takes from it. Over a
+// 0.2 ms path, cruising at the 5 ms target held 0.70-0.76 here (0.77-0.82 in the lab); holding the
+// queue under a millisecond on a lossy path gives 0.36-0.43 over 8 seeds.
+TEST(PacerOnALossySharedLink, LeavesALossBoundFlowItsShare) {
+  for (const bool tcp_first : {false, true}) {
+    RateController rc(RateConfig{100 << 20});
+    SharedLink link;
+    link.base_rtt = 0.0002;
+    link.random_loss = 0.01;
+    link.loss_burst = 44;  // 64 KiB of 1448-byte segments
+    link.rng.seed(11);
+    for (int i = 0; i < 200; ++i) rc.on_sample(link.step(tcp_first ? 0 : rc.rate()));
+    double hymig = 0, tcp = 0;
+    const int n = 3000;  // 60 simulated seconds
+    for (int i = 0; i < n; ++i) {
+      const FeedbackSample s = link.step(rc.rate());
+      rc.on_sample(s);
+      hymig += s.delivered_rate / n;
+      tcp += link.tcp_delivered / n;
+    }
+    const double share = hymig / (hymig + tcp);
+    EXPECT_GT(share, 0.3) << (tcp_first ? "TCP first" : "hymig first") << ": hymig starved";
+    EXPECT_LT(share, 0.65) << (tcp_first ? "TCP first" : "hymig first") << ": the loss-bound flow got no room";
+    EXPECT_GT(hymig + tcp, 0.7 * link.capacity) << "the link is left idle";
+  }
+}
 
 // When the other flow ends, competing must end too: the link back within seconds, and (unless
 // the delay baseline is the queue it joined) the probing cruise again within a second.
