@@ -77,6 +77,7 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
       ("shared-rate", po::value<std::string>(), "the shared link's rate (default 1gbit), a tbf on the sender's way out; external:RATE names a bottleneck the caller set up elsewhere (a middle namespace: bench/run-suite.sh) and adds none")
       ("shared-loss", po::value<std::string>(), "loss levels for the shared-link scenario (default 0,1)")
       ("shared-size", po::value<std::string>(), "image hymig migrates in the shared-link scenario (default 512M)")
+      ("shared-reps", po::value<unsigned>(), "runs of the shared-link scenario's together part per loss level (default 1; the headline share is their median, with min-max): one run's share moves by 0.1 between runs")
       ("shared-cc", po::value<std::string>(), "the congestion control of the iperf3 flow on the shared link (iperf3 -C): cubic (default: Linux's default, what a Debian node runs), bbr, reno..., or default = this kernel's net.ipv4.tcp_congestion_control")
       ("peer-cap-seconds", po::value<double>(), "stop a baseline or peer after this long and report its rate (default 8; 0 = never)")
       ("run-timeout", po::value<unsigned>(), "seconds one run may take before it counts as failed (default 180)")
@@ -126,6 +127,8 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
   if (vm.count("shared-loss")) o.shared_losses = percents_of(vm["shared-loss"].as<std::string>(), "--shared-loss");
   if (vm.count("reps")) o.reps = vm["reps"].as<unsigned>();
   if (o.reps == 0) throw Error(ErrorKind::usage, "--reps must be at least 1");
+  if (vm.count("shared-reps")) o.shared_reps = vm["shared-reps"].as<unsigned>();
+  if (o.shared_reps == 0 || o.shared_reps > 20) throw Error(ErrorKind::usage, "--shared-reps must be 1 to 20");
   if (vm.count("transports")) {
     o.transports = split(vm["transports"].as<std::string>());
     for (const auto& t : o.transports)

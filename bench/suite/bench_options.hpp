@@ -27,6 +27,7 @@ struct BenchOptions {
   std::vector<unsigned> shared_losses{0, 1};
   std::uint64_t shared_size = 512ull << 20;
   double shared_seconds = 14;
+  unsigned shared_reps = 1;  // runs of the together part: a single share moves by +-0.1 between runs
   double peer_cap_seconds = 8;
   unsigned run_timeout_seconds = 180;
   std::string hymig_path;

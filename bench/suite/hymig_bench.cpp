@@ -283,7 +283,7 @@ int run(MpiWorld& world, int argc, char** argv) {
       RunSpec spec = base;
       spec.cell = {"shared", o.shared_size, 0, loss, 0};
       spec.tcp_congestion = o.shared_cc;
-      for (auto& r : run_shared_link(world, tools, spec, o.shared_seconds, pair)) {
+      for (auto& r : run_shared_link(world, tools, spec, o.shared_seconds, pair, o.shared_reps)) {
         mine.push_back(r);
         log(r);
       }

@@ -153,7 +153,7 @@ std::vector<std::string> write_plots(const std::string& dir, const std::vector<S
   // 4. The shared link over time: each flow's rate, hymig joining the iperf3 flow (pair 0, rep 0).
   std::map<unsigned, std::pair<const Record*, const Record*>> shared;
   for (const auto& r : records)
-    if (r.scenario == "shared-link" && r.pair == 0 && r.m.series.size() > 1) {
+    if (r.scenario == "shared-link" && r.pair == 0 && r.cell.rep == 0 && r.m.series.size() > 1) {
       if (r.cell.transport == "hymig-shared") shared[r.cell.loss].first = &r;
       if (r.cell.transport == "iperf3-shared") shared[r.cell.loss].second = &r;
     }

@@ -1,5 +1,8 @@
 // CSV and JSON outputs and the headline ratios.
+#include <algorithm>
 #include <fstream>
+#include <map>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -86,7 +89,12 @@ nlohmann::json headline_ratios(const std::vector<SummaryRow>& rows, const std::v
           r.gbps.median / b->gbps.median,
           fmt::format("{:.3f} vs {:.3f} Gbit/s{}", r.gbps.median, b->gbps.median, r.capped ? " (capped runs)" : ""));
   }
-  // Shares: each flow's mean rate while both ran, against the rate it had alone.
+  // Shares: each flow's mean rate while both ran; over the repetitions of a loss level, the median
+  // run's share and the range.
+  struct Share {
+    double share, hymig, iperf;
+  };
+  std::map<unsigned, std::vector<Share>> shares;
   for (const auto& rec : records) {
     if (rec.scenario != "shared-link" || rec.cell.transport != "hymig-shared" || rec.m.status != Measurement::Status::ok ||
         rec.m.series.size() < 2)
@@ -96,12 +104,19 @@ nlohmann::json headline_ratios(const std::vector<SummaryRow>& rows, const std::v
       if (other.scenario == "shared-link" && other.cell.transport == "iperf3-shared" && other.pair == rec.pair &&
           other.cell.loss == rec.cell.loss && other.cell.rep == rec.cell.rep && !other.m.series.empty()) {
         const double h = rate_between(rec.m.series, from, to), i = rate_between(other.m.series, from, to);
-        if (h + i <= 0) continue;
-        add(fmt::format("shared link ({}) at {} % loss: hymig's share", shared_link_label(shared_rate, shared_cc),
-                        rec.cell.loss),
-            h / (h + i),
-            fmt::format("hymig {:.0f} Mbit/s, iperf3 {:.0f} Mbit/s while both ran", h * 8 / 1e6, i * 8 / 1e6));
+        if (h + i > 0) shares[rec.cell.loss].push_back({h / (h + i), h, i});
       }
+  }
+  for (auto& [loss, runs] : shares) {
+    std::sort(runs.begin(), runs.end(), [](const Share& a, const Share& b) { return a.share < b.share; });
+    const Share& mid = runs[(runs.size() - 1) / 2];
+    std::string detail = fmt::format("hymig {:.0f} Mbit/s, iperf3 {:.0f} Mbit/s while both ran", mid.hymig * 8 / 1e6,
+                                     mid.iperf * 8 / 1e6);
+    if (runs.size() > 1)
+      detail = fmt::format("median of {} runs ({:.2f}–{:.2f}); in it, {}", runs.size(), runs.front().share,
+                           runs.back().share, detail);
+    add(fmt::format("shared link ({}) at {} % loss: hymig's share", shared_link_label(shared_rate, shared_cc), loss),
+        mid.share, detail);
   }
   return out;
 }

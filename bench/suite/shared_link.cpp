@@ -63,15 +63,16 @@ class SharedPeer final : public Peer {
 }  // namespace
 
 std::vector<Record> run_shared_link(const MpiWorld& world, const Tools& tools, const RunSpec& base,
-                                    double iperf_seconds, int pair) {
+                                    double iperf_seconds, int pair, unsigned reps) {
   std::vector<Record> out;
-  auto keep = [&](const std::string& transport, const Measurement& m) {
+  auto keep = [&](const std::string& transport, const Measurement& m, unsigned rep = 0) {
     Record r;
     r.pair = pair;
     r.scenario = "shared-link";
     r.cell = base.cell;
     r.cell.transport = transport;
     r.cell.dirty_rate = 0;
+    r.cell.rep = rep;
     r.m = m;
     out.push_back(r);
   };
@@ -90,13 +91,16 @@ std::vector<Record> run_shared_link(const MpiWorld& world, const Tools& tools, c
   if (auto m = run_on_pair(world, *hymig, spec)) keep("hymig-alone", *m);
 
   // Together.
-  RunSpec together = spec;
-  together.duration_seconds = iperf_seconds;
-  SharedPeer shared(tools);
-  world.barrier();
-  if (auto m = run_on_pair(world, shared, together)) {
-    keep("hymig-shared", *m);
-    keep("iperf3-shared", shared.competitor());
+  for (unsigned rep = 0; rep < reps; ++rep) {
+    RunSpec together = spec;
+    together.duration_seconds = iperf_seconds;
+    together.cell.rep = rep;
+    SharedPeer shared(tools);
+    world.barrier();
+    if (auto m = run_on_pair(world, shared, together)) {
+      keep("hymig-shared", *m, rep);
+      keep("iperf3-shared", shared.competitor(), rep);
+    }
   }
   return out;
 }

@@ -20,7 +20,7 @@ if [ "${1:-}" = netns ]; then
   netlab_up 1500
   # A smaller matrix than --quick's: the point is the placement, the loss rules and the shared link.
   args+=(--netns "$NETLAB_NS_SRC,$NETLAB_NS_DST" --loss 0,5 --dirty-rates 0 --reps 1 --sizes 128M
-    --shared-link --shared-loss 1 --shared-size 128M --shared-cc reno)
+    --shared-link --shared-loss 1 --shared-size 128M --shared-cc reno --shared-reps 2)
 fi
 hm_deadline 900
 hm_log "mpirun -np 2 hymig-bench ${args[*]}"
@@ -60,11 +60,13 @@ done
 grep -q '^### Headline ratios' "$out/report.md" || hm_fail "report.md has no headline table"
 if [ "${1:-}" = netns ]; then
   hm_assert_json "$out/results.json" '[.runs[] | select(.loss == 5)] | length > 0'
-  hm_assert_json "$out/results.json" '[.runs[] | select(.scenario == "shared-link" and .transport == "hymig-shared" and .status == "ok")] | length == 1'
+  # Two runs together (--shared-reps 2), one headline share: their median, with the range.
+  hm_assert_json "$out/results.json" '[.runs[] | select(.scenario == "shared-link" and .transport == "hymig-shared" and .status == "ok") | .rep] == [0, 1]'
+  hm_assert_json "$out/results.json" '[.headlines[] | select(.what | test("hymig.s share"))] | length == 1 and (.[0].detail | test("^median of 2 runs")) and .[0].value > 0 and .[0].value < 1'
   hm_assert_json "$out/results.json" '[.runs[] | select(.scenario == "shared-link" and .transport == "iperf3-shared") | .series | length > 2] | all'
   [ -s "$out/shared_link_loss1.png" ] || hm_fail "no shared-link plot"
   # The competing flow ran the congestion control asked for, and the report says which.
-  hm_assert_json "$out/results.json" '[.runs[] | select(.scenario == "shared-link" and (.transport | startswith("iperf3"))) | .note == "TCP reno"] | all and length == 2'
+  hm_assert_json "$out/results.json" '[.runs[] | select(.scenario == "shared-link" and (.transport | startswith("iperf3"))) | .note == "TCP reno"] | all and length == 3'
   grep -q 'iperf3 reno' "$out/report.md" || hm_fail "report.md does not name the competing flow's congestion control"
   # The rules are gone again: nothing left in the receiving namespace.
   ip netns exec "$NETLAB_NS_DST" nft list tables | grep -q hymig_bench && hm_fail "the loss table was left behind"
