@@ -109,14 +109,17 @@ nlohmann::json headline_ratios(const std::vector<SummaryRow>& rows, const std::v
   }
   for (auto& [loss, runs] : shares) {
     std::sort(runs.begin(), runs.end(), [](const Share& a, const Share& b) { return a.share < b.share; });
-    const Share& mid = runs[(runs.size() - 1) / 2];
+    const std::size_t n = runs.size();
+    const Share& mid = runs[(n - 1) / 2];
+    // An even count's median lies between two runs: their mean, and no one run's rates.
+    const double median = n % 2 ? mid.share : (mid.share + runs[n / 2].share) / 2;
     std::string detail = fmt::format("hymig {:.0f} Mbit/s, iperf3 {:.0f} Mbit/s while both ran", mid.hymig * 8 / 1e6,
                                      mid.iperf * 8 / 1e6);
-    if (runs.size() > 1)
-      detail = fmt::format("median of {} runs ({:.2f}–{:.2f}); in it, {}", runs.size(), runs.front().share,
-                           runs.back().share, detail);
+    if (n > 1)
+      detail = fmt::format("median of {} runs ({:.2f}–{:.2f}){}", n, runs.front().share, runs.back().share,
+                           n % 2 ? "; in it, " + detail : "");
     add(fmt::format("shared link ({}) at {} % loss: hymig's share", shared_link_label(shared_rate, shared_cc), loss),
-        mid.share, detail);
+        median, detail);
   }
   return out;
 }
