@@ -353,18 +353,28 @@ SharedLink start(const ShareCase& c, RateController& rc) {
   return link;
 }
 
+// Both flows' mean delivered rates over 60 simulated seconds together.
+struct Together {
+  double hymig = 0, tcp = 0;
+  double share() const { return hymig / (hymig + tcp); }
+};
+Together run_together(SharedLink& link, RateController& rc) {
+  Together t;
+  const int n = 3000;
+  for (int i = 0; i < n; ++i) {
+    const FeedbackSample s = link.step(rc.rate());
+    rc.on_sample(s);
+    t.hymig += s.delivered_rate / n;
+    t.tcp += link.tcp_delivered / n;
+  }
+  return t;
+}
+
 TEST_P(PacerOnASharedLink, LeavesRoomAndIsNotStarved) {
   const ShareCase c = GetParam();
   RateController rc(RateConfig{100 << 20});
   SharedLink link = start(c, rc);
-  double hymig = 0, tcp = 0;
-  const int n = 3000;  // 60 simulated seconds
-  for (int i = 0; i < n; ++i) {
-    const FeedbackSample s = link.step(rc.rate());
-    rc.on_sample(s);
-    hymig += s.delivered_rate / n;
-    tcp += link.tcp_delivered / n;
-  }
+  const auto [hymig, tcp] = run_together(link, rc);
   // A model, not the link: the measured shares (bench/run-suite.sh, shared link through a sender's
   // tbf and through a middle namespace) are in docs/performance.md. Here: neither flow takes it all.
   // Joining a link that CUBIC already fills, hymig never measured the whole link, so its floor (a
@@ -399,18 +409,11 @@ TEST(PacerOnALossySharedLink, LeavesALossBoundFlowItsShare) {
     link.loss_burst = 44;  // 64 KiB of 1448-byte segments
     link.rng.seed(11);
     for (int i = 0; i < 200; ++i) rc.on_sample(link.step(tcp_first ? 0 : rc.rate()));
-    double hymig = 0, tcp = 0;
-    const int n = 3000;  // 60 simulated seconds
-    for (int i = 0; i < n; ++i) {
-      const FeedbackSample s = link.step(rc.rate());
-      rc.on_sample(s);
-      hymig += s.delivered_rate / n;
-      tcp += link.tcp_delivered / n;
-    }
-    const double share = hymig / (hymig + tcp);
+    const Together t = run_together(link, rc);
+    const double share = t.share();
     EXPECT_GT(share, 0.3) << (tcp_first ? "TCP first" : "hymig first") << ": hymig starved";
     EXPECT_LT(share, 0.65) << (tcp_first ? "TCP first" : "hymig first") << ": the loss-bound flow got no room";
-    EXPECT_GT(hymig + tcp, 0.7 * link.capacity) << "the link is left idle";
+    EXPECT_GT(t.hymig + t.tcp, 0.7 * link.capacity) << "the link is left idle";
   }
 }
 
