@@ -65,14 +65,14 @@ class SharedPeer final : public Peer {
 std::vector<Record> run_shared_link(const MpiWorld& world, const Tools& tools, const RunSpec& base,
                                     double iperf_seconds, int pair, unsigned reps) {
   std::vector<Record> out;
-  auto keep = [&](const std::string& transport, const Measurement& m, unsigned rep = 0) {
+  // A record of the run `run` made (its cell carries the loss and the repetition).
+  auto keep = [&](const std::string& transport, const Measurement& m, const RunSpec& run) {
     Record r;
     r.pair = pair;
     r.scenario = "shared-link";
-    r.cell = base.cell;
+    r.cell = run.cell;
     r.cell.transport = transport;
     r.cell.dirty_rate = 0;
-    r.cell.rep = rep;
     r.m = m;
     out.push_back(r);
   };
@@ -85,10 +85,10 @@ std::vector<Record> run_shared_link(const MpiWorld& world, const Tools& tools, c
   iperf_alone.duration_seconds = iperf_seconds / 2;
   auto iperf = make_peer("iperf3", tools);
   world.barrier();
-  if (auto m = run_on_pair(world, *iperf, iperf_alone)) keep("iperf3-alone", *m);
+  if (auto m = run_on_pair(world, *iperf, iperf_alone)) keep("iperf3-alone", *m, iperf_alone);
   auto hymig = make_peer("hymig", tools);
   world.barrier();
-  if (auto m = run_on_pair(world, *hymig, spec)) keep("hymig-alone", *m);
+  if (auto m = run_on_pair(world, *hymig, spec)) keep("hymig-alone", *m, spec);
 
   // Together.
   for (unsigned rep = 0; rep < reps; ++rep) {
@@ -98,8 +98,8 @@ std::vector<Record> run_shared_link(const MpiWorld& world, const Tools& tools, c
     SharedPeer shared(tools);
     world.barrier();
     if (auto m = run_on_pair(world, shared, together)) {
-      keep("hymig-shared", *m, rep);
-      keep("iperf3-shared", shared.competitor(), rep);
+      keep("hymig-shared", *m, together);
+      keep("iperf3-shared", shared.competitor(), together);
     }
   }
   return out;
