@@ -126,6 +126,7 @@ constexpr double kCubicBeta = 0.7;       // and its multiplicative decrease
 constexpr double kCubicAlpha = 3 * (1 - kCubicBeta) / (1 + kCubicBeta);  // its Reno-friendly step
 constexpr double kPathQueueHold = 0.001;  // s of queue on the path, twice in a row: hold under the link
 constexpr double kHoldGain = 0.9;         // of the link estimate, while held
+constexpr double kHoldFloor = 0.4;        // of the long-term link: the hold drains our queue, it does not yield
 constexpr double kLossyPath = 0.002;      // mean loss of the samples with no queue: a path that loses at random
 constexpr double kLossyPathMax = 0.05;    // and no more: that much is as likely a full queue we do not see
 }  // namespace
@@ -396,8 +397,12 @@ void RateController::on_sample(const FeedbackSample& s) {
         // millisecond of queue we keep takes from it: cruising at the 5 ms target over the middle
         // namespace at 1 % loss left iperf3 CUBIC a fifth of the link. Where nothing is lost at
         // random, a TCP flow fills any queue, and competing (above) answers it.
-        rate_ = kHoldGain * link;
-        last_gain_ = kHoldGain;
+        // Never under 0.4 of the long-term link: the link estimate is what we delivered, and with
+        // another flow growing into each hold it ratcheted down to a quarter of the link (the
+        // sender's tbf at 1 % loss, against CUBIC: shares 0.30-0.47). Not half: the probes in
+        // between take the mean above the floor (at half, 0.60 and 0.66 over the middle namespace).
+        rate_ = std::max(kHoldFloor * long_link_, kHoldGain * link);
+        last_gain_ = link > 0 ? std::min(1.0, rate_ / link) : 1.0;
       } else {
         rate_ = target;
         last_gain_ = gain;

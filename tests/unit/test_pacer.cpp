@@ -255,6 +255,34 @@ TEST(Pacer, AGrowingSharedQueueWithoutLossDoesNotRatchetTheRateDown) {
   EXPECT_TRUE(phase == "share" || phase == "compete") << phase;
 }
 
+// On a path that loses at random, a queue of a few milliseconds is held short (0.9 of the link
+// estimate), and that estimate is what we delivered: with another flow growing into each hold, it
+// fell sample by sample (the sender's tbf at 1 % loss, against CUBIC: shares down to 0.30). The hold
+// drains our queue; it must not yield the link below 0.4 of what we had alone.
+TEST(Pacer, TheHoldOnALossyPathDoesNotRatchetTheRateDown) {
+  RateController rc(RateConfig{100 << 20});
+  double queue = 0;
+  for (int i = 0; i < 400; ++i) rc.on_sample(link_sample(rc.rate(), 1e9, 0.01, queue));
+  ASSERT_GT(rc.rate(), 0.7e9);
+  double lowest = rc.rate();
+  for (int i = 0; i < 400; ++i) {  // 8 s with 2 ms of queue, all we send delivered but the 1 %
+    FeedbackSample s;
+    s.interval_s = 0.02;
+    s.send_rate = rc.rate();
+    s.loss = 0.01;
+    s.delivered_rate = rc.rate() * (1 - s.loss);
+    s.datagrams = std::max(64.0, s.send_rate * s.interval_s / 1472);
+    s.datagram_bytes = 1472;
+    s.qdelay_s = 0.002;
+    s.rtt_s = 0.001 + s.qdelay_s;
+    rc.on_sample(s);
+    lowest = std::min(lowest, rc.rate());
+    ASSERT_GE(rc.rate(), 0.35e9) << "sample " << i << " in phase " << rc.phase();
+  }
+  EXPECT_LT(lowest, 0.8e9) << "the queue was never drained";
+  EXPECT_EQ(std::string(rc.phase()), "cruise");
+}
+
 // A TCP CUBIC flow (RFC 9438: W(t) = C (t - K)^3 + W_max, its Reno-friendly region, beta 0.7, one
 // reduction per round trip) sharing a 1 Gbit/s link with hymig through a 50 ms tail-drop queue, as
 // the bench's tc tbf does. Both see the same round trip (1 ms plus the queue). The long-run shares
