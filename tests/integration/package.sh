@@ -95,7 +95,19 @@ hm_track_pid "$nspawn"
 init=
 # The container's init (a child of nspawn) is tracked too: should the test fail, the cleanup kills it,
 # and with it the container, which would outlive a killed nspawn.
-container_init() { init=$(pgrep -P "$nspawn" | head -n1) && [ -n "$init" ]; }
+# Not just any child of nspawn: its first one forks the container's init and exits, and a PID taken
+# in that moment (CI saw it under load) is gone, so every systemctl below failed for 60 s. The init
+# is the child that is PID 1 in its own PID namespace (the last field of NSpid).
+container_init() {
+  local p
+  for p in $(pgrep -P "$nspawn"); do
+    if awk '/^NSpid:/ { found = NF > 2 && $NF == 1 } END { exit !found }' "/proc/$p/status" 2>/dev/null; then
+      init=$p
+      return 0
+    fi
+  done
+  return 1
+}
 in_container() { nsenter -t "$init" -m -u -i -n -p -r -w -- "$@"; }
 unit_state() { in_container systemctl show -p ActiveState -p SubState -p Result -p ExecMainStatus hymig.service 2>/dev/null | sort | paste -s -d ' '; }
 hm_wait_for 60 container_init || hm_fail "systemd-nspawn started no container: $(tail -n 5 "$HM_TMP/boot.log")"
