@@ -398,9 +398,8 @@ void RateController::on_sample(const FeedbackSample& s) {
         // namespace at 1 % loss left iperf3 CUBIC a fifth of the link. Where nothing is lost at
         // random, a TCP flow fills any queue, and competing (above) answers it.
         // Never under 0.4 of the long-term link: the link estimate is what we delivered, and with
-        // another flow growing into each hold it ratcheted down to a quarter of the link (the
-        // sender's tbf at 1 % loss, against CUBIC: shares 0.30-0.47). Not half: the probes in
-        // between take the mean above the floor (at half, 0.60 and 0.66 over the middle namespace).
+        // another flow growing into each hold it ratcheted down to a quarter of the link. Not
+        // half: the probes in between take the mean above the floor (docs/data-path.md).
         rate_ = std::max(kHoldFloor * long_link_, kHoldGain * link);
         last_gain_ = link > 0 ? std::min(1.0, rate_ / link) : 1.0;
       } else {

@@ -59,6 +59,16 @@ double best_rate_after(RateController& rc, double capacity) {
   return best;
 }
 
+// A 20 ms sample of 1472-byte datagrams sent at `rate`, the rest of it for the test to fill.
+FeedbackSample sent_at(double rate) {
+  FeedbackSample s;
+  s.interval_s = 0.02;
+  s.send_rate = rate;
+  s.datagrams = std::max(64.0, rate * s.interval_s / 1472);
+  s.datagram_bytes = 1472;
+  return s;
+}
+
 class PacerUnderRandomLoss : public ::testing::TestWithParam<double> {};
 
 TEST_P(PacerUnderRandomLoss, SettlesNearCapacityWithoutCollapse) {
@@ -195,11 +205,7 @@ TEST(Pacer, AnOverloadedReceiverHostIsNotAnotherFlow) {
   ASSERT_GT(rc.rate(), 0.7e9);
   const double takes = 0.35e9;     // what the overloaded receiver host takes
   for (int i = 0; i < 150; ++i) {  // 3 s
-    FeedbackSample s;
-    s.interval_s = 0.02;
-    s.send_rate = rc.rate();
-    s.datagrams = std::max(64.0, s.send_rate * s.interval_s / 1472);
-    s.datagram_bytes = 1472;
+    FeedbackSample s = sent_at(rc.rate());
     s.rtt_s = 0.005;
     switch (i % 3) {
       case 0:  // its socket backlog shows
@@ -239,12 +245,8 @@ TEST(Pacer, AGrowingSharedQueueWithoutLossDoesNotRatchetTheRateDown) {
   std::mt19937_64 rng(11);
   double q = 0.01;
   for (int i = 0; i < 400; ++i) {  // 8 s of a queue growing from 10 to 40 ms
-    FeedbackSample s;
-    s.interval_s = 0.02;
-    s.send_rate = rc.rate();
+    FeedbackSample s = sent_at(rc.rate());
     s.delivered_rate = rc.rate() * std::uniform_real_distribution<>(0.8, 0.95)(rng);
-    s.datagrams = std::max(64.0, s.send_rate * s.interval_s / 1472);
-    s.datagram_bytes = 1472;
     q += 0.03 / 400;
     s.qdelay_s = q;
     s.rtt_s = 0.001 + q;
@@ -266,13 +268,9 @@ TEST(Pacer, TheHoldOnALossyPathDoesNotRatchetTheRateDown) {
   ASSERT_GT(rc.rate(), 0.7e9);
   double lowest = rc.rate();
   for (int i = 0; i < 400; ++i) {  // 8 s with 2 ms of queue, all we send delivered but the 1 %
-    FeedbackSample s;
-    s.interval_s = 0.02;
-    s.send_rate = rc.rate();
+    FeedbackSample s = sent_at(rc.rate());
     s.loss = 0.01;
     s.delivered_rate = rc.rate() * (1 - s.loss);
-    s.datagrams = std::max(64.0, s.send_rate * s.interval_s / 1472);
-    s.datagram_bytes = 1472;
     s.qdelay_s = 0.002;
     s.rtt_s = 0.001 + s.qdelay_s;
     rc.on_sample(s);
@@ -402,18 +400,18 @@ TEST_P(PacerOnASharedLink, LeavesRoomAndIsNotStarved) {
   const ShareCase c = GetParam();
   RateController rc(RateConfig{100 << 20});
   SharedLink link = start(c, rc);
-  const auto [hymig, tcp] = run_together(link, rc);
+  const Together t = run_together(link, rc);
   // A model, not the link: the measured shares (bench/run-suite.sh, shared link through a sender's
   // tbf and through a middle namespace) are in docs/performance.md. Here: neither flow takes it all.
   // Joining a link that CUBIC already fills, hymig never measured the whole link, so its floor (a
   // quarter of what it measured) is lower than a quarter of the link.
-  const double share = hymig / (hymig + tcp);
+  const double share = t.share();
   // Before it competed as CUBIC does (it grew by Reno's step from where its delay cuts left it),
   // hymig held 0.19-0.27 here; over 8 seeds it now holds 0.32-0.37 first, 0.39-0.42 second and
   // 0.57-0.61 late.
   EXPECT_GT(share, 0.3) << "hymig starved";
   EXPECT_LT(share, 0.7) << "the TCP flow got no room";
-  EXPECT_GT(hymig + tcp, 0.7 * link.capacity) << "the link is left idle";
+  EXPECT_GT(t.hymig + t.tcp, 0.7 * link.capacity) << "the link is left idle";
   EXPECT_LT(rc.rate(), 3 * link.capacity) << "the rate ran away from the link";
 }
 
@@ -483,12 +481,8 @@ TEST(Pacer, CompetingCutsOncePerLossEpisode) {
   settle_alone(rc, 1e9);
   ASSERT_GT(rc.rate(), 0.7e9);
   auto sample = [&](double loss, double through = 1) {
-    FeedbackSample s;
-    s.interval_s = 0.02;
-    s.send_rate = rc.rate();
+    FeedbackSample s = sent_at(rc.rate());
     s.delivered_rate = through * rc.rate() * (1 - loss);
-    s.datagrams = std::max(64.0, s.send_rate * s.interval_s / 1472);
-    s.datagram_bytes = 1472;
     s.loss = loss;
     s.qdelay_s = 0.03;
     s.rtt_s = 0.048;
