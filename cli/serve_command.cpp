@@ -433,14 +433,15 @@ class Server {
     }
     reg.reset();
     if (rep.committed)
-      log_info(
-          fmt::format("session {}: committed {} {} bytes to {} ({} datagrams, {} invalid: {} bad-mac, {} replayed, "
-                      "{} future-round; {} stale{}{}{})",
-                      id, rep.image_name, rep.image_bytes, rep.stored_at, rep.datagrams, rep.invalid_datagrams,
-                      rep.bad_mac, rep.replayed, rep.future_round, rep.stale,
-                      rep.bad_compressed ? fmt::format("; {} bad-compressed", rep.bad_compressed) : "",
-                      rep.broken_record ? fmt::format("; {} in broken records", rep.broken_record) : "",
-                      rep.device_state_bytes ? fmt::format(", device state {} bytes", rep.device_state_bytes) : ""));
+      log_info(fmt::format(
+          "session {}: committed {} {} bytes to {} ({} datagrams, {} invalid: {} bad-mac, {} replayed, "
+          "{} future-round; {} stale{}{}{}{})",
+          id, rep.image_name, rep.image_bytes, rep.stored_at, rep.datagrams, rep.invalid_datagrams, rep.bad_mac,
+          rep.replayed, rep.future_round, rep.stale,
+          rep.bad_compressed ? fmt::format("; {} bad-compressed", rep.bad_compressed) : "",
+          rep.broken_record ? fmt::format("; {} in broken records", rep.broken_record) : "",
+          rep.device_state_bytes ? fmt::format(", device state {} bytes", rep.device_state_bytes) : "",
+          rep.prefaulted_bytes ? fmt::format("; {} populated ahead", format_bytes(double(rep.prefaulted_bytes))) : ""));
     else if (rep.session)
       log_warn(fmt::format("session {}: aborted: {} ({} datagrams, {} bad-mac, {} replayed)", id, printable(rep.error),
                            rep.datagrams, rep.bad_mac, rep.replayed));
@@ -459,6 +460,7 @@ class Server {
     d.secrets = &session.secrets;
     d.peer_timeout = cfg_.timeout;
     d.make_reliable = backends.rc_acceptors;
+    d.prefault = cfg_.prefault;
     return d;
   }
 

@@ -36,6 +36,7 @@ struct ServeConfig {
   std::uint64_t max_image_bytes = 0;
   std::optional<std::uint64_t> store_reserve;  // unset: 5 % of the store's file system, at most 1 GiB
   bool allow_synthetic = false;
+  bool prefault = true;  // populate the target ahead of round 0's stream
   bool replace = false;
 };
 

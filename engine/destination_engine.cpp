@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -14,9 +15,11 @@
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/numeric_host.hpp"
 #include "engine/page_applier.hpp"
 #include "engine/session_phase.hpp"
+#include "engine/target_prefaulter.hpp"
 #include "protocol/handshake.hpp"
 #include "protocol/page_hash.hpp"
 #include "protocol/stop_point.hpp"
@@ -214,7 +217,17 @@ class DestinationRun {
     for (std::uint32_t l = 0; l < lanes_.size(); ++l) lane_threads_.emplace_back([this, l] { lane_loop(l); });
   }
 
+  void stop_prefaulter() noexcept {
+    if (!prefaulter_) return;
+    prefaulter_->stop();
+    report_.prefaulted_bytes = prefaulter_->populated_bytes();
+    if (prefaulter_->error())
+      logger().debug("destination: populating the target ahead stopped: {}", std::strerror(prefaulter_->error()));
+    prefaulter_.reset();
+  }
+
   void stop_lanes() noexcept {
+    stop_prefaulter();
     stop_lanes_.store(true);
     for (auto& t : lane_threads_)
       if (t.joinable()) t.join();
@@ -330,12 +343,19 @@ class DestinationRun {
   bool handle_round_message(const Message& m) {
     switch (static_cast<MsgType>(m.type)) {
       case MsgType::round_begin: {
-        Bitmap set;
-        const auto round = decode_page_set(m.body, applier_->page_count(), set);
-        const std::unique_lock lock(state_);
-        applier_->begin_round(round, set);
-        if (opts_.live) note_round(round, set.count() * std::uint64_t{notify_.page_size});
-        stop_point(Role::destination, "round", round);
+        RoundBegin b = decode_round_begin(m.body, applier_->page_count());
+        if (opts_.live) note_round(b.round, b.pages.count() * std::uint64_t{notify_.page_size});
+        {
+          const std::unique_lock lock(state_);
+          applier_->begin_round(b.round, b.pages);
+        }
+        if (b.round == 0 && opts_.prefault && !prefaulter_) {
+          // Round 0 sends every page once, in increasing order on every lane.
+          b.pages.clear_where(b.known_zero);
+          prefaulter_ = std::make_unique<TargetPrefaulter>(target_->memory(), notify_.page_size, std::move(b.pages),
+                                                           [a = applier_.get()] { return a->receive_frontier(); });
+        }
+        stop_point(Role::destination, "round", b.round);
         return false;
       }
       case MsgType::pages:
@@ -406,6 +426,7 @@ class DestinationRun {
     // Under loss the final delta comes as datagram rounds first (each newer than the last bulk
     // round), ended by datagrams-done before the reliable channel repairs the rest.
     in_final_ = true;
+    stop_prefaulter();  // the blackout has the cores
     {
       const std::unique_lock lock(state_);
       cut_off_round_ = applier_->announced_round() + 1;
@@ -585,6 +606,7 @@ class DestinationRun {
   std::unique_ptr<TargetImage> target_;
   std::vector<std::unique_ptr<DatagramChannel>> lanes_;  // one datagram channel per lane
   std::unique_ptr<PageApplier> applier_;
+  std::unique_ptr<TargetPrefaulter> prefaulter_;  // round 0: the target populated ahead of the stream
   std::vector<std::thread> lane_threads_;
   std::atomic<bool> stop_lanes_{false};
   std::unique_ptr<std::atomic<std::uint64_t>[]> lane_idle_;  // per lane: empty receives (lane_idle_counts)

@@ -34,6 +34,8 @@ struct DestinationOptions {
   // it may be a query); unset: the engine waits for it.
   std::optional<Notify> notify;
   SessionLive* live = nullptr;  // the phase and progress, for the daemon's status; optional
+  // Populate the target ahead of round 0's stream (engine/target_prefaulter.hpp).
+  bool prefault = true;
 };
 
 struct DestinationReport {
@@ -46,6 +48,7 @@ struct DestinationReport {
                 bad_compressed = 0;
   std::uint64_t broken_record = 0;       // chunks of page records given up (a sibling lost), or their late copies
   std::uint64_t device_state_bytes = 0;  // a VM's device state, loaded before the commit
+  std::uint64_t prefaulted_bytes = 0;    // of the target, populated ahead of round 0's stream
   std::uint64_t foreign_connections = 0; // connections to the moved channel's listener that were not the source
   std::string final_delta = "send";      // "write": the source wrote the final delta into the exposed image
   std::string final_delta_note;          // why the image was not exposed when the source asked

@@ -72,6 +72,12 @@ std::uint64_t PageApplier::invalid() const {
   return n;
 }
 
+std::uint64_t PageApplier::receive_frontier() const {
+  std::uint64_t lanes = UINT64_MAX;
+  for (const auto& l : lanes_) lanes = std::min(lanes, l->frontier.load(std::memory_order_relaxed));
+  return std::max(lanes, reliable_frontier_.load(std::memory_order_relaxed));
+}
+
 std::int64_t PageApplier::take_min_owd() {
   std::int64_t v = INT64_MAX;
   for (auto& l : lanes_) v = std::min(v, l->min_owd.exchange(INT64_MAX, std::memory_order_relaxed));
@@ -213,6 +219,7 @@ DropReason PageApplier::apply_one(Lane& lane, std::span<const std::byte> bytes, 
   if (r != DropReason::none) return count_drop(lane, r);
   lane.window.mark(v.header.seq);
   r = v.header.chunk_count > 1 ? apply_compressed_chunk(lane, v, tag) : apply_whole(lane, v, tag);
+  if (v.header.entry_count > 0) advance_frontier(lane, v.entry_at(v.header.entry_count - 1u).page);
   count_authentic(lane, v.header, 1, bytes.size(), now_ns);
   // Stale entries inside an authentic datagram are counted but the datagram counts as received:
   // the loss estimate is about the path, not about our page bookkeeping.
@@ -359,6 +366,7 @@ DropReason PageApplier::open_record(Lane& lane, Lane::RecordSlot& slot, std::uin
   if (shape != DropReason::none) return count_drop(lane, shape);
   for (std::uint16_t i = 0; i < n; ++i) lane.window.mark(first.seq + i);
   const DropReason r = land_record(entry, dst, tag);
+  advance_frontier(lane, entry.page);
   count_authentic(lane, v.header, n, std::uint64_t{n} * size, now_ns);
   if (r != DropReason::none) count_drop(lane, r);
   return r;
@@ -458,6 +466,8 @@ void PageApplier::begin_round(std::uint32_t r, const Bitmap& pages) {
 }
 
 void PageApplier::note_pages_written(std::span<const std::uint64_t> pages, std::uint32_t round) {
+  if (!pages.empty() && pages.back() + 1 > reliable_frontier_.load(std::memory_order_relaxed))
+    reliable_frontier_.store(pages.back() + 1, std::memory_order_relaxed);
   for (auto p : pages) {
     if (keep_hashes_) hashes_[p] = hash_page(image_.data() + p * page_size_, page_size_);
     round_tag_[p] = std::max(round_tag_[p], round == kFinalRound ? kFinalRound : round + 1);

@@ -101,6 +101,10 @@ class PageApplier {
   std::uint64_t next_seq() const;
   std::uint64_t invalid() const;
   std::uint64_t dropped(DropReason r) const;
+  // Every page below it has had its copy of the current stream land or pass, as far as the stream
+  // is in increasing page order (round 0 is, on every lane): the least, over the lanes, of the
+  // highest page + 1 each applied, or of the reliable channel's pages when that is further.
+  std::uint64_t receive_frontier() const;
   // Smallest (receiver clock - sender stamp) since the last call; INT64_MAX if none.
   std::int64_t take_min_owd();
   // The send stamp of the newest authentic datagram and when it arrived (receiver clock); {0, 0}
@@ -147,6 +151,7 @@ class PageApplier {
       std::vector<std::byte> bytes;
     } staging;
     std::atomic<std::uint64_t> datagrams{0}, bytes{0}, next_seq{0}, taken{0};
+    std::atomic<std::uint64_t> frontier{0};  // the highest page applied + 1
     std::atomic<std::int64_t> min_owd{INT64_MAX};
     std::atomic<std::uint64_t> newest_stamp{0}, newest_arrival{0};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(DropReason::count_)> drops{};
@@ -173,6 +178,10 @@ class PageApplier {
   DropReason land_record(const DatagramEntry& entry, const std::byte* opened, std::uint32_t tag);
   // Counts `n` datagrams dropped for `r` on the lane; returns r.
   static DropReason count_drop(Lane& lane, DropReason r, std::uint64_t n = 1);
+  // Page p was applied on the lane.
+  static void advance_frontier(Lane& lane, std::uint64_t p) {
+    if (p + 1 > lane.frontier.load(std::memory_order_relaxed)) lane.frontier.store(p + 1, std::memory_order_relaxed);
+  }
   // An authentic datagram (or record) of `count` datagrams and `bytes` arrived: the lane's counters.
   void count_authentic(Lane& lane, const DatagramHeader& last, std::uint64_t count, std::uint64_t bytes,
                        std::uint64_t now_ns);
@@ -186,6 +195,7 @@ class PageApplier {
   bool compressed_pages_;
   std::atomic<std::uint32_t> announced_round_{0};
   std::atomic<std::uint32_t> min_round_{0};
+  std::atomic<std::uint64_t> reliable_frontier_{0};  // note_pages_written's highest page + 1
   std::vector<std::unique_ptr<Lane>> lanes_;
 
   Bitmap present_;

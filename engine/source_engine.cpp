@@ -348,14 +348,21 @@ class SourceRun {
       rs.pages = to_send.count();
       live_ = {round, 0, rs.pages * ps, pacer_.rate(), live_.loss, live_.qdelay_s, pacer_.phase(), bytes_of_finished_rounds()};
       const std::uint64_t bytes_before = bulk_bytes_sent();
-      rel_->send(wire(MsgType::round_begin), encode_page_set(round, to_send));
+      // Holes of the image's file go by datagram as zero entries, unread (found anew each round);
+      // round 0 names them to the destination, which populates its target ahead of the stream
+      // everywhere else. The reliable channel sends every page whole.
+      Bitmap holes(pages);
+      if (!lanes_.empty()) image_.find_zero_pages(holes);
+      Bitmap known_zero(pages);
+      if (round == 0) {
+        known_zero = holes;
+        known_zero &= to_send;
+      }
+      rel_->send(wire(MsgType::round_begin), encode_round_begin(round, to_send, known_zero));
       stop_point(Role::source, "round", round);
       const std::uint64_t lost_before = tracker_.datagrams_lost();
       const std::uint64_t sent_before = bulk_datagrams_sent();
       if (!lanes_.empty()) {
-        // Holes of the image's file go as zero entries, unread (found anew each round).
-        Bitmap holes(pages);
-        image_.find_zero_pages(holes);
         const std::uint64_t zero_pages = stream_round(round, to_send, holes);
         rs.bytes = bulk_bytes_sent() - bytes_before;
         if (round == 0) report_.zero_pages = zero_pages;
@@ -677,7 +684,7 @@ class SourceRun {
       const std::uint32_t round = report_.rounds + report_.final_datagram_rounds;
       report_.final_datagram_pages += set.count();
       ++report_.final_datagram_rounds;
-      rel_->send(wire(MsgType::round_begin), encode_page_set(round, set));
+      rel_->send(wire(MsgType::round_begin), encode_round_begin(round, set, Bitmap(pages)));
       stream_round(round, set, holes);
       rel_->send(wire(MsgType::round_end), encode_round_end({round, bulk_next_seq()}));
       set = await_round_report(round);

@@ -170,6 +170,16 @@ void page_set(Bytes in) {
   FUZZ_CHECK(decode_page_set(once, pages, again) == round && again.count() == set.count() && set.is_subset_of(again));
 }
 
+// The first 2 bytes choose the image's page count (1..65536); the rest is the message body.
+void round_begin(Bytes in) {
+  const std::uint64_t pages = 1 + take_u64(in, 2);
+  const RoundBegin b = decode_round_begin(in, pages);
+  FUZZ_CHECK(b.pages.size() == pages && b.known_zero.size() == pages && b.known_zero.is_subset_of(b.pages));
+  const RoundBegin again = decode_round_begin(encode_round_begin(b.round, b.pages, b.known_zero), pages);
+  FUZZ_CHECK(again.round == b.round && again.pages.count() == b.pages.count() &&
+             again.known_zero.count() == b.known_zero.count() && b.known_zero.is_subset_of(again.known_zero));
+}
+
 // The first 8 bytes choose the page count; the rest is the body.
 void pages_header(Bytes in) {
   const std::uint64_t pages = 1 + (take_u64(in, 8) & ((std::uint64_t{1} << 40) - 1));
@@ -273,7 +283,8 @@ const std::vector<Decoder>& decoders() {
       {"verify", "decode_verify", verify},
       {"device_state_header", "decode_device_state_header", device_state_header},
       {"device_state_end", "decode_device_state_end", device_state_end},
-      {"page_set", "decode_page_set (round-begin's and missing's page sets)", page_set},
+      {"page_set", "decode_page_set (missing's and round-report's page sets)", page_set},
+      {"round_begin", "decode_round_begin (a round's page set and the pages of it known zero)", round_begin},
       {"pages_header", "decode_pages_header (the final delta's pages messages)", pages_header},
       {"written", "decode_written (one-sided final-delta writes and their tags)", written},
       {"datagram", "decode_datagram + check_datagram_entries (header and entries in clear)", datagram},

@@ -167,6 +167,10 @@ int main(int argc, char** argv) {
   for (std::uint64_t i = 0; i < 1000; i += 3) dense.set(i);
   put("page_set", "runs", with_prefix(999, 2, encode_page_set(1, sparse)));
   put("page_set", "bitmap", with_prefix(999, 2, encode_page_set(2, dense)));
+  Bitmap none(1000), dense_zero = dense;
+  for (std::uint64_t i = 0; i < 1000; i += 6) dense_zero.reset(i);
+  put("round_begin", "first", with_prefix(999, 2, encode_round_begin(0, dense, dense_zero)));
+  put("round_begin", "later", with_prefix(999, 2, encode_round_begin(3, sparse, none)));
   const std::uint64_t pages[] = {1, 7, 900};
   put("pages_header", "three", with_prefix(999, 8, encode_pages_header(kFinalRound, pages)));
   const AeadTag tags[3] = {};

@@ -449,6 +449,32 @@ std::uint32_t decode_page_set(std::span<const std::byte> body, std::uint64_t pag
   return round;
 }
 
+std::vector<std::byte> encode_round_begin(std::uint32_t round, const Bitmap& pages, const Bitmap& known_zero) {
+  // Two page sets; the first with its length, since a set of runs ends where its body does.
+  const auto first = encode_page_set(round, pages);
+  const auto second = encode_page_set(round, known_zero);
+  std::vector<std::byte> out;
+  out.reserve(4 + first.size() + second.size());
+  ByteWriter w(out);
+  w.put(static_cast<std::uint32_t>(first.size()));
+  w.put_bytes(first);
+  w.put_bytes(second);
+  return out;
+}
+
+RoundBegin decode_round_begin(std::span<const std::byte> body, std::uint64_t page_count) {
+  ByteReader r(body, "round-begin");
+  const auto first_bytes = r.get<std::uint32_t>();
+  const auto first = r.get_bytes(first_bytes);
+  const auto second = r.get_bytes(r.remaining());
+  RoundBegin b;
+  b.round = decode_page_set(first, page_count, b.pages);
+  if (decode_page_set(second, page_count, b.known_zero) != b.round)
+    bad("round-begin: its two page sets name different rounds");
+  if (!b.known_zero.is_subset_of(b.pages)) bad("round-begin: pages known zero that the round does not send");
+  return b;
+}
+
 std::vector<std::byte> encode_pages_header(std::uint32_t round, std::span<const std::uint64_t> pages) {
   std::vector<std::byte> out;
   out.reserve(8 + pages.size() * 8);

@@ -35,7 +35,7 @@
 
 namespace hymig {
 
-inline constexpr std::uint32_t kProtocolVersion = 4;
+inline constexpr std::uint32_t kProtocolVersion = 5;
 
 enum class MsgType : std::uint8_t {
   hello = 1,
@@ -180,8 +180,19 @@ struct Progress {
 std::vector<std::byte> encode_progress(const Progress& p);
 Progress decode_progress(std::span<const std::byte> body);
 
-// round-begin's body is the round's page set (encode_page_set): the receiver must know which pages
-// a round resends, so that a page whose newer copy is lost is reported missing, not kept stale.
+// round-begin names the round's page set: the receiver must know which pages a round resends, so
+// that a page whose newer copy is lost is reported missing, not kept stale. It also names the pages
+// of the set the source knows are zero right now (its file's holes; sent as zero entries): a hint,
+// so that the receiver populates its target ahead of the stream only where data will land.
+struct RoundBegin {
+  std::uint32_t round = 0;
+  Bitmap pages;
+  Bitmap known_zero;  // a subset of pages; empty (all clear) when the source knows none
+};
+std::vector<std::byte> encode_round_begin(std::uint32_t round, const Bitmap& pages, const Bitmap& known_zero);
+// Validates both sets against page_count and that known_zero lies within pages.
+RoundBegin decode_round_begin(std::span<const std::byte> body, std::uint64_t page_count);
+
 struct RoundEnd {
   std::uint32_t round = 0;
   std::uint64_t next_seq = 0;  // the sum over the lanes of the sequence number each lane's next datagram would carry

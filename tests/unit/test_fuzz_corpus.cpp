@@ -23,9 +23,9 @@ namespace {
 
 const fs::path kCorpus = HYMIG_FUZZ_CORPUS_DIR;
 #ifdef HYMIG_HAVE_VERBS
-constexpr std::size_t kDecoders = 24;
+constexpr std::size_t kDecoders = 25;
 #else
-constexpr std::size_t kDecoders = 22;  // built without rdma-core: no rc_frame_header, rc_connect
+constexpr std::size_t kDecoders = 23;  // built without rdma-core: no rc_frame_header, rc_connect
 #endif
 
 std::vector<std::pair<std::string, std::string>> seeds_of(const std::string& target) {

@@ -115,6 +115,44 @@ TEST(WireControl, PageSetsRoundTripBothEncodings) {
   }
 }
 
+TEST(WireControl, RoundBeginCarriesItsSetAndThePagesKnownZero) {
+  Bitmap set(5000), zero(5000), none(5000);
+  for (std::uint64_t i = 0; i < 5000; i += 2) set.set(i);
+  for (std::uint64_t i = 0; i < 5000; i += 10) zero.set(i);
+  const RoundBegin b = decode_round_begin(encode_round_begin(4, set, zero), 5000);
+  EXPECT_EQ(b.round, 4u);
+  EXPECT_EQ(b.pages.count(), set.count());
+  EXPECT_TRUE(set.is_subset_of(b.pages));
+  EXPECT_EQ(b.known_zero.count(), zero.count());
+  EXPECT_TRUE(zero.is_subset_of(b.known_zero));
+  EXPECT_EQ(decode_round_begin(encode_round_begin(1, set, none), 5000).known_zero.count(), 0u);
+}
+
+TEST(WireControl, RoundBeginThatDoesNotHoldTogetherIsRejected) {
+  Bitmap set(100), zero(100);
+  set.set(5);
+  zero.set(6);  // known zero, but not in the round
+  EXPECT_THROW(decode_round_begin(encode_round_begin(0, set, zero), 100), Error);
+  zero = Bitmap(100);
+  auto body = encode_round_begin(0, set, zero);
+  EXPECT_THROW(decode_round_begin(body, 50), Error);  // another image's size
+  for (std::size_t cut = 0; cut < body.size(); ++cut)
+    EXPECT_THROW(decode_round_begin(std::span(body).first(cut), 100), Error) << cut;
+  // The two sets naming different rounds.
+  const auto first = encode_page_set(2, set), second = encode_page_set(3, zero);
+  std::vector<std::byte> mixed(4);
+  const auto len = static_cast<std::uint32_t>(first.size());
+  std::memcpy(mixed.data(), &len, 4);
+  mixed.insert(mixed.end(), first.begin(), first.end());
+  mixed.insert(mixed.end(), second.begin(), second.end());
+  EXPECT_THROW(decode_round_begin(mixed, 100), Error);
+  // A first set's length past the body.
+  std::vector<std::byte> long_first = body;
+  const std::uint32_t huge = 1u << 30;
+  std::memcpy(long_first.data(), &huge, 4);
+  EXPECT_THROW(decode_round_begin(long_first, 100), Error);
+}
+
 TEST(WireControl, PageSetOutOfRangeIsRejected) {
   Bitmap set(100);
   set.set(99);
