@@ -16,52 +16,20 @@
 #include "protocol/page_hash.hpp"
 #include "testing/engine_harness.hpp"
 #include "testing/fake_channel.hpp"
+#include "testing/holey_source.hpp"
 
 namespace hymig {
 namespace {
 
-bool all_zero(const std::byte* p, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i)
-    if (p[i] != std::byte{0}) return false;
-  return true;
-}
-
-// Pages that are all zero right now, as a sparse file's holes would be (the writers keep going).
-void zero_pages_now(std::span<const std::byte> mem, std::size_t ps, Bitmap& out, std::uint64_t* calls) {
-  ++*calls;
-  for (std::uint64_t p = 0; p < mem.size() / ps; ++p)
-    if (all_zero(mem.data() + p * ps, ps)) out.set(p);
-}
-
-// A synthetic image that finds modified pages by hashing (no write log), like a VM's RAM file.
-class HoleySource final : public SourceImage {
- public:
-  explicit HoleySource(const SyntheticSpec& spec) : inner_(spec) {}
-  std::string kind() const override { return "synthetic"; }
-  std::string name() const override { return "holey"; }
-  std::size_t page_size() const override { return inner_.page_size(); }
-  std::uint64_t page_count() const override { return inner_.page_count(); }
-  std::span<const std::byte> memory() const override { return inner_.memory(); }
-  void find_zero_pages(Bitmap& out) const override { zero_pages_now(memory(), page_size(), out, &finds); }
-  void start_dirty_tracking() override { inner_.start_dirty_tracking(); }
-  void collect_dirty(Bitmap& out, std::span<const std::uint64_t> sent) override {
-    Bitmap holes(page_count());
-    find_zero_pages(holes);
-    scan_modified_pages(memory(), page_size(), sent, out, &holes);
-  }
-  void pause() override { inner_.pause(); }
-  void resume() override { inner_.resume(); }
-  void handed_over() override { inner_.handed_over(); }
-
-  SyntheticImage inner_;
-  mutable std::uint64_t finds = 0;
-};
+using harness::HoleySource;
 
 class SparseTarget final : public harness::KeptTarget {
  public:
   SparseTarget(harness::TargetRecord& r, std::uint64_t& finds) : KeptTarget(r), finds_(finds) {}
   bool starts_zeroed() const override { return true; }
-  void find_zero_pages(Bitmap& out) const override { zero_pages_now(r_.memory.span(), 4096, out, &finds_); }
+  void find_zero_pages(Bitmap& out) const override {
+    harness::find_zero_pages_now(r_.memory.span(), 4096, out, &finds_);
+  }
 
  private:
   std::uint64_t& finds_;

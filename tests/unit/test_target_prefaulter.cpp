@@ -21,6 +21,7 @@
 #include "images/synthetic_image.hpp"
 #include "testing/engine_harness.hpp"
 #include "testing/fake_channel.hpp"
+#include "testing/holey_source.hpp"
 
 namespace hymig {
 namespace {
@@ -155,32 +156,6 @@ TEST(TargetPrefaulter, AFailureStopsOnlyThePrefaulter) {
 
 // ---- over the engine ---------------------------------------------------------------------------
 
-// A synthetic image whose zero pages are holes of its file, as an idle guest's untouched RAM is.
-class ImageWithHoles final : public SourceImage {
- public:
-  explicit ImageWithHoles(const SyntheticSpec& spec) : inner_(spec) {}
-  std::string kind() const override { return "synthetic"; }
-  std::string name() const override { return "holes"; }
-  std::size_t page_size() const override { return inner_.page_size(); }
-  std::uint64_t page_count() const override { return inner_.page_count(); }
-  std::span<const std::byte> memory() const override { return inner_.memory(); }
-  void find_zero_pages(Bitmap& out) const override {
-    const auto mem = memory();
-    for (std::uint64_t p = 0; p < page_count(); ++p)
-      if (std::all_of(mem.data() + p * kPage, mem.data() + (p + 1) * kPage,
-                      [](std::byte b) { return b == std::byte{0}; }))
-        out.set(p);
-  }
-  void start_dirty_tracking() override { inner_.start_dirty_tracking(); }
-  void collect_dirty(Bitmap& out, std::span<const std::uint64_t> sent) override { inner_.collect_dirty(out, sent); }
-  void pause() override { inner_.pause(); }
-  void resume() override { inner_.resume(); }
-  void handed_over() override { inner_.handed_over(); }
-
- private:
-  SyntheticImage inner_;
-};
-
 // A target in a file on tmpfs that starts as one hole: what it allocates is what was written or
 // populated. The file and its mapping outlive the session (the engine drops its target at the end).
 struct SparseFile {
@@ -217,7 +192,7 @@ TEST(TargetPrefaulter, TheDestinationPopulatesAheadAndAllocatesNoKnownZeroPage) 
   spec.size = 16 << 20;
   spec.zero_fraction = 0.5;
   spec.seed = 11;
-  ImageWithHoles image(spec);
+  harness::HoleySource image(spec);
   Bitmap zero(image.page_count());
   image.find_zero_pages(zero);
   const std::uint64_t data_bytes = (image.page_count() - zero.count()) * kPage;
