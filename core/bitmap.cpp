@@ -23,13 +23,6 @@ Bitmap& Bitmap::operator|=(const Bitmap& o) {
   return *this;
 }
 
-Bitmap& Bitmap::operator&=(const Bitmap& o) {
-  const std::size_t n = std::min(words_.size(), o.words_.size());
-  for (std::size_t i = 0; i < n; ++i) words_[i] &= o.words_[i];
-  for (std::size_t i = n; i < words_.size(); ++i) words_[i] = 0;
-  return *this;
-}
-
 void Bitmap::clear_where(const Bitmap& o) {
   const std::size_t n = std::min(words_.size(), o.words_.size());
   for (std::size_t i = 0; i < n; ++i) words_[i] &= ~o.words_[i];

@@ -25,7 +25,6 @@ class Bitmap {
   std::uint64_t count() const;
 
   Bitmap& operator|=(const Bitmap& o);
-  Bitmap& operator&=(const Bitmap& o);
   // Clears every bit that is set in `o` (this &= ~o).
   void clear_where(const Bitmap& o);
   // Sets every bit that is clear in `o` (this |= ~o), used for "missing = not present".

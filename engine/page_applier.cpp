@@ -73,9 +73,9 @@ std::uint64_t PageApplier::invalid() const {
 }
 
 std::uint64_t PageApplier::receive_frontier() const {
-  std::uint64_t lanes = UINT64_MAX;
-  for (const auto& l : lanes_) lanes = std::min(lanes, l->frontier.load(std::memory_order_relaxed));
-  return std::max(lanes, reliable_frontier_.load(std::memory_order_relaxed));
+  std::uint64_t least = UINT64_MAX;
+  for (const auto& l : lanes_) least = std::min(least, l->frontier.load(std::memory_order_relaxed));
+  return std::max(least, reliable_frontier_.load(std::memory_order_relaxed));
 }
 
 std::int64_t PageApplier::take_min_owd() {

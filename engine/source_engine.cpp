@@ -349,16 +349,11 @@ class SourceRun {
       live_ = {round, 0, rs.pages * ps, pacer_.rate(), live_.loss, live_.qdelay_s, pacer_.phase(), bytes_of_finished_rounds()};
       const std::uint64_t bytes_before = bulk_bytes_sent();
       // Holes of the image's file go by datagram as zero entries, unread (found anew each round);
-      // round 0 names them to the destination, which populates its target ahead of the stream
-      // everywhere else. The reliable channel sends every page whole.
+      // round 0 (every page) names them to the destination, which populates its target ahead of
+      // the stream everywhere else. The reliable channel sends every page whole.
       Bitmap holes(pages);
       if (!lanes_.empty()) image_.find_zero_pages(holes);
-      Bitmap known_zero(pages);
-      if (round == 0) {
-        known_zero = holes;
-        known_zero &= to_send;
-      }
-      rel_->send(wire(MsgType::round_begin), encode_round_begin(round, to_send, known_zero));
+      rel_->send(wire(MsgType::round_begin), encode_round_begin(round, to_send, round == 0 ? holes : Bitmap(pages)));
       stop_point(Role::source, "round", round);
       const std::uint64_t lost_before = tracker_.datagrams_lost();
       const std::uint64_t sent_before = bulk_datagrams_sent();
