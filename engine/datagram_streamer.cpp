@@ -27,7 +27,6 @@ DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& la
   if (layout_.chunked())
     compress_cap_ = std::min<std::size_t>(compress_cap_, std::size_t{layout_.chunk_bytes} * (layout_.chunk_count - 1));
   zscratch_.resize(compress_cap_);
-  if (layout_.chunked()) page_copy_.resize(layout_.page_size);
   max_zero_entries_ = static_cast<std::uint16_t>(std::min<std::size_t>(
       kMaxEntries, (layout_.datagram_bytes - kDatagramHeaderBytes - kDatagramTagBytes) / kEntryBytes));
   // Enough slots for ~1 MiB of datagrams, at least 8.
@@ -38,6 +37,11 @@ DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& la
     s.entries.reserve(kMaxEntries);
   }
   out_.resize(n);
+  if (layout_.chunked()) {
+    // A record takes chunk_count slots, so the slots run out before the bodies do.
+    body_stride_ = (page_record_body_bytes(layout_) + 63) / 64 * 64;
+    record_bodies_.resize((n / layout_.chunk_count + 1) * body_stride_);
+  }
 }
 
 DatagramStreamer::Slot& DatagramStreamer::open_slot() {
@@ -123,8 +127,12 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
 }
 
 void DatagramStreamer::queue_sealed(Slot& s, const std::byte* start, std::size_t bytes) {
-  s.sealed = ConstBuffer{start, bytes};
-  out_[used_] = OutDatagram{std::span<const ConstBuffer>(&s.sealed, 1), bytes};
+  s.parts[0] = ConstBuffer{start, bytes};
+  queue_parts(s, 1, bytes);
+}
+
+void DatagramStreamer::queue_parts(Slot& s, std::size_t count, std::size_t bytes) {
+  out_[used_] = OutDatagram{std::span<const ConstBuffer>(s.parts.data(), count), bytes};
   bytes_sealed_.fetch_add(bytes, std::memory_order_relaxed);
   batch_bytes_ += bytes;
   ++used_;
@@ -158,8 +166,10 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool kn
     return;
   }
 
-  copy_guest_page(page_copy_.data(), data, layout_.page_size);
-  const PageCopy c = inspect(page, page_copy_.data());
+  // Into the next record body, where its record is sealed if it goes as one (else it was scratch).
+  std::byte* const copy = record_bodies_.data() + bodies_used_ * body_stride_ + kPageRecordPageAt;
+  copy_guest_page(copy, data, layout_.page_size);
+  const PageCopy c = inspect(page, copy);
   const std::size_t room = layout_.datagram_bytes - kDatagramHeaderBytes - kEntryBytes - kDatagramTagBytes;
   if (c.zero || (c.compressed && c.compressed <= room)) {
     // Chunked mode: zero pages travel as entries only and compressed ones that fit a datagram
@@ -198,21 +208,25 @@ void DatagramStreamer::add_page(std::uint64_t page, std::uint32_t round, bool kn
 }
 
 void DatagramStreamer::seal_record(std::uint64_t page, std::uint64_t hash, std::uint32_t round) {
-  // One record over the page's chunk datagrams (send_round() left a slot for each), sealed
-  // straight from the page's copy into the slots.
+  // One record over the page's chunk datagrams (send_round() left a slot for each): sealed in its
+  // body in one pass, each chunk gathered from its head (in its slot) and a slice of the body.
   const std::uint16_t n = layout_.chunk_count;
   const std::size_t bytes = page_record_datagram_bytes(layout_);
-  std::array<std::byte*, kMaxChunks> at{};
-  for (std::uint16_t i = 0; i < n; ++i) at[i] = slots_[used_ + i].buf.data();
+  std::byte* const body = record_bodies_.data() + bodies_used_++ * body_stride_;
+  std::array<std::byte*, kMaxChunks> heads{};
+  for (std::uint16_t i = 0; i < n; ++i) heads[i] = slots_[used_ + i].buf.data();
   DatagramHeader first;
   first.session = session_;
   first.lane = lane_;
   first.seq = next_seq_.fetch_add(n, std::memory_order_relaxed);
   first.send_time_ns = monotonic_ns();
   first.round = round;
-  seal_page_record(keys_.for_seq(first.seq), protection_, layout_, first, DatagramEntry{page, false, hash},
-                   page_copy_.data(), std::span<std::byte* const>(at.data(), n));
-  for (std::uint16_t i = 0; i < n; ++i) queue_sealed(slots_[used_], slots_[used_].buf.data(), bytes);
+  seal_page_record(keys_.for_seq(first.seq), protection_, layout_, first, DatagramEntry{page, false, hash}, body,
+                   std::span<std::byte* const>(heads.data(), n));
+  for (std::uint16_t i = 0; i < n; ++i) {
+    Slot& s = slots_[used_];
+    queue_parts(s, page_record_chunk_parts(layout_, body, heads[i], i, s.parts), bytes);
+  }
 }
 
 void DatagramStreamer::flush(const std::function<double()>& rate, const std::function<void()>& between_batches) {
@@ -240,6 +254,7 @@ void DatagramStreamer::flush(const std::function<double()>& rate, const std::fun
     pending = pending.subspan(n);
   }
   used_ = 0;
+  bodies_used_ = 0;
   batch_bytes_ = 0;
   // The lane's own work for the batch (zstd included): the CPU time of building it and handing it
   // to the kernel. The waits are what a slower link costs, not work: the pacer's, and a kernel

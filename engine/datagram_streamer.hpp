@@ -10,6 +10,7 @@
 // believes it sent A).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include "engine/compression_governor.hpp"
 #include "engine/pacer.hpp"
 #include "protocol/page_compressor.hpp"
+#include "protocol/page_record.hpp"
 #include "protocol/wire.hpp"
 #include "security/epoch_keys.hpp"
 #include "transport/datagram_channel.hpp"
@@ -69,7 +71,9 @@ class DatagramStreamer {
     std::vector<std::byte> buf;
     std::vector<DatagramEntry> entries;
     std::size_t payload = 0;
-    ConstBuffer sealed{};  // the datagram, once sealed
+    // The datagram, once sealed: one piece of buf, or a page record's chunk gathered from its
+    // head in buf and the record's body.
+    std::array<ConstBuffer, kPageRecordMaxParts> parts{};
     std::byte* payload_end() { return buf.data() + kPayloadAt + payload; }
   };
   struct PageCopy {  // what add_page learnt from the copy of a page
@@ -90,7 +94,10 @@ class DatagramStreamer {
   void seal(Slot& s, std::uint32_t round, std::uint16_t chunk_index, std::uint16_t chunk_count);
   // A sealed datagram of `bytes` at `start` (in s.buf) joins the batch.
   void queue_sealed(Slot& s, const std::byte* start, std::size_t bytes);
-  // A raw page on a chunked path (its copy in page_copy_): one record over its chunk datagrams.
+  // s.parts[0, count) (`bytes` in all) join the batch as one datagram.
+  void queue_parts(Slot& s, std::size_t count, std::size_t bytes);
+  // A raw page on a chunked path (its copy in the next record body): one record over its chunk
+  // datagrams.
   void seal_record(std::uint64_t page, std::uint64_t hash, std::uint32_t round);
   Slot& open_slot();
   void flush(const std::function<double()>& rate, const std::function<void()>& between_batches);
@@ -123,7 +130,11 @@ class DatagramStreamer {
   PageCompressor compressor_;
   CompressionGovernor governor_;
   std::vector<std::byte> zscratch_;    // one compressed page, before it goes into its slot
-  std::vector<std::byte> page_copy_;   // chunked paths: the page being cut into chunks
+  // Chunked paths: the batch's page record bodies (protocol/page_record.hpp), each page copied
+  // into the next one, which the page's record then keeps until the batch went.
+  std::vector<std::byte> record_bodies_;
+  std::size_t body_stride_ = 0;
+  std::size_t bodies_used_ = 0;
   std::size_t compress_cap_ = 0;       // the most a compressed page may take here
   std::uint64_t batch_pages_ = 0;      // pages added since the last batch went
   std::chrono::steady_clock::time_point batch_start_{};

@@ -126,11 +126,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         DatagramEntry entry{in.ConsumeIntegralInRange<std::uint64_t>(0, page_count + 2), false, 0};
         std::vector<std::byte> page(kPage, std::byte{in.ConsumeIntegral<std::uint8_t>()});
         entry.hash = in.ConsumeBool() ? hash_page(page.data(), kPage) : in.ConsumeIntegral<std::uint64_t>();
-        const std::size_t size = page_record_datagram_bytes(layout);
-        std::vector<std::vector<std::byte>> chunks(layout.chunk_count, std::vector<std::byte>(size));
-        std::vector<std::byte*> at;
-        for (auto& c : chunks) at.push_back(c.data());
-        seal_page_record(sealer(secrets, lane).for_seq(first.seq), protection, layout, first, entry, page.data(), at);
+        const std::vector<std::vector<std::byte>> chunks = seal_page_record_datagrams(
+            sealer(secrets, lane).for_seq(first.seq), protection, layout, first, entry, page.data());
         // Each step delivers one chunk (the next, or any), possibly with one byte flipped, alone or
         // in a receive batch whose memory is freed once applied (a chunk kept past it is a
         // use after free).

@@ -43,12 +43,8 @@ class PageRecord : public ::testing::TestWithParam<DatagramProtection> {
     first.seq = seq;
     first.send_time_ns = 1000 + seq;
     first.round = round;
-    Chunks out(layout.chunk_count, std::vector<std::byte>(page_record_datagram_bytes(layout)));
-    std::vector<std::byte*> at;
-    for (auto& c : out) at.push_back(c.data());
-    seal_page_record((keys ? *keys : sealer).for_seq(seq), GetParam(), layout, first,
-                     {page_index, false, hash_page(bytes.data(), kPage)}, bytes.data(), at);
-    return out;
+    return seal_page_record_datagrams((keys ? *keys : sealer).for_seq(seq), GetParam(), layout, first,
+                                      {page_index, false, hash_page(bytes.data(), kPage)}, bytes.data());
   }
 
   DropReason deliver(const std::vector<std::byte>& d) { return applier.apply_datagram(0, d, 5000); }
