@@ -119,6 +119,7 @@ constexpr double kShareFloor = 0.25;  // of the long-term link: yield, but never
 constexpr double kLongLossCredit = 1.25;   // at most this much random loss is added back into it
 constexpr double kLongLinkDecay = 0.9998;  // per sample: a half-life of ~3500 samples (over a minute)
 constexpr double kFallbackStep = 0.003;    // of the long-term link per sample, competing with no round trip known
+constexpr double kProbeTaken = 0.95;       // of a probe's bytes delivered: the path took it, probe again
 constexpr double kReceiverPace = 0.9;    // of what a receiver that falls behind took in the sample
 constexpr double kContendProbe = 1.05;   // per sample, from the start of competing to the first loss
 constexpr double kCubicC = 0.4;          // RFC 9438's C, packets per second cubed
@@ -268,6 +269,7 @@ void RateController::on_sample(const FeedbackSample& s) {
     std::sort(d.begin(), d.end());
     base_loss_ = std::min(base_loss_, d[d.size() / 2]);
   }
+  const double sample_gain = last_gain_;  // what the rate of the sample now arriving was set with
   last_gain_ = 1;
 
   // What the path carried, with random loss added back: under 5 % random loss a link that takes
@@ -329,6 +331,7 @@ void RateController::on_sample(const FeedbackSample& s) {
     std::nth_element(recent.begin(), recent.begin() + bw_window_.size() / 2, recent.begin() + bw_window_.size());
     typical_link_ = std::max(typical_link_, recent[bw_window_.size() / 2]);
   }
+  const double long_link_before = long_link_;
   long_link_ = std::max(long_link_ * kLongLinkDecay, std::min(carried, kLongLossCredit * s.delivered_rate));
 
   switch (phase_) {
@@ -369,7 +372,15 @@ void RateController::on_sample(const FeedbackSample& s) {
       rate_ = std::min(rate_ / 0.8, link);
       break;
     case Phase::cruise: {
-      // Probe up one sample in eight, drain a little after, hold at the link rate otherwise.
+      // Probe up one sample in eight, drain a little after, hold at the link rate otherwise. A
+      // probe the path took whole (all of it delivered, no queue, no loss above the floor, the
+      // receiver keeping up) at a rate it never gave before is followed by another at once:
+      // startup may have left at a rate a receiver took while slow (its memory first touched),
+      // and at one probe in eight the climb to the link from there took 1.5 s of a 3 s migration
+      // (docs/data-path.md). Back under a link it has given (after a cut), the cadence stays.
+      if (sample_gain > 1 && !queue_building && !receiver_behind && !above && !app_limited &&
+          carried >= kProbeTaken * s.send_rate && carried > long_link_before)
+        cycle_ = 0;
       static constexpr double gains[] = {1.25, 0.85, 1, 1, 1, 1, 1, 1};
       const double gain = gains[cycle_++ % 8];
       const double target = link * gain;
