@@ -13,6 +13,16 @@
 #include "protocol/page_record.hpp"
 
 namespace hymig {
+namespace {
+// Adds to a counter only the lane's thread writes (others only read it): a load and a store, not
+// a locked read-modify-write, on the per-datagram path.
+std::uint64_t bump(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
+  const std::uint64_t before = counter.load(std::memory_order_relaxed);
+  counter.store(before + n, std::memory_order_relaxed);
+  return before;
+}
+}  // namespace
+
 DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
                                    std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
                                    std::chrono::milliseconds stall_timeout, DatagramProtection protection,
@@ -105,7 +115,7 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
   h.flags = protection_ == DatagramProtection::aead ? kDatagramEncrypted : 0;
   h.session = session_;
   h.lane = lane_;
-  h.seq = next_seq_.fetch_add(1, std::memory_order_relaxed);
+  h.seq = bump(next_seq_, 1);
   h.send_time_ns = monotonic_ns();
   h.round = round;
   h.chunk_index = chunk_index;
@@ -133,7 +143,7 @@ void DatagramStreamer::queue_sealed(Slot& s, const std::byte* start, std::size_t
 
 void DatagramStreamer::queue_parts(Slot& s, std::size_t count, std::size_t bytes) {
   out_[used_] = OutDatagram{std::span<const ConstBuffer>(s.parts.data(), count), bytes};
-  bytes_sealed_.fetch_add(bytes, std::memory_order_relaxed);
+  bump(bytes_sealed_, bytes);
   batch_bytes_ += bytes;
   ++used_;
 }
@@ -218,7 +228,7 @@ void DatagramStreamer::seal_record(std::uint64_t page, std::uint64_t hash, std::
   DatagramHeader first;
   first.session = session_;
   first.lane = lane_;
-  first.seq = next_seq_.fetch_add(n, std::memory_order_relaxed);
+  first.seq = bump(next_seq_, n);
   first.send_time_ns = monotonic_ns();
   first.round = round;
   seal_page_record(keys_.for_seq(first.seq), protection_, layout_, first, DatagramEntry{page, false, hash}, body,
