@@ -9,20 +9,11 @@
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
+#include "core/single_writer_counter.hpp"
 #include "protocol/page_hash.hpp"
 #include "protocol/page_record.hpp"
 
 namespace hymig {
-namespace {
-// Adds to a counter only the lane's thread writes (others only read it): a load and a store, not
-// a locked read-modify-write, on the per-datagram path.
-std::uint64_t bump(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
-  const std::uint64_t before = counter.load(std::memory_order_relaxed);
-  counter.store(before + n, std::memory_order_relaxed);
-  return before;
-}
-}  // namespace
-
 DatagramStreamer::DatagramStreamer(DatagramChannel& ch, const DatagramLayout& layout, std::uint64_t session,
                                    std::span<const std::byte> image, std::span<std::uint64_t> sent_hashes,
                                    std::chrono::milliseconds stall_timeout, DatagramProtection protection,
@@ -115,7 +106,7 @@ void DatagramStreamer::seal(Slot& s, std::uint32_t round, std::uint16_t chunk_in
   h.flags = protection_ == DatagramProtection::aead ? kDatagramEncrypted : 0;
   h.session = session_;
   h.lane = lane_;
-  h.seq = bump(next_seq_, 1);
+  h.seq = add_single_writer(next_seq_, 1);
   h.send_time_ns = monotonic_ns();
   h.round = round;
   h.chunk_index = chunk_index;
@@ -143,7 +134,7 @@ void DatagramStreamer::queue_sealed(Slot& s, const std::byte* start, std::size_t
 
 void DatagramStreamer::queue_parts(Slot& s, std::size_t count, std::size_t bytes) {
   out_[used_] = OutDatagram{std::span<const ConstBuffer>(s.parts.data(), count), bytes};
-  bump(bytes_sealed_, bytes);
+  add_single_writer(bytes_sealed_, bytes);
   batch_bytes_ += bytes;
   ++used_;
 }
@@ -228,7 +219,7 @@ void DatagramStreamer::seal_record(std::uint64_t page, std::uint64_t hash, std::
   DatagramHeader first;
   first.session = session_;
   first.lane = lane_;
-  first.seq = bump(next_seq_, n);
+  first.seq = add_single_writer(next_seq_, n);
   first.send_time_ns = monotonic_ns();
   first.round = round;
   seal_page_record(keys_.for_seq(first.seq), protection_, layout_, first, DatagramEntry{page, false, hash}, body,

@@ -124,6 +124,7 @@ class DatagramStreamer {
 
   TokenBucket bucket_;
   std::uint32_t lane_;
+  // next_seq_ and bytes_sealed_ move per datagram, by the lane's thread only (add_single_writer).
   std::atomic<std::uint64_t> next_seq_{0}, bytes_sealed_{0}, bytes_sent_{0}, datagrams_sent_{0};
   std::atomic<std::uint64_t> compressed_pages_{0}, compressed_bytes_{0};
 

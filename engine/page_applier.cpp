@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstring>
 
+#include "core/single_writer_counter.hpp"
 #include "protocol/page_hash.hpp"
 #include "protocol/page_record.hpp"
 
@@ -111,7 +112,7 @@ bool PageApplier::may_write_page(std::uint64_t p, std::uint32_t tag) const {
 }
 
 DropReason PageApplier::count_drop(Lane& lane, DropReason r, std::uint64_t n) {
-  lane.drops[static_cast<std::size_t>(r)].fetch_add(n, std::memory_order_relaxed);
+  add_single_writer(lane.drops[static_cast<std::size_t>(r)], n);
   return r;
 }
 
@@ -202,7 +203,7 @@ void PageApplier::keep_borrowed(Lane& lane) {
 }
 
 DropReason PageApplier::apply_one(Lane& lane, std::span<const std::byte> bytes, std::uint64_t now_ns) {
-  lane.taken.fetch_add(1, std::memory_order_relaxed);
+  add_single_writer(lane.taken, 1);
   DatagramView v;
   DropReason r = decode_datagram(bytes, session_, lane.index, layout_, protection_, v);
   if (r == DropReason::none && v.header.round > announced_round_.load(std::memory_order_relaxed))
@@ -229,8 +230,8 @@ DropReason PageApplier::apply_one(Lane& lane, std::span<const std::byte> bytes, 
 
 void PageApplier::count_authentic(Lane& lane, const DatagramHeader& last, std::uint64_t count, std::uint64_t bytes,
                                   std::uint64_t now_ns) {
-  lane.datagrams.fetch_add(count, std::memory_order_relaxed);
-  lane.bytes.fetch_add(bytes, std::memory_order_relaxed);
+  add_single_writer(lane.datagrams, count);
+  add_single_writer(lane.bytes, bytes);
   // Released after the counts: a reader that loads next_seq first sees at least the datagrams
   // behind it (next_seq()).
   if (last.seq + 1 > lane.next_seq.load(std::memory_order_relaxed))
@@ -300,8 +301,8 @@ void PageApplier::give_up_record(Lane& lane, Lane::RecordSlot& slot) {
   const std::uint64_t end = slot.first_seq + layout_.chunk_count;
   if (slot.first_seq < lane.credit_from || end > lane.window.highest() + 1) return;
   lane.credit_from = end;
-  lane.datagrams.fetch_add(n, std::memory_order_relaxed);
-  lane.bytes.fetch_add(n * page_record_datagram_bytes(layout_), std::memory_order_relaxed);
+  add_single_writer(lane.datagrams, n);
+  add_single_writer(lane.bytes, n * page_record_datagram_bytes(layout_));
 }
 
 DropReason PageApplier::open_record(Lane& lane, Lane::RecordSlot& slot, std::uint64_t now_ns) {

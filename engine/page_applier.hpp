@@ -150,6 +150,7 @@ class PageApplier {
       std::uint64_t mask = 0;
       std::vector<std::byte> bytes;
     } staging;
+    // The counts move per datagram, written by the lane's receiving thread only (add_single_writer).
     std::atomic<std::uint64_t> datagrams{0}, bytes{0}, next_seq{0}, taken{0};
     std::atomic<std::uint64_t> frontier{0};  // the highest page applied + 1
     std::atomic<std::int64_t> min_owd{INT64_MAX};
