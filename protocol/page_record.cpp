@@ -21,9 +21,8 @@ std::size_t page_record_body_bytes(const DatagramLayout& layout) {
 }
 
 namespace {
-// The fixed zeros of the entry and tag fields a chunk does not carry.
+// The zero tag field of every chunk but the last (the zero entry fields are in the heads).
 constexpr std::array<std::byte, kDatagramTagBytes> kZeroField{};
-static_assert(kEntryBytes == kDatagramTagBytes);
 }  // namespace
 
 void seal_page_record(AeadCipher& cipher, DatagramProtection protection, const DatagramLayout& layout,
