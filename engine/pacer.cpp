@@ -109,6 +109,18 @@ void RateController::clamp() {
   rate_ = std::clamp(rate_, static_cast<double>(cfg_.min_rate), static_cast<double>(cfg_.max_rate));
 }
 
+bool LossBlocks::add(double loss, double datagrams) {
+  lost_ += loss * datagrams;
+  sent_ += datagrams;
+  ++samples_;
+  if (sent_ < kDatagrams && (max_samples_ == 0 || samples_ < max_samples_)) return false;
+  blocks_.push_back(lost_ / sent_);
+  if (blocks_.size() > keep_) blocks_.pop_front();
+  last_datagrams_ = sent_;
+  clear_partial();
+  return true;
+}
+
 namespace {
 constexpr int kCutSpacing = 3;    // samples between two cuts: the last one must show in the reports first
 constexpr double kCutFactor = 0.8;
@@ -143,6 +155,8 @@ void RateController::yield_to_congestion(double carried) {
   rate_ = std::max(kShareFloor * long_link_, kCutFactor * std::min(rate_, carried));
   bw_window_.assign(1, rate_);
   since_cut_ = 0;
+  recent_loss_.clear_partial();
+  excess_streak_ = 0;
 }
 
 // Competing before a round trip is known: an additive step from no more than what we could send (a
@@ -231,7 +245,9 @@ void RateController::on_sample(const FeedbackSample& s) {
   held_streak_ = path_queue_s > kPathQueueHold ? held_streak_ + 1 : 0;
   receiver_streak_ = receiver_behind ? receiver_streak_ + 1 : 0;
   const bool receiver_full = receiver_streak_ >= 2;
-  // Random loss floor: a low percentile of the last 16 samples' loss. Loss caused by sending too
+  // Random loss floor: a low percentile of the loss of the last 16 blocks of samples (a sample at
+  // a high rate, several pooled to 2048 datagrams at a low one; not the probes, which overshoot on
+  // purpose). Loss caused by sending too
   // fast vanishes in the samples taken below the link rate; random loss stays in all of them. Not
   // the minimum: a sample of 64 datagrams at 30 % loss varies by +-6 %, and the minimum of 16 such
   // samples would put the floor far below the real random loss. (Not the median either: a flow
@@ -241,10 +257,9 @@ void RateController::on_sample(const FeedbackSample& s) {
   // the same samples (their interquartile range, as a standard deviation) is the noise: loss that
   // drops a whole GSO batch at once, as a veth's input hook does, varies far more than a binomial
   // of the sample's datagrams.
-  if (!queue_building) {
-    loss_window_.push_back(s.loss);
-    if (loss_window_.size() > 16) loss_window_.pop_front();
-    std::vector<double> sorted(loss_window_.begin(), loss_window_.end());
+  const double sample_gain = last_gain_;  // what the rate of the sample now arriving was set with
+  if (!queue_building && sample_gain <= 1 && loss_window_.add(s.loss, s.datagrams)) {
+    std::vector<double> sorted(loss_window_.blocks().begin(), loss_window_.blocks().end());
     std::sort(sorted.begin(), sorted.end());
     base_loss_ = sorted[sorted.size() / 4];
     // At most half the floor: a shared queue's drops spread the samples too, and taken whole as
@@ -260,16 +275,12 @@ void RateController::on_sample(const FeedbackSample& s) {
   // there too; loss from overfilling the link is not. Without this, a flow that joins a link
   // whose queue is already full (so it never sees the queue's delay) reads the drops as random,
   // adds them back into its link estimate and sends ever faster: the floor must not feed itself.
-  if (last_gain_ < 1) {
-    drain_losses_.push_back(s.loss);
-    if (drain_losses_.size() > 3) drain_losses_.pop_front();
-  }
-  if (drain_losses_.size() >= 2) {
-    std::vector<double> d(drain_losses_.begin(), drain_losses_.end());
+  if (sample_gain < 1) drain_losses_.add(s.loss, s.datagrams);
+  if (drain_losses_.blocks().size() >= 2) {
+    std::vector<double> d(drain_losses_.blocks().begin(), drain_losses_.blocks().end());
     std::sort(d.begin(), d.end());
     base_loss_ = std::min(base_loss_, d[d.size() / 2]);
   }
-  const double sample_gain = last_gain_;  // what the rate of the sample now arriving was set with
   last_gain_ = 1;
 
   // What the path carried, with random loss added back: under 5 % random loss a link that takes
@@ -284,8 +295,19 @@ void RateController::on_sample(const FeedbackSample& s) {
   // sample must not cut the rate.
   const double noise =
       3 * std::max(std::sqrt(base_loss_ * (1 - base_loss_) / std::max(1.0, s.datagrams)), loss_spread_);
-  const bool above = loss_window_.size() >= 4 && s.loss > base_loss_ + std::max({0.02, 0.25 * base_loss_, noise});
-  excess_streak_ = above ? excess_streak_ + 1 : 0;
+  // Judged on the newest samples pooled into a block, with the noise of as many datagrams: a small
+  // sample that lost one batch is no evidence. Between blocks the streak stands. A probe is judged
+  // on its own sample, not pooled: it sends above the link on purpose, and a block of 8 samples at
+  // a low rate held one probe's overshoot each time, read as excess twice in a row.
+  const bool probe = sample_gain > 1;
+  const bool judged = probe || recent_loss_.add(s.loss, s.datagrams);
+  const double judged_loss = probe ? s.loss : judged ? recent_loss_.blocks().back() : 0;
+  const double judged_datagrams = probe ? s.datagrams : recent_loss_.last_datagrams();
+  const double judged_noise =
+      3 * std::max(std::sqrt(base_loss_ * (1 - base_loss_) / std::max(1.0, judged_datagrams)), loss_spread_);
+  const bool above = judged && loss_window_.blocks().size() >= 4 &&
+                     judged_loss > base_loss_ + std::max({0.02, 0.25 * base_loss_, judged_noise});
+  if (judged) excess_streak_ = above ? excess_streak_ + 1 : 0;
   const bool excess_loss = excess_streak_ >= 2;
   const bool app_limited = s.send_rate < 0.7 * rate_;
   queued_streak_ = queue_building ? queued_streak_ + 1 : 0;
@@ -354,6 +376,7 @@ void RateController::on_sample(const FeedbackSample& s) {
         phase_ = Phase::cruise;
         rate_ = kReceiverPace * carried;
         since_cut_ = 0;
+        receiver_ended_startup_ = true;
         break;
       }
       if (queue_building || receiver_behind) break;  // one sample over the target: hold until the next says more
@@ -372,6 +395,21 @@ void RateController::on_sample(const FeedbackSample& s) {
       rate_ = std::min(rate_ / 0.8, link);
       break;
     case Phase::cruise: {
+      // Startup ended at the receiver's pace (its memory first touched, its host busy), so the
+      // path was never measured. Once the receiver has kept up for 8 samples, measure it as
+      // startup does, doubling: under 5 % random loss the probe cycle alone took 2 min to climb
+      // from 150 Mbit/s on a 10 Gbit/s veth (docs/data-path.md). Twice at most: a receiver that
+      // is the bottleneck for good must not be overrun every few samples.
+      if (receiver_ended_startup_ && receiver_samples_ == 0 && !queue_building && !full && !competing() && !sharing() &&
+          startup_restarts_ < 2) {
+        receiver_ended_startup_ = false;
+        ++startup_restarts_;
+        phase_ = Phase::startup;
+        startup_best_ = carried;
+        startup_flat_ = 0;
+        rate_ = 2 * std::max(rate_, carried);
+        break;
+      }
       // Probe up one sample in eight, drain a little after, hold at the link rate otherwise. A
       // probe the path took whole (all of it delivered, no queue, no loss above the floor, the
       // receiver keeping up) at a rate it never gave before is followed by another at once:

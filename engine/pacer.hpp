@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <utility>
 
 #include "protocol/wire.hpp"
 
@@ -73,6 +74,30 @@ struct PacerState {
   int foreign_samples = 0;  // of the last 16, those with another flow's queue
 };
 
+// Losses pooled into blocks of at least kDatagrams datagrams (or `max_samples` samples, where
+// given), the newest `keep` of them kept. A sample is a fraction of what it held: at a low rate a
+// 20 ms sample holds a few hundred datagrams, a dozen GSO batches where loss drops whole batches,
+// and a quarter of such samples lose none at 5 % random loss. A percentile of per-sample losses
+// then read a floor of 0 (docs/data-path.md). At a high rate each sample is a block.
+class LossBlocks {
+ public:
+  static constexpr double kDatagrams = 2048;
+  explicit LossBlocks(std::size_t keep, int max_samples = 0) : keep_(keep), max_samples_(max_samples) {}
+  // Adds a sample; true when it completed a block.
+  bool add(double loss, double datagrams);
+  void clear_partial() { lost_ = sent_ = 0, samples_ = 0; }
+  const std::deque<double>& blocks() const { return blocks_; }
+  double last_datagrams() const { return last_datagrams_; }  // what the newest block was of
+
+ private:
+  std::size_t keep_;
+  int max_samples_;
+  double lost_ = 0, sent_ = 0;  // of the block being filled
+  int samples_ = 0;
+  double last_datagrams_ = 0;
+  std::deque<double> blocks_;
+};
+
 class RateController {
  public:
   explicit RateController(const RateConfig& cfg);
@@ -96,12 +121,17 @@ class RateController {
   Phase phase_ = Phase::startup;
   void yield_to_congestion(double carried);
 
-  std::deque<double> loss_window_;   // losses of recent samples taken with no queue: the random floor
+  LossBlocks loss_window_{16};  // losses of recent samples taken with no queue: the random floor
+  // What the newest samples lost, judged when a block is complete: above the floor twice in a row
+  // is two blocks of evidence, not one block seen twice (one probe's overshoot stays in a pool).
+  LossBlocks recent_loss_{1, 8};
   std::deque<double> bw_window_;     // recent loss-corrected delivery rates: their maximum is the link
   double base_loss_ = 0;
   double loss_spread_ = 0;  // the standard deviation of recent samples' loss, from their quartiles
   double startup_best_ = 0;
   int startup_flat_ = 0;
+  bool receiver_ended_startup_ = false;  // startup ended at the receiver's pace: the path is not measured
+  int startup_restarts_ = 0;             // times startup was entered again once the receiver kept up
   int excess_streak_ = 0;
   unsigned cycle_ = 0;
   int since_cut_ = 0;
@@ -118,7 +148,7 @@ class RateController {
   std::uint16_t foreign_samples_ = 0;  // of the last 16 samples, those with another flow's signs
   std::uint8_t receiver_samples_ = 0;  // of the last 8 samples, those with the receiver's backlog above target
   double fallback_growth(const FeedbackSample& s) const;
-  std::deque<double> drain_losses_;  // losses of the last samples sent at the drain gain (0.85)
+  LossBlocks drain_losses_{3};       // losses of the last samples sent at the drain gain (0.85)
   double last_gain_ = 1;             // the gain the rate of the sample now arriving was set with
   // The largest carried rate, forgotten slowly (half-life over a minute): what the path gave
   // us lately. Cuts stop at a quarter of it; the additive step is capped by it.
