@@ -3,18 +3,22 @@
 # the run in N that goes wrong and reading why (docs/protocol.md "Pacing" has the trace's columns).
 # Root only (network namespaces, nftables).
 #
-#   bash bench/trace-runs.sh [--runs N] [--size S] [--dirty-rate R] [--loss PCT] [--mtu M] [--out DIR]
+#   bash bench/trace-runs.sh [--runs N] [--size S] [--dirty-rate R] [--loss PCT] [--mtu M]
+#                            [--rate R] [--out DIR] [-- MIGRATE-OPTIONS...]
 #     --runs N        migrations (default 8)
 #     --size S        the synthetic image's size (default 2G)
 #     --dirty-rate R  dirty it at R per second while it moves (default: idle)
 #     --loss PCT      nftables random loss into the destination, 0-100 (default 5)
 #     --mtu M         the veth's MTU (default 1500)
+#     --rate R        a tc tbf of R (tc's units: 1gbit) on the sender's veth (default: none)
 #     --out DIR       where the traces, reports and logs go (default bench/out/trace-runs)
+#     -- ...          more options for `hymig migrate` (for example: -- --bulk tcp)
 # Prints one line per run: its exit code and wall seconds. Environment: HYMIG_BUILD (default
 # build/release).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
-RUNS=8 SIZE=2G DIRTY="" LOSS=5 MTU=1500 OUT=bench/out/trace-runs
+RUNS=8 SIZE=2G DIRTY="" LOSS=5 MTU=1500 RATE="" OUT=bench/out/trace-runs
+MIGRATE_EXTRA=()
 while (($#)); do
   case $1 in
     --runs) RUNS=${2:?--runs needs a number}; shift ;;
@@ -22,8 +26,10 @@ while (($#)); do
     --dirty-rate) DIRTY=${2:?--dirty-rate needs a rate}; shift ;;
     --loss) LOSS=${2:?--loss needs a percentage}; shift ;;
     --mtu) MTU=${2:?--mtu needs a number}; shift ;;
+    --rate) RATE=${2:?--rate needs a rate}; shift ;;
     --out) OUT=${2:?--out needs a directory}; shift ;;
-    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --) shift; MIGRATE_EXTRA=("$@"); break ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "trace-runs: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -38,6 +44,7 @@ source tests/lib/netlab.sh
 mkdir -p "$OUT" || exit 2
 netlab_up "$MTU"
 netlab_loss "$LOSS"
+[ -n "$RATE" ] && netlab_rate "$RATE"
 rm -f "$OUT/key"
 "$HYMIG" keygen "$OUT/key" >/dev/null 2>&1 || { echo "trace-runs: hymig keygen failed" >&2; exit 1; }
 listening() { [ -n "$(ip netns exec "$NETLAB_NS_DST" ss -Hltn "sport = :7571")" ]; }
@@ -54,7 +61,7 @@ for i in $(seq 1 "$RUNS"); do
   hm_wait_for 10 listening || { echo "trace-runs: hymig serve did not listen (see $OUT/serve$i.log)" >&2; exit 1; }
   start=$(date +%s.%N)
   ip netns exec "$NETLAB_NS_SRC" timeout 300 "$HYMIG" migrate --key-file "$OUT/key" --image "$image" \
-    --to "$NETLAB_ADDR_DST:7571" --report json --progress json --trace-pacer "$OUT/trace$i.csv" \
+    --to "$NETLAB_ADDR_DST:7571" --report json --progress json --trace-pacer "$OUT/trace$i.csv" "${MIGRATE_EXTRA[@]}" \
     >"$OUT/report$i.json" 2>"$OUT/progress$i.log"
   rc=$?
   end=$(date +%s.%N)
