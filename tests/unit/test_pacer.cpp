@@ -72,6 +72,25 @@ FeedbackSample sent_at(double rate) {
   return s;
 }
 
+// 0.4 s in which the receiver takes `pace` bytes/s, its socket backed up beyond it, the path
+// losing `p` in whole batches of `drops.batch` datagrams: startup ends at the receiver's pace.
+void start_at_a_slow_receiver(RateController& rc, double pace, double p = 0, std::mt19937_64* rng = nullptr,
+                              Drops drops = {1472, 1}) {
+  for (int i = 0; i < 20; ++i) {
+    FeedbackSample s = sent_at(rc.rate());
+    if (p > 0) {
+      const double batches = std::ceil(s.datagrams / drops.batch);
+      s.datagrams = batches * drops.batch;
+      const long kept = std::binomial_distribution<long>(static_cast<long>(batches), 1 - p)(*rng);
+      s.loss = 1 - static_cast<double>(kept) / batches;
+    }
+    s.delivered_rate = std::min(rc.rate(), pace) * (1 - s.loss);
+    s.receiver_queue_s = rc.rate() > pace ? 0.01 : 0.0;
+    s.qdelay_s = s.receiver_queue_s;
+    rc.on_sample(s);
+  }
+}
+
 class PacerUnderRandomLoss : public ::testing::TestWithParam<double> {};
 
 TEST_P(PacerUnderRandomLoss, SettlesNearCapacityWithoutCollapse) {
@@ -202,13 +221,7 @@ TEST(Pacer, AReceiverStallThatBacksUpIntoThePathIsNotAnotherFlow) {
 // to 1 GB/s took ~1.4 s, half of a 2 GiB migration.
 TEST(Pacer, FindsTheLinkFastOnceASlowStartingReceiverSpeedsUp) {
   RateController rc(RateConfig{100 << 20});
-  for (int i = 0; i < 20; ++i) {  // 0.4 s in which the receiver takes 0.15 GB/s, its socket backed up
-    FeedbackSample s = sent_at(rc.rate());
-    s.delivered_rate = std::min(rc.rate(), 0.15e9);
-    s.receiver_queue_s = rc.rate() > 0.15e9 ? 0.01 : 0.0;
-    s.qdelay_s = s.receiver_queue_s;
-    rc.on_sample(s);
-  }
+  start_at_a_slow_receiver(rc, 0.15e9);
   ASSERT_STREQ(rc.phase(), "cruise");
   ASSERT_LT(rc.rate(), 0.2e9) << "the case needs a start that left at the slow receiver's pace";
   double queue = 0;
@@ -225,28 +238,18 @@ TEST(Pacer, FindsTheLinkFastOnceASlowStartingReceiverSpeedsUp) {
 }
 
 // Traced in the lab (--trace-pacer, 5 % nftables loss over veth at MTU 1500): a start that ended at
-// a slow receiver's pace left the rate at 38 Mbit/s, where a 20 ms sample holds a few hundred
-// datagrams in a dozen GSO batches. A quarter of such samples lose none, so a floor taken as a low
-// percentile of per-sample losses read 0; every lost batch was then loss above the floor, the
-// pacer cut to its share floor and the long-term link decayed under it: 100-250 Mbit/s for 2 min
-// on a 10 Gbit/s path, in one run of three.
+// a slow receiver's pace left the rate at 38 Mbit/s, and cruise at 100-250 Mbit/s, where a 20 ms
+// sample holds a few hundred datagrams in a handful of GSO batches. A quarter of such samples lose
+// none, so a floor taken as a low percentile of per-sample losses read 0; every lost batch was then
+// loss above the floor, the pacer cut to its share floor and the long-term link decayed under it:
+// 100-250 Mbit/s for up to 2 min on a 10 Gbit/s path, in one run of three or four.
 TEST(Pacer, BurstyRandomLossAtALowStartingRateIsNotCongestion) {
   const Drops gso_batches{1472, 44};
   std::vector<int> took;
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     std::mt19937_64 rng(seed);
     RateController rc(RateConfig{100 << 20});
-    for (int i = 0; i < 20; ++i) {  // 0.4 s in which the receiver takes 20 MB/s, its socket backed up
-      FeedbackSample s = sent_at(rc.rate());
-      const double batches = std::ceil(s.datagrams / gso_batches.batch);
-      s.datagrams = batches * gso_batches.batch;
-      s.loss =
-          1 - static_cast<double>(std::binomial_distribution<long>(static_cast<long>(batches), 0.95)(rng)) / batches;
-      s.delivered_rate = std::min(rc.rate(), 20e6) * (1 - s.loss);
-      s.receiver_queue_s = rc.rate() > 20e6 ? 0.01 : 0.0;
-      s.qdelay_s = s.receiver_queue_s;
-      rc.on_sample(s);
-    }
+    start_at_a_slow_receiver(rc, 20e6, 0.05, &rng, gso_batches);
     ASSERT_STREQ(rc.phase(), "cruise");
     ASSERT_LT(rc.rate(), 30e6) << "the case needs a start that left at the slow receiver's pace";
     double queue = 0;
