@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
-#include <utility>
 
 #include "protocol/wire.hpp"
 
