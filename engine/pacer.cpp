@@ -247,16 +247,14 @@ void RateController::on_sample(const FeedbackSample& s) {
   const bool receiver_full = receiver_streak_ >= 2;
   // Random loss floor: a low percentile of the loss of the last 16 blocks of samples (a sample at
   // a high rate, several pooled to 2048 datagrams at a low one; not the probes, which overshoot on
-  // purpose). Loss caused by sending too
-  // fast vanishes in the samples taken below the link rate; random loss stays in all of them. Not
-  // the minimum: a sample of 64 datagrams at 30 % loss varies by +-6 %, and the minimum of 16 such
-  // samples would put the floor far below the real random loss. (Not the median either: a flow
-  // that joins a link whose queue is already full sees its drops in every sample.) Only samples
-  // taken while no queue stood count: a full tail-drop queue's losses are congestion, and counting
-  // them as random is the loop that kept the rate above a shared link's capacity. The spread of
-  // the same samples (their interquartile range, as a standard deviation) is the noise: loss that
-  // drops a whole GSO batch at once, as a veth's input hook does, varies far more than a binomial
-  // of the sample's datagrams.
+  // purpose). Loss caused by sending too fast vanishes in the samples taken below the link rate;
+  // random loss stays in all of them. Not the minimum: a sample of 64 datagrams at 30 % loss varies by +-6 %, and the
+  // minimum of 16 such samples would put the floor far below the real random loss. (Not the median either: a flow that
+  // joins a link whose queue is already full sees its drops in every sample.) Only samples taken while no queue stood
+  // count: a full tail-drop queue's losses are congestion, and counting them as random is the loop that kept the rate
+  // above a shared link's capacity. The spread of the same samples (their interquartile range, as a standard deviation)
+  // is the noise: loss that drops a whole GSO batch at once, as a veth's input hook does, varies far more than a
+  // binomial of the sample's datagrams.
   const double sample_gain = last_gain_;  // what the rate of the sample now arriving was set with
   if (!queue_building && sample_gain <= 1 && loss_window_.add(s.loss, s.datagrams)) {
     std::vector<double> sorted(loss_window_.blocks().begin(), loss_window_.blocks().end());
@@ -293,18 +291,18 @@ void RateController::on_sample(const FeedbackSample& s) {
   // Loss above the floor by more than the samples' noise (3 standard deviations: of a binomial of
   // the sample's datagrams, or the spread measured, whichever is larger), twice in a row: one noisy
   // sample must not cut the rate.
-  const double noise =
-      3 * std::max(std::sqrt(base_loss_ * (1 - base_loss_) / std::max(1.0, s.datagrams)), loss_spread_);
+  const auto noise_of = [&](double datagrams) {
+    return 3 * std::max(std::sqrt(base_loss_ * (1 - base_loss_) / std::max(1.0, datagrams)), loss_spread_);
+  };
+  const double noise = noise_of(s.datagrams);
   // Judged on the newest samples pooled into a block, with the noise of as many datagrams: a small
   // sample that lost one batch is no evidence. Between blocks the streak stands. A probe is judged
   // on its own sample, not pooled: it sends above the link on purpose, and a block of 8 samples at
   // a low rate held one probe's overshoot each time, read as excess twice in a row.
   const bool probe = sample_gain > 1;
   const bool judged = probe || recent_loss_.add(s.loss, s.datagrams);
-  const double judged_loss = probe ? s.loss : judged ? recent_loss_.blocks().back() : 0;
-  const double judged_datagrams = probe ? s.datagrams : recent_loss_.last_datagrams();
-  const double judged_noise =
-      3 * std::max(std::sqrt(base_loss_ * (1 - base_loss_) / std::max(1.0, judged_datagrams)), loss_spread_);
+  const double judged_loss = probe ? s.loss : recent_loss_.blocks().empty() ? 0 : recent_loss_.blocks().back();
+  const double judged_noise = probe ? noise : noise_of(recent_loss_.last_datagrams());
   const bool above = judged && loss_window_.blocks().size() >= 4 &&
                      judged_loss > base_loss_ + std::max({0.02, 0.25 * base_loss_, judged_noise});
   if (judged) excess_streak_ = above ? excess_streak_ + 1 : 0;

@@ -74,9 +74,9 @@ struct PacerState {
 };
 
 // Losses pooled into blocks of at least kDatagrams datagrams (or `max_samples` samples, where
-// given), the newest `keep` of them kept. A sample is a fraction of what it held: at a low rate a
-// 20 ms sample holds a few hundred datagrams, a dozen GSO batches where loss drops whole batches,
-// and a quarter of such samples lose none at 5 % random loss. A percentile of per-sample losses
+// given), the newest `keep` of them kept. A sample's loss is a fraction of what it held: at a low
+// rate a 20 ms sample holds a few hundred datagrams, a handful of GSO batches where loss drops whole
+// batches, and a quarter of such samples lose none at 5 % random loss. A percentile of per-sample losses
 // then read a floor of 0 (docs/data-path.md). At a high rate each sample is a block.
 class LossBlocks {
  public:
@@ -84,7 +84,10 @@ class LossBlocks {
   explicit LossBlocks(std::size_t keep, int max_samples = 0) : keep_(keep), max_samples_(max_samples) {}
   // Adds a sample; true when it completed a block.
   bool add(double loss, double datagrams);
-  void clear_partial() { lost_ = sent_ = 0, samples_ = 0; }
+  void clear_partial() {
+    lost_ = sent_ = 0;
+    samples_ = 0;
+  }
   const std::deque<double>& blocks() const { return blocks_; }
   double last_datagrams() const { return last_datagrams_; }  // what the newest block was of
 
